@@ -1,0 +1,91 @@
+//! The evolutionary search of ESR_EA (spec §2–§3): individuals, repair,
+//! mutation, crossover, selection, elitism and the serialisable search state.
+
+pub mod individual;
+pub mod problem;
+pub mod state;
+
+use serde::{Deserialize, Serialize};
+
+pub use individual::{Individual, Slot};
+pub use problem::{Problem, Reach};
+pub use state::{
+    Evaluation, Evaluator, GenerationSummary, Member, Origin, Search, SearchState, Status,
+};
+
+/// Why a search cannot start or continue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    /// The constraints can never be met.
+    #[error("infeasible search constraints: {0}")]
+    Infeasible(String),
+    /// The constraints can be met in principle, but repair did not get there.
+    #[error("search constraints practically unreachable: {0}")]
+    Unreachable(String),
+    /// A saved state does not fit the config it is resumed with.
+    #[error("saved search state does not match the config: {0}")]
+    StateMismatch(String),
+}
+
+/// How crossover parents are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// Fitness-proportional, without replacement (the reference's default).
+    #[default]
+    Roulette,
+    /// Best of two random candidates.
+    Tournament,
+}
+
+/// `nas.search_algorithm.policy`: the shape of the evolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Generations to run.
+    pub num_generation: usize,
+    /// Individuals per generation (N).
+    pub num_individual: usize,
+    /// Elites kept across generations (E).
+    pub num_elitism: usize,
+    /// Per-gene mutation probability.
+    pub mutation_rate: f64,
+    /// How crossover parents are chosen.
+    #[serde(default)]
+    pub selection: Selection,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            num_generation: 20,
+            num_individual: 8,
+            num_elitism: 4,
+            mutation_rate: 0.05,
+            selection: Selection::Roulette,
+        }
+    }
+}
+
+/// `nas.search_algorithm.range`: the constraints every individual must meet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    /// Slots per individual.
+    pub node_num: usize,
+    /// Minimum number of used slots (network depth).
+    pub min_active: usize,
+    /// Largest allowed exact parameter count.
+    pub max_params: u64,
+    /// Smallest allowed exact parameter count.
+    pub min_params: u64,
+}
+
+impl Default for Range {
+    fn default() -> Self {
+        Range {
+            node_num: 20,
+            min_active: 16,
+            max_params: 325_000,
+            min_params: 315_000,
+        }
+    }
+}
