@@ -8,7 +8,7 @@ pub mod state;
 use serde::{Deserialize, Serialize};
 
 pub use individual::{Individual, Slot};
-pub use problem::{Problem, Reach};
+pub use problem::{Problem, Reach, RepairCost, RepairRounds};
 pub use state::{
     Evaluation, Evaluator, GenerationSummary, Member, Origin, Search, SearchState, Status,
 };

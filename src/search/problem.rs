@@ -34,6 +34,28 @@ pub struct Problem {
     block_params: HashMap<(usize, usize), u64>,
 }
 
+/// How many rounds a repair took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RepairRounds {
+    /// Rounds of flipping used bits.
+    pub depth: usize,
+    /// Rounds of resampling choices.
+    pub budget: usize,
+}
+
+/// What drawing and repairing random individuals costs for these constraints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RepairCost {
+    /// Individuals drawn.
+    pub samples: usize,
+    /// Mean budget-repair rounds per individual.
+    pub mean_rounds: f64,
+    /// Most rounds any one needed.
+    pub max_rounds: usize,
+    /// Mean wall time per individual, in milliseconds.
+    pub mean_millis: f64,
+}
+
 /// Parameters reachable by networks of a given depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reach {
@@ -137,6 +159,33 @@ impl Problem {
         Ok(individual)
     }
 
+    /// Draws `samples` random individuals and measures their repair.
+    pub fn measure_repair(&self, samples: usize, seed: u64) -> Result<RepairCost, SearchError> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let start = std::time::Instant::now();
+        let mut total = 0;
+        let mut max_rounds = 0;
+        for _ in 0..samples {
+            let slots = (0..self.range.node_num)
+                .map(|_| Slot {
+                    used: rng.random_bool(0.5),
+                    choice: self.sample_choice(&mut rng),
+                })
+                .collect();
+            let rounds = self.repair(&mut Individual { slots }, &mut rng)?;
+            total += rounds.budget;
+            max_rounds = max_rounds.max(rounds.budget);
+        }
+        let n = samples.max(1) as f64;
+        Ok(RepairCost {
+            samples,
+            mean_rounds: total as f64 / n,
+            max_rounds,
+            mean_millis: start.elapsed().as_secs_f64() * 1000.0 / n,
+        })
+    }
+
     /// Flips every slot's used bit with probability `mutation_rate`.
     pub fn flip_used<R: Rng>(&self, individual: &mut Individual, rng: &mut R) {
         for slot in &mut individual.slots {
@@ -162,9 +211,11 @@ impl Problem {
         &self,
         individual: &mut Individual,
         rng: &mut R,
-    ) -> Result<(), SearchError> {
-        self.repair_depth(individual, rng)?;
-        self.repair_budget(individual, rng)
+    ) -> Result<RepairRounds, SearchError> {
+        Ok(RepairRounds {
+            depth: self.repair_depth(individual, rng)?,
+            budget: self.repair_budget(individual, rng)?,
+        })
     }
 
     /// Flips used bits until at least `min_active` slots are used.
@@ -172,7 +223,7 @@ impl Problem {
         &self,
         individual: &mut Individual,
         rng: &mut R,
-    ) -> Result<(), SearchError> {
+    ) -> Result<usize, SearchError> {
         let mut rounds = 0;
         while individual.active() < self.range.min_active {
             if rounds == MAX_REPAIR_ROUNDS {
@@ -193,7 +244,7 @@ impl Problem {
             }
             rounds += 1;
         }
-        Ok(())
+        Ok(rounds)
     }
 
     /// Resamples used choices until the exact params are within the budget.
@@ -201,7 +252,7 @@ impl Problem {
         &self,
         individual: &mut Individual,
         rng: &mut R,
-    ) -> Result<(), SearchError> {
+    ) -> Result<usize, SearchError> {
         let mut rounds = 0;
         while !self.in_budget(self.params(individual)) {
             if rounds == MAX_REPAIR_ROUNDS {
@@ -223,7 +274,7 @@ impl Problem {
             }
             rounds += 1;
         }
-        Ok(())
+        Ok(rounds)
     }
 
     /// Smallest and largest exact parameter counts of networks of each depth

@@ -1,0 +1,58 @@
+//! The command line: one subcommand per job, each in its own module.
+
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// Evolutionary search for small, fast super-resolution networks (ESR_EA).
+#[derive(Debug, Parser)]
+#[command(name = "esr-ea", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the blocks, exact parameters and Multi-Adds of an architecture.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Inspect(args)) => inspect::run(&args),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
+    }
+}
+
+/// Formats an integer with thousands separators (`520,595`).
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(520_595), "520,595");
+        assert_eq!(super::thousands(111_616_819_200), "111,616,819,200");
+    }
+}
