@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod search;
 pub mod space;
+pub mod train;
