@@ -2,6 +2,7 @@
 //! super-resolution networks (ESR_EA, AAAI 2020).
 
 pub mod cli;
+pub mod fsutil;
 pub mod search;
 pub mod space;
 pub mod train;

@@ -1,5 +1,6 @@
 //! Training: optimiser, learning-rate schedule, the training loop and validation.
 
+pub mod init;
 pub mod optim;
 pub mod schedule;
 
