@@ -2,6 +2,7 @@
 //! mutation, crossover, selection, elitism and the serialisable search state.
 
 pub mod individual;
+pub mod plan;
 pub mod problem;
 pub mod state;
 

@@ -57,7 +57,11 @@ mod tests {
         let _conv = candle_nn::conv2d(4, 8, 3, Default::default(), vb.pp("c")).unwrap();
         init_seeded(&varmap, seed).unwrap();
         let data = varmap.data().lock().unwrap();
-        let mut out = data["c.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut out = data["c.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         out.extend(data["c.bias"].to_vec1::<f32>().unwrap());
         out
     }

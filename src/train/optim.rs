@@ -157,13 +157,25 @@ mod tests {
 
     fn loss(vars: &HashMap<String, Var>) -> Tensor {
         // (w - 3)^2 summed: minimum at w = 3.
-        (vars["w"].as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap()
+        (vars["w"].as_tensor() - 3.0)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
     }
 
     #[test]
     fn first_step_moves_each_value_by_lr_like_pytorch() {
         let v = vars(1.0);
-        let mut adam = Adam::new(&v, AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        let mut adam = Adam::new(
+            &v,
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         adam.backward_step(&loss(&v)).unwrap();
         let w = v["w"].as_tensor().to_vec1::<f32>().unwrap();
         // Adam's first step is lr * sign(grad).
@@ -174,19 +186,32 @@ mod tests {
     #[test]
     fn converges_on_a_quadratic() {
         let v = vars(0.0);
-        let mut adam = Adam::new(&v, AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        let mut adam = Adam::new(
+            &v,
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for _ in 0..300 {
             adam.backward_step(&loss(&v)).unwrap();
         }
         let w = v["w"].as_tensor().to_vec1::<f32>().unwrap();
-        assert!((w[0] - 3.0).abs() < 0.05 && (w[1] - 3.0).abs() < 0.05, "{w:?}");
+        assert!(
+            (w[0] - 3.0).abs() < 0.05 && (w[1] - 3.0).abs() < 0.05,
+            "{w:?}"
+        );
     }
 
     #[test]
     fn saved_state_resumes_identically() {
         let run = |split: Option<usize>| {
             let v = vars(0.5);
-            let cfg = AdamConfig { lr: 0.05, ..Default::default() };
+            let cfg = AdamConfig {
+                lr: 0.05,
+                ..Default::default()
+            };
             let mut adam = Adam::new(&v, cfg).unwrap();
             let mut trace = Vec::new();
             for step in 0..10 {
