@@ -369,3 +369,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hand_made_members_are_validated_marked_and_selected() {
+    let problem = small_problem(Policy {
+        num_generation: 2,
+        ..Policy::default()
+    });
+    let mut search = Search::new(problem.clone(), 9).unwrap();
+    // A gene outside the configured lists, too few blocks, a budget violation.
+    let bad =
+        esr_ea::space::GeneList::parse_args(&["S_4_16_64 S_4_16_16 S_4_16_16 S_4_16_16"]).unwrap();
+    assert!(search
+        .inject(&bad)
+        .unwrap_err()
+        .contains("not in growth_rate"));
+    let short = esr_ea::space::GeneList::parse_args(&["S_4_16_16"]).unwrap();
+    assert!(search.inject(&short).unwrap_err().contains("min_active"));
+    let big =
+        esr_ea::space::GeneList::parse_args(&["S_8_32_32 S_8_32_32 S_8_32_32 S_8_32_32 S_8_32_32"])
+            .unwrap();
+    assert!(search
+        .inject(&big)
+        .unwrap_err()
+        .contains("outside the budget"));
+    // A valid one: reuse a generated member's genes with one more block.
+    let good = search.state.population[0].genes.clone();
+    let id = search.inject(&good).unwrap();
+    assert_eq!(search.state.population.len(), 9);
+    let injected = search.state.population.last().unwrap();
+    assert_eq!(injected.id, id);
+    assert!(injected.origin.is_hand_made());
+    // Random hand mutation changes a queued member and marks it.
+    let target = search.state.population[1].id;
+    let before = search.state.population[1].genes.clone();
+    search.hand_mutate(target, None).unwrap();
+    let after = &search.state.population[1];
+    assert_ne!(after.genes, before);
+    assert!(after.origin.is_hand_made());
+    assert!(problem.is_valid(&after.individual));
+    search.run(&mut FakeTrainer::new());
+    assert!(search.state.history.iter().any(|m| m.origin.is_hand_made()));
+    // Done members cannot be changed.
+    let done = search.state.history[0].id;
+    assert!(search.hand_mutate(done, None).is_err());
+}

@@ -482,6 +482,98 @@ impl Search {
         ((a, origin.clone()), (b, origin))
     }
 
+    /// Checks a hand-given gene list against the space, `node_num` and the budget.
+    pub fn hand_individual(&self, genes: &GeneList) -> Result<Individual, String> {
+        let problem = &self.problem;
+        problem
+            .space
+            .validate_genes(genes)
+            .map_err(|e| e.to_string())?;
+        let individual = Individual::from_genes(genes, &problem.table, problem.range.node_num)
+            .map_err(|e| e.to_string())?;
+        if individual.active() < problem.range.min_active {
+            return Err(format!(
+                "{} blocks are fewer than min_active = {}",
+                individual.active(),
+                problem.range.min_active
+            ));
+        }
+        let params = problem.params(&individual);
+        let r = &problem.range;
+        if params < r.min_params || params > r.max_params {
+            return Err(format!(
+                "{params} params are outside the budget {}..{}",
+                r.min_params, r.max_params
+            ));
+        }
+        Ok(individual)
+    }
+
+    /// Adds a hand-made member to the current generation; returns its id.
+    pub fn inject(&mut self, genes: &GeneList) -> Result<u64, String> {
+        if self.state.finished {
+            return Err("the search has finished".into());
+        }
+        let individual = self.hand_individual(genes)?;
+        let member = self.new_member(individual, Origin::Injected);
+        let id = member.id;
+        self.state.population.push(member);
+        let index = self.state.population.len() - 1;
+        self.resolve_from_cache(index);
+        Ok(id)
+    }
+
+    /// Changes a queued member by hand: re-samples its genes with the search's
+    /// own mutation and repair (`genes = None`) or sets the given list.
+    pub fn hand_mutate(&mut self, id: u64, genes: Option<&GeneList>) -> Result<(), String> {
+        let index = self
+            .member_index(id)
+            .ok_or_else(|| format!("no member {id} in the current generation"))?;
+        if self.state.population[index].status != Status::Pending {
+            return Err(format!(
+                "member {id} is {}: only queued members can be changed",
+                self.state.population[index].status.name()
+            ));
+        }
+        let individual = match genes {
+            Some(genes) => self.hand_individual(genes)?,
+            None => {
+                let mut child = self.state.population[index].individual.clone();
+                let before = child.clone();
+                let rng = &mut self.state.rng;
+                // Mutate until something changes, so the key press is never a no-op.
+                for _ in 0..1000 {
+                    self.problem.flip_used(&mut child, rng);
+                    self.problem.resample_used(&mut child, rng);
+                    self.problem
+                        .repair(&mut child, rng)
+                        .map_err(|e| e.to_string())?;
+                    if child.genes(&self.problem.table) != before.genes(&self.problem.table) {
+                        break;
+                    }
+                }
+                child
+            }
+        };
+        let was = self.state.population[index].origin.clone();
+        let origin = match was {
+            Origin::HandMutated { .. } | Origin::Injected => was,
+            other => Origin::HandMutated {
+                was: Box::new(other),
+            },
+        };
+        let genes = individual.genes(&self.problem.table);
+        let cost = self.problem.space.arch(genes.clone()).cost();
+        let member = &mut self.state.population[index];
+        member.individual = individual;
+        member.genes = genes;
+        member.params = cost.params;
+        member.multi_adds = cost.multi_adds;
+        member.origin = origin;
+        self.resolve_from_cache(index);
+        Ok(())
+    }
+
     /// Runs the whole search with an evaluator, one member at a time.
     pub fn run<E: Evaluator>(&mut self, evaluator: &mut E) -> Vec<GenerationSummary> {
         let mut summaries = Vec::new();

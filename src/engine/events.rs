@@ -1,0 +1,217 @@
+//! What the engine tells its front ends, and what they may ask of it.
+//!
+//! Both are plain serde types: the engine appends every event to
+//! `events.jsonl`, the TUI and headless printer consume the same stream, and
+//! commands arrive as JSON lines over the run's control socket.
+
+use serde::{Deserialize, Serialize};
+
+use crate::search::{Evaluation, Member};
+
+/// One thing that happened in a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run started or resumed.
+    RunStarted {
+        /// Run name (the run directory's name).
+        run: String,
+        /// Devices training runs on.
+        devices: Vec<String>,
+        /// Generations in total.
+        generations: usize,
+        /// Individuals per generation.
+        individuals: usize,
+        /// Budget, inclusive.
+        min_params: u64,
+        /// Budget, inclusive.
+        max_params: u64,
+        /// True when continuing a saved state.
+        resumed: bool,
+    },
+    /// A generation's members are known (new population, or after a hand change).
+    Generation {
+        /// 0-based generation.
+        generation: usize,
+        /// Its members as they stand.
+        members: Vec<Member>,
+    },
+    /// A member waits for a worker.
+    Queued {
+        /// Member id.
+        id: u64,
+    },
+    /// A worker began training a member.
+    Started {
+        /// Member id.
+        id: u64,
+        /// Device it runs on.
+        device: String,
+        /// Training steps planned.
+        steps: usize,
+    },
+    /// Training progress.
+    Progress {
+        /// Member id.
+        id: u64,
+        /// Steps done.
+        step: usize,
+        /// Steps planned.
+        steps: usize,
+        /// Training loss (L1) of the last step.
+        loss: f64,
+        /// Learning rate of the last step.
+        lr: f64,
+    },
+    /// A member was trained and validated.
+    Evaluated {
+        /// Member id.
+        id: u64,
+        /// Its result.
+        evaluation: Evaluation,
+        /// Exact params.
+        params: u64,
+        /// Multi-Adds at 720p.
+        multi_adds: u64,
+    },
+    /// A member reused the result of an identical architecture.
+    Cached {
+        /// Member id.
+        id: u64,
+        /// The reused result.
+        evaluation: Evaluation,
+    },
+    /// A member's training failed.
+    Failed {
+        /// Member id.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A member was stopped by hand.
+    Killed {
+        /// Member id.
+        id: u64,
+    },
+    /// A generation finished; elitism done.
+    GenerationDone {
+        /// 0-based generation.
+        generation: usize,
+        /// Best fitness of the generation.
+        best: Option<f64>,
+        /// Mean fitness of the generation.
+        mean: Option<f64>,
+        /// Elites after it.
+        elites: Vec<Member>,
+    },
+    /// No new training starts until resumed.
+    Paused,
+    /// Training starts again.
+    Resumed,
+    /// Something worth telling a person.
+    Log {
+        /// `info`, `warn` or `error`.
+        level: String,
+        /// The message.
+        message: String,
+    },
+    /// Best architectures were exported.
+    Exported {
+        /// Where.
+        dir: String,
+        /// How many.
+        count: usize,
+    },
+    /// The search ended (all generations done, or stopped).
+    Finished {
+        /// True when every generation completed; false when stopped early.
+        complete: bool,
+        /// Elites at the end.
+        elites: Vec<Member>,
+        /// Members that reused a cached result.
+        cache_hits: u64,
+    },
+}
+
+/// A request from a front end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Start no new training (the one in flight finishes).
+    Pause,
+    /// Start training again.
+    Resume,
+    /// Stop a member's training now; it gets no fitness.
+    Kill {
+        /// Member id.
+        id: u64,
+    },
+    /// Re-sample a queued member's genes with the search's own mutation and
+    /// repair, or set them to `genes` (validated against the budget).
+    Mutate {
+        /// Member id.
+        id: u64,
+        /// Genes to set, as strings; `None` to mutate at random.
+        genes: Option<Vec<String>>,
+    },
+    /// Add a hand-made member to the current generation.
+    Inject {
+        /// Its genes, as strings.
+        genes: Vec<String>,
+    },
+    /// Export the best `top` architectures with their weights.
+    Export {
+        /// How many.
+        top: usize,
+        /// Where; default `<run>/export`.
+        dir: Option<String>,
+    },
+    /// Checkpoint and exit cleanly.
+    Stop,
+}
+
+impl Event {
+    /// The member this event is about, if any.
+    pub fn member_id(&self) -> Option<u64> {
+        match self {
+            Event::Queued { id }
+            | Event::Started { id, .. }
+            | Event::Progress { id, .. }
+            | Event::Evaluated { id, .. }
+            | Event::Cached { id, .. }
+            | Event::Failed { id, .. }
+            | Event::Killed { id } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_json_lines_a_script_can_write() {
+        let c: Command = serde_json::from_str(r#"{"command":"kill","id":3}"#).unwrap();
+        assert_eq!(c, Command::Kill { id: 3 });
+        let c: Command =
+            serde_json::from_str(r#"{"command":"inject","genes":["S_4_16_24","G_4_8_16"]}"#).unwrap();
+        assert!(matches!(c, Command::Inject { genes } if genes.len() == 2));
+        assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"command":"pause"}"#);
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let e = Event::Progress {
+            id: 1,
+            step: 5,
+            steps: 40,
+            loss: 0.125,
+            lr: 1e-4,
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(text.starts_with(r#"{"event":"progress""#));
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        assert_eq!(e.member_id(), Some(1));
+    }
+}
