@@ -2,6 +2,8 @@
 //! super-resolution networks (ESR_EA, AAAI 2020).
 
 pub mod cli;
+pub mod engine;
+pub mod export;
 pub mod fsutil;
 pub mod search;
 pub mod space;

@@ -195,9 +195,13 @@ mod tests {
         let c: Command = serde_json::from_str(r#"{"command":"kill","id":3}"#).unwrap();
         assert_eq!(c, Command::Kill { id: 3 });
         let c: Command =
-            serde_json::from_str(r#"{"command":"inject","genes":["S_4_16_24","G_4_8_16"]}"#).unwrap();
+            serde_json::from_str(r#"{"command":"inject","genes":["S_4_16_24","G_4_8_16"]}"#)
+                .unwrap();
         assert!(matches!(c, Command::Inject { genes } if genes.len() == 2));
-        assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"command":"pause"}"#);
+        assert_eq!(
+            serde_json::to_string(&Command::Pause).unwrap(),
+            r#"{"command":"pause"}"#
+        );
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub struct SearchState {
     pub finished: bool,
     /// The evolution's random state.
     pub rng: ChaCha8Rng,
+    /// One summary per completed generation.
+    #[serde(default)]
+    pub summaries: Vec<GenerationSummary>,
 }
 
 /// A summary of one completed generation.
@@ -212,6 +215,7 @@ impl Search {
                 next_id: 0,
                 finished: false,
                 rng,
+                summaries: Vec::new(),
             },
         };
         search.set_population(
@@ -365,6 +369,7 @@ impl Search {
             mean,
             elites: self.state.elites.clone(),
         };
+        self.state.summaries.push(summary.clone());
         if self.state.generation + 1 >= self.problem.policy.num_generation {
             self.state.finished = true;
         } else {

@@ -1,0 +1,620 @@
+//! The background engine: evaluates a search's members on worker threads
+//! (one per device), emits [`Event`]s and obeys [`Command`]s. It never
+//! touches the terminal; front ends (TUI, headless printer, other processes
+//! through `control.jsonl`) only read events and send commands.
+
+pub mod events;
+pub mod rundir;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Result;
+
+pub use events::{Command, Event};
+pub use rundir::RunDir;
+
+use crate::search::{Evaluation, Member, Search, Status};
+use crate::space::{Arch, GeneList};
+
+/// One training job handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The member to train.
+    pub member: Member,
+    /// Its network.
+    pub arch: Arch,
+    /// Seed for its weights and patches: derived from the run seed and the
+    /// member id, so a re-run after a crash trains identically.
+    pub seed: u64,
+    /// Device name (`cpu`, `cuda:0`, …).
+    pub device: String,
+    /// Where to save the quick-trained weights.
+    pub weights: PathBuf,
+    /// Set when the member is killed or the search stops.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Progress of one training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps done.
+    pub step: usize,
+    /// Steps planned.
+    pub steps: usize,
+    /// Loss of the step.
+    pub loss: f64,
+    /// Learning rate of the step.
+    pub lr: f64,
+}
+
+/// Why an evaluation produced no fitness.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The job's cancel flag was seen.
+    Cancelled,
+    /// Training or validation failed.
+    Error(String),
+}
+
+/// Turns a job into a fitness. Implementations must check `job.cancel`
+/// regularly (at least every training step) and return `Failure::Cancelled`.
+pub trait Fitness: Send + Sync {
+    /// Training steps per evaluation (for progress and ETA).
+    fn steps(&self) -> usize;
+    /// Trains and validates the job's network, reporting each step.
+    fn evaluate(
+        &self,
+        job: &Job,
+        report: &mut dyn FnMut(StepReport),
+    ) -> Result<Evaluation, Failure>;
+}
+
+/// A message into the engine thread.
+#[derive(Debug)]
+pub enum Inbox {
+    /// From a front end.
+    Command(Command),
+    /// Progress from a worker.
+    Step(u64, StepReport),
+    /// A worker finished a job.
+    Done {
+        /// Worker index.
+        worker: usize,
+        /// Member id.
+        id: u64,
+        /// Result.
+        result: Result<Evaluation, Failure>,
+    },
+}
+
+/// What the engine needs to run.
+pub struct EngineSetup {
+    /// The search, new or resumed.
+    pub search: Search,
+    /// Its run directory.
+    pub run: RunDir,
+    /// Run seed (for per-member training seeds).
+    pub seed: u64,
+    /// Devices, one worker each.
+    pub devices: Vec<String>,
+    /// True when continuing a saved state.
+    pub resumed: bool,
+    /// The trainer.
+    pub fitness: Arc<dyn Fitness>,
+}
+
+/// A running engine: send commands, join when done.
+pub struct EngineHandle {
+    inbox: Sender<Inbox>,
+    thread: Option<JoinHandle<Result<Search>>>,
+}
+
+impl EngineHandle {
+    /// Sends a command (ignored once the engine has ended).
+    pub fn send(&self, command: Command) {
+        let _ = self.inbox.send(Inbox::Command(command));
+    }
+
+    /// A sender that other threads (signal handler, control file) can use.
+    pub fn sender(&self) -> Sender<Inbox> {
+        self.inbox.clone()
+    }
+
+    /// Waits for the engine to end and returns the final search.
+    pub fn join(mut self) -> Result<Search> {
+        match self.thread.take().expect("joined once").join() {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("the engine thread panicked"),
+        }
+    }
+}
+
+/// A per-member training seed (SplitMix64 of run seed and id).
+pub fn member_seed(run_seed: u64, id: u64) -> u64 {
+    let mut z = run_seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Starts the engine thread and its workers; events go to `events`.
+pub fn spawn(setup: EngineSetup, events: Sender<Event>) -> EngineHandle {
+    let (inbox_tx, inbox_rx) = mpsc::channel();
+    let tx = inbox_tx.clone();
+    let thread = std::thread::Builder::new()
+        .name("esr-ea-engine".into())
+        .spawn(move || Engine::new(setup, events, tx, inbox_rx).run())
+        .expect("spawn engine thread");
+    EngineHandle {
+        inbox: inbox_tx,
+        thread: Some(thread),
+    }
+}
+
+struct InFlight {
+    key: String,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Engine {
+    search: Search,
+    run: RunDir,
+    seed: u64,
+    devices: Vec<String>,
+    resumed: bool,
+    fitness: Arc<dyn Fitness>,
+    events: Sender<Event>,
+    inbox_tx: Sender<Inbox>,
+    inbox: Receiver<Inbox>,
+    workers: Vec<Sender<Job>>,
+    worker_threads: Vec<JoinHandle<()>>,
+    idle: Vec<usize>,
+    in_flight: HashMap<u64, InFlight>,
+    paused: bool,
+    stopping: bool,
+}
+
+impl Engine {
+    fn new(
+        setup: EngineSetup,
+        events: Sender<Event>,
+        inbox_tx: Sender<Inbox>,
+        inbox: Receiver<Inbox>,
+    ) -> Engine {
+        Engine {
+            search: setup.search,
+            run: setup.run,
+            seed: setup.seed,
+            devices: setup.devices,
+            resumed: setup.resumed,
+            fitness: setup.fitness,
+            events,
+            inbox_tx,
+            inbox,
+            workers: Vec::new(),
+            worker_threads: Vec::new(),
+            idle: Vec::new(),
+            in_flight: HashMap::new(),
+            paused: false,
+            stopping: false,
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Err(e) = self.run.append_event(&event) {
+            // The log is for viewers; the state file is what matters. Say it once per failure.
+            let _ = self.events.send(Event::Log {
+                level: "warn".into(),
+                message: format!("cannot append to events.jsonl: {e:#}"),
+            });
+        }
+        let _ = self.events.send(event);
+    }
+
+    fn log(&mut self, level: &str, message: String) {
+        self.emit(Event::Log {
+            level: level.into(),
+            message,
+        });
+    }
+
+    fn start_workers(&mut self) {
+        for (index, device) in self.devices.clone().into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let inbox = self.inbox_tx.clone();
+            let fitness = Arc::clone(&self.fitness);
+            let handle = std::thread::Builder::new()
+                .name(format!("esr-ea-worker-{device}"))
+                .spawn(move || {
+                    for job in rx {
+                        let id = job.member.id;
+                        let step_inbox = inbox.clone();
+                        let mut report = |r: StepReport| {
+                            let _ = step_inbox.send(Inbox::Step(id, r));
+                        };
+                        let result =
+                            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                fitness.evaluate(&job, &mut report)
+                            })) {
+                                Ok(r) => r,
+                                Err(_) => Err(Failure::Error("training panicked".into())),
+                            };
+                        let _ = inbox.send(Inbox::Done {
+                            worker: index,
+                            id,
+                            result,
+                        });
+                    }
+                })
+                .expect("spawn worker thread");
+            self.workers.push(tx);
+            self.worker_threads.push(handle);
+            self.idle.push(index);
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        if let Err(e) = self.run.save_state(&self.search.state) {
+            self.log("error", format!("cannot save the search state: {e:#}"));
+        }
+    }
+
+    fn run(mut self) -> Result<Search> {
+        self.start_workers();
+        let p = &self.search.problem;
+        let started = Event::RunStarted {
+            run: self.run.name(),
+            devices: self.devices.clone(),
+            generations: p.policy.num_generation,
+            individuals: p.policy.num_individual,
+            min_params: p.range.min_params,
+            max_params: p.range.max_params,
+            resumed: self.resumed,
+        };
+        self.emit(started);
+        self.checkpoint();
+        self.announce_generation();
+        let complete = loop {
+            if self.stopping && self.in_flight.is_empty() {
+                break false;
+            }
+            if !self.stopping && self.search.state.finished {
+                break true;
+            }
+            self.dispatch();
+            if self.in_flight.is_empty()
+                && self.search.generation_complete()
+                && !self.search.state.finished
+            {
+                self.finish_generation();
+                continue;
+            }
+            match self.inbox.recv_timeout(Duration::from_millis(200)) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break false,
+            }
+        };
+        self.checkpoint();
+        let finished = Event::Finished {
+            complete,
+            elites: self.search.state.elites.clone(),
+            cache_hits: self.search.state.cache_hits,
+        };
+        self.emit(finished);
+        self.workers.clear();
+        for t in self.worker_threads.drain(..) {
+            let _ = t.join();
+        }
+        Ok(self.search)
+    }
+
+    fn announce_generation(&mut self) {
+        let event = Event::Generation {
+            generation: self.search.state.generation,
+            members: self.search.state.population.clone(),
+        };
+        self.emit(event);
+        let cached: Vec<(u64, Evaluation)> = self
+            .search
+            .state
+            .population
+            .iter()
+            .filter_map(|m| match &m.status {
+                Status::Cached(e) => Some((m.id, e.clone())),
+                _ => None,
+            })
+            .collect();
+        for (id, evaluation) in cached {
+            self.emit(Event::Cached { id, evaluation });
+        }
+    }
+
+    fn finish_generation(&mut self) {
+        let summary = self.search.advance();
+        self.emit(Event::GenerationDone {
+            generation: summary.generation,
+            best: summary.best,
+            mean: summary.mean,
+            elites: summary.elites,
+        });
+        self.checkpoint();
+        if !self.search.state.finished {
+            self.announce_generation();
+        }
+    }
+
+    fn dispatch(&mut self) {
+        while !self.paused && !self.stopping && !self.idle.is_empty() {
+            let busy: Vec<String> = self.in_flight.values().map(|f| f.key.clone()).collect();
+            let Some(index) = self.search.next_pending(&busy) else {
+                return;
+            };
+            let worker = self.idle.remove(0);
+            let member = self.search.state.population[index].clone();
+            let cancel = Arc::new(AtomicBool::new(false));
+            let job = Job {
+                arch: self.search.problem.space.arch(member.genes.clone()),
+                seed: member_seed(self.seed, member.id),
+                device: self.devices[worker].clone(),
+                weights: self.run.model_path(member.id),
+                cancel: Arc::clone(&cancel),
+                member: member.clone(),
+            };
+            self.in_flight.insert(
+                member.id,
+                InFlight {
+                    key: member.key(),
+                    cancel,
+                },
+            );
+            let steps = self.fitness.steps();
+            self.emit(Event::Started {
+                id: member.id,
+                device: job.device.clone(),
+                steps,
+            });
+            if self.workers[worker].send(job).is_err() {
+                self.log("error", format!("worker {worker} is gone"));
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Inbox) {
+        match msg {
+            Inbox::Step(id, r) => self.emit(Event::Progress {
+                id,
+                step: r.step,
+                steps: r.steps,
+                loss: r.loss,
+                lr: r.lr,
+            }),
+            Inbox::Done { worker, id, result } => {
+                self.idle.push(worker);
+                self.idle.sort_unstable();
+                let Some(flight) = self.in_flight.remove(&id) else {
+                    return;
+                };
+                self.finish_member(id, flight, result);
+            }
+            Inbox::Command(command) => self.command(command),
+        }
+    }
+
+    fn finish_member(&mut self, id: u64, flight: InFlight, result: Result<Evaluation, Failure>) {
+        let before: Vec<u64> = self.cached_ids();
+        let killed_by_hand = flight.cancel.load(Ordering::SeqCst) && !self.stopping;
+        match result {
+            Ok(evaluation) => {
+                let (params, multi_adds) = self
+                    .search
+                    .member_index(id)
+                    .map(|i| {
+                        let m = &self.search.state.population[i];
+                        (m.params, m.multi_adds)
+                    })
+                    .unwrap_or_default();
+                if self
+                    .search
+                    .record(id, Status::Evaluated(evaluation.clone()))
+                {
+                    self.emit(Event::Evaluated {
+                        id,
+                        evaluation,
+                        params,
+                        multi_adds,
+                    });
+                }
+            }
+            Err(Failure::Cancelled) if killed_by_hand => {
+                if self.search.record(id, Status::Killed) {
+                    self.emit(Event::Killed { id });
+                }
+            }
+            // Stopping: the member stays queued and is trained again on resume.
+            Err(Failure::Cancelled) => {}
+            Err(Failure::Error(reason)) => {
+                if self.search.record(
+                    id,
+                    Status::Failed {
+                        reason: reason.clone(),
+                    },
+                ) {
+                    self.emit(Event::Failed { id, reason });
+                }
+            }
+        }
+        self.emit_new_cache_hits(&before);
+        self.checkpoint();
+    }
+
+    fn cached_ids(&self) -> Vec<u64> {
+        self.search
+            .state
+            .population
+            .iter()
+            .filter(|m| matches!(m.status, Status::Cached(_)))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    fn emit_new_cache_hits(&mut self, before: &[u64]) {
+        let new: Vec<(u64, Evaluation)> = self
+            .search
+            .state
+            .population
+            .iter()
+            .filter(|m| !before.contains(&m.id))
+            .filter_map(|m| match &m.status {
+                Status::Cached(e) => Some((m.id, e.clone())),
+                _ => None,
+            })
+            .collect();
+        for (id, evaluation) in new {
+            self.emit(Event::Cached { id, evaluation });
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    self.emit(Event::Paused);
+                    self.log(
+                        "info",
+                        "paused: the training in flight finishes, no new one starts".into(),
+                    );
+                }
+            }
+            Command::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.emit(Event::Resumed);
+                }
+            }
+            Command::Kill { id } => self.kill(id),
+            Command::Mutate { id, genes } => self.mutate(id, genes),
+            Command::Inject { genes } => self.inject(genes),
+            Command::Export { top, dir } => self.export(top, dir),
+            Command::Stop => {
+                if !self.stopping {
+                    self.stopping = true;
+                    self.log("info", "stopping: checkpointing; the training in flight is dropped and redone on resume".into());
+                    for flight in self.in_flight.values() {
+                        flight.cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(flight) = self.in_flight.get(&id) {
+            flight.cancel.store(true, Ordering::SeqCst);
+            self.log("info", format!("killing member {id}"));
+            return;
+        }
+        let before = self.cached_ids();
+        if self.search.record(id, Status::Killed) {
+            self.emit(Event::Killed { id });
+            self.log("info", format!("killed queued member {id}"));
+            self.emit_new_cache_hits(&before);
+            self.checkpoint();
+        } else {
+            self.log(
+                "warn",
+                format!("kill {id}: no queued or training member has that id"),
+            );
+        }
+    }
+
+    fn mutate(&mut self, id: u64, genes: Option<Vec<String>>) {
+        if self.in_flight.contains_key(&id) {
+            self.log(
+                "warn",
+                format!("mutate {id}: it is training already; kill it first"),
+            );
+            return;
+        }
+        let parsed = match genes.as_ref().map(|g| GeneList::parse_args(g)) {
+            Some(Err(e)) => {
+                self.log("warn", format!("mutate {id}: {e}"));
+                return;
+            }
+            Some(Ok(list)) => Some(list),
+            None => None,
+        };
+        match self.search.hand_mutate(id, parsed.as_ref()) {
+            Ok(()) => {
+                let genes = self
+                    .search
+                    .member_index(id)
+                    .map(|i| self.search.state.population[i].genes.to_string());
+                self.log(
+                    "info",
+                    format!("mutated member {id} by hand: {}", genes.unwrap_or_default()),
+                );
+                self.after_population_change();
+            }
+            Err(e) => self.log("warn", format!("mutate {id}: {e}")),
+        }
+    }
+
+    fn inject(&mut self, genes: Vec<String>) {
+        let list = match GeneList::parse_args(&genes) {
+            Ok(list) => list,
+            Err(e) => {
+                self.log("warn", format!("inject: {e}"));
+                return;
+            }
+        };
+        match self.search.inject(&list) {
+            Ok(id) => {
+                self.log("info", format!("injected member {id}: {list}"));
+                self.after_population_change();
+            }
+            Err(e) => self.log("warn", format!("inject {list}: {e}")),
+        }
+    }
+
+    fn after_population_change(&mut self) {
+        let event = Event::Generation {
+            generation: self.search.state.generation,
+            members: self.search.state.population.clone(),
+        };
+        self.emit(event);
+        self.checkpoint();
+    }
+
+    fn export(&mut self, top: usize, dir: Option<String>) {
+        let dir = dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.run.file("export"));
+        match crate::export::export_top(
+            &self.search.state,
+            &self.search.problem.space,
+            self.run.path(),
+            top,
+            &dir,
+        ) {
+            Ok(count) => {
+                self.emit(Event::Exported {
+                    dir: dir.display().to_string(),
+                    count,
+                });
+                self.log(
+                    "info",
+                    format!("exported {count} architectures to {}", dir.display()),
+                );
+            }
+            Err(e) => self.log("error", format!("export failed: {e:#}")),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The run directory: everything a search writes, and reads back to resume.
+//!
+//! `state.json` is the truth; `history.csv`, `arch.txt` and `arch_child.txt`
+//! are regenerated from it after every evaluation (atomically, like the
+//! state), so they can never disagree with it, even after `kill -9`.
+//! `events.jsonl` is an append-only log for viewers.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::events::Event;
+use crate::fsutil::atomic_write;
+use crate::search::{Member, SearchState, Status};
+
+/// A search's folder (`runs/<name>/`).
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    events: Option<File>,
+}
+
+/// File names inside a run directory.
+pub mod files {
+    /// The resolved configuration.
+    pub const CONFIG: &str = "config.yaml";
+    /// Everything needed to resume.
+    pub const STATE: &str = "state.json";
+    /// Append-only event log.
+    pub const EVENTS: &str = "events.jsonl";
+    /// One row per evaluated individual.
+    pub const HISTORY: &str = "history.csv";
+    /// Per generation: the elites (reference's output).
+    pub const ARCH: &str = "arch.txt";
+    /// Per generation: every individual (reference's output).
+    pub const ARCH_CHILD: &str = "arch_child.txt";
+    /// Commands from other processes, one JSON object a line.
+    pub const CONTROL: &str = "control.jsonl";
+    /// Quick-trained weights, `models/<id>.safetensors`.
+    pub const MODELS: &str = "models";
+}
+
+impl RunDir {
+    /// Creates a new run directory; refuses one that already holds a search.
+    pub fn create(path: &Path) -> Result<RunDir> {
+        if path.join(files::STATE).exists() {
+            bail!(
+                "{} already holds a search (state.json): resume it with --resume {}, or choose another --run-dir",
+                path.display(),
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(path.join(files::MODELS))
+            .with_context(|| format!("cannot create run directory {}", path.display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            events: None,
+        })
+    }
+
+    /// Opens an existing run directory for resuming or reading.
+    pub fn open(path: &Path) -> Result<RunDir> {
+        if !path.is_dir() {
+            bail!("{} is not a run directory (no such folder)", path.display());
+        }
+        if !path.join(files::STATE).is_file() {
+            bail!(
+                "{} is not a run directory: it has no {}",
+                path.display(),
+                files::STATE
+            );
+        }
+        std::fs::create_dir_all(path.join(files::MODELS))
+            .with_context(|| format!("cannot write to run directory {}", path.display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            events: None,
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run's name: the folder's name.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// A file inside the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Where a member's quick-trained weights go.
+    pub fn model_path(&self, id: u64) -> PathBuf {
+        self.path
+            .join(files::MODELS)
+            .join(format!("{id}.safetensors"))
+    }
+
+    /// Writes the resolved configuration.
+    pub fn write_config(&self, yaml: &str) -> Result<()> {
+        let path = self.file(files::CONFIG);
+        atomic_write(&path, yaml.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Reads the resolved configuration back.
+    pub fn read_config(&self) -> Result<String> {
+        let path = self.file(files::CONFIG);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Loads the saved search state; a corrupt or truncated file is an error
+    /// that says so (never a silent restart).
+    pub fn load_state(&self) -> Result<SearchState> {
+        let path = self.file(files::STATE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if text.trim().is_empty() {
+            bail!(
+                "{} is empty: the run's state is lost; start a new run",
+                path.display()
+            );
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is corrupt or truncated ({e}); it was not modified. Restore it or start a new run",
+                path.display()
+            )
+        })
+    }
+
+    /// Saves the state and regenerates the files derived from it.
+    pub fn save_state(&self, state: &SearchState) -> Result<()> {
+        let path = self.file(files::STATE);
+        let json = serde_json::to_vec(state)?;
+        atomic_write(&path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+        for (name, text) in [
+            (files::HISTORY, history_csv(state)),
+            (files::ARCH, arch_txt(state, false)),
+            (files::ARCH_CHILD, arch_txt(state, true)),
+        ] {
+            let path = self.file(name);
+            atomic_write(&path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Appends one event to `events.jsonl`.
+    pub fn append_event(&mut self, event: &Event) -> Result<()> {
+        if self.events.is_none() {
+            let path = self.file(files::EVENTS);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            self.events = Some(file);
+        }
+        let mut line = serde_json::to_string(event)?;
+        line.push('\n');
+        let file = self.events.as_mut().expect("opened above");
+        file.write_all(line.as_bytes())?;
+        file.flush()?;
+        Ok(())
+    }
+}
+
+fn outcome(m: &Member) -> (String, String, String) {
+    match &m.status {
+        Status::Evaluated(e) | Status::Cached(e) => (
+            format!("{:.4}", e.psnr),
+            format!("{:.5}", e.ssim),
+            format!("{:.1}", e.seconds),
+        ),
+        _ => (String::new(), String::new(), String::new()),
+    }
+}
+
+fn origin_name(m: &Member) -> &'static str {
+    use crate::search::Origin;
+    match m.origin {
+        Origin::Initial => "initial",
+        Origin::Mutation { .. } => "mutation",
+        Origin::Crossover { .. } => "crossover",
+        Origin::Injected => "injected",
+        Origin::HandMutated { .. } => "hand_mutated",
+    }
+}
+
+/// `history.csv`: one row per evaluated (or failed/killed/cached) individual.
+pub fn history_csv(state: &SearchState) -> String {
+    let mut out = String::from(
+        "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made\n",
+    );
+    for m in &state.history {
+        let (psnr, ssim, secs) = outcome(m);
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            m.generation,
+            m.id,
+            m.genes,
+            m.genes.len(),
+            m.params,
+            m.multi_adds,
+            m.status.name(),
+            psnr,
+            ssim,
+            secs,
+            origin_name(m),
+            m.origin.is_hand_made()
+        ));
+    }
+    out
+}
+
+/// The reference's `arch.txt` (elites) or `arch_child.txt` (all individuals),
+/// one block per generation: fitness, params, flops (2 x Multi-Adds), genes.
+pub fn arch_txt(state: &SearchState, children: bool) -> String {
+    let mut out = String::new();
+    let line = |m: &Member| {
+        format!(
+            "fitness: {}, params: {}, flops: {}, arch: {}\n",
+            m.fitness()
+                .map(|f| format!("{f:.4}"))
+                .unwrap_or_else(|| m.status.name().into()),
+            m.params,
+            2 * m.multi_adds,
+            m.genes.to_python_list()
+        )
+    };
+    for summary in &state.summaries {
+        out.push_str(&format!("generation {}\n", summary.generation));
+        if children {
+            for m in state
+                .history
+                .iter()
+                .filter(|m| m.generation == summary.generation)
+            {
+                out.push_str(&line(m));
+            }
+        } else {
+            for m in &summary.elites {
+                out.push_str(&line(m));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! Exporting the best architectures of a search, with their quick-trained weights.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::engine::rundir::files;
+use crate::fsutil::atomic_write;
+use crate::search::{Member, SearchState, Status};
+use crate::space::SearchSpace;
+
+/// What `export` writes for each architecture (`<rank>.yaml`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedArch {
+    /// 1 for the best.
+    pub rank: usize,
+    /// Member that was trained.
+    pub id: u64,
+    /// Generation it was trained in.
+    pub generation: usize,
+    /// Block genes.
+    pub genes: Vec<String>,
+    /// The reference's list form: `['G_8_16_24', ...]`.
+    pub genes_python: String,
+    /// Upscaling factor.
+    pub scale: usize,
+    /// G0.
+    pub g0: usize,
+    /// Biases on/off.
+    pub bias: bool,
+    /// Exact params.
+    pub params: u64,
+    /// Multi-Adds at 720p output.
+    pub multi_adds: u64,
+    /// Validation PSNR (the fitness).
+    pub psnr: f64,
+    /// Validation SSIM.
+    pub ssim: f64,
+    /// Weights file beside this one, if the quick-trained weights exist.
+    pub weights: Option<String>,
+}
+
+/// The best `top` distinct architectures evaluated so far, best first
+/// (each the member that was actually trained, not a cache hit).
+pub fn best_members(state: &SearchState, top: usize) -> Vec<Member> {
+    let mut trained: Vec<&Member> = state
+        .history
+        .iter()
+        .filter(|m| matches!(m.status, Status::Evaluated(_)))
+        .collect();
+    trained.sort_by(|a, b| {
+        b.fitness()
+            .unwrap()
+            .total_cmp(&a.fitness().unwrap())
+            .then(a.id.cmp(&b.id))
+    });
+    let mut seen = std::collections::HashSet::new();
+    trained
+        .into_iter()
+        .filter(|m| seen.insert(m.key()))
+        .take(top)
+        .cloned()
+        .collect()
+}
+
+/// Writes the best `top` architectures of a run to `out`: `<rank>.yaml`
+/// (genes in both forms, costs, fitness), `<rank>.safetensors` (weights,
+/// loadable by `train --model`, `bench`, `upscale`) and `best.yaml` listing all.
+pub fn export_top(
+    state: &SearchState,
+    space: &SearchSpace,
+    run_dir: &Path,
+    top: usize,
+    out: &Path,
+) -> Result<usize> {
+    if top == 0 {
+        bail!("--top 0: export at least one architecture");
+    }
+    let best = best_members(state, top);
+    if best.is_empty() {
+        bail!("nothing to export yet: no individual has been evaluated");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut all = Vec::new();
+    for (i, m) in best.iter().enumerate() {
+        let rank = i + 1;
+        let eval = match &m.status {
+            Status::Evaluated(e) => e.clone(),
+            _ => unreachable!("best_members keeps evaluated members only"),
+        };
+        let source = run_dir
+            .join(files::MODELS)
+            .join(format!("{}.safetensors", m.id));
+        let weights = if source.is_file() {
+            let name = format!("{rank}.safetensors");
+            let bytes = std::fs::read(&source)
+                .with_context(|| format!("cannot read {}", source.display()))?;
+            atomic_write(&out.join(&name), &bytes)
+                .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
+            Some(name)
+        } else {
+            None
+        };
+        let entry = ExportedArch {
+            rank,
+            id: m.id,
+            generation: m.generation,
+            genes: m.genes.iter().map(|g| g.to_string()).collect(),
+            genes_python: m.genes.to_python_list(),
+            scale: space.scale,
+            g0: space.g0,
+            bias: space.bias,
+            params: m.params,
+            multi_adds: m.multi_adds,
+            psnr: eval.psnr,
+            ssim: eval.ssim,
+            weights,
+        };
+        let yaml = serde_yaml::to_string(&entry)?;
+        atomic_write(&out.join(format!("{rank}.yaml")), yaml.as_bytes())?;
+        all.push(entry);
+    }
+    atomic_write(
+        &out.join("best.yaml"),
+        serde_yaml::to_string(&all)?.as_bytes(),
+    )?;
+    Ok(all.len())
+}

@@ -1,0 +1,298 @@
+//! The engine with a stand-in trainer: events, hand control, stop and resume.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use esr_ea::engine::{
+    self, Command, EngineSetup, Event, Failure, Fitness, Job, RunDir, StepReport,
+};
+use esr_ea::search::{Evaluation, Policy, Problem, Range, Search, Status};
+use esr_ea::space::SearchSpace;
+
+/// Deterministic fitness from the genes; a few steps with a short pause each,
+/// checking the cancel flag like a real trainer.
+struct Stand {
+    step_ms: u64,
+}
+
+impl Fitness for Stand {
+    fn steps(&self) -> usize {
+        4
+    }
+
+    fn evaluate(
+        &self,
+        job: &Job,
+        report: &mut dyn FnMut(StepReport),
+    ) -> Result<Evaluation, Failure> {
+        for step in 1..=4 {
+            if job.cancel.load(Ordering::SeqCst) {
+                return Err(Failure::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(self.step_ms));
+            report(StepReport {
+                step,
+                steps: 4,
+                loss: 1.0 / step as f64,
+                lr: 1e-3,
+            });
+        }
+        std::fs::write(&job.weights, b"weights").unwrap();
+        let g = &job.member.genes;
+        Ok(Evaluation {
+            psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,
+            ssim: 0.8,
+            final_loss: Some(0.25),
+            seconds: 0.01,
+        })
+    }
+}
+
+fn problem(generations: usize) -> Problem {
+    Problem::new(
+        SearchSpace::default(),
+        Policy {
+            num_generation: generations,
+            ..Policy::default()
+        },
+        Range {
+            node_num: 10,
+            min_active: 4,
+            max_params: 160_000,
+            min_params: 100_000,
+        },
+    )
+    .unwrap()
+}
+
+fn temp_run(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("esr-ea-engine-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start(
+    search: Search,
+    run: RunDir,
+    resumed: bool,
+    step_ms: u64,
+) -> (engine::EngineHandle, Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    let handle = engine::spawn(
+        EngineSetup {
+            search,
+            run,
+            seed: 5,
+            devices: vec!["cpu".into()],
+            resumed,
+            fitness: Arc::new(Stand { step_ms }),
+        },
+        tx,
+    );
+    (handle, rx)
+}
+
+fn wait_for(rx: &Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("event in time");
+        if pred(&e) {
+            return e;
+        }
+    }
+}
+
+#[test]
+fn a_full_search_runs_and_writes_its_files() {
+    let dir = temp_run("full");
+    let search = Search::new(problem(3), 1).unwrap();
+    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 0);
+    let done = handle.join().unwrap();
+    assert!(done.state.finished);
+    let events: Vec<Event> = rx.try_iter().collect();
+    assert!(matches!(events[0], Event::RunStarted { .. }));
+    assert!(matches!(
+        events.last().unwrap(),
+        Event::Finished { complete: true, .. }
+    ));
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(count(|e| matches!(e, Event::GenerationDone { .. })), 3);
+    assert!(count(|e| matches!(e, Event::Progress { .. })) >= 4);
+    let evaluated = count(|e| matches!(e, Event::Evaluated { .. }));
+    let cached = count(|e| matches!(e, Event::Cached { .. }));
+    assert_eq!(evaluated + cached, 24);
+    for f in [
+        "state.json",
+        "events.jsonl",
+        "history.csv",
+        "arch.txt",
+        "arch_child.txt",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 25, "header + one row per individual");
+    let arch = std::fs::read_to_string(dir.join("arch.txt")).unwrap();
+    assert_eq!(arch.matches("generation").count(), 3);
+    assert!(arch.contains("fitness: ") && arch.contains("arch: ['"));
+    let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), events.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pause_kill_mutate_inject_export() {
+    let dir = temp_run("hand");
+    let search = Search::new(problem(2), 2).unwrap();
+    let ids: Vec<u64> = search.state.population.iter().map(|m| m.id).collect();
+    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 40);
+    handle.send(Command::Pause);
+    wait_for(&rx, |e| matches!(e, Event::Paused));
+    // The first member started before the pause lands; kill it while it trains.
+    handle.send(Command::Kill { id: ids[0] });
+    wait_for(&rx, |e| matches!(e, Event::Killed { id } if *id == ids[0]));
+    // While paused nothing new starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let started: Vec<Event> = rx
+        .try_iter()
+        .filter(|e| matches!(e, Event::Started { .. }))
+        .collect();
+    assert!(started.is_empty(), "{started:?}");
+    // Kill a queued one, mutate another, inject a bad and a good gene list.
+    handle.send(Command::Kill { id: ids[1] });
+    wait_for(&rx, |e| matches!(e, Event::Killed { id } if *id == ids[1]));
+    handle.send(Command::Mutate {
+        id: ids[2],
+        genes: None,
+    });
+    wait_for(
+        &rx,
+        |e| matches!(e, Event::Log { message, .. } if message.contains("mutated member")),
+    );
+    handle.send(Command::Inject {
+        genes: vec!["S_4_16_99".into()],
+    });
+    wait_for(
+        &rx,
+        |e| matches!(e, Event::Log { level, message } if level == "warn" && message.contains("inject")),
+    );
+    handle.send(Command::Inject {
+        genes: vec!["S_4_16_16 G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24".into()],
+    });
+    wait_for(
+        &rx,
+        |e| matches!(e, Event::Log { message, .. } if message.contains("injected member")),
+    );
+    handle.send(Command::Resume);
+    wait_for(&rx, |e| matches!(e, Event::Resumed));
+    wait_for(&rx, |e| {
+        matches!(e, Event::GenerationDone { generation: 0, .. })
+    });
+    handle.send(Command::Export { top: 2, dir: None });
+    wait_for(&rx, |e| matches!(e, Event::Exported { count: 2, .. }));
+    let done = handle.join().unwrap();
+    let first_gen: Vec<_> = done
+        .state
+        .history
+        .iter()
+        .filter(|m| m.generation == 0)
+        .collect();
+    assert_eq!(first_gen.len(), 9, "8 + one injected");
+    let status = |id: u64| &first_gen.iter().find(|m| m.id == id).unwrap().status;
+    assert_eq!(*status(ids[0]), Status::Killed);
+    assert_eq!(*status(ids[1]), Status::Killed);
+    assert!(first_gen
+        .iter()
+        .any(|m| m.origin.is_hand_made() && m.id == ids[2]));
+    assert!(first_gen
+        .iter()
+        .any(|m| matches!(m.origin, esr_ea::search::Origin::Injected)));
+    assert!(dir.join("export/1.yaml").is_file());
+    assert!(dir.join("export/1.safetensors").is_file());
+    let yaml = std::fs::read_to_string(dir.join("export/1.yaml")).unwrap();
+    assert!(
+        yaml.contains("genes_python: '['") || yaml.contains("genes_python: \"['"),
+        "{yaml}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stop_then_resume_ends_like_an_uninterrupted_run() {
+    let straight_dir = temp_run("straight");
+    let (h, _rx) = start(
+        Search::new(problem(3), 3).unwrap(),
+        RunDir::create(&straight_dir).unwrap(),
+        false,
+        0,
+    );
+    let straight = h.join().unwrap();
+
+    let dir = temp_run("stopped");
+    let (h, rx) = start(
+        Search::new(problem(3), 3).unwrap(),
+        RunDir::create(&dir).unwrap(),
+        false,
+        5,
+    );
+    wait_for(&rx, |e| {
+        matches!(e, Event::GenerationDone { generation: 0, .. })
+    });
+    wait_for(&rx, |e| matches!(e, Event::Started { .. }));
+    h.send(Command::Stop);
+    let stopped = h.join().unwrap();
+    assert!(!stopped.state.finished);
+    assert!(matches!(
+        rx.try_iter().last(),
+        Some(Event::Finished {
+            complete: false,
+            ..
+        })
+    ));
+
+    let run = RunDir::open(&dir).unwrap();
+    let state = run.load_state().unwrap();
+    let resumed = Search::resume(problem(3), state).unwrap();
+    let (h, _rx) = start(resumed, run, true, 0);
+    let resumed = h.join().unwrap();
+    assert!(resumed.state.finished);
+    assert_eq!(resumed.state.elites, straight.state.elites);
+    assert_eq!(resumed.state.history, straight.state.history);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&straight_dir).unwrap();
+}
+
+#[test]
+fn corrupt_state_is_reported_not_restarted() {
+    let dir = temp_run("corrupt");
+    let (h, _rx) = start(
+        Search::new(problem(1), 4).unwrap(),
+        RunDir::create(&dir).unwrap(),
+        false,
+        0,
+    );
+    h.join().unwrap();
+    let state = dir.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, &text[..text.len() / 2]).unwrap();
+    let err = RunDir::open(&dir)
+        .unwrap()
+        .load_state()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("corrupt or truncated"), "{err}");
+    std::fs::write(&state, "").unwrap();
+    let err = RunDir::open(&dir)
+        .unwrap()
+        .load_state()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty"), "{err}");
+    // A fresh create in the same folder is refused: results are never overwritten.
+    let err = RunDir::create(&dir).unwrap_err().to_string();
+    assert!(err.contains("already holds a search"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
