@@ -296,3 +296,23 @@ fn corrupt_state_is_reported_not_restarted() {
     assert!(err.contains("already holds a search"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn commands_arrive_through_the_control_file() {
+    let dir = temp_run("control");
+    let search = Search::new(problem(2), 6).unwrap();
+    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 30);
+    wait_for(&rx, |e| matches!(e, Event::Started { .. }));
+    let control = dir.join("control.jsonl");
+    std::fs::write(&control, "not json\n").unwrap();
+    wait_for(
+        &rx,
+        |e| matches!(e, Event::Log { level, message } if level == "warn" && message.contains("ignored line 'not json'")),
+    );
+    engine::control::send_command(&control, &Command::Pause).unwrap();
+    wait_for(&rx, |e| matches!(e, Event::Paused));
+    engine::control::send_command(&control, &Command::Stop).unwrap();
+    let done = handle.join().unwrap();
+    assert!(!done.state.finished);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,6 +3,7 @@
 //! touches the terminal; front ends (TUI, headless printer, other processes
 //! through `control.jsonl`) only read events and send commands.
 
+pub mod control;
 pub mod events;
 pub mod rundir;
 
@@ -82,6 +83,8 @@ pub enum Inbox {
     Command(Command),
     /// Progress from a worker.
     Step(u64, StepReport),
+    /// A problem to tell the user (e.g. an unreadable control line).
+    Warn(String),
     /// A worker finished a job.
     Done {
         /// Worker index.
@@ -267,6 +270,12 @@ impl Engine {
 
     fn run(mut self) -> Result<Search> {
         self.start_workers();
+        let watching = Arc::new(AtomicBool::new(false));
+        let watcher = control::watch(
+            self.run.file(rundir::files::CONTROL),
+            self.inbox_tx.clone(),
+            Arc::clone(&watching),
+        );
         let p = &self.search.problem;
         let started = Event::RunStarted {
             run: self.run.name(),
@@ -312,6 +321,8 @@ impl Engine {
         for t in self.worker_threads.drain(..) {
             let _ = t.join();
         }
+        watching.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
         Ok(self.search)
     }
 
@@ -404,6 +415,7 @@ impl Engine {
                 self.finish_member(id, flight, result);
             }
             Inbox::Command(command) => self.command(command),
+            Inbox::Warn(message) => self.log("warn", message),
         }
     }
 
