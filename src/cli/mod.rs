@@ -1,5 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
+mod headless;
 mod inspect;
 
 use clap::{Parser, Subcommand};

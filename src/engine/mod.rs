@@ -19,6 +19,7 @@ use anyhow::Result;
 
 pub use events::{Command, Event};
 pub use rundir::RunDir;
+pub use crate::train::StepReport;
 
 use crate::search::{Evaluation, Member, Search, Status};
 use crate::space::{Arch, GeneList};
@@ -41,18 +42,6 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
 }
 
-/// Progress of one training step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepReport {
-    /// Steps done.
-    pub step: usize,
-    /// Steps planned.
-    pub steps: usize,
-    /// Loss of the step.
-    pub loss: f64,
-    /// Learning rate of the step.
-    pub lr: f64,
-}
 
 /// Why an evaluation produced no fitness.
 #[derive(Debug, Clone, PartialEq)]

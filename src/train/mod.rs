@@ -6,3 +6,16 @@ pub mod schedule;
 
 pub use optim::{Adam, AdamConfig};
 pub use schedule::MultiStepLr;
+
+/// Progress of one training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps done.
+    pub step: usize,
+    /// Steps planned.
+    pub steps: usize,
+    /// Loss of the step.
+    pub loss: f64,
+    /// Learning rate of the step.
+    pub lr: f64,
+}

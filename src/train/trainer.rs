@@ -1,0 +1,363 @@
+//! The training loop: L1 loss, Adam, MultiStepLR, seeded patches, progress
+//! callbacks, cancellation, validation and exact resume.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Adam, AdamConfig, MultiStepLr, StepReport};
+use crate::data::dataset::Dataset;
+use crate::data::image::RgbImage;
+use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
+use crate::fsutil::atomic_write;
+use crate::metrics::{psnr_y, ssim_y};
+use crate::model::checkpoint::{load_model, save_model};
+use crate::model::Esrn;
+use crate::space::Arch;
+
+/// Why a training ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite: the network diverged.
+    #[error("training diverged: loss is {loss} at step {step} (try a lower learning rate)")]
+    NonFinite {
+        /// Step at which it happened.
+        step: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// The progress callback asked to stop.
+    #[error("training was stopped at step {0}")]
+    Stopped(usize),
+    /// A tensor operation failed (e.g. out of memory).
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Data could not be prepared.
+    #[error("{0}")]
+    Data(#[from] crate::data::DataError),
+    /// Saving or loading a checkpoint failed.
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// What to train and how long, resolved to optimiser steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainPlan {
+    /// Optimiser steps in total.
+    pub steps: usize,
+    /// Adam's starting learning rate.
+    pub lr: f64,
+    /// Steps at which the rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    /// Decay factor.
+    pub gamma: f64,
+    /// Patches per step.
+    pub batch_size: usize,
+    /// LR patch side.
+    pub crop: usize,
+    /// Augmentations.
+    pub augment: Augment,
+}
+
+impl TrainPlan {
+    /// Resolves a trainer config and a training split to steps: `steps` when
+    /// given, else `epochs` passes over the images, one patch per image and
+    /// epoch, as the reference's loader does. Milestones counted in epochs are
+    /// converted to steps.
+    pub fn from_config(
+        trainer: &crate::config::TrainerConfig,
+        split: &crate::config::DataSplit,
+        train_images: usize,
+    ) -> TrainPlan {
+        let batch_size = trainer.batch_size.unwrap_or(split.batch_size).max(1);
+        let steps_per_epoch = train_images.div_ceil(batch_size).max(1);
+        let steps = trainer.steps.unwrap_or(trainer.epochs * steps_per_epoch);
+        let milestones = if trainer.milestones_in_steps {
+            trainer.milestones.clone()
+        } else {
+            trainer.milestones.iter().map(|m| m * steps_per_epoch).collect()
+        };
+        TrainPlan {
+            steps,
+            lr: trainer.lr,
+            milestones,
+            gamma: trainer.gamma,
+            batch_size,
+            crop: split.crop,
+            augment: Augment {
+                hflip: split.hflip,
+                vflip: split.vflip,
+                rot90: split.rot90,
+            },
+        }
+    }
+
+    /// The same plan with a different length (milestones scaled along).
+    pub fn with_steps(&self, steps: usize) -> TrainPlan {
+        let scale = steps as f64 / self.steps.max(1) as f64;
+        TrainPlan {
+            steps,
+            milestones: self
+                .milestones
+                .iter()
+                .map(|m| (*m as f64 * scale).round() as usize)
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Validation scores: means over the images, and each image's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Mean Y-PSNR (dB).
+    pub psnr: f64,
+    /// Mean Y-SSIM.
+    pub ssim: f64,
+    /// Per image: (name, PSNR, SSIM).
+    pub images: Vec<(String, f64, f64)>,
+}
+
+/// Saved progress of a training, beside the weights and optimiser state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TrainerState {
+    step: usize,
+    plan: TrainPlan,
+    sampler: SamplerState,
+    losses: Vec<f64>,
+}
+
+/// A network being trained.
+pub struct Trainer {
+    /// The network.
+    pub model: Esrn,
+    varmap: VarMap,
+    adam: Adam,
+    schedule: MultiStepLr,
+    sampler: PatchSampler,
+    plan: TrainPlan,
+    step: usize,
+    device: Device,
+    /// Loss of every step so far.
+    pub losses: Vec<f64>,
+}
+
+/// Converts an image (0..255, CHW) into a `[1, 3, H, W]` tensor in 0..1.
+pub fn image_to_tensor(img: &RgbImage, device: &Device) -> candle_core::Result<Tensor> {
+    let data: Vec<f32> = img.data.iter().map(|v| v / 255.0).collect();
+    Tensor::from_vec(data, (1, 3, img.height, img.width), device)
+}
+
+/// Converts a `[1, 3, H, W]` tensor in 0..1 into an image (0..255, not yet quantised).
+pub fn tensor_to_image(t: &Tensor) -> Result<RgbImage, TrainError> {
+    let (_, _, h, w) = t.dims4()?;
+    let data: Vec<f32> = (t.squeeze(0)?.to_device(&Device::Cpu)? * 255.0)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(RgbImage::new(h, w, data)?)
+}
+
+fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let lr = Tensor::from_slice(&batch.lr, batch.lr_shape().as_slice(), device)?;
+    let hr = Tensor::from_slice(&batch.hr, batch.hr_shape().as_slice(), device)?;
+    Ok((lr, hr))
+}
+
+/// Super-resolves one image with a network (any size).
+pub fn upscale_image(model: &Esrn, lr: &RgbImage, device: &Device) -> Result<RgbImage, TrainError> {
+    let input = image_to_tensor(lr, device)?;
+    let out = model.forward(&input)?.clamp(0.0, 1.0)?;
+    tensor_to_image(&out)
+}
+
+/// Scores a network on a fixed validation set, as the SR papers do:
+/// uint8 output, Y of BT.601, `scale` pixels shaved, per image then mean.
+pub fn validate(model: &Esrn, val: &Dataset, device: &Device) -> Result<Score, TrainError> {
+    let shave = model.arch().scale;
+    let mut images = Vec::with_capacity(val.pairs.len());
+    for pair in &val.pairs {
+        let sr = upscale_image(model, &pair.lr, device)?;
+        let psnr = psnr_y(&sr, &pair.hr, shave)?;
+        let ssim = ssim_y(&sr, &pair.hr, shave)?;
+        images.push((pair.name.clone(), psnr, ssim));
+    }
+    let n = images.len().max(1) as f64;
+    Ok(Score {
+        psnr: images.iter().map(|i| i.1).sum::<f64>() / n,
+        ssim: images.iter().map(|i| i.2).sum::<f64>() / n,
+        images,
+    })
+}
+
+impl Trainer {
+    /// A fresh network of `arch`, weights and patches seeded by `seed`.
+    pub fn new(
+        arch: &Arch,
+        plan: TrainPlan,
+        train: Arc<Dataset>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Trainer, TrainError> {
+        let (model, varmap) = Esrn::seeded(arch, seed, device)?;
+        Trainer::with_model(model, varmap, plan, train, seed, device)
+    }
+
+    /// Continues training an existing network (e.g. `train --model FILE`).
+    pub fn with_model(
+        model: Esrn,
+        varmap: VarMap,
+        plan: TrainPlan,
+        train: Arc<Dataset>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Trainer, TrainError> {
+        let sampler = PatchSampler::new(train, plan.crop, plan.batch_size, plan.augment, seed)?;
+        let adam = Adam::new(
+            &varmap.data().lock().unwrap(),
+            AdamConfig {
+                lr: plan.lr,
+                ..AdamConfig::default()
+            },
+        )?;
+        let schedule = MultiStepLr {
+            base_lr: plan.lr,
+            milestones: plan.milestones.clone(),
+            gamma: plan.gamma,
+        };
+        Ok(Trainer {
+            model,
+            varmap,
+            adam,
+            schedule,
+            sampler,
+            plan,
+            step: 0,
+            device: device.clone(),
+            losses: Vec::new(),
+        })
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &TrainPlan {
+        &self.plan
+    }
+
+    /// One optimiser step on the next batch; returns its loss.
+    pub fn train_step(&mut self) -> Result<f64, TrainError> {
+        let lr_now = self.schedule.lr_at(self.step);
+        self.adam.set_lr(lr_now);
+        let batch = self.sampler.next_batch();
+        let (lr, hr) = batch_tensors(&batch, &self.device)?;
+        let sr = self.model.forward_unpadded(&lr)?;
+        let loss = (sr - hr)?.abs()?.mean_all()?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: self.step + 1,
+                loss: value,
+            });
+        }
+        self.adam.backward_step(&loss)?;
+        self.step += 1;
+        self.losses.push(value);
+        Ok(value)
+    }
+
+    /// Trains up to the plan's last step, reporting each step; the callback
+    /// returns false to stop (the training then ends with `Stopped`).
+    pub fn run(&mut self, mut on_step: impl FnMut(StepReport) -> bool) -> Result<(), TrainError> {
+        while self.step < self.plan.steps {
+            let lr = self.schedule.lr_at(self.step);
+            let loss = self.train_step()?;
+            let go_on = on_step(StepReport {
+                step: self.step,
+                steps: self.plan.steps,
+                loss,
+                lr,
+            });
+            if !go_on {
+                return Err(TrainError::Stopped(self.step));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validation scores of the current weights.
+    pub fn validate(&self, val: &Dataset) -> Result<Score, TrainError> {
+        validate(&self.model, val, &self.device)
+    }
+
+    /// Saves the weights alone (an esr-ea model file).
+    pub fn save_weights(&self, path: &Path) -> Result<(), TrainError> {
+        save_model(&self.model, path).map_err(|e| TrainError::Checkpoint(e.to_string()))
+    }
+
+    /// Saves everything needed to resume exactly into `dir`:
+    /// `model.safetensors`, `optimizer.safetensors`, `trainer.json`.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), TrainError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            TrainError::Checkpoint(format!("cannot write {what} in {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail("the folder", &e))?;
+        self.save_weights(&dir.join("model.safetensors"))?;
+        let state: Vec<(String, Tensor)> = self
+            .adam
+            .state_tensors()?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?.contiguous()?)))
+            .collect::<candle_core::Result<_>>()?;
+        let bytes = safetensors::serialize(state.iter().map(|(k, t)| (k.as_str(), t)), None)
+            .map_err(|e| fail("optimizer.safetensors", &e))?;
+        atomic_write(&dir.join("optimizer.safetensors"), &bytes)
+            .map_err(|e| fail("optimizer.safetensors", &e))?;
+        let json = serde_json::to_vec_pretty(&TrainerState {
+            step: self.step,
+            plan: self.plan.clone(),
+            sampler: self.sampler.state().clone(),
+            losses: self.losses.clone(),
+        })
+        .map_err(|e| fail("trainer.json", &e))?;
+        atomic_write(&dir.join("trainer.json"), &json).map_err(|e| fail("trainer.json", &e))
+    }
+
+    /// Restores a training saved by [`Trainer::save_checkpoint`]; continuing
+    /// it gives the same losses as never stopping (on CPU).
+    pub fn resume(dir: &Path, train: Arc<Dataset>, device: &Device) -> Result<Trainer, TrainError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            TrainError::Checkpoint(format!("cannot resume from {}: {what}: {e}", dir.display()))
+        };
+        let text = std::fs::read_to_string(dir.join("trainer.json")).map_err(|e| fail("trainer.json", &e))?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| fail("trainer.json", &e))?;
+        let (model, varmap) = load_model(dir.join("model.safetensors"), device)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let mut trainer = Trainer::with_model(model, varmap, state.plan.clone(), train.clone(), 0, device)?;
+        trainer.sampler = PatchSampler::resume(train, state.sampler)?;
+        let opt = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)
+            .map_err(|e| fail("optimizer.safetensors", &e))?;
+        trainer.adam.load_state(&opt)?;
+        trainer.step = state.step;
+        trainer.losses = state.losses;
+        Ok(trainer)
+    }
+
+    /// The variables (for parameter counts and tests).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+}
+
+/// Times a closure.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64())
+}
