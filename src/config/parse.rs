@@ -138,6 +138,7 @@ fn search_space(r: &mut Reader, nas: &Node) -> Result<SearchSpace, ConfigError> 
     })
 }
 
+/// One entry of `block_type`: S, G or C.
 fn block_kind(r: &Reader, node: &Node) -> Result<BlockKind, ConfigError> {
     let unknown = || {
         r.error(
@@ -152,6 +153,7 @@ fn block_kind(r: &Reader, node: &Node) -> Result<BlockKind, ConfigError> {
     text.parse().map_err(|_| unknown())
 }
 
+/// One entry of `growth_rate`: a multiple of 4.
 fn growth(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
     let g = r.count(node, 4)?;
     if g % 4 != 0 {
@@ -166,6 +168,7 @@ fn growth(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
     Ok(g)
 }
 
+/// A scale factor the upsampler supports.
 fn scale_value(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
     match node.value.as_u64() {
         Some(s) if SCALES.contains(&s) => Ok(s as usize),
@@ -329,6 +332,7 @@ fn dataset(
     Ok(DatasetConfig { train, test })
 }
 
+/// One split of a dataset; absent keys keep `defaults`.
 fn split(
     r: &mut Reader,
     node: &Node,
@@ -467,6 +471,7 @@ fn setting<'v>(
     }
 }
 
+/// MultiStepLR milestones: whole numbers, strictly increasing (may be empty).
 fn milestones(r: &Reader, node: &Node) -> Result<Vec<usize>, ConfigError> {
     let values = r.seq(node, |item| r.count(item, 1))?;
     if values.windows(2).any(|w| w[0] >= w[1]) {
@@ -481,6 +486,8 @@ fn milestones(r: &Reader, node: &Node) -> Result<Vec<usize>, ConfigError> {
     Ok(values)
 }
 
+/// A repeated scale setting (`trainer.scale`, `metric.params.scale`, …)
+/// must agree with `esrbody.scale`.
 fn check_scale(r: &Reader, node: &Node, scale: usize) -> Result<(), ConfigError> {
     let s = scale_value(r, node)?;
     if s != scale {
