@@ -2,6 +2,7 @@
 //! super-resolution networks (ESR_EA, AAAI 2020).
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod export;
 pub mod fsutil;

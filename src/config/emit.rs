@@ -1,0 +1,152 @@
+//! Writes a resolved [`Config`] back as YAML in the file's own shape.
+
+use serde_yaml::{Mapping, Value};
+
+use super::{Config, DataSplit, DatasetConfig, TrainerConfig};
+use crate::search::Selection;
+
+/// Builds a mapping from (key, value) pairs, keeping their order.
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let mut m = Mapping::new();
+    for (k, v) in pairs {
+        if !v.is_null() {
+            m.insert(Value::from(k), v);
+        }
+    }
+    Value::Mapping(m)
+}
+
+fn list<T: Into<Value> + Clone>(items: &[T]) -> Value {
+    Value::Sequence(items.iter().cloned().map(Into::into).collect())
+}
+
+fn path(p: &std::path::Path) -> Value {
+    Value::from(p.display().to_string())
+}
+
+fn opt<T: Into<Value>>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, Into::into)
+}
+
+fn split(s: &DataSplit) -> Value {
+    map([
+        ("root_HR", path(&s.root_hr)),
+        ("root_LR", s.root_lr.as_deref().map_or(Value::Null, path)),
+        ("upscale", s.upscale.into()),
+        ("crop", s.crop.into()),
+        ("hflip", s.hflip.into()),
+        ("vflip", s.vflip.into()),
+        ("rot90", s.rot90.into()),
+        ("shuffle", s.shuffle.into()),
+        ("batch_size", s.batch_size.into()),
+    ])
+}
+
+fn dataset(d: &DatasetConfig) -> Value {
+    map([("train", split(&d.train)), ("test", split(&d.test))])
+}
+
+fn trainer(t: &TrainerConfig) -> Value {
+    let unit = if t.milestones_in_steps {
+        "steps"
+    } else {
+        "epochs"
+    };
+    map([
+        ("epochs", t.epochs.into()),
+        ("steps", opt(t.steps)),
+        ("batch_size", opt(t.batch_size)),
+        ("seed", opt(t.seed)),
+        (
+            "optimizer",
+            map([
+                ("type", "Adam".into()),
+                ("params", map([("lr", t.lr.into())])),
+            ]),
+        ),
+        (
+            "lr_scheduler",
+            map([
+                ("type", "MultiStepLR".into()),
+                ("milestones", list(&t.milestones)),
+                ("gamma", t.gamma.into()),
+                ("milestones_unit", unit.into()),
+            ]),
+        ),
+        ("loss", map([("type", "L1Loss".into())])),
+    ])
+}
+
+/// The YAML text of a resolved configuration.
+pub(crate) fn to_yaml(c: &Config) -> String {
+    let s = &c.search_space;
+    let kinds: Vec<String> = s.block_type.iter().map(|k| k.to_string()).collect();
+    let selection = match c.policy.selection {
+        Selection::Roulette => "roulette",
+        Selection::Tournament => "tournament",
+    };
+    let doc = map([
+        ("seed", c.seed.into()),
+        (
+            "nas",
+            map([
+                (
+                    "search_space",
+                    map([(
+                        "esrbody",
+                        map([
+                            ("type", "ESRN".into()),
+                            ("block_type", list(&kinds)),
+                            ("conv_num", list(&s.conv_num)),
+                            ("growth_rate", list(&s.growth_rate)),
+                            ("type_prob", list(&s.type_prob)),
+                            ("conv_prob", list(&s.conv_prob)),
+                            ("growth_prob", list(&s.growth_prob)),
+                            ("G0", s.g0.into()),
+                            ("scale", s.scale.into()),
+                            ("bias", s.bias.into()),
+                        ]),
+                    )]),
+                ),
+                (
+                    "search_algorithm",
+                    map([
+                        (
+                            "policy",
+                            map([
+                                ("num_generation", c.policy.num_generation.into()),
+                                ("num_individual", c.policy.num_individual.into()),
+                                ("num_elitism", c.policy.num_elitism.into()),
+                                ("mutation_rate", c.policy.mutation_rate.into()),
+                                ("selection", selection.into()),
+                            ]),
+                        ),
+                        (
+                            "range",
+                            map([
+                                ("node_num", c.range.node_num.into()),
+                                ("min_active", c.range.min_active.into()),
+                                ("max_params", c.range.max_params.into()),
+                                ("min_params", c.range.min_params.into()),
+                            ]),
+                        ),
+                    ]),
+                ),
+                ("dataset", dataset(&c.dataset)),
+                ("trainer", trainer(&c.search_trainer)),
+            ]),
+        ),
+        (
+            "fully_train",
+            map([
+                ("dataset", dataset(&c.full_dataset)),
+                ("trainer", trainer(&c.full_trainer)),
+            ]),
+        ),
+    ]);
+    let body = serde_yaml::to_string(&doc).expect("a tree of plain values always serialises");
+    format!(
+        "# esr-ea configuration, resolved from {}\n# (every default spelt out; paths absolute)\n{body}",
+        c.source.replace('\n', " ")
+    )
+}

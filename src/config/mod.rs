@@ -1,0 +1,314 @@
+//! The configuration: a YAML file in the shape of the reference's Vega
+//! `esr_ea.yml` (spec §9), read into typed settings.
+//!
+//! * [`Config::load`] reads a file, [`Config::embedded`] one of the built-in
+//!   `configs/quick.yaml` / `configs/esr_ea.yaml`, [`Config::from_yaml_str`] text.
+//! * A Vega user's file loads as it is: `ref:` links are resolved, both
+//!   spellings of scheduler and optimizer settings are accepted, and keys
+//!   esr-ea does not use (`general`, `pipe_step`, `cuda`, benchmarks, …) are
+//!   listed in one warning instead of failing. A `type:` that esr-ea cannot
+//!   honour (`optimizer.type: SGD`) is an error that says what is supported.
+//! * Every error is one line: `file: key.path: value found, what is allowed`.
+//! * Dataset folders are resolved against the file's folder but checked only
+//!   by [`Config::validate_paths`].
+//! * [`Config::to_yaml`] writes the resolved settings back in the same shape,
+//!   for run records; that text loads again with no warnings.
+//!
+//! Checks that need the cost model (is the parameter budget reachable?) are
+//! made by [`crate::search::Problem::new`], not here.
+
+mod emit;
+mod error;
+mod parse;
+mod paths;
+mod reader;
+mod vega;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+use crate::search::{Policy, Range};
+use crate::space::SearchSpace;
+
+/// Everything a run needs to know, resolved and checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Master seed: top-level `seed`, else `nas.trainer.seed`, else 0.
+    pub seed: u64,
+    /// `nas.search_space.esrbody`: blocks that may be drawn, G0, scale, bias.
+    pub search_space: SearchSpace,
+    /// `nas.search_algorithm.policy`: generations, population, elites, mutation.
+    pub policy: Policy,
+    /// `nas.search_algorithm.range`: slots, depth and parameter budget.
+    pub range: Range,
+    /// `nas.dataset`: data for quick training (`train`) and fitness (`test`).
+    pub dataset: DatasetConfig,
+    /// `nas.trainer`: quick training of each individual.
+    pub search_trainer: TrainerConfig,
+    /// `fully_train.trainer`: training of the final model(s); keys missing
+    /// there take the full-training defaults, not the search trainer's values.
+    pub full_trainer: TrainerConfig,
+    /// `fully_train.dataset` (usually `{ref: nas.dataset}`; `nas.dataset` when absent).
+    pub full_dataset: DatasetConfig,
+    /// Where the settings came from: the path as given, or `embedded configs/quick.yaml`.
+    pub source: String,
+}
+
+/// A dataset: a training split and a validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetConfig {
+    /// Training images (random patches).
+    pub train: DataSplit,
+    /// Validation images (fitness).
+    pub test: DataSplit,
+}
+
+/// One split of a dataset (`train:` or `test:` in the file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSplit {
+    /// `root_HR`: folder of high-resolution images, resolved against the
+    /// configuration file's folder.
+    pub root_hr: PathBuf,
+    /// `root_LR`: folder of low-resolution images paired by name (DIV2K's
+    /// `0001x2.png` for `0001.png`); `None`: made by bicubic downscaling.
+    pub root_lr: Option<PathBuf>,
+    /// `upscale`: the scale factor; always equal to `esrbody.scale`.
+    pub upscale: usize,
+    /// `crop`: LR patch size in pixels (HR patches are `upscale ×` this).
+    pub crop: usize,
+    /// `hflip`: random horizontal flips.
+    pub hflip: bool,
+    /// `vflip`: random vertical flips.
+    pub vflip: bool,
+    /// `rot90`: random 90° rotations.
+    pub rot90: bool,
+    /// `shuffle`: shuffle the images every epoch.
+    pub shuffle: bool,
+    /// `batch_size`: patches per step.
+    pub batch_size: usize,
+}
+
+impl DataSplit {
+    /// Training defaults of the reference: 64 px crops, flips and rotations, batch 16.
+    pub fn train_defaults(root_hr: PathBuf, scale: usize) -> DataSplit {
+        DataSplit {
+            root_hr,
+            root_lr: None,
+            upscale: scale,
+            crop: 64,
+            hflip: true,
+            vflip: true,
+            rot90: true,
+            shuffle: true,
+            batch_size: 16,
+        }
+    }
+
+    /// Validation defaults: no augmentation, no shuffling, one image at a time.
+    pub fn test_defaults(root_hr: PathBuf, scale: usize) -> DataSplit {
+        DataSplit {
+            hflip: false,
+            vflip: false,
+            rot90: false,
+            shuffle: false,
+            batch_size: 1,
+            ..DataSplit::train_defaults(root_hr, scale)
+        }
+    }
+}
+
+/// How one network is trained (`nas.trainer` or `fully_train.trainer`):
+/// L1 loss, Adam, MultiStepLR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerConfig {
+    /// `epochs`: passes over the training images.
+    pub epochs: usize,
+    /// `steps` (esr-ea only): when set, train exactly this many optimiser
+    /// steps instead of `epochs` epochs (small CPU runs).
+    pub steps: Option<usize>,
+    /// `optimizer.params.lr` (or `optimizer.lr`): Adam's learning rate.
+    pub lr: f64,
+    /// `lr_scheduler.milestones` (or `lr_scheduler.params.milestones`):
+    /// where the learning rate is multiplied by `gamma`, strictly increasing.
+    pub milestones: Vec<usize>,
+    /// `lr_scheduler.gamma` (or `.params.gamma`): the factor at each milestone.
+    pub gamma: f64,
+    /// `batch_size` (esr-ea only): overrides the dataset's train `batch_size`
+    /// for this training when set.
+    pub batch_size: Option<usize>,
+    /// `seed`: the trainer's seed, when the file gives one.
+    pub seed: Option<u64>,
+    /// `lr_scheduler.milestones_unit` (esr-ea only): `epochs` (false, the
+    /// reference's convention: MultiStepLR stepped once per epoch) or `steps`
+    /// (true: milestones count optimiser steps, for `steps`-based training).
+    pub milestones_in_steps: bool,
+}
+
+impl TrainerConfig {
+    /// The reference's quick training for fitness: 500 epochs, Adam 1e-4,
+    /// halved at epochs 100 and 200.
+    pub fn search_defaults() -> TrainerConfig {
+        TrainerConfig {
+            epochs: 500,
+            steps: None,
+            lr: 1e-4,
+            milestones: vec![100, 200],
+            gamma: 0.5,
+            batch_size: None,
+            seed: None,
+            milestones_in_steps: false,
+        }
+    }
+
+    /// The reference's full training: 15,000 epochs, halved at 8000, 12000,
+    /// 13500 and 14500.
+    pub fn full_defaults() -> TrainerConfig {
+        TrainerConfig {
+            epochs: 15_000,
+            milestones: vec![8000, 12_000, 13_500, 14_500],
+            ..TrainerConfig::search_defaults()
+        }
+    }
+}
+
+/// A loaded configuration and what the reader had to say about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The settings.
+    pub config: Config,
+    /// Non-fatal remarks; at most one today: the keys that were ignored.
+    pub warnings: Vec<String>,
+}
+
+/// The built-in configurations: (name, file text).
+const EMBEDDED: &[(&str, &str)] = &[
+    ("quick", include_str!("../../configs/quick.yaml")),
+    ("esr_ea", include_str!("../../configs/esr_ea.yaml")),
+];
+
+/// Top-level sections esr-ea reads; `ref:` links are resolved only inside them.
+const READ_SECTIONS: &[&str] = &["nas", "fully_train"];
+
+impl Config {
+    /// Reads and checks a configuration file. Relative dataset paths are
+    /// taken relative to the file's folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        Config::from_yaml_str(&text, &paths::base_dir_of(path), file)
+    }
+
+    /// Names of the built-in configurations, for `Config::embedded` and help texts.
+    pub fn embedded_names() -> Vec<&'static str> {
+        EMBEDDED.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// A built-in configuration: `quick` or `esr_ea` (also accepted as
+    /// `quick.yaml` or `configs/quick.yaml`). Its dataset paths are relative
+    /// to this crate's `configs/` folder.
+    pub fn embedded(name: &str) -> Result<Loaded, ConfigError> {
+        let short = name.trim();
+        let short = short.strip_prefix("configs/").unwrap_or(short);
+        let short = short
+            .strip_suffix(".yaml")
+            .or_else(|| short.strip_suffix(".yml"))
+            .unwrap_or(short);
+        let (name, text) = EMBEDDED.iter().find(|(n, _)| *n == short).ok_or_else(|| {
+            ConfigError::UnknownEmbedded {
+                name: name.to_string(),
+                available: Config::embedded_names().join(", "),
+            }
+        })?;
+        let base = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs"));
+        Config::from_yaml_str(text, base, format!("embedded configs/{name}.yaml"))
+    }
+
+    /// Reads configuration text. `base_dir` is the folder relative dataset
+    /// paths start from; `source` names the text in messages and in
+    /// [`Config::source`].
+    pub fn from_yaml_str(
+        text: &str,
+        base_dir: &Path,
+        source: impl Into<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let file = source.into();
+        let mut raw: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| syntax_error(&file, &e))?;
+        raw.apply_merge().map_err(|e| syntax_error(&file, &e))?;
+        let resolved = vega::resolve_refs(&raw, &file, READ_SECTIONS)?;
+        let mut reader = reader::Reader::new(file);
+        let config = parse::config(&resolved.tree, &mut reader, &paths::normalize(base_dir))?;
+        let warnings = vega::ignored_keys_warning(&resolved, reader.used())
+            .into_iter()
+            .collect();
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Checks that every dataset folder exists and is a folder; the error
+    /// names the key and the resolved path.
+    pub fn validate_paths(&self) -> Result<(), ConfigError> {
+        let sets = [
+            ("nas.dataset", &self.dataset),
+            ("fully_train.dataset", &self.full_dataset),
+        ];
+        for (prefix, set) in sets {
+            for (split_name, split) in [("train", &set.train), ("test", &set.test)] {
+                let roots = [
+                    ("root_HR", Some(&split.root_hr)),
+                    ("root_LR", split.root_lr.as_ref()),
+                ];
+                for (key, path) in roots {
+                    let Some(path) = path else { continue };
+                    let reason = match std::fs::metadata(path) {
+                        Ok(m) if m.is_dir() => continue,
+                        Ok(_) => "is not a folder".to_string(),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            "does not exist".to_string()
+                        }
+                        Err(e) => format!("cannot be read: {e}"),
+                    };
+                    return Err(ConfigError::Path {
+                        file: self.source.clone(),
+                        key: format!("{prefix}.{split_name}.{key}"),
+                        path: path.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved settings as YAML in the file's own shape, with every
+    /// default spelt out and absolute paths; [`Config::from_yaml_str`] reads
+    /// it back to an equal `Config` with no warnings.
+    pub fn to_yaml(&self) -> String {
+        emit::to_yaml(self)
+    }
+}
+
+fn syntax_error(file: &str, e: &serde_yaml::Error) -> ConfigError {
+    let location = e.location();
+    let mut message = e.to_string();
+    if let Some(l) = &location {
+        // The parser repeats the position in its message; it is shown once, up front.
+        message = message.replacen(
+            &format!(" at line {} column {}", l.line(), l.column()),
+            "",
+            1,
+        );
+    }
+    ConfigError::Syntax {
+        file: file.to_string(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        message,
+    }
+}

@@ -1,0 +1,500 @@
+//! Reads the (ref-resolved) YAML tree into [`Config`], section by section,
+//! checking every value on the way.
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use super::error::ConfigError;
+use super::reader::{show, Node, Reader};
+use super::{paths, Config, DataSplit, DatasetConfig, TrainerConfig};
+use crate::search::{Policy, Range, Selection};
+use crate::space::{BlockKind, SearchSpace};
+
+/// Scales the upsampler supports.
+const SCALES: [u64; 3] = [2, 3, 4];
+
+/// Reads a whole configuration document.
+pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Config, ConfigError> {
+    let root = Node::root(tree);
+    if !tree.is_mapping() {
+        return Err(r.error(
+            "",
+            format!(
+                "expected a mapping with a nas section (and optionally fully_train), found {}",
+                show(tree)
+            ),
+        ));
+    }
+    let top_seed = r.get(&root, "seed")?.map(|n| r.whole(&n, 0)).transpose()?;
+    let nas = r.section(&root, "nas")?.ok_or_else(|| {
+        r.error(
+            "nas",
+            "missing: the nas section (search_space, search_algorithm, dataset, trainer)",
+        )
+    })?;
+
+    let search_space = search_space(r, &nas)?;
+    let scale = search_space.scale;
+    let (policy, range) = search_algorithm(r, &nas)?;
+    let dataset_node = r.section(&nas, "dataset")?.ok_or_else(|| {
+        r.error(
+            &nas.key_path("dataset"),
+            "missing: the dataset section with train and test",
+        )
+    })?;
+    let dataset = dataset(r, &dataset_node, base_dir, scale)?;
+    let trainer_node = r.section(&nas, "trainer")?;
+    let search_trainer = trainer(r, trainer_node, TrainerConfig::search_defaults(), scale)?;
+
+    let fully_train = r.section(&root, "fully_train")?;
+    let (full_trainer, full_dataset) = match fully_train {
+        None => (TrainerConfig::full_defaults(), dataset.clone()),
+        Some(ft) => {
+            let trainer_node = r.section(&ft, "trainer")?;
+            let t = trainer(r, trainer_node, TrainerConfig::full_defaults(), scale)?;
+            let d = match r.section(&ft, "dataset")? {
+                Some(d) => self::dataset(r, &d, base_dir, scale)?,
+                None => dataset.clone(),
+            };
+            (t, d)
+        }
+    };
+    let seed = top_seed.or(search_trainer.seed).unwrap_or(0);
+    Ok(Config {
+        seed,
+        search_space,
+        policy,
+        range,
+        dataset,
+        search_trainer,
+        full_trainer,
+        full_dataset,
+        source: r.file().to_string(),
+    })
+}
+
+/// `nas.search_space.esrbody`.
+fn search_space(r: &mut Reader, nas: &Node) -> Result<SearchSpace, ConfigError> {
+    let defaults = SearchSpace::default();
+    let Some(space) = r.section(nas, "search_space")? else {
+        return Ok(defaults);
+    };
+    let Some(body) = r.section(&space, "esrbody")? else {
+        return Ok(defaults);
+    };
+    if let Some(t) = r.get(&body, "type")? {
+        r.word(&t, &["ESRN"])?;
+    }
+    let block_type = match r.get(&body, "block_type")? {
+        Some(n) => r.list(&n, |item| block_kind(r, item))?,
+        None => defaults.block_type,
+    };
+    let conv_num = match r.get(&body, "conv_num")? {
+        Some(n) => r.list(&n, |item| r.count(item, 1))?,
+        None => defaults.conv_num,
+    };
+    let growth_rate = match r.get(&body, "growth_rate")? {
+        Some(n) => r.list(&n, |item| growth(r, item))?,
+        None => defaults.growth_rate,
+    };
+    let type_prob = weights(r, &body, "type_prob", "block_type", block_type.len())?;
+    let conv_prob = weights(r, &body, "conv_prob", "conv_num", conv_num.len())?;
+    let growth_prob = weights(r, &body, "growth_prob", "growth_rate", growth_rate.len())?;
+    let g0 = match r.get(&body, "G0")? {
+        Some(n) => {
+            let g0 = r.count(&n, 4)?;
+            if g0 % 4 != 0 {
+                return Err(r.error(
+                    &n.path,
+                    format!(
+                        "{g0} must be a multiple of 4 (the upsampler pixel-shuffles 3·G0 channels \
+                         by 2, leaving 3·G0/4)"
+                    ),
+                ));
+            }
+            g0
+        }
+        None => defaults.g0,
+    };
+    let scale = match r.get(&body, "scale")? {
+        Some(n) => scale_value(r, &n)?,
+        None => defaults.scale,
+    };
+    let bias = match r.get(&body, "bias")? {
+        Some(n) => r.boolean(&n)?,
+        None => defaults.bias,
+    };
+    Ok(SearchSpace {
+        block_type,
+        conv_num,
+        growth_rate,
+        type_prob,
+        conv_prob,
+        growth_prob,
+        g0,
+        scale,
+        bias,
+    })
+}
+
+/// One entry of `block_type`: S, G or C.
+fn block_kind(r: &Reader, node: &Node) -> Result<BlockKind, ConfigError> {
+    let unknown = || {
+        r.error(
+            &node.path,
+            format!(
+                "unknown block kind {} (allowed: S shrink, G group, C contextual)",
+                show(node.value)
+            ),
+        )
+    };
+    let text = node.value.as_str().ok_or_else(unknown)?;
+    text.parse().map_err(|_| unknown())
+}
+
+/// One entry of `growth_rate`: a multiple of 4.
+fn growth(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
+    let g = r.count(node, 4)?;
+    if g % 4 != 0 {
+        return Err(r.error(
+            &node.path,
+            format!(
+                "growth rate {g} is not a multiple of 4: C blocks pixel-shuffle (C+1)·G channels \
+                 by 2 and G blocks split G channels into up to 4 groups"
+            ),
+        ));
+    }
+    Ok(g)
+}
+
+/// A scale factor the upsampler supports.
+fn scale_value(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
+    match node.value.as_u64() {
+        Some(s) if SCALES.contains(&s) => Ok(s as usize),
+        _ => Err(r.error(
+            &node.path,
+            format!("{} is not supported (allowed: 2, 3, 4)", show(node.value)),
+        )),
+    }
+}
+
+/// A probability list (`type_prob`, …): one weight >= 0 per value of `of`,
+/// not all zero. Absent: all ones (uniform).
+fn weights(
+    r: &mut Reader,
+    body: &Node,
+    key: &str,
+    of: &str,
+    len: usize,
+) -> Result<Vec<f64>, ConfigError> {
+    let Some(node) = r.get(body, key)? else {
+        return Ok(vec![1.0; len]);
+    };
+    let values = r.seq(&node, |item| {
+        let w = r.number(item)?;
+        if w < 0.0 {
+            return Err(r.error(
+                &item.path,
+                format!("{} is negative: weights must be >= 0", show(item.value)),
+            ));
+        }
+        Ok(w)
+    })?;
+    if values.len() != len {
+        return Err(r.error(
+            &node.path,
+            format!(
+                "{} has {} weights but {of} has {len} values: give one weight per value",
+                show(node.value),
+                values.len()
+            ),
+        ));
+    }
+    if values.iter().sum::<f64>() <= 0.0 {
+        return Err(r.error(
+            &node.path,
+            format!(
+                "{}: all weights are 0, so no {of} value could ever be drawn; make at least one > 0",
+                show(node.value)
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+/// `nas.search_algorithm.policy` and `.range`.
+fn search_algorithm(r: &mut Reader, nas: &Node) -> Result<(Policy, Range), ConfigError> {
+    let (mut policy, mut range) = (Policy::default(), Range::default());
+    let Some(alg) = r.section(nas, "search_algorithm")? else {
+        return Ok((policy, range));
+    };
+    if let Some(p) = r.section(&alg, "policy")? {
+        if let Some(n) = r.get(&p, "num_generation")? {
+            policy.num_generation = r.count(&n, 1)?;
+        }
+        if let Some(n) = r.get(&p, "num_individual")? {
+            policy.num_individual = r.count(&n, 1)?;
+        }
+        if let Some(n) = r.get(&p, "num_elitism")? {
+            policy.num_elitism = r.count(&n, 1)?;
+            if policy.num_elitism > policy.num_individual {
+                return Err(r.error(
+                    &n.path,
+                    format!(
+                        "{} is larger than num_individual = {}: the elites are chosen from a generation",
+                        policy.num_elitism, policy.num_individual
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = r.get(&p, "mutation_rate")? {
+            let rate = r.number(&n)?;
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(r.error(
+                    &n.path,
+                    format!("{} is outside 0..1 (a probability per gene)", show(n.value)),
+                ));
+            }
+            policy.mutation_rate = rate;
+        }
+        if let Some(n) = r.get(&p, "selection")? {
+            policy.selection = match r.word(&n, &["roulette", "tournament"])? {
+                "tournament" => Selection::Tournament,
+                _ => Selection::Roulette,
+            };
+        }
+    }
+    if let Some(g) = r.section(&alg, "range")? {
+        if let Some(n) = r.get(&g, "node_num")? {
+            range.node_num = r.count(&n, 1)?;
+            if range.node_num < 10 {
+                return Err(r.error(
+                    &n.path,
+                    format!(
+                        "{} is below 10: crossover swaps a run of 4..node_num/2 slots, which needs \
+                         node_num >= 10",
+                        range.node_num
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = r.get(&g, "min_active")? {
+            range.min_active = r.count(&n, 1)?;
+        }
+        if range.min_active > range.node_num {
+            return Err(r.error(
+                &g.key_path("min_active"),
+                format!(
+                    "{} is larger than node_num = {}: a network cannot use more blocks than it has slots",
+                    range.min_active, range.node_num
+                ),
+            ));
+        }
+        if let Some(n) = r.get(&g, "max_params")? {
+            range.max_params = r.whole(&n, 1)?;
+        }
+        if let Some(n) = r.get(&g, "min_params")? {
+            range.min_params = r.whole(&n, 0)?;
+        }
+        if range.min_params > range.max_params {
+            return Err(r.error(
+                &g.key_path("min_params"),
+                format!(
+                    "{} is larger than max_params = {}",
+                    range.min_params, range.max_params
+                ),
+            ));
+        }
+    }
+    Ok((policy, range))
+}
+
+/// A dataset section with `train` and `test` splits.
+fn dataset(
+    r: &mut Reader,
+    node: &Node,
+    base_dir: &Path,
+    scale: usize,
+) -> Result<DatasetConfig, ConfigError> {
+    let split_of =
+        |r: &mut Reader, key: &str, defaults: fn(std::path::PathBuf, usize) -> DataSplit| {
+            let n = r.section(node, key)?.ok_or_else(|| {
+                r.error(
+                    &node.key_path(key),
+                    format!("missing: the {key} split (root_HR, …)"),
+                )
+            })?;
+            split(r, &n, base_dir, scale, defaults)
+        };
+    let train = split_of(r, "train", DataSplit::train_defaults)?;
+    let test = split_of(r, "test", DataSplit::test_defaults)?;
+    Ok(DatasetConfig { train, test })
+}
+
+/// One split of a dataset; absent keys keep `defaults`.
+fn split(
+    r: &mut Reader,
+    node: &Node,
+    base_dir: &Path,
+    scale: usize,
+    defaults: fn(std::path::PathBuf, usize) -> DataSplit,
+) -> Result<DataSplit, ConfigError> {
+    let hr = r.require(node, "root_HR", "the folder of high-resolution images")?;
+    let mut s = defaults(paths::resolve(base_dir, &r.string(&hr)?), scale);
+    if let Some(n) = r.get(node, "root_LR")? {
+        s.root_lr = Some(paths::resolve(base_dir, &r.string(&n)?));
+    }
+    if let Some(n) = r.get(node, "upscale")? {
+        let up = scale_value(r, &n)?;
+        if up != scale {
+            return Err(r.error(
+                &n.path,
+                format!("{up} does not match nas.search_space.esrbody.scale = {scale}"),
+            ));
+        }
+    }
+    if let Some(n) = r.get(node, "crop")? {
+        s.crop = r.count(&n, 1)?;
+    }
+    for (key, field) in [
+        ("hflip", &mut s.hflip),
+        ("vflip", &mut s.vflip),
+        ("rot90", &mut s.rot90),
+        ("shuffle", &mut s.shuffle),
+    ] {
+        if let Some(n) = r.get(node, key)? {
+            *field = r.boolean(&n)?;
+        }
+    }
+    if let Some(n) = r.get(node, "batch_size")? {
+        s.batch_size = r.count(&n, 1)?;
+    }
+    Ok(s)
+}
+
+/// A trainer section (`nas.trainer`, `fully_train.trainer`); absent keys keep `defaults`.
+fn trainer(
+    r: &mut Reader,
+    node: Option<Node>,
+    defaults: TrainerConfig,
+    scale: usize,
+) -> Result<TrainerConfig, ConfigError> {
+    let mut t = defaults;
+    let Some(node) = node else {
+        return Ok(t);
+    };
+    if let Some(n) = r.get(&node, "epochs")? {
+        t.epochs = r.count(&n, 1)?;
+    }
+    if let Some(n) = r.get(&node, "steps")? {
+        t.steps = Some(r.count(&n, 1)?);
+    }
+    if let Some(n) = r.get(&node, "batch_size")? {
+        t.batch_size = Some(r.count(&n, 1)?);
+    }
+    if let Some(n) = r.get(&node, "seed")? {
+        t.seed = Some(r.whole(&n, 0)?);
+    }
+    if let Some(n) = r.get(&node, "scale")? {
+        check_scale(r, &n, scale)?;
+    }
+    if let Some(opt) = r.section(&node, "optimizer")? {
+        if let Some(n) = r.get(&opt, "type")? {
+            r.word(&n, &["Adam"])?;
+        }
+        if let Some(n) = setting(r, &opt, "lr")? {
+            t.lr = r.positive(&n)?;
+        }
+    }
+    if let Some(sched) = r.section(&node, "lr_scheduler")? {
+        if let Some(n) = r.get(&sched, "type")? {
+            r.word(&n, &["MultiStepLR"])?;
+        }
+        if let Some(n) = setting(r, &sched, "milestones")? {
+            t.milestones = milestones(r, &n)?;
+        }
+        if let Some(n) = setting(r, &sched, "gamma")? {
+            let gamma = r.positive(&n)?;
+            if gamma > 1.0 {
+                return Err(r.error(
+                    &n.path,
+                    format!("{gamma} is above 1: the rate is multiplied by gamma at each milestone (0 < gamma <= 1)"),
+                ));
+            }
+            t.gamma = gamma;
+        }
+        if let Some(n) = r.get(&sched, "milestones_unit")? {
+            t.milestones_in_steps = r.word(&n, &["epochs", "steps"])? == "steps";
+        }
+    }
+    if let Some(loss) = r.section(&node, "loss")? {
+        if let Some(n) = r.get(&loss, "type")? {
+            r.word(&n, &["L1Loss"])?;
+        }
+    }
+    if let Some(metric) = r.section(&node, "metric")? {
+        if let Some(n) = r.get(&metric, "type")? {
+            r.word(&n, &["PSNR"])?;
+        }
+        if let Some(params) = r.section(&metric, "params")? {
+            if let Some(n) = r.get(&params, "scale")? {
+                check_scale(r, &n, scale)?;
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// A setting Vega accepts both as `section.params.key` and as flat `section.key`.
+fn setting<'v>(
+    r: &mut Reader,
+    section: &Node<'v>,
+    key: &str,
+) -> Result<Option<Node<'v>>, ConfigError> {
+    let nested = match r.section(section, "params")? {
+        Some(params) => r.get(&params, key)?,
+        None => None,
+    };
+    let flat = r.get(section, key)?;
+    match (nested, flat) {
+        (Some(a), Some(b)) => Err(r.error(
+            &b.path,
+            format!(
+                "set twice ({} here and {} in {}); keep one",
+                show(b.value),
+                show(a.value),
+                a.path
+            ),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// MultiStepLR milestones: whole numbers, strictly increasing (may be empty).
+fn milestones(r: &Reader, node: &Node) -> Result<Vec<usize>, ConfigError> {
+    let values = r.seq(node, |item| r.count(item, 1))?;
+    if values.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(r.error(
+            &node.path,
+            format!(
+                "{} must increase strictly (each milestone once, in order)",
+                show(node.value)
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+/// A repeated scale setting (`trainer.scale`, `metric.params.scale`, …)
+/// must agree with `esrbody.scale`.
+fn check_scale(r: &Reader, node: &Node, scale: usize) -> Result<(), ConfigError> {
+    let s = scale_value(r, node)?;
+    if s != scale {
+        return Err(r.error(
+            &node.path,
+            format!("{s} does not match nas.search_space.esrbody.scale = {scale}"),
+        ));
+    }
+    Ok(())
+}
