@@ -1,7 +1,14 @@
 //! The command line: one subcommand per job, each in its own module.
 
-mod headless;
+mod bench;
+mod control;
+mod export;
+pub mod headless;
 mod inspect;
+mod progress;
+mod search;
+mod train;
+mod upscale;
 
 use clap::{Parser, Subcommand};
 
@@ -17,20 +24,38 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run (or check, or resume) an evolutionary search. The default command.
+    Search(search::SearchArgs),
     /// Show the blocks, exact parameters and Multi-Adds of an architecture.
     Inspect(inspect::InspectArgs),
+    /// Fully train an architecture or continue a model.
+    Train(train::TrainArgs),
+    /// PSNR/SSIM of a model (or bicubic) on benchmark folders.
+    Bench(bench::BenchArgs),
+    /// Super-resolve an image with a model.
+    Upscale(upscale::UpscaleArgs),
+    /// Export the best architectures of a run, with their weights.
+    Export(export::ExportArgs),
+    /// Steer a search running elsewhere (pause, kill, inject, ...).
+    Control(control::ControlArgs),
 }
 
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Search(args)) => search::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(())
-        }
+        Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Upscale(args)) => upscale::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Control(args)) => control::run(&args),
+        // No subcommand: a search on the embedded default, as the README promises.
+        None => search::run(&search::SearchArgs {
+            devices: vec!["cpu".into()],
+            ..Default::default()
+        }),
     }
 }
 

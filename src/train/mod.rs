@@ -1,8 +1,11 @@
 //! Training: optimiser, learning-rate schedule, the training loop and validation.
 
+pub mod datasets;
+pub mod fitness;
 pub mod init;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
 
 pub use optim::{Adam, AdamConfig};
 pub use schedule::MultiStepLr;

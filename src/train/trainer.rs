@@ -246,6 +246,11 @@ impl Trainer {
         self.step
     }
 
+    /// Lengthens (or shortens) the training to `steps` in total, keeping the milestones.
+    pub fn extend_to(&mut self, steps: usize) {
+        self.plan.steps = steps;
+    }
+
     /// The plan.
     pub fn plan(&self) -> &TrainPlan {
         &self.plan

@@ -1,0 +1,143 @@
+//! `esr-ea bench`: PSNR/SSIM on benchmark folders, as the SR papers report them.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde::Serialize;
+
+use super::progress::Progress;
+use crate::data::upscale_bicubic;
+use crate::metrics::{psnr_y, ssim_y};
+use crate::model::checkpoint::load_model;
+use crate::train::datasets::load_benchmark_dir;
+use crate::train::fitness::device;
+use crate::train::trainer::upscale_image;
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model file, or `bicubic` for the baseline alone.
+    #[arg(long, value_name = "FILE|bicubic")]
+    pub model: String,
+    /// Benchmark folder (repeatable): HR images, or `HR/` + `LR/` subfolders paired by name.
+    #[arg(long = "data", value_name = "DIR", required = true)]
+    pub data: Vec<PathBuf>,
+    /// Upscaling factor (default: the model's; required with `bicubic`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=4))]
+    pub scale: Option<u8>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Device: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// One image's scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageScore {
+    /// File name.
+    pub name: String,
+    /// Method (`bicubic` or the model file).
+    pub method: String,
+    /// Y-PSNR, dB.
+    pub psnr: f64,
+    /// Y-SSIM.
+    pub ssim: f64,
+}
+
+/// One dataset's mean scores per method.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetScore {
+    /// Folder.
+    pub dataset: String,
+    /// Images.
+    pub images: usize,
+    /// Method.
+    pub method: String,
+    /// Mean Y-PSNR.
+    pub psnr: f64,
+    /// Mean Y-SSIM.
+    pub ssim: f64,
+}
+
+/// Runs `bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let model = if args.model == "bicubic" {
+        None
+    } else {
+        Some(load_model(&args.model, &dev)?.0)
+    };
+    let scale = match (args.scale, &model) {
+        (Some(s), Some(m)) if s as usize != m.arch().scale => bail!(
+            "--scale {s}: the model {} is x{}",
+            args.model,
+            m.arch().scale
+        ),
+        (Some(s), _) => s as usize,
+        (None, Some(m)) => m.arch().scale,
+        (None, None) => bail!("--model bicubic needs --scale 2, 3 or 4"),
+    };
+    let mut per_image = Vec::new();
+    let mut per_set = Vec::new();
+    for dir in &args.data {
+        let data = load_benchmark_dir(dir, scale)?;
+        let name = dir.display().to_string();
+        let mut progress = Progress::new(&format!("bench {name}"), data.len());
+        let mut sums: Vec<(String, f64, f64)> = vec![("bicubic".into(), 0.0, 0.0)];
+        if model.is_some() {
+            sums.push((args.model.clone(), 0.0, 0.0));
+        }
+        for (i, pair) in data.pairs.iter().enumerate() {
+            let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
+            if let Some(m) = &model {
+                outputs.push(upscale_image(m, &pair.lr, &dev)?);
+            }
+            for (sum, sr) in sums.iter_mut().zip(&outputs) {
+                let psnr = psnr_y(sr, &pair.hr, scale)?;
+                let ssim = ssim_y(sr, &pair.hr, scale)?;
+                sum.1 += psnr;
+                sum.2 += ssim;
+                per_image.push(ImageScore {
+                    name: format!("{name}/{}", pair.name),
+                    method: sum.0.clone(),
+                    psnr,
+                    ssim,
+                });
+            }
+            progress.update(i + 1, &pair.name);
+        }
+        progress.finish();
+        let n = data.len().max(1) as f64;
+        for (method, psnr, ssim) in sums {
+            per_set.push(DatasetScore {
+                dataset: name.clone(),
+                images: data.len(),
+                method,
+                psnr: psnr / n,
+                ssim: ssim / n,
+            });
+        }
+    }
+    if args.json {
+        let out = serde_json::json!({"scale": scale, "datasets": per_set, "images": per_image});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("x{scale}, Y channel, {scale} px shaved (PSNR dB / SSIM)");
+    println!("{:<40} {:>6}  {:<24} {:>8} {:>7}", "dataset", "images", "method", "PSNR", "SSIM");
+    for s in &per_set {
+        println!(
+            "{:<40} {:>6}  {:<24} {:>8.3} {:>7.4}",
+            s.dataset, s.images, s.method, s.psnr, s.ssim
+        );
+    }
+    println!();
+    println!("{:<48} {:<24} {:>8} {:>7}", "image", "method", "PSNR", "SSIM");
+    for s in &per_image {
+        println!("{:<48} {:<24} {:>8.3} {:>7.4}", s.name, s.method, s.psnr, s.ssim);
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `esr-ea export`: the best architectures of a run, with their weights.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::config::Config;
+use crate::engine::rundir::{files, RunDir};
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run directory.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// How many architectures.
+    #[arg(long, default_value_t = 4)]
+    pub top: usize,
+    /// Where to write them (default `<run>/export`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `export`.
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let run = RunDir::open(&args.run)?;
+    let text = run.read_config()?;
+    let config = Config::from_yaml_str(&text, &args.run, run.file(files::CONFIG).display().to_string())?.config;
+    let state = run.load_state()?;
+    let out = args.out.clone().unwrap_or_else(|| run.file("export"));
+    let n = crate::export::export_top(&state, &config.search_space, run.path(), args.top, &out)?;
+    println!("exported {n} architectures to {}", out.display());
+    for m in crate::export::best_members(&state, n) {
+        println!(
+            "  #{:<4} {:.3} dB  {} params  {}",
+            m.id,
+            m.fitness().unwrap_or(f64::NAN),
+            super::thousands(m.params),
+            m.genes
+        );
+    }
+    Ok(())
+}
