@@ -72,7 +72,12 @@ fn shaved_luma(
 /// Errors if the sizes differ or nothing is left after shaving.
 pub fn psnr_y(sr: &RgbImage, hr: &RgbImage, shave: usize) -> Result<f64, DataError> {
     let (a, b, _, _) = shaved_luma(sr, hr, shave, 1)?;
-    let mse = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        / a.len() as f64;
     if mse == 0.0 {
         return Ok(PSNR_CAP_DB);
     }

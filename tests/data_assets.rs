@@ -24,14 +24,54 @@ struct Recipe {
 /// `assets/ATTRIBUTION.md`). Output sides are multiples of 12 so that x2, x3
 /// and x4 modcrops keep the whole image.
 const RECIPES: [Recipe; 8] = [
-    Recipe { split: "train", source: "astronaut.png", crop: (0, 16, 480, 480), shrink: 2 },
-    Recipe { split: "train", source: "chelsea.png", crop: (6, 10, 288, 432), shrink: 2 },
-    Recipe { split: "train", source: "keong_macan.png", crop: (10, 10, 480, 480), shrink: 2 },
-    Recipe { split: "train", source: "riaphotographs.png", crop: (10, 10, 480, 480), shrink: 2 },
-    Recipe { split: "train", source: "brick.png", crop: (16, 16, 480, 480), shrink: 2 },
-    Recipe { split: "train", source: "gravel.png", crop: (16, 16, 480, 480), shrink: 2 },
-    Recipe { split: "val", source: "coffee.png", crop: (100, 240, 240, 240), shrink: 2 },
-    Recipe { split: "val", source: "bliznaca.png", crop: (130, 130, 360, 360), shrink: 3 },
+    Recipe {
+        split: "train",
+        source: "astronaut.png",
+        crop: (0, 16, 480, 480),
+        shrink: 2,
+    },
+    Recipe {
+        split: "train",
+        source: "chelsea.png",
+        crop: (6, 10, 288, 432),
+        shrink: 2,
+    },
+    Recipe {
+        split: "train",
+        source: "keong_macan.png",
+        crop: (10, 10, 480, 480),
+        shrink: 2,
+    },
+    Recipe {
+        split: "train",
+        source: "riaphotographs.png",
+        crop: (10, 10, 480, 480),
+        shrink: 2,
+    },
+    Recipe {
+        split: "train",
+        source: "brick.png",
+        crop: (16, 16, 480, 480),
+        shrink: 2,
+    },
+    Recipe {
+        split: "train",
+        source: "gravel.png",
+        crop: (16, 16, 480, 480),
+        shrink: 2,
+    },
+    Recipe {
+        split: "val",
+        source: "coffee.png",
+        crop: (100, 240, 240, 240),
+        shrink: 2,
+    },
+    Recipe {
+        split: "val",
+        source: "bliznaca.png",
+        crop: (130, 130, 360, 360),
+        shrink: 3,
+    },
 ];
 
 fn asset_files(split: &str) -> Vec<PathBuf> {
@@ -93,7 +133,10 @@ fn embedded_datasets_load_at_every_scale() {
             assert_eq!(pair.hr.height % 12, 0);
         }
         // The validation images are the small ones.
-        assert!(val.pairs.iter().all(|p| p.hr.height <= 128 && p.hr.width <= 128));
+        assert!(val
+            .pairs
+            .iter()
+            .all(|p| p.hr.height <= 128 && p.hr.width <= 128));
     }
 }
 

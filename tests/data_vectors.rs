@@ -26,7 +26,12 @@ fn compare(got: &RgbImage, want: &RgbImage) -> (f32, usize) {
         .zip(&want.data)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
-    let differing = got.data.iter().zip(&want.data).filter(|(a, b)| a != b).count();
+    let differing = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| a != b)
+        .count();
     (max, differing)
 }
 
@@ -84,8 +89,12 @@ fn psnr_and_ssim_match_the_reference() {
         let up = vector_image(case["bicubic_up"].as_str().unwrap());
         let psnr = psnr_y(&up, &hr, s).unwrap();
         let ssim = ssim_y(&up, &hr, s).unwrap();
-        let want_psnr = case["psnr_y_shave_scale_hr_vs_bicubic_up"].as_f64().unwrap();
-        let want_ssim = case["ssim_y_shave_scale_hr_vs_bicubic_up"].as_f64().unwrap();
+        let want_psnr = case["psnr_y_shave_scale_hr_vs_bicubic_up"]
+            .as_f64()
+            .unwrap();
+        let want_ssim = case["ssim_y_shave_scale_hr_vs_bicubic_up"]
+            .as_f64()
+            .unwrap();
         assert!(
             (psnr - want_psnr).abs() <= 0.01,
             "x{s}: PSNR {psnr} vs {want_psnr}"

@@ -120,7 +120,11 @@ fn check_scale(scale: usize) -> Result<(), DataError> {
     if scale >= 1 {
         Ok(())
     } else {
-        Err(DataError::invalid("scale", scale, "must be an integer >= 1"))
+        Err(DataError::invalid(
+            "scale",
+            scale,
+            "must be an integer >= 1",
+        ))
     }
 }
 

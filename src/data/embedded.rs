@@ -8,11 +8,23 @@ use super::{DataError, Dataset};
 
 /// `(file name, PNG bytes)` of the training images.
 const TRAIN: [(&str, &[u8]); 6] = [
-    ("astronaut.png", include_bytes!("../../assets/train/astronaut.png")),
+    (
+        "astronaut.png",
+        include_bytes!("../../assets/train/astronaut.png"),
+    ),
     ("brick.png", include_bytes!("../../assets/train/brick.png")),
-    ("chelsea.png", include_bytes!("../../assets/train/chelsea.png")),
-    ("gravel.png", include_bytes!("../../assets/train/gravel.png")),
-    ("keong_macan.png", include_bytes!("../../assets/train/keong_macan.png")),
+    (
+        "chelsea.png",
+        include_bytes!("../../assets/train/chelsea.png"),
+    ),
+    (
+        "gravel.png",
+        include_bytes!("../../assets/train/gravel.png"),
+    ),
+    (
+        "keong_macan.png",
+        include_bytes!("../../assets/train/keong_macan.png"),
+    ),
     (
         "riaphotographs.png",
         include_bytes!("../../assets/train/riaphotographs.png"),
@@ -21,7 +33,10 @@ const TRAIN: [(&str, &[u8]); 6] = [
 
 /// `(file name, PNG bytes)` of the validation images.
 const VAL: [(&str, &[u8]); 2] = [
-    ("bliznaca.png", include_bytes!("../../assets/val/bliznaca.png")),
+    (
+        "bliznaca.png",
+        include_bytes!("../../assets/val/bliznaca.png"),
+    ),
     ("coffee.png", include_bytes!("../../assets/val/coffee.png")),
 ];
 

@@ -227,9 +227,8 @@ fn decode(bytes: &[u8], path: &Path) -> Result<RgbImage, DataError> {
 pub fn save_rgb_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<(), DataError> {
     let path = path.as_ref();
     let tmp = temp_path(path);
-    let result = write_png(img, path, &tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, &e))
-    });
+    let result = write_png(img, path, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, &e)));
     if result.is_err() {
         // Best effort: do not leave the temporary file behind.
         let _ = std::fs::remove_file(&tmp);
@@ -298,7 +297,10 @@ mod tests {
     fn crop_takes_the_window_from_every_channel() {
         let img = RgbImage::new(3, 3, (0..27).map(|v| v as f32).collect()).unwrap();
         let c = img.crop(1, 1, 2, 2).unwrap();
-        assert_eq!(c.data, vec![4., 5., 7., 8., 13., 14., 16., 17., 22., 23., 25., 26.]);
+        assert_eq!(
+            c.data,
+            vec![4., 5., 7., 8., 13., 14., 16., 17., 22., 23., 25., 26.]
+        );
         assert!(img.crop(2, 0, 2, 1).is_err());
     }
 

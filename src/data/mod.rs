@@ -153,7 +153,11 @@ const LISTED_NAMES: usize = 5;
 
 /// `a, b, c and 7 more`: a short list for one-line messages.
 fn short_list(names: &[String]) -> String {
-    let shown: Vec<&str> = names.iter().take(LISTED_NAMES).map(String::as_str).collect();
+    let shown: Vec<&str> = names
+        .iter()
+        .take(LISTED_NAMES)
+        .map(String::as_str)
+        .collect();
     let mut text = shown.join(", ");
     if names.len() > LISTED_NAMES {
         text.push_str(&format!(" and {} more", names.len() - LISTED_NAMES));
@@ -161,7 +165,12 @@ fn short_list(names: &[String]) -> String {
     text
 }
 
-fn unpaired_message(hr_dir: &Path, lr_dir: &Path, hr_only: &[String], lr_only: &[String]) -> String {
+fn unpaired_message(
+    hr_dir: &Path,
+    lr_dir: &Path,
+    hr_only: &[String],
+    lr_only: &[String],
+) -> String {
     let mut parts = Vec::new();
     if !hr_only.is_empty() {
         parts.push(format!(

@@ -270,12 +270,12 @@ fn extract(img: &RgbImage, top: usize, left: usize, side: usize, o: Orientation,
 mod tests {
     use super::*;
 
-    /// A 1-channel-looking 2x2 window pulled through each transform.
+    /// The red plane of a 2x2 image pulled through a transform, back on 0..255.
     fn window(o: Orientation) -> Vec<f32> {
-        let img = RgbImage::new(2, 2, (0..12).map(|v| v as f32 * 255.0).collect()).unwrap();
+        let img = RgbImage::new(2, 2, (0..12).map(|v| v as f32).collect()).unwrap();
         let mut dst = vec![0.0; 12];
         extract(&img, 0, 0, 2, o, &mut dst);
-        dst[..4].to_vec()
+        dst[..4].iter().map(|v| (v * 255.0).round()).collect()
     }
 
     #[test]
@@ -288,9 +288,27 @@ mod tests {
         // Source   0 1
         //          2 3
         assert_eq!(window(none), vec![0., 1., 2., 3.]);
-        assert_eq!(window(Orientation { hflip: true, ..none }), vec![1., 0., 3., 2.]);
-        assert_eq!(window(Orientation { vflip: true, ..none }), vec![2., 3., 0., 1.]);
+        assert_eq!(
+            window(Orientation {
+                hflip: true,
+                ..none
+            }),
+            vec![1., 0., 3., 2.]
+        );
+        assert_eq!(
+            window(Orientation {
+                vflip: true,
+                ..none
+            }),
+            vec![2., 3., 0., 1.]
+        );
         // Counter-clockwise: the right column becomes the top row.
-        assert_eq!(window(Orientation { rot90: true, ..none }), vec![1., 3., 0., 2.]);
+        assert_eq!(
+            window(Orientation {
+                rot90: true,
+                ..none
+            }),
+            vec![1., 3., 0., 2.]
+        );
     }
 }

@@ -114,7 +114,11 @@ fn check_scale(scale: usize) -> Result<(), DataError> {
     if scale >= 1 {
         Ok(())
     } else {
-        Err(DataError::invalid("scale", scale, "must be an integer >= 1"))
+        Err(DataError::invalid(
+            "scale",
+            scale,
+            "must be an integer >= 1",
+        ))
     }
 }
 
@@ -172,7 +176,11 @@ fn resize_height(img: &RgbImage, out_h: usize, rows: &Contributions) -> RgbImage
 fn resize_width(img: &RgbImage, out_w: usize, cols: &Contributions) -> RgbImage {
     let (h, w) = (img.height, img.width);
     let mut out = RgbImage::filled(h, out_w, 0.0);
-    for (src_row, dst_row) in img.data.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
+    for (src_row, dst_row) in img
+        .data
+        .chunks_exact(w)
+        .zip(out.data.chunks_exact_mut(out_w))
+    {
         for (j, d) in dst_row.iter_mut().enumerate() {
             let taps = j * cols.taps..(j + 1) * cols.taps;
             *d = cols.weights[taps.clone()]
