@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataError {
     /// A file or folder could not be read or written.
-    #[error("{}: {reason}", path.display())]
+    #[error("cannot access {}: {reason}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
