@@ -3,9 +3,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod engine;
 pub mod export;
 pub mod fsutil;
+pub mod metrics;
 pub mod search;
 pub mod space;
 pub mod train;
