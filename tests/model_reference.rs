@@ -99,16 +99,14 @@ fn reference_weights_do_not_fit_another_scale() {
     let (mut arch, _) = arch_for("esrn_mixed_x2.safetensors");
     arch.scale = 4;
     let dev = Device::Cpu;
-    let mut tensors: HashMap<String, Tensor> = candle_core::safetensors::load(
-        format!("{VECTORS}/esrn_mixed_x2.safetensors"),
-        &dev,
-    )
-    .unwrap();
+    let mut tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(format!("{VECTORS}/esrn_mixed_x2.safetensors"), &dev)
+            .unwrap();
     tensors.remove("input");
     tensors.remove("expected_output");
     let err = model_from_tensors(&arch, tensors, &dev)
         .map(|_| ())
-    .unwrap_err()
+        .unwrap_err()
         .to_string();
     assert!(
         err.contains("tensor 'UPNet.0.bias' has shape [96], the architecture expects [128]"),

@@ -17,13 +17,19 @@ use crate::space::{BlockGene, BlockKind};
 #[derive(Debug, Clone)]
 enum Body {
     /// `Convs.<j>.0` (3x3 G→G) and `ShrinkConv.<j>` (1x1 (2+j)·G → G, last → O).
-    Shrink { convs: Vec<Conv>, shrinks: Vec<Conv> },
+    Shrink {
+        convs: Vec<Conv>,
+        shrinks: Vec<Conv>,
+    },
     /// `convs.<c>.conv.0` (grouped 3x3 (c+1)·G → G) and `LFF` (1x1 (C+1)·G → O).
     Group { convs: Vec<Conv>, lff: Conv },
     /// `Convs.<j>.0` (3x3 G→G at half size, run three times) and
     /// `ShrinkConv.<j>`: 1x1 (2+j)·G → G for j < C-1, and the last one,
     /// `ShrinkConv.<C-1>`, 1x1 (C+1)·G/4 → O after the pixel shuffle.
-    Contextual { convs: Vec<Conv>, shrinks: Vec<Conv> },
+    Contextual {
+        convs: Vec<Conv>,
+        shrinks: Vec<Conv>,
+    },
 }
 
 /// One efficient residual dense block.
@@ -64,12 +70,7 @@ impl Block {
                 let mut convs = Vec::with_capacity(c_num);
                 let mut shrinks = Vec::with_capacity(c_num);
                 for j in 0..c_num {
-                    convs.push(conv(
-                        vb.pp("Convs").pp(j).pp(0),
-                        ConvKind::Conv3x3,
-                        g,
-                        g,
-                    )?);
+                    convs.push(conv(vb.pp("Convs").pp(j).pp(0), ConvKind::Conv3x3, g, g)?);
                     let shrink_out = if j + 1 == c_num { o } else { g };
                     shrinks.push(conv(
                         vb.pp("ShrinkConv").pp(j),
@@ -99,12 +100,7 @@ impl Block {
                 let mut convs = Vec::with_capacity(c_num);
                 let mut shrinks = Vec::with_capacity(c_num);
                 for j in 0..c_num {
-                    convs.push(conv(
-                        vb.pp("Convs").pp(j).pp(0),
-                        ConvKind::Conv3x3,
-                        g,
-                        g,
-                    )?);
+                    convs.push(conv(vb.pp("Convs").pp(j).pp(0), ConvKind::Conv3x3, g, g)?);
                     let (s_in, s_out) = if j + 1 < c_num {
                         ((2 + j) * g, g)
                     } else {

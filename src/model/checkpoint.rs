@@ -93,7 +93,10 @@ fn arch_metadata(arch: &Arch) -> HashMap<String, String> {
 }
 
 /// Reads the architecture back from checkpoint metadata.
-fn arch_from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Arch, CheckpointError> {
+fn arch_from_metadata(
+    path: &Path,
+    meta: &HashMap<String, String>,
+) -> Result<Arch, CheckpointError> {
     let err = |field: &str, reason: String| CheckpointError::Metadata {
         path: path.to_path_buf(),
         field: field.to_string(),
@@ -106,7 +109,10 @@ fn arch_from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Arc
     };
     let format = get("format")?;
     if format != FORMAT_NAME {
-        return Err(err("format", format!("is '{format}', expected '{FORMAT_NAME}'")));
+        return Err(err(
+            "format",
+            format!("is '{format}', expected '{FORMAT_NAME}'"),
+        ));
     }
     let version = get("format_version")?;
     if version != FORMAT_VERSION.to_string() {
@@ -115,7 +121,8 @@ fn arch_from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Arc
             format!("is '{version}'; this build reads version {FORMAT_VERSION}"),
         ));
     }
-    let genes = GeneList::parse_args(&[get("genes")?]).map_err(|e| err("genes", format!("is invalid: {e}")))?;
+    let genes = GeneList::parse_args(&[get("genes")?])
+        .map_err(|e| err("genes", format!("is invalid: {e}")))?;
     let number = |field: &str| -> Result<usize, CheckpointError> {
         let v = get(field)?;
         v.parse()
@@ -202,7 +209,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     })
 }
 
-fn load_tensors(path: &Path, bytes: &[u8], device: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
+fn load_tensors(
+    path: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
     candle_core::safetensors::load_buffer(bytes, device).map_err(|e| CheckpointError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -211,7 +222,10 @@ fn load_tensors(path: &Path, bytes: &[u8], device: &Device) -> Result<HashMap<St
 
 /// Loads a checkpoint written by [`save_model`]: the architecture comes from
 /// its metadata, the weights become trainable variables on `device`.
-pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<(Esrn, VarMap), CheckpointError> {
+pub fn load_model(
+    path: impl AsRef<Path>,
+    device: &Device,
+) -> Result<(Esrn, VarMap), CheckpointError> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::Format {
@@ -266,7 +280,9 @@ fn build_from_tensors(
     let expected: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();
     check_names_and_shapes(&expected, &tensors, arch, source_name)?;
     let vars = varmap.data().lock().map_err(|_| {
-        model_err(source_name)(candle_core::Error::Msg("the variable map lock is poisoned".into()))
+        model_err(source_name)(candle_core::Error::Msg(
+            "the variable map lock is poisoned".into(),
+        ))
     })?;
     for (name, value) in &tensors {
         let set = || -> candle_core::Result<()> {

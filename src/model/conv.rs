@@ -90,9 +90,7 @@ impl Conv {
         match self.kind {
             ConvKind::Conv3x3 => ops::conv3x3(x, &self.weight, bias),
             ConvKind::Conv1x1 => ops::conv1x1(x, &self.weight, bias),
-            ConvKind::Grouped3x3 { groups } => {
-                ops::grouped_conv3x3(x, &self.weight, bias, groups)
-            }
+            ConvKind::Grouped3x3 { groups } => ops::grouped_conv3x3(x, &self.weight, bias, groups),
         }
     }
 

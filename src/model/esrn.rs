@@ -75,7 +75,12 @@ impl Esrn {
         let gff_conv = conv(body.pp("GFF").pp(1), ConvKind::Conv3x3, g0, g0)?;
         let up_vb = vb.pp("UPNet");
         let up_conv = |i: usize, c_in, c_out| -> Result<UpStep> {
-            Ok(UpStep::Conv(conv(up_vb.pp(i), ConvKind::Conv3x3, c_in, c_out)?))
+            Ok(UpStep::Conv(conv(
+                up_vb.pp(i),
+                ConvKind::Conv3x3,
+                c_in,
+                c_out,
+            )?))
         };
         let up = match arch.scale {
             2 => vec![
@@ -222,6 +227,8 @@ fn check_input(lr: &Tensor) -> Result<(usize, usize)> {
     let dims = lr.dims();
     match *dims {
         [b, 3, h, w] if b > 0 && h > 0 && w > 0 => Ok((h, w)),
-        _ => bail!("the network input must be [batch, 3, height, width] with non-zero sizes, got {dims:?}"),
+        _ => bail!(
+            "the network input must be [batch, 3, height, width] with non-zero sizes, got {dims:?}"
+        ),
     }
 }

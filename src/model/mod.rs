@@ -13,8 +13,7 @@ pub mod ops;
 
 pub use blocks::Block;
 pub use checkpoint::{
-    load_model, load_weights_into, model_from_tensors, save_model, CheckpointError,
-    FORMAT_VERSION,
+    load_model, load_weights_into, model_from_tensors, save_model, CheckpointError, FORMAT_VERSION,
 };
 pub use conv::{Conv, ConvKind};
 pub use esrn::{check_arch, Esrn};
