@@ -163,8 +163,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     let scale = config.search_space.scale;
-    let train = Arc::new(crate::data::load_split(&config.dataset.train, scale, &config.source)?);
-    let val = Arc::new(crate::data::load_split(&config.dataset.test, scale, &config.source)?);
+    let train = Arc::new(crate::train::datasets::load_split(&config.dataset.train, scale)?);
+    let val = Arc::new(crate::train::datasets::load_split(&config.dataset.test, scale)?);
     let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
     let fitness = Arc::new(QuickTrain { train, val, plan });
     let run_path = run.path().to_path_buf();
