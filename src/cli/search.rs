@@ -145,7 +145,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                     t.gamma
                 );
                 println!(
-                    "data: train {} , validation {}",
+                    "data: train {}, validation {}",
                     config.dataset.train.root_hr.display(),
                     config.dataset.test.root_hr.display()
                 );
