@@ -232,3 +232,10 @@ fn check_input(lr: &Tensor) -> Result<(usize, usize)> {
         ),
     }
 }
+
+impl candle_core::Module for Esrn {
+    /// Same as [`Esrn::forward`] (any input size).
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Esrn::forward(self, xs)
+    }
+}

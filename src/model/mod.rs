@@ -4,6 +4,8 @@
 //! Device-agnostic: everything takes the tensors' or the caller's
 //! [`candle_core::Device`], so the same code runs on CPU and CUDA.
 
+#![warn(missing_docs)]
+
 pub mod blocks;
 pub mod checkpoint;
 pub mod conv;
