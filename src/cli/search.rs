@@ -66,7 +66,7 @@ fn problem_of(config: &Config) -> Result<Problem> {
         config.policy.clone(),
         config.range.clone(),
     )
-    .with_context(|| format!("{}", config.source))
+    .with_context(|| config.source.clone())
 }
 
 /// A default run directory name: `runs/<config stem>-YYYYmmdd-HHMMSS` (UTC).
