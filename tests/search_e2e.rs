@@ -1,0 +1,232 @@
+//! Whole searches through the binary on a tiny config: real candle training
+//! of tiny networks on tiny real-looking images, a few steps each.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("esr-ea-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Crops of the embedded photographs, so training sees real image statistics.
+fn tiny_dataset(dir: &Path) {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    for (split, sources, side) in [
+        (
+            "train",
+            vec![
+                "train/astronaut.png",
+                "train/brick.png",
+                "train/chelsea.png",
+            ],
+            48u32,
+        ),
+        ("val", vec!["val/coffee.png"], 24u32),
+    ] {
+        let out = dir.join(split);
+        std::fs::create_dir_all(&out).unwrap();
+        for (i, src) in sources.iter().enumerate() {
+            let img = image::open(assets.join(src)).unwrap().to_rgb8();
+            let crop = image::imageops::crop_imm(&img, 40, 40, side, side).to_image();
+            crop.save(out.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn tiny_config(dir: &Path) -> PathBuf {
+    tiny_dataset(dir);
+    let text = r#"
+seed: 3
+nas:
+  search_space:
+    esrbody: {block_type: [S, G, C], conv_num: [4], growth_rate: [8, 16], type_prob: [1, 1, 1],
+              conv_prob: [1], growth_prob: [1, 1], G0: 8, scale: 2}
+  search_algorithm:
+    policy: {num_generation: 3, num_individual: 4, num_elitism: 2, mutation_rate: 0.1}
+    range: {node_num: 10, min_active: 4, max_params: 60000, min_params: 20000}
+  dataset:
+    train: {root_HR: train, upscale: 2, crop: 8, batch_size: 2}
+    test: {root_HR: val, upscale: 2}
+  trainer:
+    steps: 3
+    optimizer: {type: Adam, params: {lr: 0.001}}
+    lr_scheduler: {type: MultiStepLR, milestones: [2], gamma: 0.5, milestones_unit: steps}
+    loss: {type: L1Loss}
+"#;
+    let path = dir.join("tiny.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn search(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .arg("search")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Removes wall-clock fields, which differ between any two runs.
+fn without_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.remove("seconds");
+            map.values_mut().for_each(without_times);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_times),
+        _ => {}
+    }
+}
+
+/// Elites and history (as compact JSON text, so a mismatch prints readably).
+fn elites_and_history(run: &Path) -> (String, String) {
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    without_times(&mut state);
+    (state["elites"].to_string(), state["history"].to_string())
+}
+
+#[test]
+fn a_search_killed_with_sigkill_resumes_to_the_same_result() {
+    let dir = temp_dir("kill");
+    let cfg = tiny_config(&dir);
+    let cfg = cfg.to_str().unwrap();
+
+    let straight = dir.join("straight");
+    let o = search(&[
+        "--config",
+        cfg,
+        "--run-dir",
+        straight.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("search finished"), "{out}");
+    assert!(out.contains("exported the best 2 architectures"), "{out}");
+    for f in [
+        "state.json",
+        "events.jsonl",
+        "history.csv",
+        "arch.txt",
+        "arch_child.txt",
+        "config.yaml",
+        "export/1.yaml",
+        "export/1.safetensors",
+    ] {
+        assert!(straight.join(f).is_file(), "{f} missing");
+    }
+
+    let killed = dir.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args([
+            "search",
+            "--config",
+            cfg,
+            "--run-dir",
+            killed.to_str().unwrap(),
+            "--headless",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some individuals are done and another is training, then SIGKILL.
+    let start = Instant::now();
+    loop {
+        let events = std::fs::read_to_string(killed.join("events.jsonl")).unwrap_or_default();
+        let evaluated = events.matches("\"event\":\"evaluated\"").count();
+        let last_is_progress = events
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"progress\""));
+        if evaluated >= 5 && last_is_progress {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "search too slow"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("search ended before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to checkpoint
+    child.wait().unwrap();
+    let o = search(&["--resume", killed.to_str().unwrap(), "--headless"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("resuming run"));
+    let (resumed, uninterrupted) = (elites_and_history(&killed), elites_and_history(&straight));
+    assert!(
+        resumed == uninterrupted,
+        "resumed run differs:\n{resumed:?}\nvs\n{uninterrupted:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(killed.join("history.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        std::fs::read_to_string(straight.join("history.csv"))
+            .unwrap()
+            .lines()
+            .count()
+    );
+    // A finished run is not resumed again.
+    let o = search(&["--resume", killed.to_str().unwrap(), "--headless"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already finished"));
+
+    // The exported model upscales an image.
+    let model = straight.join("export/1.safetensors");
+    let up = dir.join("up.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args([
+            "upscale",
+            "--model",
+            model.to_str().unwrap(),
+            dir.join("val/0.png").to_str().unwrap(),
+            up.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(image::open(&up).unwrap().width(), 48);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_state_is_reported_clearly() {
+    let dir = temp_dir("corrupt");
+    let cfg = tiny_config(&dir);
+    let run = dir.join("run");
+    let o = search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(run.join("state.json")).unwrap();
+    std::fs::write(run.join("state.json"), &text[..text.len() - 40]).unwrap();
+    let o = search(&["--resume", run.to_str().unwrap(), "--headless"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("state.json is corrupt or truncated"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Starting a new search over it is refused rather than overwriting.
+    let o = search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a search"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
