@@ -29,11 +29,24 @@ impl Default for AdamConfig {
     }
 }
 
+/// First and second moments of one variable: plain host vectors on the CPU
+/// (one fused loop per step instead of ten tensor operations), tensors elsewhere.
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Var, v: Var },
+}
+
+struct Param {
+    name: String,
+    var: Var,
+    moments: Moments,
+}
+
 /// Adam over a named set of variables.
 pub struct Adam {
     config: AdamConfig,
     /// Variables in a fixed (sorted-name) order, with their moments.
-    params: Vec<(String, Var, Var, Var)>,
+    params: Vec<Param>,
     step: u64,
 }
 
@@ -46,9 +59,23 @@ impl Adam {
         let mut params = Vec::with_capacity(names.len());
         for name in names {
             let var = vars[name].clone();
-            let m = Var::zeros(var.shape(), DType::F32, var.device())?;
-            let v = Var::zeros(var.shape(), DType::F32, var.device())?;
-            params.push((name.clone(), var, m, v));
+            let moments = if var.device().is_cpu() {
+                let n = var.elem_count();
+                Moments::Host {
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                }
+            } else {
+                Moments::Device {
+                    m: Var::zeros(var.shape(), DType::F32, var.device())?,
+                    v: Var::zeros(var.shape(), DType::F32, var.device())?,
+                }
+            };
+            params.push(Param {
+                name: name.clone(),
+                var,
+                moments,
+            });
         }
         Ok(Adam {
             config,
@@ -85,18 +112,37 @@ impl Adam {
         let t = self.step as i32;
         let bias1 = 1.0 - beta1.powi(t);
         let bias2 = 1.0 - beta2.powi(t);
-        for (_, var, m, v) in &self.params {
-            let Some(g) = grads.get(var.as_tensor()) else {
+        for p in &mut self.params {
+            let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let m_next = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
-            let v_next = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let m_hat = (&m_next / bias1)?;
-            let v_hat = (&v_next / bias2)?;
-            let update = (m_hat / (v_hat.sqrt()? + eps)?)?;
-            var.set(&var.as_tensor().sub(&(update * lr)?)?)?;
-            m.set(&m_next)?;
-            v.set(&v_next)?;
+            match &mut p.moments {
+                Moments::Host { m, v } => {
+                    // PyTorch's formulation: w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+                    let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
+                    let mut w: Vec<f32> = p.var.as_tensor().flatten_all()?.to_vec1()?;
+                    let (b1, b2) = (beta1 as f32, beta2 as f32);
+                    let step_size = (lr / bias1) as f32;
+                    let bc2_sqrt = bias2.sqrt() as f32;
+                    let eps = eps as f32;
+                    for i in 0..w.len() {
+                        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                        w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
+                    }
+                    p.var
+                        .set(&Tensor::from_vec(w, p.var.shape(), p.var.device())?)?;
+                }
+                Moments::Device { m, v } => {
+                    let m_next = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
+                    let v_next = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let denom = ((v_next.sqrt()? / bias2.sqrt())? + eps)?;
+                    let update = ((&m_next / denom)? * (lr / bias1))?;
+                    p.var.set(&p.var.as_tensor().sub(&update)?)?;
+                    m.set(&m_next)?;
+                    v.set(&v_next)?;
+                }
+            }
         }
         Ok(())
     }
@@ -105,14 +151,21 @@ impl Adam {
     /// `adam.v.<name>`, `adam.step`), ready to be saved beside the weights.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (name, _, m, v) in &self.params {
-            out.insert(format!("adam.m.{name}"), m.as_tensor().clone());
-            out.insert(format!("adam.v.{name}"), v.as_tensor().clone());
+        for p in &self.params {
+            let (m, v) = match &p.moments {
+                Moments::Host { m, v } => (
+                    Tensor::from_slice(m, p.var.shape(), p.var.device())?,
+                    Tensor::from_slice(v, p.var.shape(), p.var.device())?,
+                ),
+                Moments::Device { m, v } => (m.as_tensor().copy()?, v.as_tensor().copy()?),
+            };
+            out.insert(format!("adam.m.{}", p.name), m);
+            out.insert(format!("adam.v.{}", p.name), v);
         }
         let device = self
             .params
             .first()
-            .map(|p| p.1.device().clone())
+            .map(|p| p.var.device().clone())
             .unwrap_or(candle_core::Device::Cpu);
         // f64 keeps every u64 step count below 2^53 exact.
         out.insert(
@@ -124,13 +177,31 @@ impl Adam {
 
     /// Restores moments and step count saved by [`Adam::state_tensors`].
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, _, m, v) in &self.params {
-            for (prefix, target) in [("m", m), ("v", v)] {
-                let key = format!("adam.{prefix}.{name}");
+        for p in &mut self.params {
+            let get = |prefix: &str| {
+                let key = format!("adam.{prefix}.{}", p.name);
                 let t = state.get(&key).ok_or_else(|| {
                     candle_core::Error::Msg(format!("optimiser state has no tensor '{key}'"))
                 })?;
-                target.set(&t.to_device(target.device())?)?;
+                if t.dims() != p.var.dims() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "optimiser state '{key}' has shape {:?}, the variable {:?}",
+                        t.dims(),
+                        p.var.dims()
+                    )));
+                }
+                Ok(t.clone())
+            };
+            let (tm, tv) = (get("m")?, get("v")?);
+            match &mut p.moments {
+                Moments::Host { m, v } => {
+                    *m = tm.flatten_all()?.to_vec1()?;
+                    *v = tv.flatten_all()?.to_vec1()?;
+                }
+                Moments::Device { m, v } => {
+                    m.set(&tm.to_device(m.device())?)?;
+                    v.set(&tv.to_device(v.device())?)?;
+                }
             }
         }
         let step = state
