@@ -9,3 +9,4 @@ pub mod fsutil;
 pub mod search;
 pub mod space;
 pub mod train;
+pub mod tui;
