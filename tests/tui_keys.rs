@@ -17,7 +17,9 @@ fn select_queued(app: &mut App) -> u64 {
     let index = app
         .population
         .iter()
-        .position(|m| m.status == Status::Pending && !app.live.get(&m.id).is_some_and(|l| l.training))
+        .position(|m| {
+            m.status == Status::Pending && !app.live.get(&m.id).is_some_and(|l| l.training)
+        })
         .expect("a queued member");
     // Move there with the keys, as a person would.
     app.on_key(key(KeyCode::Home));
@@ -34,7 +36,10 @@ fn pause_then_resume_after_the_engine_confirms() {
     assert_eq!(app.on_key(ch('p')), Some(Action::Send(Command::Pause)));
     app.apply(&Event::Paused);
     assert_eq!(app.on_key(ch('p')), Some(Action::Send(Command::Resume)));
-    assert!(app.log.iter().any(|l| l.level == "you" && l.text == "pause"));
+    assert!(app
+        .log
+        .iter()
+        .any(|l| l.level == "you" && l.text == "pause"));
 }
 
 #[test]
@@ -50,7 +55,10 @@ fn kill_asks_first() {
     assert_eq!(app.overlay, None);
     // y kills it.
     app.on_key(ch('x'));
-    assert_eq!(app.on_key(ch('y')), Some(Action::Send(Command::Kill { id })));
+    assert_eq!(
+        app.on_key(ch('y')),
+        Some(Action::Send(Command::Kill { id }))
+    );
     assert_eq!(app.overlay, None);
     // The training member can be killed too.
     let training = select_training(&mut app);
@@ -72,11 +80,19 @@ fn kill_and_mutate_refuse_done_members_with_a_reason() {
     app.pop_selected = index;
     assert_eq!(app.on_key(ch('x')), None);
     assert_eq!(app.overlay, None);
-    assert!(app.flash.as_deref().unwrap().contains("only queued or training"));
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("only queued or training"));
     assert_eq!(app.on_key(ch('m')), None);
     select_training(&mut app);
     assert_eq!(app.on_key(ch('m')), None);
-    assert!(app.flash.as_deref().unwrap().contains("is training"), "{:?}", app.flash);
+    assert!(
+        app.flash.as_deref().unwrap().contains("is training"),
+        "{:?}",
+        app.flash
+    );
     // Elites are not steered.
     app.focus = Pane::Elites;
     assert_eq!(app.on_key(ch('x')), None);
@@ -107,32 +123,50 @@ fn inject_rejects_bad_genes_inline_and_sends_good_ones() {
     let error = input.error.clone().expect("an inline error");
     assert!(error.contains("S_4_16_99"), "{error}");
     let screen = text(&render(&app, 80, 24));
-    assert!(screen.contains("not sent: invalid gene 'S_4_16_99'"), "{screen}");
+    assert!(
+        screen.contains("not sent: invalid gene 'S_4_16_99'"),
+        "{screen}"
+    );
     // Malformed text.
     app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     type_text(&mut app, "S_4_16");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
-    let Some(Overlay::Inject(input)) = &app.overlay else { panic!() };
+    let Some(Overlay::Inject(input)) = &app.overlay else {
+        panic!()
+    };
     assert!(input.error.as_deref().unwrap().contains("4 fields"));
     // Too few blocks.
     app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     type_text(&mut app, "S_4_16_16");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
-    let Some(Overlay::Inject(input)) = &app.overlay else { panic!() };
-    assert!(input.error.as_deref().unwrap().contains("min_active"), "{input:?}");
+    let Some(Overlay::Inject(input)) = &app.overlay else {
+        panic!()
+    };
+    assert!(
+        input.error.as_deref().unwrap().contains("min_active"),
+        "{input:?}"
+    );
     // Outside the budget.
     app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     type_text(&mut app, "G_4_8_8 G_4_8_8 G_4_8_8 G_4_8_8");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
-    let Some(Overlay::Inject(input)) = &app.overlay else { panic!() };
+    let Some(Overlay::Inject(input)) = &app.overlay else {
+        panic!()
+    };
     let error = input.error.as_deref().unwrap();
-    assert!(error.contains("below the budget 100,000..160,000"), "{error}");
+    assert!(
+        error.contains("below the budget 100,000..160,000"),
+        "{error}"
+    );
     // Esc sends nothing.
     assert_eq!(app.on_key(key(KeyCode::Esc)), None);
     assert_eq!(app.overlay, None);
     // A valid list goes out as separate gene strings.
     app.on_key(ch('i'));
-    type_text(&mut app, "S_4_16_16, G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24");
+    type_text(
+        &mut app,
+        "S_4_16_16, G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24",
+    );
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("ok: 5 blocks"), "{screen}");
     let genes: Vec<String> = "S_4_16_16 G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24"
@@ -158,7 +192,9 @@ fn export_asks_how_many() {
     app.on_key(key(KeyCode::Backspace));
     type_text(&mut app, "x");
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
-    let Some(Overlay::Export(input)) = &app.overlay else { panic!() };
+    let Some(Overlay::Export(input)) = &app.overlay else {
+        panic!()
+    };
     assert!(input.error.as_deref().unwrap().contains("whole number"));
     app.on_key(key(KeyCode::Backspace));
     type_text(&mut app, "2");
@@ -181,10 +217,16 @@ fn quit_in_process_confirms_then_stops() {
     app.on_key(ch('q'));
     assert_eq!(app.on_key(key(KeyCode::Esc)), None);
     app.on_key(ch('q'));
-    assert_eq!(app.on_key(ch('y')), Some(Action::Quit { stop_search: true }));
+    assert_eq!(
+        app.on_key(ch('y')),
+        Some(Action::Quit { stop_search: true })
+    );
     assert!(app.stop_requested());
     // Pressed again while stopping: leave at once.
-    assert_eq!(app.on_key(ch('q')), Some(Action::Quit { stop_search: false }));
+    assert_eq!(
+        app.on_key(ch('q')),
+        Some(Action::Quit { stop_search: false })
+    );
 }
 
 #[test]
@@ -196,7 +238,10 @@ fn quit_attached_can_detach_or_stop() {
     assert_eq!(app.on_key(ch('n')), Some(Action::Detach));
     let mut app = mid(Mode::Attached);
     app.on_key(ch('q'));
-    assert_eq!(app.on_key(ch('y')), Some(Action::Quit { stop_search: true }));
+    assert_eq!(
+        app.on_key(ch('y')),
+        Some(Action::Quit { stop_search: true })
+    );
 }
 
 #[test]
@@ -205,7 +250,10 @@ fn after_the_end_q_leaves_and_commands_are_refused() {
     let mut app = app_from(&events, Mode::InProcess);
     assert_eq!(app.on_key(ch('p')), None);
     assert!(app.flash.as_deref().unwrap().contains("finished"));
-    assert_eq!(app.on_key(ch('q')), Some(Action::Quit { stop_search: false }));
+    assert_eq!(
+        app.on_key(ch('q')),
+        Some(Action::Quit { stop_search: false })
+    );
 }
 
 #[test]
@@ -220,7 +268,7 @@ fn overlays_close_with_esc_and_navigation_moves() {
     app.on_key(key(KeyCode::Enter));
     assert_eq!(app.overlay, Some(Overlay::Detail));
     let screen = text(&render(&app, 80, 24));
-    assert!(screen.contains("convs x growth in->out"), "{screen}");
+    assert!(screen.contains("CxG   in->out  params"), "{screen}");
     app.on_key(key(KeyCode::Esc));
     assert_eq!(app.overlay, None);
     app.on_key(key(KeyCode::Tab));

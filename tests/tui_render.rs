@@ -21,12 +21,19 @@ fn compact_80x24_shows_genes_gauge_chart_and_states() {
     // Gene strings: every row shows at least its first gene.
     for m in &app.population {
         let first = m.genes.iter().next().unwrap().to_string();
-        assert!(screen.contains(&first), "#{} {first} missing:\n{screen}", m.id);
+        assert!(
+            screen.contains(&first),
+            "#{} {first} missing:\n{screen}",
+            m.id
+        );
     }
     // States.
     assert!(screen.contains("train 50%"), "{screen}");
     assert!(screen.contains("queued"), "{screen}");
-    assert!(screen.contains("done") || screen.contains("cached"), "{screen}");
+    assert!(
+        screen.contains("done") || screen.contains("cached"),
+        "{screen}"
+    );
     // Budget gauge and the loss chart of the selected (training) member.
     assert!(screen.contains("100k ["), "{screen}");
     assert!(screen.contains("] 160k"), "{screen}");
@@ -34,7 +41,10 @@ fn compact_80x24_shows_genes_gauge_chart_and_states() {
     assert!(screen.contains("step"), "{screen}");
     assert!(screen.contains('•'), "chart points:\n{screen}");
     // Footer keys.
-    assert!(screen.contains("q quit") && screen.contains("? help"), "{screen}");
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
     for line in screen.lines() {
         assert_eq!(line.chars().count(), 80);
     }
@@ -60,7 +70,7 @@ fn large_200x50_shows_every_pane() {
     let m = &app.population[0];
     assert!(screen.contains(&m.genes.to_string()), "{screen}");
     // The detail pane lists blocks with kind names and in->out.
-    assert!(screen.contains("convs x growth in->out"), "{screen}");
+    assert!(screen.contains("CxG   in->out  params"), "{screen}");
     assert!(screen.contains("shrink") || screen.contains("group") || screen.contains("contextual"));
     assert!(screen.contains("->"), "{screen}");
     assert!(screen.contains("lr 1.0e-3"), "{screen}");
@@ -74,7 +84,10 @@ fn large_200x50_shows_every_pane() {
 fn a_finished_run_says_so() {
     let events = recorded();
     let app = app_from(&events, Mode::InProcess);
-    assert!(matches!(events.last(), Some(Event::Finished { complete: true, .. })));
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { complete: true, .. })
+    ));
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("[FINISHED]"), "{screen}");
     assert!(!app.population.iter().any(|m| m.status == Status::Pending));
@@ -120,7 +133,10 @@ fn no_color_draws_without_colour() {
     // With colours, genes are coloured by kind.
     let coloured = app.clone().with_look(plain());
     let buf = render(&coloured, 80, 24);
-    assert!(buf.content.iter().any(|c| c.fg == Color::Cyan || c.fg == Color::Green));
+    assert!(buf
+        .content
+        .iter()
+        .any(|c| c.fg == Color::Cyan || c.fg == Color::Green));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
+mod attach;
 mod headless;
 mod inspect;
 
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the blocks, exact parameters and Multi-Adds of an architecture.
     Inspect(inspect::InspectArgs),
+    /// Watch and steer a search running elsewhere on this machine (live dashboard).
+    Attach(attach::AttachArgs),
 }
 
 /// Parses the command line and runs it.
@@ -26,6 +29,7 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Inspect(args)) => inspect::run(&args),
+        Some(Command::Attach(args)) => attach::run(&args),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;

@@ -502,11 +502,7 @@ impl App {
         match &m.status {
             Status::Pending => match self.live.get(&m.id) {
                 Some(l) if l.training => {
-                    let pct = if l.steps > 0 {
-                        l.step * 100 / l.steps
-                    } else {
-                        0
-                    };
+                    let pct = (l.step * 100).checked_div(l.steps).unwrap_or(0);
                     (format!("train {pct}%"), Tone::Training)
                 }
                 _ if m.origin.is_hand_made() => ("hand-made".into(), Tone::HandMade),
@@ -746,15 +742,14 @@ impl App {
                 .clamp(0, len as isize - 1) as usize
         };
         match self.focus {
-            Pane::Population => {
-                self.pop_selected = step(self.pop_selected, self.population.len())
-            }
+            Pane::Population => self.pop_selected = step(self.pop_selected, self.population.len()),
             Pane::Elites => self.elite_selected = step(self.elite_selected, self.elites.len()),
             // Up scrolls back in time.
             Pane::Log => {
                 let max = self.log.len().saturating_sub(1) as isize;
-                self.log_scroll =
-                    (self.log_scroll as isize).saturating_sub(delta).clamp(0, max) as usize;
+                self.log_scroll = (self.log_scroll as isize)
+                    .saturating_sub(delta)
+                    .clamp(0, max) as usize;
             }
         }
         None

@@ -102,7 +102,10 @@ pub fn run_dashboard(source: EventSource, sink: CommandSink, app: App) -> Result
 }
 
 /// Forwards terminal input to the loop; polls so it notices `stop` quickly.
-fn spawn_input(tx: UnboundedSender<TermEvent>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_input(
+    tx: UnboundedSender<TermEvent>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("esr-ea-input".into())
         .spawn(move || {
@@ -279,7 +282,10 @@ pub fn problem_of_run(run_dir: &Path) -> Result<Problem> {
 /// keeps the search running.
 pub fn attach(run_dir: &Path) -> Result<()> {
     if !run_dir.is_dir() {
-        bail!("{} is not a run directory (no such folder)", run_dir.display());
+        bail!(
+            "{} is not a run directory (no such folder)",
+            run_dir.display()
+        );
     }
     let events = run_dir.join(rundir::files::EVENTS);
     if !events.is_file() {

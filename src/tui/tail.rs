@@ -130,7 +130,8 @@ mod tests {
         let mut tail = Tail::new(&path);
         assert!(tail.poll().is_empty(), "no file yet");
         let mut f = std::fs::File::create(&path).unwrap();
-        f.write_all(b"{\"event\":\"paused\"}\n{\"event\":\"res").unwrap();
+        f.write_all(b"{\"event\":\"paused\"}\n{\"event\":\"res")
+            .unwrap();
         f.flush().unwrap();
         assert_eq!(tail.poll(), vec![Event::Paused]);
         f.write_all(b"umed\"}\nnot json\n").unwrap();

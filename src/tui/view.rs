@@ -121,7 +121,11 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(devices),
         Span::raw("  gen "),
         Span::styled(
-            format!("{}/{}", (app.generation + 1).min(run.generations.max(1)), run.generations),
+            format!(
+                "{}/{}",
+                (app.generation + 1).min(run.generations.max(1)),
+                run.generations
+            ),
             bold,
         ),
         Span::raw("  ind "),
@@ -136,8 +140,11 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled("  attached", look.dim()));
     }
     let (label, style) = state_label(app);
-    let cols = Layout::horizontal([Constraint::Min(0), Constraint::Length(label.len() as u16 + 2)])
-        .split(area);
+    let cols = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(label.len() as u16 + 2),
+    ])
+    .split(area);
     frame.render_widget(Paragraph::new(Line::from(spans)), cols[0]);
     frame.render_widget(
         Paragraph::new(Span::styled(format!("[{label}]"), style)).alignment(Alignment::Right),
@@ -235,7 +242,10 @@ pub fn gene_spans(genes: &GeneList, width: usize, look: &Look) -> Vec<Span<'stat
             let more = format!("+{}", total - i);
             if i == 0 {
                 // Not even one gene fits: show what does.
-                let cut: String = text.chars().take(width.saturating_sub(more.len() + 1)).collect();
+                let cut: String = text
+                    .chars()
+                    .take(width.saturating_sub(more.len() + 1))
+                    .collect();
                 spans.push(Span::styled(cut, look.kind(gene.kind)));
             }
             if used + 1 + more.len() <= width || i == 0 {
@@ -259,7 +269,9 @@ pub fn budget_gauge(params: u64, min: u64, max: u64, width: usize, look: &Look) 
     let bar = width.saturating_sub(left.len() + right.len() + 4).max(3);
     let pct = budget_percent(params, min, max);
     let inside = (min..=max).contains(&params);
-    let pos = ((pct / 100.0) * (bar - 1) as f64).round().clamp(0.0, (bar - 1) as f64) as usize;
+    let pos = ((pct / 100.0) * (bar - 1) as f64)
+        .round()
+        .clamp(0.0, (bar - 1) as f64) as usize;
     let mut cells = String::with_capacity(bar);
     for i in 0..bar {
         cells.push(if i == pos {
@@ -371,7 +383,13 @@ fn large(frame: &mut Frame, area: Rect, app: &App) {
     detail_pane(frame, mid[0], app);
     loss_chart(frame, mid[1], app, app.selected_member());
     progress_chart(frame, mid[2], app);
-    log_pane(frame, parts[2], app, Line::from(" log "), app.focus == Pane::Log);
+    log_pane(
+        frame,
+        parts[2],
+        app,
+        Line::from(" log "),
+        app.focus == Pane::Log,
+    );
 }
 
 struct Column {
@@ -413,14 +431,38 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
         .unwrap_or(3)
         .max(3) as u16;
     let columns = [
-        Column { title: "id", width: id_w },
-        Column { title: "genes", width: 0 },
-        Column { title: "params", width: if wide { 9 } else { 6 } },
-        Column { title: "bud", width: 4 },
-        Column { title: "M-Adds", width: 6 },
-        Column { title: "loss", width: 6 },
-        Column { title: "PSNR", width: if wide { 7 } else { 5 } },
-        Column { title: "state", width: 9 },
+        Column {
+            title: "id",
+            width: id_w,
+        },
+        Column {
+            title: "genes",
+            width: 0,
+        },
+        Column {
+            title: "params",
+            width: if wide { 9 } else { 6 },
+        },
+        Column {
+            title: "bud",
+            width: 4,
+        },
+        Column {
+            title: "M-Adds",
+            width: 6,
+        },
+        Column {
+            title: "loss",
+            width: 6,
+        },
+        Column {
+            title: "PSNR",
+            width: if wide { 7 } else { 5 },
+        },
+        Column {
+            title: "state",
+            width: 9,
+        },
     ];
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
     let (min, max) = (app.run.min_params, app.run.max_params);
@@ -439,16 +481,30 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
             let in_budget = (min..=max).contains(&m.params);
             let psnr = m
                 .fitness()
-                .map(|f| if wide { format!("{f:.3}") } else { format!("{f:.2}") })
+                .map(|f| {
+                    if wide {
+                        format!("{f:.3}")
+                    } else {
+                        format!("{f:.2}")
+                    }
+                })
                 .unwrap_or_else(|| "-".into());
-            let params = if wide { thousands(m.params) } else { short(m.params) };
+            let params = if wide {
+                thousands(m.params)
+            } else {
+                short(m.params)
+            };
             Row::new(vec![
                 Cell::from(id_text(m)),
                 Cell::from(Line::from(gene_spans(&m.genes, genes_w, look))),
                 Cell::from(params),
                 Cell::from(Span::styled(
                     format!("{pct:.0}%"),
-                    if in_budget { Style::new() } else { look.error() },
+                    if in_budget {
+                        Style::new()
+                    } else {
+                        look.error()
+                    },
                 )),
                 Cell::from(short(m.multi_adds)),
                 Cell::from(last_loss.map(loss).unwrap_or_else(|| "-".into())),
@@ -485,17 +541,35 @@ fn placeholder(frame: &mut Frame, area: Rect, text: &str, look: &Look) {
         return;
     }
     let inner = Rect::new(area.x + 2, area.y + 2, area.width - 4, 1);
-    frame.render_widget(Paragraph::new(Span::styled(text.to_string(), look.dim())), inner);
+    frame.render_widget(
+        Paragraph::new(Span::styled(text.to_string(), look.dim())),
+        inner,
+    );
 }
 
 fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool) {
     let look = &app.look;
     let columns = [
-        Column { title: "#", width: 2 },
-        Column { title: "id", width: 5 },
-        Column { title: "PSNR", width: 7 },
-        Column { title: "params", width: 6 },
-        Column { title: "genes", width: 0 },
+        Column {
+            title: "#",
+            width: 2,
+        },
+        Column {
+            title: "id",
+            width: 5,
+        },
+        Column {
+            title: "PSNR",
+            width: 7,
+        },
+        Column {
+            title: "params",
+            width: 6,
+        },
+        Column {
+            title: "genes",
+            width: 0,
+        },
     ];
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
     let rows: Vec<Row> = app
@@ -549,7 +623,10 @@ fn log_pane(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool
                 "error" => "error: ",
                 _ => "",
             };
-            Line::from(Span::styled(format!("{prefix}{}", l.text), look.level(&l.level)))
+            Line::from(Span::styled(
+                format!("{prefix}{}", l.text),
+                look.level(&l.level),
+            ))
         })
         .collect();
     let title = if app.log_scroll > 0 {
@@ -584,7 +661,11 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
     let (label, tone) = app.member_state(m);
     let mut lines = vec![Line::from(vec![
         Span::styled(label, look.tone(tone)),
-        Span::raw(format!("  gen {}  {}", m.generation + 1, origin_text(&m.origin))),
+        Span::raw(format!(
+            "  gen {}  {}",
+            m.generation + 1,
+            origin_text(&m.origin)
+        )),
     ])];
     let live = app.live.get(&m.id);
     let mut training = Vec::new();
@@ -644,9 +725,12 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
             lines.push(Line::from(row));
         }
     }
-    // 36 columns, so the compact detail pane at 80x24 shows whole rows.
+    // 35 columns, so the compact detail pane at 80x24 shows whole rows.
     lines.push(Line::from(Span::styled(
-        format!("{:<12} convs x growth in->out  params", format!("{} blocks", m.genes.len())),
+        format!(
+            "{:<13}CxG   in->out  params",
+            format!("{} blocks", m.genes.len())
+        ),
         Style::new().add_modifier(Modifier::BOLD),
     )));
     let cost = app.problem.space.arch(m.genes.clone()).cost();
@@ -657,7 +741,7 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
                 look.kind(b.gene.kind),
             ),
             Span::raw(format!(
-                " {:>5} x {:<2}   {:>3}->{:<3} {:>7}",
+                " {:>2}x{:<2} {:>3}->{:<3} {:>7}",
                 b.gene.convs,
                 b.gene.growth,
                 b.in_ch,
@@ -877,12 +961,18 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     look.dim(),
                 )),
                 Line::from(Span::styled(
-                    "bud = where the params lie in the budget min..max.",
+                    "bud = where params lie in the budget min..max.  CxG = convs x growth.",
                     look.dim(),
                 )),
             ];
             let h = lines.len() as u16 + 2;
-            popup(frame, centered(area, 74, h), "keys", Text::from(lines), look);
+            popup(
+                frame,
+                centered(area, 74, h),
+                "keys",
+                Text::from(lines),
+                look,
+            );
         }
         Overlay::Detail => detail_overlay(frame, area, app),
         Overlay::ConfirmKill { id } => {
@@ -903,7 +993,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     Span::raw(" keep it"),
                 ]),
             ];
-            popup(frame, centered(area, 60, 7), "kill", Text::from(lines), look);
+            popup(
+                frame,
+                centered(area, 60, 7),
+                "kill",
+                Text::from(lines),
+                look,
+            );
         }
         Overlay::ConfirmQuit => {
             let lines = match app.mode {
@@ -936,7 +1032,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     ]),
                 ],
             };
-            popup(frame, centered(area, 64, 7), "quit", Text::from(lines), look);
+            popup(
+                frame,
+                centered(area, 64, 7),
+                "quit",
+                Text::from(lines),
+                look,
+            );
         }
         Overlay::Inject(input) => {
             let r = &app.problem.range;
@@ -955,9 +1057,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 prompt_line(input, look),
             ];
             lines.extend(feedback(input, look, || {
-                check_genes(&app.problem, &input.text)
-                    .ok()
-                    .map(|c| format!("ok: {} blocks, {} params", c.genes.len(), thousands(c.params)))
+                check_genes(&app.problem, &input.text).ok().map(|c| {
+                    format!(
+                        "ok: {} blocks, {} params",
+                        c.genes.len(),
+                        thousands(c.params)
+                    )
+                })
             }));
             lines.push(Line::from(vec![
                 Span::styled("Enter", look.key()),
@@ -968,7 +1074,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 Span::raw(" clear"),
             ]));
             let w = area.width.saturating_sub(4).min(90);
-            popup(frame, centered(area, w, 10), "inject", Text::from(lines), look);
+            popup(
+                frame,
+                centered(area, w, 10),
+                "inject",
+                Text::from(lines),
+                look,
+            );
         }
         Overlay::Export(input) => {
             let mut lines = vec![
@@ -990,7 +1102,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 Span::raw(" cancel"),
             ]));
             let w = area.width.saturating_sub(4).min(80);
-            popup(frame, centered(area, w, 8), "export", Text::from(lines), look);
+            popup(
+                frame,
+                centered(area, w, 8),
+                "export",
+                Text::from(lines),
+                look,
+            );
         }
     }
 }
@@ -1004,9 +1122,16 @@ fn prompt_line(input: &Input, look: &Look) -> Line<'static> {
 }
 
 /// The inline error, or a preview of what Enter would do.
-fn feedback(input: &Input, look: &Look, preview: impl Fn() -> Option<String>) -> Vec<Line<'static>> {
+fn feedback(
+    input: &Input,
+    look: &Look,
+    preview: impl Fn() -> Option<String>,
+) -> Vec<Line<'static>> {
     match &input.error {
-        Some(e) => vec![Line::from(Span::styled(format!("not sent: {e}"), look.error()))],
+        Some(e) => vec![Line::from(Span::styled(
+            format!("not sent: {e}"),
+            look.error(),
+        ))],
         None => match preview() {
             Some(p) => vec![Line::from(Span::styled(p, look.good()))],
             None => vec![Line::from("")],
@@ -1081,7 +1206,10 @@ mod tests {
             .iter()
             .map(|s| s.content.to_string())
             .collect();
-        assert!(text.starts_with("100k [") && text.ends_with("] 160k"), "{text}");
+        assert!(
+            text.starts_with("100k [") && text.ends_with("] 160k"),
+            "{text}"
+        );
         assert_eq!(text.matches('|').count(), 1);
         let low: String = budget_gauge(90_000, 100_000, 160_000, 30, &look)
             .spans

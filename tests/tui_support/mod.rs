@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use esr_ea::engine::{self, EngineHandle, EngineSetup, Event, Failure, Fitness, Job, RunDir, StepReport};
+use esr_ea::engine::{
+    self, EngineHandle, EngineSetup, Event, Failure, Fitness, Job, RunDir, StepReport,
+};
 use esr_ea::search::{Evaluation, Policy, Problem, Range, Search};
 use esr_ea::space::SearchSpace;
 use esr_ea::tui::{App, Glyphs, Look, Mode};
@@ -77,11 +79,7 @@ pub fn temp_run(name: &str) -> std::path::PathBuf {
     dir
 }
 
-pub fn start(
-    search: Search,
-    run: RunDir,
-    step_ms: u64,
-) -> (EngineHandle, Receiver<Event>) {
+pub fn start(search: Search, run: RunDir, step_ms: u64) -> (EngineHandle, Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let handle = engine::spawn(
         EngineSetup {
@@ -169,9 +167,7 @@ pub fn select_training(app: &mut App) -> u64 {
 
 pub fn render(app: &App, w: u16, h: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal
-        .draw(|f| esr_ea::tui::view::draw(f, app))
-        .unwrap();
+    terminal.draw(|f| esr_ea::tui::view::draw(f, app)).unwrap();
     terminal.backend().buffer().clone()
 }
 
