@@ -70,6 +70,21 @@ fn kill_asks_first() {
 }
 
 #[test]
+fn a_kill_confirmation_closes_when_the_member_ends_meanwhile() {
+    let mut app = mid(Mode::InProcess);
+    let id = select_training(&mut app);
+    app.on_key(ch('x'));
+    assert_eq!(app.overlay, Some(Overlay::ConfirmKill { id }));
+    app.apply(&Event::Failed {
+        id,
+        reason: "out of memory".into(),
+    });
+    assert_eq!(app.overlay, None);
+    assert!(app.flash.as_deref().unwrap().contains("ended meanwhile"));
+    assert_eq!(app.on_key(ch('y')), None, "nothing is killed by a stray y");
+}
+
+#[test]
 fn kill_and_mutate_refuse_done_members_with_a_reason() {
     let mut app = mid(Mode::InProcess);
     let index = app

@@ -101,7 +101,8 @@ fn a_finished_run_says_so() {
 #[test]
 fn too_small_terminal_is_explained() {
     let events = recorded();
-    let app = app_from(&mid_run(&events), Mode::InProcess);
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
     let screen = text(&render(&app, 40, 10));
     let flat = screen.replace('\n', "");
     let flat: String = flat.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -112,7 +113,11 @@ fn too_small_terminal_is_explained() {
     // The minimum itself draws the dashboard.
     let screen = text(&render(&app, 60, 16));
     assert!(!screen.contains("too small"), "{screen}");
-    assert!(screen.contains("q quit"), "{screen}");
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
+    assert!(screen.contains("train 50%"), "{screen}");
 }
 
 #[test]

@@ -454,6 +454,13 @@ impl App {
         if let Some(live) = self.live.get_mut(&id) {
             live.training = false;
         }
+        if self.overlay == Some(Overlay::ConfirmKill { id }) {
+            self.overlay = None;
+            self.flash = Some(format!(
+                "#{id} ended meanwhile ({}): nothing to kill",
+                status.name()
+            ));
+        }
         if let Some(m) = self.population.iter_mut().find(|m| m.id == id) {
             m.status = status;
             let m = m.clone();

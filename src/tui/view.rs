@@ -142,12 +142,12 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
     let (label, style) = state_label(app);
     let cols = Layout::horizontal([
         Constraint::Min(0),
-        Constraint::Length(label.len() as u16 + 2),
+        Constraint::Length(label.len() as u16 + 3),
     ])
     .split(area);
     frame.render_widget(Paragraph::new(Line::from(spans)), cols[0]);
     frame.render_widget(
-        Paragraph::new(Span::styled(format!("[{label}]"), style)).alignment(Alignment::Right),
+        Paragraph::new(Span::styled(format!(" [{label}]"), style)).alignment(Alignment::Right),
         cols[1],
     );
 }
@@ -212,10 +212,28 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         keys
     };
+    // Two spaces between keys when they fit, else one, so "? help" stays visible.
+    let fits = |keys: &[(&str, &str)], gap: usize| -> bool {
+        keys.iter()
+            .map(|(k, w)| k.len() + 1 + w.len() + gap)
+            .sum::<usize>()
+            <= area.width as usize + gap
+    };
+    let keys: Vec<(&str, &str)> = if fits(&keys, 1) {
+        keys
+    } else {
+        keys.into_iter().filter(|(k, _)| *k != "Tab").collect()
+    };
+    let len = |gap: usize| -> usize { keys.iter().map(|(k, w)| k.len() + 1 + w.len() + gap).sum() };
+    let gap = if len(2) <= area.width as usize + 2 {
+        "  "
+    } else {
+        " "
+    };
     let mut spans = Vec::new();
     for (k, what) in keys {
         spans.push(Span::styled(k, look.key()));
-        spans.push(Span::raw(format!(" {what}  ")));
+        spans.push(Span::raw(format!(" {what}{gap}")));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -430,7 +448,9 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
         .max()
         .unwrap_or(3)
         .max(3) as u16;
-    let columns = [
+    // Below 76 columns Multi-Adds give their room to the genes (the detail pane has them).
+    let narrow = area.width < 76;
+    let mut columns = vec![
         Column {
             title: "id",
             width: id_w,
@@ -464,6 +484,10 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
             width: 9,
         },
     ];
+    const MADDS: usize = 4;
+    if narrow {
+        columns.remove(MADDS);
+    }
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
     let (min, max) = (app.run.min_params, app.run.max_params);
     let rows: Vec<Row> = app
@@ -494,7 +518,7 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
             } else {
                 short(m.params)
             };
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from(id_text(m)),
                 Cell::from(Line::from(gene_spans(&m.genes, genes_w, look))),
                 Cell::from(params),
@@ -510,7 +534,11 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
                 Cell::from(last_loss.map(loss).unwrap_or_else(|| "-".into())),
                 Cell::from(psnr),
                 Cell::from(Span::styled(label, look.tone(tone))),
-            ])
+            ];
+            if narrow {
+                cells.remove(MADDS);
+            }
+            Row::new(cells)
         })
         .collect();
     let empty = rows.is_empty();
