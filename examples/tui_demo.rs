@@ -174,13 +174,18 @@ fn main() -> Result<()> {
         app,
     )?;
     let search = handle.join()?;
-    println!(
+    // After a hang-up there is no terminal: write, but never panic on it.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "dashboard: {exit:?}; search finished: {}; run directory {}",
         search.state.finished,
         dir.display()
     );
     if !search.state.finished {
-        println!(
+        let _ = writeln!(
+            out,
             "(a real search would continue with: esr-ea search --resume {})",
             dir.display()
         );

@@ -246,8 +246,17 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
         }
     };
     stop.store(true, Ordering::SeqCst);
-    let _ = input.join();
     drop(guard);
+    // The input thread sees `stop` within its poll interval, unless the
+    // terminal is gone: then crossterm may never return, so it is left behind
+    // rather than joined (it ends with the process).
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while !input.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if input.is_finished() {
+        let _ = input.join();
+    }
     Ok(exit)
 }
 

@@ -2,7 +2,9 @@
 //! normal return, error (the guard's `Drop`), and panic of the dashboard
 //! thread (a panic hook that restores first, then reports).
 
-use std::io::{self, Stdout};
+use std::io::{self, Stdout, Write};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
@@ -28,17 +30,26 @@ pub fn take_other_panics() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Puts the terminal back: cooked mode, main screen, visible cursor.
-/// Safe to call more than once.
+/// True between entering the dashboard screen and restoring it.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back: cooked mode, main screen, visible cursor. Only
+/// the first call after [`TerminalGuard::enter`] acts: leaving the alternate
+/// screen twice would move the cursor over what was printed in between
+/// (e.g. the panic message).
 pub fn restore() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
+    }
 }
 
 /// The dashboard's terminal; restores it when dropped.
 pub struct TerminalGuard {
-    /// The ratatui terminal on stdout.
-    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// The ratatui terminal on stdout. Never dropped: its `Drop` prints to
+    /// stderr when the cursor cannot be shown, which panics once the
+    /// terminal is gone (SIGHUP); [`restore`] does its work instead.
+    pub terminal: ManuallyDrop<Terminal<CrosstermBackend<Stdout>>>,
     previous_hook: Arc<Hook>,
 }
 
@@ -62,6 +73,7 @@ impl TerminalGuard {
             }
         }));
         let setup = || -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
+            ACTIVE.store(true, Ordering::SeqCst);
             enable_raw_mode()?;
             execute!(io::stdout(), EnterAlternateScreen)?;
             let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -71,7 +83,7 @@ impl TerminalGuard {
         };
         match setup() {
             Ok(terminal) => Ok(TerminalGuard {
-                terminal,
+                terminal: ManuallyDrop::new(terminal),
                 previous_hook,
             }),
             Err(e) => {
@@ -91,10 +103,16 @@ fn reinstall(previous: &Arc<Hook>) {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
-        reinstall(&self.previous_hook);
-        // Whatever other threads reported meanwhile is not lost.
+        // `set_hook` panics on a panicking thread (an abort in a destructor);
+        // then our hook simply stays: it restores and defers to the old one.
+        if !std::thread::panicking() {
+            reinstall(&self.previous_hook);
+        }
+        // Whatever other threads reported meanwhile is not lost; a dead
+        // terminal must not turn this into a panic (no eprintln!).
+        let mut stderr = io::stderr();
         for message in take_other_panics() {
-            eprintln!("{message}");
+            let _ = writeln!(stderr, "{message}");
         }
     }
 }
