@@ -12,3 +12,4 @@ pub mod model;
 pub mod search;
 pub mod space;
 pub mod train;
+pub mod tui;

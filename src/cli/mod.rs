@@ -1,5 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
+mod attach;
 mod bench;
 mod control;
 mod export;
@@ -36,7 +37,9 @@ pub enum Command {
     Upscale(upscale::UpscaleArgs),
     /// Export the best architectures of a run, with their weights.
     Export(export::ExportArgs),
-    /// Steer a search running elsewhere (pause, kill, inject, ...).
+    /// Watch and steer a search running elsewhere on this machine (live dashboard).
+    Attach(attach::AttachArgs),
+    /// Steer a search running elsewhere from a script (pause, kill, inject, ...).
     Control(control::ControlArgs),
 }
 
@@ -50,6 +53,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Upscale(args)) => upscale::run(&args),
         Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {

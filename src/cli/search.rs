@@ -190,6 +190,19 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let fitness = Arc::new(QuickTrain { train, val, plan });
     let run_path = run.path().to_path_buf();
     let elites_to_export = config.policy.num_elitism;
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    let mut app = None;
+    if !headless {
+        let mut dashboard =
+            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess);
+        if resumed {
+            // Replay the history before the engine appends to the log, so nothing is seen twice.
+            for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {
+                dashboard.apply(&e);
+            }
+        }
+        app = Some(dashboard);
+    }
     let (tx, rx) = mpsc::channel();
     let handle = engine::spawn(
         EngineSetup {
@@ -203,14 +216,21 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         tx,
     );
     stop_on_signals(handle.sender());
-    let headless = args.headless || !std::io::stdout().is_terminal();
-    if !headless {
-        eprintln!("(the live dashboard is not built yet: showing progress lines)");
-    }
-    let mut printer = Printer::default();
-    for event in rx {
-        for line in printer.handle(&event) {
-            println!("{line}");
+    match app {
+        Some(app) => {
+            crate::tui::run_dashboard(
+                crate::tui::EventSource::Engine(rx),
+                crate::tui::CommandSink::Engine(handle.sender()),
+                app,
+            )?;
+        }
+        None => {
+            let mut printer = Printer::default();
+            for event in rx {
+                for line in printer.handle(&event) {
+                    say(&line);
+                }
+            }
         }
     }
     let search = handle.join()?;
@@ -223,18 +243,28 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             elites_to_export,
             &out,
         )?;
-        println!(
+        say(&format!(
             "exported the best {n} architectures with their weights to {}",
             out.display()
-        );
-        println!(
+        ));
+        say(&format!(
             "  upscale an image: esr-ea upscale --model {}/1.safetensors IN.png OUT.png",
             out.display()
-        );
+        ));
     } else {
-        println!("resume with: esr-ea search --resume {}", run_path.display());
+        say(&format!(
+            "resume with: esr-ea search --resume {}",
+            run_path.display()
+        ));
     }
     Ok(())
+}
+
+/// Prints a line; after a dropped SSH connection stdout may be gone, and
+/// losing a message must not turn a clean checkpoint into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// SIGINT, SIGTERM and SIGHUP (a dropped SSH connection) checkpoint and stop.

@@ -1,0 +1,161 @@
+//! The dashboard drawn on ratatui's TestBackend from a recorded event
+//! sequence of a real engine (stand-in trainer).
+
+mod tui_support;
+
+use esr_ea::engine::Event;
+use esr_ea::search::Status;
+use esr_ea::tui::{Glyphs, Look, Mode, Pane};
+use ratatui::style::Color;
+use tui_support::*;
+
+#[test]
+fn compact_80x24_shows_genes_gauge_chart_and_states() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    let id = select_training(&mut app);
+    let screen = text(&render(&app, 80, 24));
+    // Header: generation 2 of 2, state.
+    assert!(screen.contains("gen 2/2"), "{screen}");
+    assert!(screen.contains("[RUNNING]"), "{screen}");
+    // Gene strings: every row shows at least its first gene.
+    for m in &app.population {
+        let first = m.genes.iter().next().unwrap().to_string();
+        assert!(
+            screen.contains(&first),
+            "#{} {first} missing:\n{screen}",
+            m.id
+        );
+    }
+    // States.
+    assert!(screen.contains("train 50%"), "{screen}");
+    assert!(screen.contains("queued"), "{screen}");
+    assert!(
+        screen.contains("done") || screen.contains("cached"),
+        "{screen}"
+    );
+    // Budget gauge and the loss chart of the selected (training) member.
+    assert!(screen.contains("100k ["), "{screen}");
+    assert!(screen.contains("] 160k"), "{screen}");
+    assert!(screen.contains(&format!("loss #{id}")), "{screen}");
+    assert!(screen.contains("step"), "{screen}");
+    assert!(screen.contains('•'), "chart points:\n{screen}");
+    // Footer keys.
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
+    for line in screen.lines() {
+        assert_eq!(line.chars().count(), 80);
+    }
+}
+
+#[test]
+fn large_200x50_shows_every_pane() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    let id = select_training(&mut app);
+    let screen = text(&render(&app, 200, 50));
+    for title in [
+        "population, generation 2",
+        "elites",
+        "PSNR per generation",
+        " log ",
+        &format!("loss #{id}"),
+        &format!("#{id} detail"),
+    ] {
+        assert!(screen.contains(title), "{title} missing:\n{screen}");
+    }
+    // Wide rows show whole gene lists of the population.
+    let m = &app.population[0];
+    assert!(screen.contains(&m.genes.to_string()), "{screen}");
+    // The detail pane lists blocks with kind names and in->out.
+    assert!(screen.contains("CxG   in->out  params"), "{screen}");
+    assert!(screen.contains("shrink") || screen.contains("group") || screen.contains("contextual"));
+    assert!(screen.contains("->"), "{screen}");
+    assert!(screen.contains("lr 1.0e-3"), "{screen}");
+    // The elites of generation 1 and the best-so-far line.
+    let best = app.elites[0].fitness().unwrap();
+    assert!(screen.contains(&format!("{best:.3}")), "{screen}");
+    assert!(screen.contains("best so far"), "{screen}");
+}
+
+#[test]
+fn a_finished_run_says_so() {
+    let events = recorded();
+    let app = app_from(&events, Mode::InProcess);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { complete: true, .. })
+    ));
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("[FINISHED]"), "{screen}");
+    assert!(!app.population.iter().any(|m| m.status == Status::Pending));
+    let mut app = app;
+    app.focus = Pane::Elites;
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("[elites]"), "{screen}");
+    assert!(screen.contains("PSNR per generation"), "{screen}");
+}
+
+#[test]
+fn too_small_terminal_is_explained() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
+    let screen = text(&render(&app, 40, 10));
+    let flat = screen.replace('\n', "");
+    let flat: String = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("terminal too small: need at least 60x16, have 40x10"),
+        "{screen}"
+    );
+    // The minimum itself draws the dashboard.
+    let screen = text(&render(&app, 60, 16));
+    assert!(!screen.contains("too small"), "{screen}");
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
+    assert!(screen.contains("train 50%"), "{screen}");
+}
+
+#[test]
+fn no_color_draws_without_colour() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess).with_look(Look {
+        colors: false,
+        glyphs: Glyphs::Unicode,
+    });
+    select_training(&mut app);
+    for (w, h) in [(80, 24), (200, 50)] {
+        let buf = render(&app, w, h);
+        for cell in buf.content.iter() {
+            assert_eq!(cell.fg, Color::Reset, "{:?}", cell);
+            assert_eq!(cell.bg, Color::Reset, "{:?}", cell);
+        }
+    }
+    // With colours, genes are coloured by kind.
+    let coloured = app.clone().with_look(plain());
+    let buf = render(&coloured, 80, 24);
+    assert!(buf
+        .content
+        .iter()
+        .any(|c| c.fg == Color::Cyan || c.fg == Color::Green));
+}
+
+#[test]
+fn ascii_glyphs_draw_only_ascii() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess).with_look(Look {
+        colors: true,
+        glyphs: Glyphs::Ascii,
+    });
+    select_training(&mut app);
+    for (w, h) in [(80, 24), (200, 50)] {
+        let screen = text(&render(&app, w, h));
+        assert!(screen.is_ascii(), "{screen}");
+        assert!(screen.contains("+-"), "ASCII borders:\n{screen}");
+        assert!(screen.contains('*'), "ASCII chart points:\n{screen}");
+    }
+}
