@@ -127,7 +127,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!("x{scale}, Y channel, {scale} px shaved (PSNR dB / SSIM)");
-    println!("{:<40} {:>6}  {:<24} {:>8} {:>7}", "dataset", "images", "method", "PSNR", "SSIM");
+    println!(
+        "{:<40} {:>6}  {:<24} {:>8} {:>7}",
+        "dataset", "images", "method", "PSNR", "SSIM"
+    );
     for s in &per_set {
         println!(
             "{:<40} {:>6}  {:<24} {:>8.3} {:>7.4}",
@@ -135,9 +138,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     println!();
-    println!("{:<48} {:<24} {:>8} {:>7}", "image", "method", "PSNR", "SSIM");
+    println!(
+        "{:<48} {:<24} {:>8} {:>7}",
+        "image", "method", "PSNR", "SSIM"
+    );
     for s in &per_image {
-        println!("{:<48} {:<24} {:>8.3} {:>7.4}", s.name, s.method, s.psnr, s.ssim);
+        println!(
+            "{:<48} {:<24} {:>8.3} {:>7.4}",
+            s.name, s.method, s.psnr, s.ssim
+        );
     }
     Ok(())
 }

@@ -84,7 +84,10 @@ pub fn run(args: &ControlArgs) -> Result<()> {
             if *top == 0 {
                 bail!("--top 0: export at least one architecture");
             }
-            Command::Export { top: *top, dir: None }
+            Command::Export {
+                top: *top,
+                dir: None,
+            }
         }
     };
     send_command(&run.file(files::CONTROL), &command)?;

@@ -26,7 +26,12 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let text = run.read_config()?;
-    let config = Config::from_yaml_str(&text, &args.run, run.file(files::CONFIG).display().to_string())?.config;
+    let config = Config::from_yaml_str(
+        &text,
+        &args.run,
+        run.file(files::CONFIG).display().to_string(),
+    )?
+    .config;
     let state = run.load_state()?;
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
     let n = crate::export::export_top(&state, &config.search_space, run.path(), args.top, &out)?;

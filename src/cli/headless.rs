@@ -53,7 +53,11 @@ pub fn duration(secs: f64) -> String {
 impl Printer {
     fn tag(&self, id: u64) -> String {
         let (pos, of) = self.positions.get(&id).copied().unwrap_or((0, 0));
-        format!("[g{}/{} {pos}/{of}] #{id}", self.generation + 1, self.generations)
+        format!(
+            "[g{}/{} {pos}/{of}] #{id}",
+            self.generation + 1,
+            self.generations
+        )
     }
 
     fn eta(&self) -> String {
@@ -88,7 +92,10 @@ impl Printer {
                     thousands(*max_params)
                 )]
             }
-            Event::Generation { generation, members } => {
+            Event::Generation {
+                generation,
+                members,
+            } => {
                 let fresh = *generation != self.generation || self.positions.is_empty();
                 self.generation = *generation;
                 if fresh {
@@ -173,7 +180,8 @@ impl Printer {
                 mean,
                 elites,
             } => {
-                let f = |v: &Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+                let f =
+                    |v: &Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
                 let mut lines = vec![format!(
                     "generation {}/{} done: best {} dB, mean {} dB, elapsed {}",
                     generation + 1,
@@ -226,7 +234,9 @@ impl Printer {
                 ));
                 for (i, m) in elites.iter().enumerate() {
                     let ssim = match &m.status {
-                        crate::search::Status::Evaluated(e) | crate::search::Status::Cached(e) => e.ssim,
+                        crate::search::Status::Evaluated(e) | crate::search::Status::Cached(e) => {
+                            e.ssim
+                        }
                         _ => f64::NAN,
                     };
                     lines.push(format!(

@@ -55,7 +55,9 @@ impl Progress {
             let _ = write!(err, "\r{line}\x1b[K");
             let _ = err.flush();
         } else if done == self.total
-            || self.last_plain.is_none_or(|t| t.elapsed().as_secs_f64() >= 5.0)
+            || self
+                .last_plain
+                .is_none_or(|t| t.elapsed().as_secs_f64() >= 5.0)
         {
             self.last_plain = Some(Instant::now());
             let _ = writeln!(err, "{line}");
@@ -78,6 +80,9 @@ mod tests {
     fn line_shows_bar_and_counts() {
         let p = Progress::new("train", 40);
         let line = p.line(10, "loss 0.05");
-        assert!(line.contains("[######------------------] 10/40 loss 0.05"), "{line}");
+        assert!(
+            line.contains("[######------------------] 10/40 loss 0.05"),
+            "{line}"
+        );
     }
 }

@@ -32,7 +32,12 @@ pub struct SearchArgs {
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Devices to train on, one worker each: `cpu`, or `cuda:0,cuda:1` with the `cuda` build.
-    #[arg(long, value_name = "LIST", default_value = "cpu", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "cpu",
+        value_delimiter = ','
+    )]
     pub devices: Vec<String>,
     /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
@@ -109,7 +114,10 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let text = run.read_config()?;
-            let source = run.file(engine::rundir::files::CONFIG).display().to_string();
+            let source = run
+                .file(engine::rundir::files::CONFIG)
+                .display()
+                .to_string();
             let loaded = Config::from_yaml_str(&text, dir, source)?;
             let config = loaded.config;
             let problem = problem_of(&config)?;
@@ -152,19 +160,34 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 return Ok(());
             }
             let search = Search::new(problem, config.seed)?;
-            let dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&config));
+            let dir = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| default_run_dir(&config));
             let run = RunDir::create(&dir)?;
             run.write_config(&config.to_yaml())?;
             (config, run, search, false)
         }
     };
     if args.check {
-        println!("run {}: resumable at generation {}", run.path().display(), search.state.generation + 1);
+        println!(
+            "run {}: resumable at generation {}",
+            run.path().display(),
+            search.state.generation + 1
+        );
         return Ok(());
     }
     let scale = config.search_space.scale;
-    let train = Arc::new(crate::data::load_split(&config.dataset.train, scale, &config.source)?);
-    let val = Arc::new(crate::data::load_split(&config.dataset.test, scale, &config.source)?);
+    let train = Arc::new(crate::data::load_split(
+        &config.dataset.train,
+        scale,
+        &config.source,
+    )?);
+    let val = Arc::new(crate::data::load_split(
+        &config.dataset.test,
+        scale,
+        &config.source,
+    )?);
     let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
     let fitness = Arc::new(QuickTrain { train, val, plan });
     let run_path = run.path().to_path_buf();
@@ -195,9 +218,21 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search = handle.join()?;
     if search.state.finished {
         let out = run_path.join("export");
-        let n = crate::export::export_top(&search.state, &search.problem.space, &run_path, elites_to_export, &out)?;
-        println!("exported the best {n} architectures with their weights to {}", out.display());
-        println!("  upscale an image: esr-ea upscale --model {}/1.safetensors IN.png OUT.png", out.display());
+        let n = crate::export::export_top(
+            &search.state,
+            &search.problem.space,
+            &run_path,
+            elites_to_export,
+            &out,
+        )?;
+        println!(
+            "exported the best {n} architectures with their weights to {}",
+            out.display()
+        );
+        println!(
+            "  upscale an image: esr-ea upscale --model {}/1.safetensors IN.png OUT.png",
+            out.display()
+        );
     } else {
         println!("resume with: esr-ea search --resume {}", run_path.display());
     }

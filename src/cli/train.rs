@@ -87,7 +87,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             trainer_cfg.epochs = epochs;
             trainer_cfg.steps = None;
         }
-        let mut plan = TrainPlan::from_config(&trainer_cfg, &config.full_dataset.train, train.len());
+        let mut plan =
+            TrainPlan::from_config(&trainer_cfg, &config.full_dataset.train, train.len());
         if let Some(steps) = args.steps {
             plan = plan.with_steps(steps);
         }
@@ -110,7 +111,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let steps = trainer.plan().steps;
     let every = args.checkpoint_every.unwrap_or((steps / 10).max(1)).max(1);
     let arch = trainer.model.arch().clone();
@@ -124,7 +126,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         args.out.display()
     );
     let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
     }
     let mut progress = Progress::new("train", steps);
@@ -177,7 +183,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         "bicubic_ssim": bic_ssim,
         "images": score.images,
     });
-    atomic_write(&args.out.join("score.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    atomic_write(
+        &args.out.join("score.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     println!("model: {}", args.out.join("model.safetensors").display());
     Ok(())
 }

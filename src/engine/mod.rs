@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub use crate::train::StepReport;
 pub use events::{Command, Event};
 pub use rundir::RunDir;
-pub use crate::train::StepReport;
 
 use crate::search::{Evaluation, Member, Search, Status};
 use crate::space::{Arch, GeneList};
@@ -41,7 +41,6 @@ pub struct Job {
     /// Set when the member is killed or the search stops.
     pub cancel: Arc<AtomicBool>,
 }
-
 
 /// Why an evaluation produced no fitness.
 #[derive(Debug, Clone, PartialEq)]

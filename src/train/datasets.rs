@@ -8,7 +8,9 @@ use crate::data::{default_train, default_val, DataError, Dataset};
 
 /// The checkout's asset folders the embedded images were built from.
 fn asset_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
 }
 
 /// Loads one configured split (HR folder, optional LR folder paired by name).
@@ -31,7 +33,10 @@ pub fn load_split(split: &DataSplit, scale: usize) -> Result<Dataset, DataError>
 pub fn load_benchmark_dir(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
     let hr = dir.join("HR");
     if hr.is_dir() {
-        let lr = ["LR", "LR_bicubic"].iter().map(|n| dir.join(n)).find(|p| p.is_dir());
+        let lr = ["LR", "LR_bicubic"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_dir());
         return Dataset::load(&hr, lr.as_deref(), scale);
     }
     Dataset::load(dir, None, scale)

@@ -26,8 +26,13 @@ pub fn device(name: &str) -> Result<candle_core::Device, String> {
     match name.trim() {
         "cpu" => Ok(candle_core::Device::Cpu),
         other => {
-            let Some(index) = other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) else {
-                return Err(format!("device '{other}' is not supported (allowed: cpu, cuda:N)"));
+            let Some(index) = other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                return Err(format!(
+                    "device '{other}' is not supported (allowed: cpu, cuda:N)"
+                ));
             };
             if !cfg!(feature = "cuda") {
                 return Err(format!(
@@ -44,15 +49,25 @@ impl Fitness for QuickTrain {
         self.plan.steps
     }
 
-    fn evaluate(&self, job: &Job, report: &mut dyn FnMut(StepReport)) -> Result<Evaluation, Failure> {
+    fn evaluate(
+        &self,
+        job: &Job,
+        report: &mut dyn FnMut(StepReport),
+    ) -> Result<Evaluation, Failure> {
         let start = Instant::now();
         let device = device(&job.device).map_err(Failure::Error)?;
         let fail = |e: TrainError| match e {
             TrainError::Stopped(_) => Failure::Cancelled,
             other => Failure::Error(other.to_string()),
         };
-        let mut trainer = Trainer::new(&job.arch, self.plan.clone(), Arc::clone(&self.train), job.seed, &device)
-            .map_err(fail)?;
+        let mut trainer = Trainer::new(
+            &job.arch,
+            self.plan.clone(),
+            Arc::clone(&self.train),
+            job.seed,
+            &device,
+        )
+        .map_err(fail)?;
         trainer
             .run(|r| {
                 report(r);

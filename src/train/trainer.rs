@@ -79,7 +79,11 @@ impl TrainPlan {
         let milestones = if trainer.milestones_in_steps {
             trainer.milestones.clone()
         } else {
-            trainer.milestones.iter().map(|m| m * steps_per_epoch).collect()
+            trainer
+                .milestones
+                .iter()
+                .map(|m| m * steps_per_epoch)
+                .collect()
         };
         TrainPlan {
             steps,
@@ -340,11 +344,14 @@ impl Trainer {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             TrainError::Checkpoint(format!("cannot resume from {}: {what}: {e}", dir.display()))
         };
-        let text = std::fs::read_to_string(dir.join("trainer.json")).map_err(|e| fail("trainer.json", &e))?;
-        let state: TrainerState = serde_json::from_str(&text).map_err(|e| fail("trainer.json", &e))?;
+        let text = std::fs::read_to_string(dir.join("trainer.json"))
+            .map_err(|e| fail("trainer.json", &e))?;
+        let state: TrainerState =
+            serde_json::from_str(&text).map_err(|e| fail("trainer.json", &e))?;
         let (model, varmap) = load_model(dir.join("model.safetensors"), device)
             .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        let mut trainer = Trainer::with_model(model, varmap, state.plan.clone(), train.clone(), 0, device)?;
+        let mut trainer =
+            Trainer::with_model(model, varmap, state.plan.clone(), train.clone(), 0, device)?;
         trainer.sampler = PatchSampler::resume(train, state.sampler)?;
         let opt = candle_core::safetensors::load(dir.join("optimizer.safetensors"), device)
             .map_err(|e| fail("optimizer.safetensors", &e))?;
