@@ -8,6 +8,7 @@ pub mod engine;
 pub mod export;
 pub mod fsutil;
 pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod search;
 pub mod space;

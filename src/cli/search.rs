@@ -66,7 +66,7 @@ fn problem_of(config: &Config) -> Result<Problem> {
         config.policy.clone(),
         config.range.clone(),
     )
-    .with_context(|| format!("{}", config.source))
+    .with_context(|| config.source.clone())
 }
 
 /// A default run directory name: `runs/<config stem>-YYYYmmdd-HHMMSS` (UTC).
@@ -153,7 +153,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                     t.gamma
                 );
                 println!(
-                    "data: train {} , validation {}",
+                    "data: train {}, validation {}",
                     config.dataset.train.root_hr.display(),
                     config.dataset.test.root_hr.display()
                 );
@@ -178,15 +178,13 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     let scale = config.search_space.scale;
-    let train = Arc::new(crate::data::load_split(
+    let train = Arc::new(crate::train::datasets::load_split(
         &config.dataset.train,
         scale,
-        &config.source,
     )?);
-    let val = Arc::new(crate::data::load_split(
+    let val = Arc::new(crate::train::datasets::load_split(
         &config.dataset.test,
         scale,
-        &config.source,
     )?);
     let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
     let fitness = Arc::new(QuickTrain { train, val, plan });

@@ -236,6 +236,41 @@ pub fn save_rgb_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<(), DataEr
     result
 }
 
+/// Writes `img` in the format its extension names (png, jpg/jpeg, bmp),
+/// 8-bit, atomically (encoded in memory, then temp file + rename).
+pub fn save_rgb(img: &RgbImage, path: impl AsRef<Path>) -> Result<(), DataError> {
+    let path = path.as_ref();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let format = match ext.as_str() {
+        "png" => image::ImageFormat::Png,
+        "jpg" | "jpeg" => image::ImageFormat::Jpeg,
+        "bmp" => image::ImageFormat::Bmp,
+        other => {
+            return Err(DataError::Encode {
+                path: path.to_path_buf(),
+                reason: format!("unsupported extension '{other}' (allowed: png, jpg, jpeg, bmp)"),
+            })
+        }
+    };
+    if img.width == 0 || img.height == 0 {
+        return Err(DataError::Encode {
+            path: path.to_path_buf(),
+            reason: format!("image is {}x{}, needs at least 1x1", img.height, img.width),
+        });
+    }
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.to_rgb8()
+        .write_to(&mut bytes, format)
+        .map_err(|e| DataError::Encode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    crate::fsutil::atomic_write(path, bytes.get_ref()).map_err(|e| DataError::io(path, &e))
+}
+
 fn write_png(img: &RgbImage, path: &Path, tmp: &Path) -> Result<(), DataError> {
     let encode_error = |reason: String| DataError::Encode {
         path: path.to_path_buf(),

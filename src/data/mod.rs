@@ -10,7 +10,7 @@ pub mod image;
 pub mod patches;
 pub mod resize;
 
-pub use self::image::{load_rgb, load_rgb_from_memory, save_rgb_png, RgbImage};
+pub use self::image::{load_rgb, load_rgb_from_memory, save_rgb, save_rgb_png, RgbImage};
 pub use dataset::{Dataset, ImagePair};
 pub use embedded::{default_train, default_val};
 pub use patches::{Augment, Batch, PatchSampler, SamplerState};

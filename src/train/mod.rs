@@ -2,7 +2,6 @@
 
 pub mod datasets;
 pub mod fitness;
-pub mod init;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;

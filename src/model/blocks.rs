@@ -1,0 +1,229 @@
+//! The three efficient residual dense blocks (spec §4): S (shrink), G (group)
+//! and C (contextual), with the reference's tensor names.
+//!
+//! Ops used: S — 3x3 conv, ReLU, concat, 1x1 conv; G — channel shuffle,
+//! grouped 3x3 conv, ReLU, concat, 1x1 conv; C — 2x2 average pooling, 3x3
+//! conv reused three times, ReLU, concat, 1x1 conv, pixel shuffle by 2.
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::conv::{Conv, ConvKind};
+use super::ops;
+use crate::space::cost::group_conv_groups;
+use crate::space::{BlockGene, BlockKind};
+
+/// The block-kind specific part between the input projection and the residual.
+#[derive(Debug, Clone)]
+enum Body {
+    /// `Convs.<j>.0` (3x3 G→G) and `ShrinkConv.<j>` (1x1 (2+j)·G → G, last → O).
+    Shrink {
+        convs: Vec<Conv>,
+        shrinks: Vec<Conv>,
+    },
+    /// `convs.<c>.conv.0` (grouped 3x3 (c+1)·G → G) and `LFF` (1x1 (C+1)·G → O).
+    Group { convs: Vec<Conv>, lff: Conv },
+    /// `Convs.<j>.0` (3x3 G→G at half size, run three times) and
+    /// `ShrinkConv.<j>`: 1x1 (2+j)·G → G for j < C-1, and the last one,
+    /// `ShrinkConv.<C-1>`, 1x1 (C+1)·G/4 → O after the pixel shuffle.
+    Contextual {
+        convs: Vec<Conv>,
+        shrinks: Vec<Conv>,
+    },
+}
+
+/// One efficient residual dense block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    gene: BlockGene,
+    in_ch: usize,
+    /// `InConv`, 1x1 I→G, present when I ≠ G.
+    in_conv: Option<Conv>,
+    /// `OutConv`, 1x1 I→O, present when O ≠ I and O ≠ G.
+    out_conv: Option<Conv>,
+    body: Body,
+}
+
+impl Block {
+    /// Builds block `gene` with `in_ch` input channels under `vb`'s prefix
+    /// (the caller passes `ERDBLayer.ERBD.<i>`).
+    pub fn new(gene: &BlockGene, in_ch: usize, bias: bool, vb: VarBuilder) -> Result<Block> {
+        let BlockGene {
+            kind,
+            convs: c_num,
+            growth: g,
+            out: o,
+        } = *gene;
+        let conv = |vb: VarBuilder, kind, i, o| Conv::new(vb, kind, i, o, bias);
+        let in_conv = if in_ch != g {
+            Some(conv(vb.pp("InConv"), ConvKind::Conv1x1, in_ch, g)?)
+        } else {
+            None
+        };
+        let out_conv = if o != in_ch && o != g {
+            Some(conv(vb.pp("OutConv"), ConvKind::Conv1x1, in_ch, o)?)
+        } else {
+            None
+        };
+        let body = match kind {
+            BlockKind::S => {
+                let mut convs = Vec::with_capacity(c_num);
+                let mut shrinks = Vec::with_capacity(c_num);
+                for j in 0..c_num {
+                    convs.push(conv(vb.pp("Convs").pp(j).pp(0), ConvKind::Conv3x3, g, g)?);
+                    let shrink_out = if j + 1 == c_num { o } else { g };
+                    shrinks.push(conv(
+                        vb.pp("ShrinkConv").pp(j),
+                        ConvKind::Conv1x1,
+                        (2 + j) * g,
+                        shrink_out,
+                    )?);
+                }
+                Body::Shrink { convs, shrinks }
+            }
+            BlockKind::G => {
+                let mut convs = Vec::with_capacity(c_num);
+                for c in 0..c_num {
+                    convs.push(conv(
+                        vb.pp("convs").pp(c).pp("conv").pp(0),
+                        ConvKind::Grouped3x3 {
+                            groups: group_conv_groups(c),
+                        },
+                        (c + 1) * g,
+                        g,
+                    )?);
+                }
+                let lff = conv(vb.pp("LFF"), ConvKind::Conv1x1, (c_num + 1) * g, o)?;
+                Body::Group { convs, lff }
+            }
+            BlockKind::C => {
+                let mut convs = Vec::with_capacity(c_num);
+                let mut shrinks = Vec::with_capacity(c_num);
+                for j in 0..c_num {
+                    convs.push(conv(vb.pp("Convs").pp(j).pp(0), ConvKind::Conv3x3, g, g)?);
+                    let (s_in, s_out) = if j + 1 < c_num {
+                        ((2 + j) * g, g)
+                    } else {
+                        ((c_num + 1) * g / 4, o)
+                    };
+                    shrinks.push(conv(
+                        vb.pp("ShrinkConv").pp(j),
+                        ConvKind::Conv1x1,
+                        s_in,
+                        s_out,
+                    )?);
+                }
+                Body::Contextual { convs, shrinks }
+            }
+        };
+        Ok(Block {
+            gene: *gene,
+            in_ch,
+            in_conv,
+            out_conv,
+            body,
+        })
+    }
+
+    /// The block's gene.
+    pub fn gene(&self) -> &BlockGene {
+        &self.gene
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.in_ch
+    }
+
+    /// Runs the block on `[B, I, H, W]`, giving `[B, O, H, W]`. C blocks need
+    /// even H and W ([`super::Esrn::forward`] pads for that).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let xi = match &self.in_conv {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        let body = match &self.body {
+            Body::Shrink { convs, shrinks } => shrink_body(&xi, convs, shrinks)?,
+            Body::Group { convs, lff } => group_body(&xi, convs, lff)?,
+            Body::Contextual { convs, shrinks } => contextual_body(&xi, convs, shrinks)?,
+        };
+        // Residual exactly as the reference: identity when the width is kept,
+        // else the projected input when the block ends at its growth width,
+        // else a separate 1x1 projection of the raw input.
+        if self.gene.out == self.in_ch {
+            x + body
+        } else if self.gene.out == self.gene.growth {
+            xi + body
+        } else {
+            match &self.out_conv {
+                Some(c) => c.forward(x)? + body,
+                None => candle_core::bail!("block {}: missing OutConv", self.gene),
+            }
+        }
+    }
+
+    /// Every convolution of the block, in construction order.
+    pub fn convs(&self) -> Vec<&Conv> {
+        let mut all: Vec<&Conv> = self.in_conv.iter().collect();
+        match &self.body {
+            Body::Shrink { convs, shrinks } | Body::Contextual { convs, shrinks } => {
+                for (c, s) in convs.iter().zip(shrinks) {
+                    all.push(c);
+                    all.push(s);
+                }
+            }
+            Body::Group { convs, lff } => {
+                all.extend(convs.iter());
+                all.push(lff);
+            }
+        }
+        all.extend(self.out_conv.iter());
+        all
+    }
+}
+
+fn shrink_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
+    let mut cat = xi.clone();
+    let mut cur = xi.clone();
+    for (conv, shrink) in convs.iter().zip(shrinks) {
+        let t = conv.forward(&cur)?.relu()?;
+        cat = Tensor::cat(&[&cat, &t], 1)?;
+        cur = shrink.forward(&cat)?;
+    }
+    Ok(cur)
+}
+
+fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
+    let mut cat = xi.clone();
+    for (c, conv) in convs.iter().enumerate() {
+        // The shuffle only feeds the grouped conv; the running concat keeps
+        // its original channel order (reference `RDB_Conv`).
+        let shuffled = ops::channel_shuffle(&cat, c + 1)?;
+        let t = conv.forward(&shuffled)?.relu()?;
+        cat = Tensor::cat(&[&cat, &t], 1)?;
+    }
+    lff.forward(&cat)
+}
+
+fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
+    let Some(last) = convs.len().checked_sub(1) else {
+        candle_core::bail!("contextual block without convolutions");
+    };
+    let pooled = ops::avg_pool2x2(xi)?;
+    let mut cat = pooled.clone();
+    let mut cur = pooled;
+    for (i, (conv, shrink)) in convs.iter().zip(shrinks).enumerate() {
+        // The "recursive" part: one conv applied three times with shared weights.
+        let mut t = cur;
+        for _ in 0..3 {
+            t = conv.forward(&t)?.relu()?;
+        }
+        cat = Tensor::cat(&[&cat, &t], 1)?;
+        if i < last {
+            cur = shrink.forward(&cat)?;
+        } else {
+            return shrink.forward(&ops::pixel_shuffle(&cat, 2)?);
+        }
+    }
+    candle_core::bail!("contextual block without convolutions")
+}

@@ -1,0 +1,231 @@
+//! The binary as a user runs it: exit codes, one-line errors, files written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn esr_ea(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args(args)
+        .output()
+        .expect("run esr-ea")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("esr-ea-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        "search", "inspect", "train", "bench", "upscale", "export", "control",
+    ] {
+        let o = esr_ea(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help: {}", stderr(&o));
+        assert!(stdout(&o).contains("Usage"), "{sub}");
+    }
+}
+
+#[test]
+fn inspect_json_gives_exact_figures() {
+    let o = esr_ea(&["inspect", "--json", "G_8_16_24", "C_8_16_16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "params",
+        "multi_adds",
+        "reference_estimate_params",
+        "blocks",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing");
+    }
+    assert_eq!(v["blocks"].as_array().unwrap().len(), 2);
+    // The Python list form the reference prints gives the same answer.
+    let o2 = esr_ea(&["inspect", "--json", "['G_8_16_24', 'C_8_16_16']"]);
+    assert_eq!(o.stdout, o2.stdout);
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_a_failure() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["inspect", "G_8_16"], "expected 4 fields"),
+        (&["inspect", "--g0", "30", "S_4_16_16"], "multiple of 4"),
+        (
+            &["search", "--config", "/no/such/file.yaml", "--check"],
+            "/no/such/file.yaml",
+        ),
+        (
+            &[
+                "upscale",
+                "--model",
+                "/no/model.safetensors",
+                "a.png",
+                "b.png",
+            ],
+            "/no/model.safetensors",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = esr_ea(args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn search_check_prints_the_plan_for_every_shipped_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for cfg in [
+        "configs/esr_ea.yaml",
+        "configs/quick.yaml",
+        "configs/vega_esr_ea.yml",
+    ] {
+        let o = esr_ea(&["search", "--config", &format!("{root}/{cfg}"), "--check"]);
+        assert!(o.status.success(), "{cfg}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("generations x"), "{cfg}: {out}");
+        assert!(out.contains("reachable:"), "{cfg}: {out}");
+        assert!(out.contains("choice table:"), "{cfg}: {out}");
+    }
+    // No config: the embedded default.
+    let o = esr_ea(&["search", "--check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("embedded configs/quick.yaml"));
+}
+
+#[test]
+fn an_infeasible_budget_stops_at_start_with_the_reachable_range() {
+    let dir = temp_dir("budget");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quick.yaml"))
+        .unwrap()
+        .replace("max_params: 75000", "max_params: 20000")
+        .replace("min_params: 50000", "min_params: 10000")
+        .replace("../assets", concat!(env!("CARGO_MANIFEST_DIR"), "/assets"));
+    let cfg = dir.join("tight.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let o = esr_ea(&["search", "--config", cfg.to_str().unwrap(), "--check"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("max_params = 20000 is below the smallest network"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write_png(path: &Path, w: u32, h: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn train_then_upscale_an_odd_image_then_bench() {
+    let dir = temp_dir("train");
+    let out = dir.join("model");
+    let o = esr_ea(&[
+        "train",
+        "--arch",
+        "C_4_8_8 S_4_8_8",
+        "--steps",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("bicubic"), "{}", stdout(&o));
+    let model = out.join("model.safetensors");
+    assert!(
+        model.is_file() && out.join("trainer.json").is_file() && out.join("score.json").is_file()
+    );
+    // Training again into the same folder without --resume is refused.
+    let o = esr_ea(&[
+        "train",
+        "--arch",
+        "S_4_8_8",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--resume"),
+        "{}",
+        stderr(&o)
+    );
+    // Resume extends it.
+    let o = esr_ea(&[
+        "train",
+        "--resume",
+        "--steps",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("from step 4"), "{}", stdout(&o));
+
+    let input = dir.join("odd.png");
+    write_png(&input, 21, 13);
+    let output = dir.join("odd_x2.jpg");
+    let o = esr_ea(&[
+        "upscale",
+        "--model",
+        model.to_str().unwrap(),
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let up = image::open(&output).unwrap();
+    assert_eq!((up.width(), up.height()), (42, 26));
+
+    let data = dir.join("set");
+    std::fs::create_dir_all(&data).unwrap();
+    write_png(&data.join("a.png"), 24, 24);
+    write_png(&data.join("b.png"), 36, 24);
+    let o = esr_ea(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sets = v["datasets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2, "bicubic row + model row");
+    assert_eq!(sets[0]["method"], "bicubic");
+    assert_eq!(v["images"].as_array().unwrap().len(), 4);
+    let o = esr_ea(&[
+        "bench",
+        "--model",
+        "bicubic",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--scale"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
