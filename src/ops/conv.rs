@@ -35,6 +35,9 @@ pub fn conv2d_relu(
     bias: Option<&Tensor>,
     groups: usize,
 ) -> Result<Tensor> {
+    if !super::relu_fusion_enabled() {
+        return conv2d_impl(x, weight, bias, groups, false)?.relu();
+    }
     conv2d_impl(x, weight, bias, groups, true)
 }
 
@@ -47,9 +50,11 @@ fn conv2d_impl(
 ) -> Result<Tensor> {
     let geom = ConvGeom::new(x, weight, bias, groups)?;
     let on_cpu = x.device().is_cpu() && weight.device().is_cpu();
-    if !on_cpu || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    let supported = on_cpu && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !supported || !super::custom_kernels_enabled() {
         return candle_conv2d(x, weight, bias, &geom, relu);
     }
+    super::alloc::tune_allocator();
     let op = ConvOp { geom, relu };
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;

@@ -19,6 +19,40 @@ fn zero<T: Elem>() -> T {
     T::from_f64(0.0)
 }
 
+/// An output buffer of `len` elements left unwritten: saves zeroing buffers
+/// that the kernels overwrite whole anyway. Written through raw pointers,
+/// then turned into a `Vec` once every element is.
+struct OutBuf<T> {
+    data: Vec<std::mem::MaybeUninit<T>>,
+}
+
+impl<T: Elem> OutBuf<T> {
+    fn new(len: usize) -> Self {
+        let mut data = Vec::with_capacity(len);
+        // SAFETY: MaybeUninit elements need no initialisation.
+        unsafe { data.set_len(len) };
+        OutBuf { data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn ptr(&mut self) -> SendPtr<T> {
+        SendPtr(self.data.as_mut_ptr().cast::<T>())
+    }
+
+    /// # Safety
+    /// Every element must have been written.
+    unsafe fn assume_init(self) -> Vec<T> {
+        let mut data = std::mem::ManuallyDrop::new(self.data);
+        let (ptr, len, cap) = (data.as_mut_ptr(), data.len(), data.capacity());
+        // SAFETY: MaybeUninit<T> has T's layout; the caller vouches that
+        // all `len` elements are initialised.
+        unsafe { Vec::from_raw_parts(ptr.cast::<T>(), len, cap) }
+    }
+}
+
 /// A strided matrix operand: element (i, j) is at `ptr + i*rs + j*cs`.
 #[derive(Clone, Copy)]
 struct Mat<T> {
@@ -27,16 +61,15 @@ struct Mat<T> {
     cs: usize,
 }
 
-/// `dst (m×n, row stride dst_rs) = [dst +] lhs (m×k) · rhs (k×n)`, on the
-/// calling thread.
+/// `dst (m×n, strides dst_rs, dst_cs) = [dst +] lhs (m×k) · rhs (k×n)`, on
+/// the calling thread.
 ///
 /// # Safety
 /// Every element the shapes and strides address must be inside live buffers,
 /// and `dst` must not overlap `lhs` or `rhs`.
 unsafe fn matmul<T: Elem>(
     (m, n, k): (usize, usize, usize),
-    dst: *mut T,
-    dst_rs: usize,
+    (dst, dst_rs, dst_cs): (*mut T, usize, usize),
     accumulate: bool,
     lhs: Mat<T>,
     rhs: Mat<T>,
@@ -47,7 +80,7 @@ unsafe fn matmul<T: Elem>(
         n,
         k,
         dst,
-        1,
+        dst_cs as isize,
         dst_rs as isize,
         accumulate,
         lhs.ptr,
@@ -68,32 +101,49 @@ unsafe fn matmul<T: Elem>(
 /// Writes the im2col matrix of output rows `y0..y0+rows` of one group:
 /// `cols[(ci·k + ky)·k + kx][(y-y0)·w + x] = xg[ci][y+ky-pad][x+kx-pad]`,
 /// zero outside the image. `xg` holds the group's `cin_g` channel planes.
+///
+/// Each `(ci, ky, kx)` row is the tile's run of the input plane shifted by
+/// `(ky-pad)·w + (kx-pad)` elements: one block copy, then the rows that fall
+/// outside the image and the columns that wrapped around are zeroed.
 fn im2col<T: Elem>(xg: &[T], g: &ConvGeom, y0: usize, rows: usize, cols: &mut [T]) {
-    let (h, w, k, pad, hw) = (g.h, g.w, g.k, g.pad(), g.hw());
+    let (h, w, k, pad, hw) = (g.h as isize, g.w, g.k, g.pad() as isize, g.hw());
     let pt = rows * w;
     let z = zero::<T>();
     for ci in 0..g.cin_g() {
         let plane = &xg[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
+            // Output rows lo..hi read input rows inside the image.
+            let shift = ky as isize - pad + y0 as isize;
+            let lo = (-shift).clamp(0, rows as isize) as usize;
+            let hi = (h - shift).clamp(lo as isize, rows as isize) as usize;
             for kx in 0..k {
+                let dx = kx as isize - pad;
                 let r = (ci * k + ky) * k + kx;
                 let dst = &mut cols[r * pt..(r + 1) * pt];
-                for (yy, d) in dst.chunks_exact_mut(w).enumerate() {
-                    let iy = (y0 + yy + ky) as isize - pad as isize;
-                    if iy < 0 || iy >= h as isize {
-                        d.fill(z);
-                        continue;
-                    }
-                    let s = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    // Column x reads source column x + kx - pad.
-                    if kx >= pad {
-                        let sh = (kx - pad).min(w);
-                        d[..w - sh].copy_from_slice(&s[sh..]);
-                        d[w - sh..].fill(z);
-                    } else {
-                        let sh = (pad - kx).min(w);
-                        d[..sh].fill(z);
-                        d[sh..].copy_from_slice(&s[..w - sh]);
+                dst[..lo * w].fill(z);
+                dst[hi * w..].fill(z);
+                let block = &mut dst[lo * w..hi * w];
+                let len = block.len() as isize;
+                // Source index of block[0]; copy where it lies inside the plane.
+                let src0 = (lo as isize + shift) * w as isize + dx;
+                let j0 = (-src0).clamp(0, len);
+                let j1 = (hw as isize - src0).clamp(j0, len);
+                let (j0u, j1u) = (j0 as usize, j1 as usize);
+                block[..j0u].fill(z);
+                block[j1u..].fill(z);
+                if j1u > j0u {
+                    let s0 = (src0 + j0) as usize;
+                    block[j0u..j1u].copy_from_slice(&plane[s0..s0 + (j1u - j0u)]);
+                }
+                // Columns whose source wrapped to a neighbouring row.
+                let nz = dx.unsigned_abs().min(w);
+                if nz > 0 {
+                    for row in block.chunks_exact_mut(w) {
+                        if dx > 0 {
+                            row[w - nz..].fill(z);
+                        } else {
+                            row[..nz].fill(z);
+                        }
                     }
                 }
             }
@@ -122,14 +172,14 @@ pub fn conv_forward<T: Elem>(
 ) -> Vec<T> {
     debug_assert_eq!(x.len(), g.x_len());
     debug_assert_eq!(weight.len(), g.w_len());
-    let mut y = vec![zero::<T>(); g.y_len()];
+    let mut y = OutBuf::<T>::new(g.y_len());
     if y.is_empty() {
-        return y;
+        return Vec::new();
     }
     let tiling = g.tiling(par::threads());
     let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
     let (cin_g, cout_g) = (g.cin_g(), g.cout_g());
-    let out = SendPtr(y.as_mut_ptr());
+    let out = y.ptr();
     par::for_each(
         g.batch * tiling.count,
         || vec![zero::<T>(); scratch_len(g, tiling.rows)],
@@ -166,18 +216,17 @@ pub fn conv_forward<T: Elem>(
                     let dst = out.add(first);
                     if let Some(bias) = bias {
                         for co in 0..cout_g {
-                            std::slice::from_raw_parts_mut(dst.add(co * hw), pt)
-                                .fill(bias[grp * cout_g + co]);
+                            let v = bias[grp * cout_g + co];
+                            let row = dst.add(co * hw);
+                            (0..pt).for_each(|i| row.add(i).write(v));
                         }
                     }
-                    matmul((cout_g, pt, kr), dst, hw, bias.is_some(), lhs, rhs);
+                    matmul((cout_g, pt, kr), (dst, hw, 1), bias.is_some(), lhs, rhs);
                     if relu {
                         let z = zero::<T>();
                         for co in 0..cout_g {
                             for v in std::slice::from_raw_parts_mut(dst.add(co * hw), pt) {
-                                if !(*v > z) {
-                                    *v = z;
-                                }
+                                *v = if *v > z { *v } else { z };
                             }
                         }
                     }
@@ -185,7 +234,10 @@ pub fn conv_forward<T: Elem>(
             }
         },
     );
-    y
+    // SAFETY: the items cover every (image, group, row) of `y`, and each
+    // writes its whole block (bias fill, or a GEMM that does not read the
+    // destination) before the ReLU reads it.
+    unsafe { y.assume_init() }
 }
 
 /// The weight for computing the input gradient as a forward convolution:
@@ -271,9 +323,12 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
                     rs: hw,
                     cs: 1,
                 };
+                // The group's block of `acc` holds its gradient transposed,
+                // `[col_rows, cout_g]`: the GEMM then writes a column-major
+                // result and packs `cols` along its contiguous rows.
                 let dst = acc[grp * cout_g * kr..].as_mut_ptr();
                 // SAFETY: operands index inside x, grad, cols and acc.
-                unsafe { matmul((cout_g, kr, pt), dst, kr, true, lhs, rhs) };
+                unsafe { matmul((cout_g, kr, pt), (dst, 1, cout_g), true, lhs, rhs) };
                 if with_bias {
                     for co in 0..cout_g {
                         let row = &grad[gfirst + co * hw..][..pt];
@@ -289,10 +344,20 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
         acc
     });
     let mut parts = partials.into_iter();
-    let mut total = parts.next().unwrap_or_else(|| vec![zero::<T>(); len]);
+    let mut sum = parts.next().unwrap_or_else(|| vec![zero::<T>(); len]);
     for p in parts {
-        for (t, v) in total.iter_mut().zip(p) {
+        for (t, v) in sum.iter_mut().zip(p) {
             *t += v;
+        }
+    }
+    // Back from per-group `[col_rows, cout_g]` to `[c_out, col_rows]`.
+    let mut total = sum.clone();
+    for grp in 0..g.groups {
+        let base = grp * cout_g * kr;
+        for co in 0..cout_g {
+            for r in 0..kr {
+                total[base + co * kr + r] = sum[base + r * cout_g + co];
+            }
         }
     }
     total
@@ -302,24 +367,25 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
 pub fn relu_grad<T: Elem>(grad: &[T], y: &[T]) -> Vec<T> {
     debug_assert_eq!(grad.len(), y.len());
     let z = zero::<T>();
-    let mut out = vec![z; grad.len()];
+    let mut out = OutBuf::<T>::new(grad.len());
     const CHUNK: usize = 1 << 16;
     let n = grad.len().div_ceil(CHUNK);
-    let dst = SendPtr(out.as_mut_ptr());
+    let dst = out.ptr();
     par::for_each(
         n,
         || (),
         |_, c| {
             let start = c * CHUNK;
             let len = CHUNK.min(grad.len() - start);
-            // SAFETY: chunk c owns out[start..start+len].
-            let o = unsafe { std::slice::from_raw_parts_mut(dst.add(start), len) };
-            for ((o, &gv), &yv) in o.iter_mut().zip(&grad[start..]).zip(&y[start..]) {
-                *o = if yv > z { gv } else { z };
+            let (g, y) = (&grad[start..start + len], &y[start..start + len]);
+            for (i, (&gv, &yv)) in g.iter().zip(y).enumerate() {
+                // SAFETY: chunk c owns out[start..start+len].
+                unsafe { dst.add(start + i).write(if yv > z { gv } else { z }) };
             }
         },
     );
-    out
+    // SAFETY: the chunks cover `out` and write each element.
+    unsafe { out.assume_init() }
 }
 
 #[cfg(test)]
