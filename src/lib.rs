@@ -9,6 +9,7 @@ pub mod export;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod search;
 pub mod space;
 pub mod train;

@@ -186,7 +186,7 @@ fn shrink_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> 
     let mut cat = xi.clone();
     let mut cur = xi.clone();
     for (conv, shrink) in convs.iter().zip(shrinks) {
-        let t = conv.forward(&cur)?.relu()?;
+        let t = conv.forward_relu(&cur)?;
         cat = Tensor::cat(&[&cat, &t], 1)?;
         cur = shrink.forward(&cat)?;
     }
@@ -199,7 +199,7 @@ fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
         // The shuffle only feeds the grouped conv; the running concat keeps
         // its original channel order (reference `RDB_Conv`).
         let shuffled = ops::channel_shuffle(&cat, c + 1)?;
-        let t = conv.forward(&shuffled)?.relu()?;
+        let t = conv.forward_relu(&shuffled)?;
         cat = Tensor::cat(&[&cat, &t], 1)?;
     }
     lff.forward(&cat)
@@ -216,7 +216,7 @@ fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tens
         // The "recursive" part: one conv applied three times with shared weights.
         let mut t = cur;
         for _ in 0..3 {
-            t = conv.forward(&t)?.relu()?;
+            t = conv.forward_relu(&t)?;
         }
         cat = Tensor::cat(&[&cat, &t], 1)?;
         if i < last {

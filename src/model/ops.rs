@@ -2,32 +2,26 @@
 //!
 //! Every convolution of the network goes through [`conv3x3`], [`conv1x1`] or
 //! [`grouped_conv3x3`], and every reshuffle through [`pixel_shuffle`],
-//! [`channel_shuffle`] or [`avg_pool2x2`]. They are plain candle ops today;
-//! keeping them behind these few functions lets a faster implementation
-//! (fused kernels, custom ops) replace one kind without touching the blocks.
+//! [`channel_shuffle`] or [`avg_pool2x2`]. The convolutions run
+//! [`crate::ops::conv2d`] (GEMM kernels on the CPU, candle's conv2d on other
+//! devices); the reshuffles are plain candle ops.
 //! All of them are device-agnostic and differentiable.
 
 use candle_core::{bail, Result, Tensor};
 
-/// Adds a per-channel bias `[C]` to an NCHW tensor.
-fn add_bias(x: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    match bias {
-        None => Ok(x),
-        Some(b) => {
-            let c = b.dim(0)?;
-            x.broadcast_add(&b.reshape((1, c, 1, 1))?)
-        }
-    }
-}
-
 /// 3x3 convolution, stride 1, padding 1 (same size); weight `[out, in, 3, 3]`.
 pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    add_bias(x.conv2d(weight, 1, 1, 1, 1)?, bias)
+    crate::ops::conv2d(x, weight, bias, 1)
+}
+
+/// `relu(conv3x3(x, weight, bias))`, fused.
+pub fn conv3x3_relu(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    crate::ops::conv2d_relu(x, weight, bias, 1)
 }
 
 /// 1x1 convolution (a per-pixel linear map of the channels); weight `[out, in, 1, 1]`.
 pub fn conv1x1(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    add_bias(x.conv2d(weight, 0, 1, 1, 1)?, bias)
+    crate::ops::conv2d(x, weight, bias, 1)
 }
 
 /// Grouped 3x3 convolution, stride 1, padding 1; weight `[out, in/groups, 3, 3]`.
@@ -37,7 +31,17 @@ pub fn grouped_conv3x3(
     bias: Option<&Tensor>,
     groups: usize,
 ) -> Result<Tensor> {
-    add_bias(x.conv2d(weight, 1, 1, 1, groups)?, bias)
+    crate::ops::conv2d(x, weight, bias, groups)
+}
+
+/// `relu(grouped_conv3x3(x, weight, bias, groups))`, fused.
+pub fn grouped_conv3x3_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    groups: usize,
+) -> Result<Tensor> {
+    crate::ops::conv2d_relu(x, weight, bias, groups)
 }
 
 /// Sub-pixel rearrangement as PyTorch's `PixelShuffle(r)`:

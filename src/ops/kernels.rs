@@ -1,0 +1,473 @@
+//! The CPU kernels: im2col + GEMM forward, the weight/bias gradient as a
+//! batch-summed GEMM, and the helpers of the input gradient.
+//!
+//! All buffers are contiguous NCHW slices. Work is split into items of one
+//! image × one tile of output rows ([`ConvGeom::tiling`]); each item runs its
+//! GEMMs single-threaded on a thread-local im2col scratch of just that tile.
+
+use candle_core::WithDType;
+
+use super::geom::ConvGeom;
+use super::par::{self, SendPtr};
+
+/// Element types the kernels run on (those the `gemm` crate multiplies).
+pub trait Elem: WithDType {}
+impl Elem for f32 {}
+impl Elem for f64 {}
+
+fn zero<T: Elem>() -> T {
+    T::from_f64(0.0)
+}
+
+/// An output buffer of `len` elements left unwritten: saves zeroing buffers
+/// that the kernels overwrite whole anyway. Written through raw pointers,
+/// then turned into a `Vec` once every element is.
+struct OutBuf<T> {
+    data: Vec<std::mem::MaybeUninit<T>>,
+}
+
+impl<T: Elem> OutBuf<T> {
+    fn new(len: usize) -> Self {
+        let mut data = Vec::with_capacity(len);
+        // SAFETY: MaybeUninit elements need no initialisation.
+        unsafe { data.set_len(len) };
+        OutBuf { data }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn ptr(&mut self) -> SendPtr<T> {
+        SendPtr(self.data.as_mut_ptr().cast::<T>())
+    }
+
+    /// # Safety
+    /// Every element must have been written.
+    unsafe fn assume_init(self) -> Vec<T> {
+        let mut data = std::mem::ManuallyDrop::new(self.data);
+        let (ptr, len, cap) = (data.as_mut_ptr(), data.len(), data.capacity());
+        // SAFETY: MaybeUninit<T> has T's layout; the caller vouches that
+        // all `len` elements are initialised.
+        unsafe { Vec::from_raw_parts(ptr.cast::<T>(), len, cap) }
+    }
+}
+
+/// A strided matrix operand: element (i, j) is at `ptr + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+struct Mat<T> {
+    ptr: *const T,
+    rs: usize,
+    cs: usize,
+}
+
+/// `dst (m×n, strides dst_rs, dst_cs) = [dst +] lhs (m×k) · rhs (k×n)`, on
+/// the calling thread.
+///
+/// # Safety
+/// Every element the shapes and strides address must be inside live buffers,
+/// and `dst` must not overlap `lhs` or `rhs`.
+unsafe fn matmul<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, dst_cs): (*mut T, usize, usize),
+    accumulate: bool,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+) {
+    let one = T::from_f64(1.0);
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs as isize,
+        lhs.rs as isize,
+        rhs.ptr,
+        rhs.cs as isize,
+        rhs.rs as isize,
+        one,
+        one,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// Writes the im2col matrix of output rows `y0..y0+rows` of one group:
+/// `cols[(ci·k + ky)·k + kx][(y-y0)·w + x] = xg[ci][y+ky-pad][x+kx-pad]`,
+/// zero outside the image. `xg` holds the group's `cin_g` channel planes.
+///
+/// Each `(ci, ky, kx)` row is the tile's run of the input plane shifted by
+/// `(ky-pad)·w + (kx-pad)` elements: one block copy, then the rows that fall
+/// outside the image and the columns that wrapped around are zeroed.
+fn im2col<T: Elem>(xg: &[T], g: &ConvGeom, y0: usize, rows: usize, cols: &mut [T]) {
+    let (h, w, k, pad, hw) = (g.h as isize, g.w, g.k, g.pad() as isize, g.hw());
+    let pt = rows * w;
+    let z = zero::<T>();
+    for ci in 0..g.cin_g() {
+        let plane = &xg[ci * hw..(ci + 1) * hw];
+        for ky in 0..k {
+            // Output rows lo..hi read input rows inside the image.
+            let shift = ky as isize - pad + y0 as isize;
+            let lo = (-shift).clamp(0, rows as isize) as usize;
+            let hi = (h - shift).clamp(lo as isize, rows as isize) as usize;
+            for kx in 0..k {
+                let dx = kx as isize - pad;
+                let r = (ci * k + ky) * k + kx;
+                let dst = &mut cols[r * pt..(r + 1) * pt];
+                dst[..lo * w].fill(z);
+                dst[hi * w..].fill(z);
+                let block = &mut dst[lo * w..hi * w];
+                let len = block.len() as isize;
+                // Source index of block[0]; copy where it lies inside the plane.
+                let src0 = (lo as isize + shift) * w as isize + dx;
+                let j0 = (-src0).clamp(0, len);
+                let j1 = (hw as isize - src0).clamp(j0, len);
+                let (j0u, j1u) = (j0 as usize, j1 as usize);
+                block[..j0u].fill(z);
+                block[j1u..].fill(z);
+                if j1u > j0u {
+                    let s0 = (src0 + j0) as usize;
+                    block[j0u..j1u].copy_from_slice(&plane[s0..s0 + (j1u - j0u)]);
+                }
+                // Columns whose source wrapped to a neighbouring row.
+                let nz = dx.unsigned_abs().min(w);
+                if nz > 0 {
+                    for row in block.chunks_exact_mut(w) {
+                        if dx > 0 {
+                            row[w - nz..].fill(z);
+                        } else {
+                            row[..nz].fill(z);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scratch length for im2col of one tile (none for 1x1 kernels, which read
+/// the input directly).
+fn scratch_len(g: &ConvGeom, rows: usize) -> usize {
+    if g.k == 1 {
+        0
+    } else {
+        g.col_rows() * rows * g.w
+    }
+}
+
+/// The forward convolution `y = x ⊛ weight (+ bias)`, optionally followed by
+/// ReLU, as `[batch, c_out, h, w]`. `weight` is `[c_out, cin_g, k, k]`.
+pub fn conv_forward<T: Elem>(
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    g: &ConvGeom,
+    relu: bool,
+) -> Vec<T> {
+    debug_assert_eq!(x.len(), g.x_len());
+    debug_assert_eq!(weight.len(), g.w_len());
+    let mut y = OutBuf::<T>::new(g.y_len());
+    if y.is_empty() {
+        return Vec::new();
+    }
+    let tiling = g.tiling(par::threads());
+    let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
+    let (cin_g, cout_g) = (g.cin_g(), g.cout_g());
+    let out = y.ptr();
+    par::for_each(
+        g.batch * tiling.count,
+        || vec![zero::<T>(); scratch_len(g, tiling.rows)],
+        |cols, item| {
+            let (b, t) = (item / tiling.count, item % tiling.count);
+            let y0 = t * tiling.rows;
+            let rows = tiling.rows.min(g.h - y0);
+            let pt = rows * w;
+            for grp in 0..g.groups {
+                let xg = &x[(b * g.c_in + grp * cin_g) * hw..][..cin_g * hw];
+                let rhs = if g.k == 1 {
+                    Mat {
+                        ptr: xg[y0 * w..].as_ptr(),
+                        rs: hw,
+                        cs: 1,
+                    }
+                } else {
+                    im2col(xg, g, y0, rows, cols);
+                    Mat {
+                        ptr: cols.as_ptr(),
+                        rs: pt,
+                        cs: 1,
+                    }
+                };
+                let lhs = Mat {
+                    ptr: weight[grp * cout_g * kr..].as_ptr(),
+                    rs: kr,
+                    cs: 1,
+                };
+                let first = (b * g.c_out + grp * cout_g) * hw + y0 * w;
+                // SAFETY: rows y0..y0+rows of this image's group channels
+                // belong to this item alone; `y` outlives the parallel loop.
+                unsafe {
+                    let dst = out.add(first);
+                    if let Some(bias) = bias {
+                        for co in 0..cout_g {
+                            let v = bias[grp * cout_g + co];
+                            let row = dst.add(co * hw);
+                            (0..pt).for_each(|i| row.add(i).write(v));
+                        }
+                    }
+                    matmul((cout_g, pt, kr), (dst, hw, 1), bias.is_some(), lhs, rhs);
+                    if relu {
+                        let z = zero::<T>();
+                        for co in 0..cout_g {
+                            for v in std::slice::from_raw_parts_mut(dst.add(co * hw), pt) {
+                                *v = if *v > z { *v } else { z };
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    // SAFETY: the items cover every (image, group, row) of `y`, and each
+    // writes its whole block (bias fill, or a GEMM that does not read the
+    // destination) before the ReLU reads it.
+    unsafe { y.assume_init() }
+}
+
+/// The weight for computing the input gradient as a forward convolution:
+/// `[c_in, cout_g, k, k]` with `out[grp·cin_g + ci][co][k-1-ky][k-1-kx] =
+/// weight[grp·cout_g + co][ci][ky][kx]` (transposed per group, rotated 180°).
+/// Convolving the output gradient with it (geometry
+/// [`ConvGeom::transposed`]) is exactly `col2im(Wᵀ · grad)` for stride 1 and
+/// "same" padding, without the scatter-add.
+pub fn flip_weight<T: Elem>(weight: &[T], g: &ConvGeom) -> Vec<T> {
+    let (k, kk, cin_g, cout_g) = (g.k, g.k * g.k, g.cin_g(), g.cout_g());
+    let mut out = vec![zero::<T>(); weight.len()];
+    for grp in 0..g.groups {
+        for co in 0..cout_g {
+            for ci in 0..cin_g {
+                let src = &weight[((grp * cout_g + co) * cin_g + ci) * kk..][..kk];
+                let dst = &mut out[((grp * cin_g + ci) * cout_g + co) * kk..][..kk];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        dst[(k - 1 - ky) * k + (k - 1 - kx)] = src[ky * k + kx];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The input gradient: `grad` `[batch, c_out, h, w]` convolved with the
+/// flipped weight, giving `[batch, c_in, h, w]`.
+pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T> {
+    let flipped = flip_weight(weight, g);
+    conv_forward(grad, &flipped, None, &g.transposed(), false)
+}
+
+/// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
+/// followed, when `with_bias`, by the bias gradient `Σ_{b,pixels} grad`
+/// (`[c_out]`), in one buffer.
+///
+/// Work is split into one contiguous run of items per thread, each summed in
+/// its own buffer; the buffers are added in a fixed order, so the result does
+/// not depend on thread timing.
+pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: bool) -> Vec<T> {
+    debug_assert_eq!(x.len(), g.x_len());
+    debug_assert_eq!(grad.len(), g.y_len());
+    let threads = par::threads();
+    let tiling = g.tiling(threads);
+    let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
+    let (cin_g, cout_g, w_len) = (g.cin_g(), g.cout_g(), g.w_len());
+    let n_items = g.batch * tiling.count;
+    let chunks = threads.min(n_items).max(1);
+    let len = w_len + if with_bias { g.c_out } else { 0 };
+    if n_items == 0 || hw == 0 {
+        return vec![zero::<T>(); len];
+    }
+    let partials = par::map(chunks, |c| {
+        let mut acc = vec![zero::<T>(); len];
+        let mut cols = vec![zero::<T>(); scratch_len(g, tiling.rows)];
+        for item in par::chunk_range(n_items, chunks, c) {
+            let (b, t) = (item / tiling.count, item % tiling.count);
+            let y0 = t * tiling.rows;
+            let rows = tiling.rows.min(g.h - y0);
+            let pt = rows * w;
+            for grp in 0..g.groups {
+                let xg = &x[(b * g.c_in + grp * cin_g) * hw..][..cin_g * hw];
+                // colsᵀ as a (pixels × col_rows) operand.
+                let rhs = if g.k == 1 {
+                    Mat {
+                        ptr: xg[y0 * w..].as_ptr(),
+                        rs: 1,
+                        cs: hw,
+                    }
+                } else {
+                    im2col(xg, g, y0, rows, &mut cols);
+                    Mat {
+                        ptr: cols.as_ptr(),
+                        rs: 1,
+                        cs: pt,
+                    }
+                };
+                let gfirst = (b * g.c_out + grp * cout_g) * hw + y0 * w;
+                let lhs = Mat {
+                    ptr: grad[gfirst..].as_ptr(),
+                    rs: hw,
+                    cs: 1,
+                };
+                // The group's block of `acc` holds its gradient transposed,
+                // `[col_rows, cout_g]`: the GEMM then writes a column-major
+                // result and packs `cols` along its contiguous rows.
+                let dst = acc[grp * cout_g * kr..].as_mut_ptr();
+                // SAFETY: operands index inside x, grad, cols and acc.
+                unsafe { matmul((cout_g, kr, pt), (dst, 1, cout_g), true, lhs, rhs) };
+                if with_bias {
+                    for co in 0..cout_g {
+                        let row = &grad[gfirst + co * hw..][..pt];
+                        let mut s = zero::<T>();
+                        for &v in row {
+                            s += v;
+                        }
+                        acc[w_len + grp * cout_g + co] += s;
+                    }
+                }
+            }
+        }
+        acc
+    });
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![zero::<T>(); len]);
+    for p in parts {
+        for (t, v) in sum.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    // Back from per-group `[col_rows, cout_g]` to `[c_out, col_rows]`.
+    let mut total = sum.clone();
+    for grp in 0..g.groups {
+        let base = grp * cout_g * kr;
+        for co in 0..cout_g {
+            for r in 0..kr {
+                total[base + co * kr + r] = sum[base + r * cout_g + co];
+            }
+        }
+    }
+    total
+}
+
+/// The gradient through a ReLU given its output: `grad` where `y > 0`, else 0.
+pub fn relu_grad<T: Elem>(grad: &[T], y: &[T]) -> Vec<T> {
+    debug_assert_eq!(grad.len(), y.len());
+    let z = zero::<T>();
+    let mut out = OutBuf::<T>::new(grad.len());
+    const CHUNK: usize = 1 << 16;
+    let n = grad.len().div_ceil(CHUNK);
+    let dst = out.ptr();
+    par::for_each(
+        n,
+        || (),
+        |_, c| {
+            let start = c * CHUNK;
+            let len = CHUNK.min(grad.len() - start);
+            let (g, y) = (&grad[start..start + len], &y[start..start + len]);
+            for (i, (&gv, &yv)) in g.iter().zip(y).enumerate() {
+                // SAFETY: chunk c owns out[start..start+len].
+                unsafe { dst.add(start + i).write(if yv > z { gv } else { z }) };
+            }
+        },
+    );
+    // SAFETY: the chunks cover `out` and write each element.
+    unsafe { out.assume_init() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct 7-loop convolution, the definition.
+    fn naive(x: &[f64], wt: &[f64], g: &ConvGeom) -> Vec<f64> {
+        let (h, w, k, p) = (g.h as isize, g.w as isize, g.k, g.pad() as isize);
+        let mut y = vec![0.0; g.y_len()];
+        for b in 0..g.batch {
+            for o in 0..g.c_out {
+                let grp = o / g.cout_g();
+                for yy in 0..h {
+                    for xx in 0..w {
+                        let mut s = 0.0;
+                        for ci in 0..g.cin_g() {
+                            let c = grp * g.cin_g() + ci;
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (yy + ky as isize - p, xx + kx as isize - p);
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                                        s += wt[((o * g.cin_g() + ci) * k + ky) * k + kx]
+                                            * x[((b * g.c_in + c) * g.h + iy as usize) * g.w
+                                                + ix as usize];
+                                    }
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + o) * g.h + yy as usize) * g.w + xx as usize] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn ramp(n: usize, seed: f64) -> Vec<f64> {
+        (0..n).map(|i| (i as f64 * 0.7 + seed).sin()).collect()
+    }
+
+    #[test]
+    fn forward_matches_definition() {
+        for (k, groups, h, w) in [
+            (3, 1, 5, 7),
+            (1, 2, 4, 3),
+            (3, 2, 1, 1),
+            (5, 1, 3, 6),
+            (3, 4, 6, 2),
+        ] {
+            let g = ConvGeom {
+                batch: 2,
+                c_in: 4,
+                c_out: 8,
+                h,
+                w,
+                k,
+                groups,
+            };
+            let x = ramp(g.x_len(), 0.3);
+            let wt = ramp(g.w_len(), 1.1);
+            let want = naive(&x, &wt, &g);
+            let got = conv_forward(&x, &wt, None, &g, false);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "{g:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn flip_twice_is_identity() {
+        let g = ConvGeom {
+            batch: 1,
+            c_in: 6,
+            c_out: 4,
+            h: 3,
+            w: 3,
+            k: 3,
+            groups: 2,
+        };
+        let wt = ramp(g.w_len(), 0.0);
+        let back = flip_weight(&flip_weight(&wt, &g), &g.transposed());
+        assert_eq!(back, wt);
+    }
+}

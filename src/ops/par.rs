@@ -1,0 +1,134 @@
+//! Splitting a kernel's work over candle's CPU worker threads.
+//!
+//! The kernels run on candle's own persistent barrier pool (the one its
+//! element-wise CPU ops use) rather than a second thread pool, so the two never
+//! compete for the cores. Every inner GEMM then runs single-threaded: the
+//! parallelism is over independent work items (image × row tile), which keeps
+//! small matrices efficient and results independent of scheduling.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use candle_core::utils::barrier_pool;
+
+/// Number of threads a kernel can use (candle's workers plus the caller).
+pub fn threads() -> usize {
+    barrier_pool().n_workers() + 1
+}
+
+/// Runs `f(&mut scratch, item)` once for every item in `0..n_items`, items
+/// handed out dynamically. Each thread builds its scratch state with `init`
+/// once, on its first item. Items must write disjoint outputs.
+pub fn for_each<S, I, F>(n_items: usize, init: I, f: F)
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize) + Sync,
+{
+    if n_items == 0 {
+        return;
+    }
+    if n_items == 1 || threads() == 1 {
+        let mut s = init();
+        (0..n_items).for_each(|i| f(&mut s, i));
+        return;
+    }
+    let cursor = AtomicUsize::new(0);
+    barrier_pool().execute(|_tid| {
+        let mut scratch: Option<S> = None;
+        loop {
+            let i = cursor.fetch_add(1, Ordering::Relaxed);
+            if i >= n_items {
+                break;
+            }
+            f(scratch.get_or_insert_with(&init), i);
+        }
+    });
+}
+
+/// Computes `f(c)` for every chunk `c` in `0..n_chunks` in parallel and
+/// returns the results in chunk order, whatever thread ran them: a reduction
+/// over the returned values is then deterministic.
+pub fn map<R, F>(n_chunks: usize, f: F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(usize) -> R + Sync,
+{
+    if n_chunks <= 1 || threads() == 1 {
+        return (0..n_chunks).map(f).collect();
+    }
+    let slots: Vec<Mutex<Option<R>>> = (0..n_chunks).map(|_| Mutex::new(None)).collect();
+    let cursor = AtomicUsize::new(0);
+    barrier_pool().execute(|_tid| loop {
+        let c = cursor.fetch_add(1, Ordering::Relaxed);
+        if c >= n_chunks {
+            break;
+        }
+        let r = f(c);
+        *slots[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every chunk ran")
+        })
+        .collect()
+}
+
+/// The half-open range of `0..n` that chunk `c` of `chunks` covers: the
+/// chunks are contiguous, in order, and differ in length by at most one.
+pub fn chunk_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
+    (c * n / chunks)..((c + 1) * n / chunks)
+}
+
+/// A raw pointer that may cross threads: kernels write disjoint parts of one
+/// output buffer from several threads through it.
+#[derive(Clone, Copy)]
+pub struct SendPtr<T>(pub *mut T);
+
+// SAFETY: only used for disjoint writes, each item touching its own region,
+// while the owning buffer outlives the parallel section.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer `offset` elements further.
+    ///
+    /// # Safety
+    /// The result must stay inside the allocation.
+    pub unsafe fn add(self, offset: usize) -> *mut T {
+        self.0.add(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_each_visits_every_item_once() {
+        let hits: Vec<AtomicUsize> = (0..97).map(|_| AtomicUsize::new(0)).collect();
+        for_each(
+            hits.len(),
+            || 0usize,
+            |count, i| {
+                *count += 1;
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn map_keeps_chunk_order() {
+        assert_eq!(map(7, |c| c * 10), vec![0, 10, 20, 30, 40, 50, 60]);
+        assert!(map(0, |c| c).is_empty());
+    }
+
+    #[test]
+    fn chunks_cover_range_in_order() {
+        let all: Vec<usize> = (0..3).flat_map(|c| chunk_range(10, 3, c)).collect();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+}
