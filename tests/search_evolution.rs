@@ -98,6 +98,9 @@ fn full_search_runs_keeps_elites_sorted_and_never_trains_twice() {
     );
     let elites = &search.state.elites;
     assert_eq!(elites.len(), 4);
+    let mut keys: Vec<String> = elites.iter().map(|m| m.key()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 4, "an architecture holds two elite places");
     assert!(elites.windows(2).all(|w| w[0].fitness() >= w[1].fitness()));
     // Elites are the best of everything evaluated.
     let best_ever = search

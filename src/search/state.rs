@@ -381,11 +381,12 @@ impl Search {
     }
 
     /// Of the elites and this generation's members, keeps the E fittest
-    /// (members without fitness never become elites; ties keep the older).
+    /// distinct architectures (members without fitness never become elites;
+    /// a repeated architecture counts once; ties keep the older).
     fn update_elites(&mut self) {
         let mut pool: Vec<Member> = self.state.elites.clone();
         for m in &self.state.population {
-            if m.fitness().is_some() && !pool.iter().any(|e| e.id == m.id) {
+            if m.fitness().is_some() && !pool.iter().any(|e| e.id == m.id || e.key() == m.key()) {
                 pool.push(m.clone());
             }
         }
