@@ -2,6 +2,7 @@
 
 mod bench;
 mod control;
+mod device_check;
 mod export;
 pub mod headless;
 mod inspect;
@@ -38,6 +39,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Steer a search running elsewhere (pause, kill, inject, ...).
     Control(control::ControlArgs),
+    /// Compare a device's forward/backward with the CPU's (CUDA check).
+    #[command(hide = true)]
+    DeviceCheck(device_check::DeviceCheckArgs),
 }
 
 /// Parses the command line and runs it.
@@ -51,6 +55,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Upscale(args)) => upscale::run(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Control(args)) => control::run(&args),
+        Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
             devices: vec!["cpu".into()],
