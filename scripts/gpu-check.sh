@@ -101,6 +101,8 @@ else
 fi
 export BIN
 say "gpu-check: repo $REPO, device $DEVICE, binary ${BIN:-MISSING}, deadline ${DEADLINE}s, host $(hostname)"
+[[ -f dist/esr-ea-cuda.txt ]] && sed 's/^/    /' dist/esr-ea-cuda.txt | tee -a "$LOG"
+[[ -f dist/esr-ea-cuda.gz ]] && say "    dist/esr-ea-cuda.gz sha256 $(sha256sum dist/esr-ea-cuda.gz | cut -d' ' -f1)"
 [[ -z "$BIN" ]] && say "no binary: carry dist/esr-ea-cuda.gz (scripts/build-cuda-dist.sh) or set ESR_EA_BIN"
 
 # --- 1. the GPU ------------------------------------------------------------------
