@@ -66,7 +66,7 @@ gzip -9 -f dist/esr-ea-cuda
 # What the binary was built from, for the GPU check's log.
 {
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), features cuda, CUDA 13.0 (nvcc $("$CU/bin/nvcc" --version | grep -o 'V[0-9.]*')), sm_90a"
+  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), features cuda, CUDA 13.0 (nvcc $("$CU/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*')), sm_90a"
   echo "sha256 $(sha256sum dist/esr-ea-cuda.gz | cut -d' ' -f1)"
 } >dist/esr-ea-cuda.txt
 echo "dist/esr-ea-cuda.gz: $(du -h dist/esr-ea-cuda.gz | cut -f1) gzipped," \
