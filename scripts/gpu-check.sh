@@ -120,32 +120,37 @@ step nvidia-smi 30 s_nvidia
 # Each library's first directory in that order goes on the path, and the
 # driver's libcuda.so.1 too when the loader cache does not know it.
 find_libs() {
-  local names='libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libnvrtc.so.13 libcuda.so.1'
-  local roots=()
-  local sp
-  sp=$(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()+[site.getusersitepackages()]))' 2>/dev/null)
-  for r in $sp /opt /usr/local/cuda /usr/local/cuda-13.0 /usr/local /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia; do
+  local names=(libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libnvrtc.so.13 libcuda.so.1)
+  local roots=() r sp
+  sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+  for r in $sp /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /opt /usr/local /; do
     [[ -d "$r" ]] && roots+=("$r")
   done
-  local dirs=() n d
-  for n in $names; do
-    d=""
-    for r in "${roots[@]}"; do
-      d=$(find "$r" \( -name "$n" -o -name "$n.*" \) \( -type f -o -type l \) 2>/dev/null | head -1)
-      [[ -n "$d" ]] && break
-    done
-    if [[ -z "$d" ]]; then
-      d=$(find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o \( -name "$n" -o -name "$n.*" \) -print 2>/dev/null | head -1)
-    fi
-    if [[ -z "$d" ]]; then
+  local pattern=() n
+  for n in "${names[@]}"; do pattern+=(-o -name "$n" -o -name "$n.*"); done
+  declare -A found=()
+  for r in "${roots[@]}"; do
+    # One walk per root for every name; stop at the first root that completes the set.
+    while IFS= read -r f; do
+      for n in "${names[@]}"; do
+        [[ -z "${found[$n]:-}" && $(basename "$f") == "$n"* ]] && found[$n]=$f
+      done
+    done < <(find "$r" \( -path /proc -o -path /sys -o -path /dev \) -prune -o \( -false "${pattern[@]}" \) -not -path "*/stubs/*" \( -type f -o -type l \) -print 2>/dev/null)
+    ((${#found[@]} == ${#names[@]})) && break
+  done
+  local dirs=()
+  for n in "${names[@]}"; do
+    if [[ -z "${found[$n]:-}" ]]; then
       echo "MISSING $n" >&2
       continue
     fi
-    echo "found $n: $d" >&2
+    echo "found $n: ${found[$n]}" >&2
+    # The driver's library: only when the loader does not already know it.
     if [[ $n == libcuda.so.1 ]] && ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '; then
+      echo "  (libcuda.so.1 is in the loader cache: $(ldconfig -p | grep -m1 'libcuda.so.1 '))" >&2
       continue
     fi
-    dirs+=("$(dirname "$d")")
+    dirs+=("$(dirname "${found[$n]}")")
   done
   printf '%s\n' "${dirs[@]}" | awk 'NF && !seen[$0]++' | paste -sd:
 }
