@@ -62,7 +62,7 @@ cargo build --release --features cuda --bin esr-ea "$@"
 
 mkdir -p dist
 strip -o dist/esr-ea-cuda "$TARGET/release/esr-ea"
-gzip -9 -f dist/esr-ea-cuda
+gzip -9 -n -f dist/esr-ea-cuda
 # What the binary was built from, for the GPU check's log.
 {
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
