@@ -3,6 +3,7 @@
 mod attach;
 mod bench;
 mod control;
+mod device_check;
 mod export;
 pub mod headless;
 mod inspect;
@@ -41,6 +42,9 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Steer a search running elsewhere from a script (pause, kill, inject, ...).
     Control(control::ControlArgs),
+    /// Compare a device's forward/backward with the CPU's (CUDA check).
+    #[command(hide = true)]
+    DeviceCheck(device_check::DeviceCheckArgs),
 }
 
 /// Parses the command line and runs it.
@@ -55,6 +59,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
+        Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
             devices: vec!["cpu".into()],

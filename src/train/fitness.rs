@@ -39,7 +39,13 @@ pub fn device(name: &str) -> Result<candle_core::Device, String> {
                     "device '{other}': this esr-ea was built without CUDA; rebuild with `cargo build --release --features cuda`"
                 ));
             }
-            candle_core::Device::new_cuda(index).map_err(|e| format!("device '{other}': {e}"))
+            // candle appends a backtrace to the message when RUST_BACKTRACE is
+            // set: keep the first line, the driver's own error.
+            candle_core::Device::new_cuda(index).map_err(|e| {
+                let e = e.to_string();
+                let first = e.lines().next().unwrap_or("unknown error");
+                format!("device '{other}' cannot be opened ({first}); check the GPU index (nvidia-smi -L) and that the NVIDIA driver and CUDA 13 libraries are found")
+            })
         }
     }
 }

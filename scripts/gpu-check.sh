@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# One prepared check of the CUDA build on a GPU machine (H100/H200, driver 580).
+#
+# Run from the repository root with the binary carried in dist/ and $OUT set:
+#   bash scripts/gpu-check.sh
+# Every step is logged with its time to $OUT/gpu-check.log; a failing step is
+# recorded and the script goes on. A summary goes to stdout and the log's end.
+#
+# Files written under $OUT (never more than 8):
+#   gpu-check.log      everything, step by step, with timings and the summary
+#   device-check.json  CUDA vs CPU forward/backward + inference timing (640x360 -> 1280x720)
+#   speed-32.json      esr-ea speed, batch 16 x 32x32   (if the speed command exists)
+#   speed-64.json      esr-ea speed, batch 16 x 64x64
+#   pytorch.txt        benches/pytorch/compare_gpu.py   (if present)
+#   history.csv        the tiny search's history (seconds per individual)
+#   search-log.txt     the tail of the search's output
+#
+# Switches (environment), so the logic can be dry-run on a CPU:
+#   ESR_EA_BIN=path     use this binary instead of gunzipping dist/esr-ea-cuda.gz
+#   DEVICE=cuda:0       device for every step (cpu for a dry run)
+#   DEADLINE=480        seconds for the whole script; steps that would run past it are cut or skipped
+#   INFER_SIZE=640x360  LR size for inference timing and upscale (1280x720 output at x2)
+#   INFER_REPEAT=20     timed forward passes in device-check
+#   UPSCALE_RUNS=3      end-to-end `esr-ea upscale` runs
+#   TRAIN_STEPS=2       steps of the quick training that makes the upscale model
+#   TRAIN_CONFIG=configs/esr_ea.yaml   its config (G0 32, x2, batch 16 x 64x64 patches)
+#   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
+#   PYTORCH_ARGS=""     extra arguments for compare_gpu.py
+#   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed-32 speed-64
+#                       pytorch train upscale search)
+set -uo pipefail
+
+REPO=$(pwd)
+: "${OUT:?set OUT to the folder for the results}"
+mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda:0}
+DEADLINE=${DEADLINE:-480}
+INFER_SIZE=${INFER_SIZE:-640x360}
+INFER_REPEAT=${INFER_REPEAT:-20}
+UPSCALE_RUNS=${UPSCALE_RUNS:-3}
+TRAIN_STEPS=${TRAIN_STEPS:-2}
+TRAIN_CONFIG=${TRAIN_CONFIG:-configs/esr_ea.yaml}
+SEARCH_GENERATIONS=${SEARCH_GENERATIONS:-2}
+SEARCH_STEPS=${SEARCH_STEPS:-40}
+PYTORCH_ARGS=${PYTORCH_ARGS:-}
+SKIP=${SKIP:-}
+SEED_ARCH="G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 G_6_16_64 G_8_16_16 S_8_16_32"
+LOG=$OUT/gpu-check.log
+TMP=$(mktemp -d /tmp/gpu-check.XXXXXX)
+T0=$(date +%s.%N)
+SUMMARY=()
+: >"$LOG"
+
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+# A line for both the log and stdout.
+say() { echo "[$(elapsed)s] $*" | tee -a "$LOG"; }
+
+# step NAME TIMEOUT FUNCTION: runs FUNCTION in a child bash under `timeout`,
+# its output appended to the log; records rc and seconds; never stops the script.
+step() {
+  local name=$1 limit=$2 fn=$3
+  if [[ " $SKIP " == *" $name "* ]]; then
+    say "--- $name: skipped (SKIP)"
+    SUMMARY+=("$(printf '%-13s skipped (SKIP)' "$name")")
+    return 0
+  fi
+  local left
+  left=$(awk -v d="$DEADLINE" -v e="$(elapsed)" 'BEGIN{printf "%d", d-e}')
+  if ((left < 15)); then
+    say "--- $name: skipped, only ${left}s left of DEADLINE=${DEADLINE}s"
+    SUMMARY+=("$(printf '%-13s skipped (deadline)' "$name")")
+    return 0
+  fi
+  ((limit > left)) && limit=$left
+  say "--- $name (limit ${limit}s)"
+  local s rc t
+  s=$(date +%s.%N)
+  timeout --kill-after=10 "$limit" bash -c "$fn" >>"$LOG" 2>&1
+  rc=$?
+  t=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  local what="rc=$rc"
+  ((rc == 124 || rc == 137)) && what="TIMED OUT after ${limit}s"
+  ((rc == 3)) && what="skipped (see log)"
+  say "--- $name: $what in ${t}s"
+  SUMMARY+=("$(printf '%-13s %-22s %7ss' "$name" "$what" "$t")")
+}
+
+export REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
+  SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG
+
+# --- the binary ----------------------------------------------------------------
+if [[ -n "${ESR_EA_BIN:-}" ]]; then
+  BIN=$(readlink -f "$ESR_EA_BIN")
+elif [[ -f dist/esr-ea-cuda.gz ]]; then
+  BIN=$TMP/esr-ea
+  gunzip -c dist/esr-ea-cuda.gz >"$BIN" && chmod +x "$BIN"
+elif [[ -f dist/esr-ea-cuda ]]; then
+  BIN=$(readlink -f dist/esr-ea-cuda)
+else
+  BIN=""
+fi
+export BIN
+say "gpu-check: repo $REPO, device $DEVICE, binary ${BIN:-MISSING}, deadline ${DEADLINE}s, host $(hostname)"
+[[ -f dist/esr-ea-cuda.txt ]] && sed 's/^/    /' dist/esr-ea-cuda.txt | tee -a "$LOG"
+[[ -f dist/esr-ea-cuda.gz ]] && say "    dist/esr-ea-cuda.gz sha256 $(sha256sum dist/esr-ea-cuda.gz | cut -d' ' -f1)"
+[[ -z "$BIN" ]] && say "no binary: carry dist/esr-ea-cuda.gz (scripts/build-cuda-dist.sh) or set ESR_EA_BIN"
+
+# --- 1. the GPU ------------------------------------------------------------------
+s_nvidia() {
+  nvidia-smi || exit 1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  uname -a
+}
+export -f s_nvidia
+step nvidia-smi 30 s_nvidia
+
+# --- 2. CUDA 13 libraries -> LD_LIBRARY_PATH -----------------------------------------
+# PyTorch's CUDA 13 wheels carry them (site-packages/nvidia/cu13/lib or
+# nvidia/<lib>/lib); the toolkit's own (/usr/local/cuda*) are the fallback.
+# Each library's first directory in that order goes on the path, and the
+# driver's libcuda.so.1 too when the loader cache does not know it.
+find_libs() {
+  local names=(libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libnvrtc.so.13 libcuda.so.1)
+  local roots=() r sp
+  sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+  for r in $sp /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /opt /usr/local /; do
+    [[ -d "$r" ]] && roots+=("$r")
+  done
+  local pattern=() n
+  for n in "${names[@]}"; do pattern+=(-o -name "$n" -o -name "$n.*"); done
+  declare -A found=()
+  for r in "${roots[@]}"; do
+    # One walk per root for every name; stop at the first root that completes the set.
+    while IFS= read -r f; do
+      for n in "${names[@]}"; do
+        [[ -z "${found[$n]:-}" && $(basename "$f") == "$n"* ]] && found[$n]=$f
+      done
+    done < <(find "$r" \( -path /proc -o -path /sys -o -path /dev \) -prune -o \( -false "${pattern[@]}" \) -not -path "*/stubs/*" \( -type f -o -type l \) -print 2>/dev/null)
+    ((${#found[@]} == ${#names[@]})) && break
+  done
+  local dirs=()
+  for n in "${names[@]}"; do
+    if [[ -z "${found[$n]:-}" ]]; then
+      echo "MISSING $n" >&2
+      continue
+    fi
+    echo "found $n: ${found[$n]}" >&2
+    # The driver's library: only when the loader does not already know it.
+    if [[ $n == libcuda.so.1 ]] && ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '; then
+      echo "  (libcuda.so.1 is in the loader cache: $(ldconfig -p | grep -m1 'libcuda.so.1 '))" >&2
+      continue
+    fi
+    dirs+=("$(dirname "${found[$n]}")")
+  done
+  printf '%s\n' "${dirs[@]}" | awk 'NF && !seen[$0]++' | paste -sd:
+}
+if [[ " $SKIP " != *" libs "* ]]; then
+  say "--- libs: locating the CUDA 13 libraries"
+  s=$(date +%s)
+  LIBDIRS=$(timeout 120 bash -c "$(declare -f find_libs); find_libs" 2>>"$LOG")
+  export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "--- libs: LD_LIBRARY_PATH=$LD_LIBRARY_PATH ($(($(date +%s) - s))s)"
+  grep -q MISSING "$LOG" && say "    some libraries are missing: see the log"
+  SUMMARY+=("$(printf '%-13s %s' libs "${LIBDIRS:-none found}")")
+fi
+
+s_ldd() {
+  [[ -n "$BIN" ]] || exit 1
+  ldd "$BIN"
+  "$BIN" --version
+  ! ldd "$BIN" | grep -q 'not found'
+}
+export -f s_ldd
+step ldd 20 s_ldd
+
+# --- 3. correctness: CUDA against CPU, and inference timing ----------------------
+s_device_check() {
+  "$BIN" device-check --device "$DEVICE" --json --infer "$INFER_SIZE" --repeat "$INFER_REPEAT" \
+    >"$OUT/device-check.json"
+  rc=$?
+  cat "$OUT/device-check.json"
+  exit $rc
+}
+export -f s_device_check
+step device-check 120 s_device_check
+
+# --- 4. speed against PyTorch --------------------------------------------------------
+s_speed() {
+  local patch=$1
+  if ! "$BIN" speed --help >/dev/null 2>&1; then
+    echo "esr-ea speed is not in this build: skipped"
+    exit 3
+  fi
+  "$BIN" speed --device "$DEVICE" --batch 16 --patch "$patch" --json >"$OUT/speed-$patch.json"
+  rc=$?
+  cat "$OUT/speed-$patch.json"
+  exit $rc
+}
+export -f s_speed
+step speed-32 90 's_speed 32'
+step speed-64 90 's_speed 64'
+
+s_pytorch() {
+  if [[ ! -f benches/pytorch/compare_gpu.py ]]; then
+    echo "benches/pytorch/compare_gpu.py is not in this checkout: skipped"
+    exit 3
+  fi
+  # shellcheck disable=SC2086
+  PYTHONUNBUFFERED=1 python3 benches/pytorch/compare_gpu.py $PYTORCH_ARGS 2>&1 | tee "$OUT/pytorch.txt"
+}
+export -f s_pytorch
+step pytorch 150 s_pytorch
+
+# --- 5. inference for a 1280x720 output, end to end ----------------------------------
+s_train() {
+  "$BIN" train --config "$TRAIN_CONFIG" --arch $SEED_ARCH --steps "$TRAIN_STEPS" \
+    --device "$DEVICE" --out "$TMP/m"
+}
+export -f s_train
+step train 120 s_train
+
+s_upscale() {
+  [[ -f "$TMP/m/model.safetensors" ]] || { echo "no model from the train step"; exit 1; }
+  local w=${INFER_SIZE%x*} h=${INFER_SIZE#*x} in=$TMP/in.png
+  # An LR image of exactly INFER_SIZE from an asset (Pillow); without Pillow
+  # (dry runs) a synthetic PNG written with the standard library.
+  python3 - "$w" "$h" "$in" <<'PY'
+import sys, zlib, struct, math
+w, h, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+try:
+    from PIL import Image
+    Image.open("assets/train/astronaut.png").convert("RGB").resize((w, h), Image.BICUBIC).save(path)
+    print(f"input {w}x{h} from assets/train/astronaut.png (Pillow)")
+except ImportError:
+    rows = b"".join(b"\0" + bytes(int(127 + 120 * math.sin((x * (c + 1) + y * 3) / 17.0)) for x in range(w) for c in range(3)) for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    open(path, "wb").write(png)
+    print(f"input {w}x{h} synthetic (no Pillow)")
+PY
+  [[ -f "$in" ]] || exit 1
+  local i rc=0 s e
+  for i in $(seq 1 "$UPSCALE_RUNS"); do
+    s=$(date +%s.%N)
+    "$BIN" upscale --device "$DEVICE" --model "$TMP/m/model.safetensors" "$in" "$TMP/out.png" || rc=1
+    e=$(date +%s.%N)
+    awk -v a="$s" -v b="$e" -v i="$i" 'BEGIN{printf "upscale run %d: process %.2f s\n", i, b-a}'
+  done
+  python3 -c "
+import struct,sys
+d=open('$TMP/out.png','rb').read(24)
+print('output size %dx%d' % struct.unpack('>II', d[16:24]))" || rc=1
+  exit $rc
+}
+export -f s_upscale
+step upscale 90 s_upscale
+
+# --- 6. a tiny search end to end ----------------------------------------------------
+s_search() {
+  local cfg=$TMP/gpu-quick.yaml
+  # Relative data paths resolve against the config's folder: make them absolute.
+  sed -e "s#\.\./assets#$REPO/assets#g" \
+    -e "s#num_generation: *[0-9]*#num_generation: $SEARCH_GENERATIONS#" \
+    -e "s#^\(    steps:\) *40\([^0-9]\)#\1 $SEARCH_STEPS\2#" \
+    -e "s#milestones: \[30\]#milestones: [$((SEARCH_STEPS * 3 / 4))]#" \
+    configs/quick.yaml >"$cfg"
+  grep -nE 'root_HR|num_generation|^    steps|milestones: \[' "$cfg"
+  "$BIN" search --headless --devices "$DEVICE" --config "$cfg" --run-dir "$TMP/run" >"$TMP/search.log" 2>&1
+  rc=$?
+  tail -n 200 "$TMP/search.log" >"$OUT/search-log.txt"
+  tail -n 30 "$TMP/search.log"
+  cp "$TMP/run/history.csv" "$OUT/history.csv" || rc=1
+  python3 - "$TMP/run/history.csv" <<'PY' || rc=1
+import csv, sys, statistics
+rows = list(csv.DictReader(open(sys.argv[1])))
+done = [r for r in rows if r["seconds"] not in ("", "nan")]
+secs = [float(r["seconds"]) for r in done]
+print(f"search: {len(rows)} rows, {len(done)} timed individuals")
+for r in rows:
+    print(f"  g{r['generation']} #{r['id']} {r['state']:>9} params {r['params']:>7} psnr {r['psnr']:>8} {r['seconds']:>7}s  {r['genes']}")
+if secs:
+    print(f"seconds per individual: mean {statistics.mean(secs):.2f}, median {statistics.median(secs):.2f}, min {min(secs):.2f}, max {max(secs):.2f}")
+PY
+  exit $rc
+}
+export -f s_search
+step search 240 s_search
+
+# --- summary -----------------------------------------------------------------------
+summary() {
+  echo
+  echo "=== summary ($(elapsed)s, device $DEVICE)"
+  printf '  %s\n' "${SUMMARY[@]}"
+  python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+p = os.path.join(out, "device-check.json")
+try:
+    d = json.load(open(p))
+    print(f"  device-check ok={d['ok']} (tolerance {d['tolerance']})")
+    for c in d["cases"]:
+        print(f"    {c['name']:<16} fwd rel {c['forward_rel']:.2e}  worst grad rel {c['grad_worst_rel']:.2e} ({c['grad_worst_param']})  loss {c['loss_cpu']:.6f}/{c['loss_device']:.6f}")
+    i = d.get("inference")
+    if i:
+        print(f"  inference {i['input'][0]}x{i['input'][1]} -> {i['output'][0]}x{i['output'][1]}: first {i['first_ms']:.1f} ms, forward median {i['forward_median_ms']:.2f} ms, with transfers {i['end_to_end_median_ms']:.2f} ms")
+except Exception as e:
+    print(f"  device-check: no result ({e})")
+PY
+  grep -E '^upscale run|^output size|^seconds per individual|in [0-9.]+ s$' "$LOG" | sed 's/^/  /'
+  for f in speed-32.json speed-64.json pytorch.txt; do
+    [[ -s "$OUT/$f" ]] && { echo "  --- $f (head)"; head -c 1500 "$OUT/$f" | sed 's/^/  /'; echo; }
+  done
+  echo "  files: $(cd "$OUT" && ls | paste -sd' ')"
+}
+summary | tee -a "$LOG"
+rm -rf "$TMP"
