@@ -99,9 +99,9 @@ fn quick_config_is_small_and_its_budget_is_easy_to_hit() {
     assert_eq!(c.search_space.g0, 16);
     assert_eq!(c.dataset.train.crop, 24);
     assert_eq!(c.dataset.train.batch_size, 8);
-    assert_eq!(c.search_trainer.steps, Some(40));
+    assert_eq!(c.search_trainer.steps, Some(60));
     assert!(c.search_trainer.milestones_in_steps);
-    assert_eq!(c.search_trainer.lr, 5e-4);
+    assert_eq!(c.search_trainer.lr, 2e-3);
     assert_eq!(c.policy.selection, Selection::Roulette);
 
     let problem = Problem::new(c.search_space, c.policy, c.range.clone()).unwrap();
