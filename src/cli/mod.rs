@@ -8,6 +8,7 @@ pub mod headless;
 mod inspect;
 mod progress;
 mod search;
+mod speed;
 mod train;
 mod upscale;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Steer a search running elsewhere from a script (pause, kill, inject, ...).
     Control(control::ControlArgs),
+    /// Time training and inference of an architecture (phases, GFLOP/s, peak memory).
+    Speed(speed::SpeedArgs),
 }
 
 /// Parses the command line and runs it.
@@ -55,6 +58,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
+        Some(Command::Speed(args)) => speed::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
             devices: vec!["cpu".into()],
