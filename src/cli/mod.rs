@@ -9,6 +9,7 @@ pub mod headless;
 mod inspect;
 mod progress;
 mod search;
+mod speed;
 mod train;
 mod upscale;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Steer a search running elsewhere from a script (pause, kill, inject, ...).
     Control(control::ControlArgs),
+    /// Time training and inference of an architecture (phases, GFLOP/s, peak memory).
+    Speed(speed::SpeedArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -59,6 +62,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
+        Some(Command::Speed(args)) => speed::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {

@@ -11,6 +11,7 @@ pub mod alloc;
 mod conv;
 pub mod geom;
 pub mod kernels;
+pub mod mem;
 pub mod par;
 
 pub use conv::{conv2d, conv2d_relu};
