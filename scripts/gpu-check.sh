@@ -270,8 +270,8 @@ s_search() {
   # Relative data paths resolve against the config's folder: make them absolute.
   sed -e "s#\.\./assets#$REPO/assets#g" \
     -e "s#num_generation: *[0-9]*#num_generation: $SEARCH_GENERATIONS#" \
-    -e "s#^\(    steps:\) *40\([^0-9]\)#\1 $SEARCH_STEPS\2#" \
-    -e "s#milestones: \[30\]#milestones: [$((SEARCH_STEPS * 3 / 4))]#" \
+    -e "s#^\(    steps:\) *[0-9][0-9]*#\1 $SEARCH_STEPS#" \
+    -e "s#milestones: \[[0-9]*\]#milestones: [$((SEARCH_STEPS * 3 / 4))]#" \
     configs/quick.yaml >"$cfg"
   grep -nE 'root_HR|num_generation|^    steps|milestones: \[' "$cfg"
   "$BIN" search --headless --devices "$DEVICE" --config "$cfg" --run-dir "$TMP/run" >"$TMP/search.log" 2>&1
