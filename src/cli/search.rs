@@ -194,7 +194,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let mut app = None;
     if !headless {
         let mut dashboard =
-            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess);
+            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess)
+                .with_run_dir(run.path());
         if resumed {
             // Replay the history before the engine appends to the log, so nothing is seen twice.
             for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {

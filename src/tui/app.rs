@@ -4,6 +4,7 @@
 //! it is tested without a terminal.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -191,6 +192,12 @@ pub struct App {
     pub log_scroll: usize,
     /// The open overlay.
     pub overlay: Option<Overlay>,
+    /// The run directory, when known: named in the quit and export prompts
+    /// instead of a placeholder.
+    pub run_dir: Option<PathBuf>,
+    /// How many architectures this dashboard asked to export, until the
+    /// engine answers (other viewers' exports and replayed ones only log).
+    export_asked: Option<usize>,
     state: RunState,
     paused: bool,
     stop_requested: bool,
@@ -230,6 +237,8 @@ impl App {
             elite_selected: 0,
             log_scroll: 0,
             overlay: None,
+            run_dir: None,
+            export_asked: None,
             state: RunState::Starting,
             paused: false,
             stop_requested: false,
@@ -242,6 +251,26 @@ impl App {
     pub fn with_look(mut self, look: Look) -> App {
         self.look = look;
         self
+    }
+
+    /// The same dashboard, told where the run directory is.
+    pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> App {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// The run directory as the user should type it (a placeholder when unknown).
+    pub fn run_dir_text(&self) -> String {
+        self.run_dir
+            .as_deref()
+            .map(Path::display)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "<run dir>".into())
+    }
+
+    /// True while paused but a training that started before still runs.
+    pub fn pausing(&self) -> bool {
+        self.paused && self.live.values().any(|l| l.training)
     }
 
     /// Where the search stands.
@@ -401,7 +430,14 @@ impl App {
                 );
                 self.note("warn", format!("#{id} failed: {reason}"));
             }
-            Event::Killed { id } => self.finish_member(*id, Status::Killed),
+            Event::Killed { id } => {
+                // A queued member's kill is logged by the engine; a training
+                // one's only says "killing", so say when it is over.
+                if self.live.get(id).is_some_and(|l| l.training) {
+                    self.note("info", format!("#{id} killed: its training was stopped"));
+                }
+                self.finish_member(*id, Status::Killed)
+            }
             Event::GenerationDone {
                 generation,
                 best,
@@ -412,11 +448,26 @@ impl App {
                 self.set_elites(elites);
             }
             Event::Paused => self.paused = true,
-            Event::Resumed => self.paused = false,
-            Event::Log { level, message } => self.note(level, message.clone()),
-            // The engine logs the export itself; the footer says it too.
+            Event::Resumed => {
+                self.paused = false;
+                self.note("info", "resumed: training starts again");
+            }
+            Event::Log { level, message } => {
+                // A failed export has no event of its own: answer the request here.
+                if level == "error"
+                    && message.starts_with("export failed")
+                    && self.export_asked.take().is_some()
+                {
+                    self.flash = Some(message.clone());
+                }
+                self.note(level, message.clone())
+            }
+            // The engine logs every export; the footer answers only this
+            // dashboard's own request, not replayed or other viewers' ones.
             Event::Exported { dir, count } => {
-                self.flash = Some(format!("exported {count} architectures to {dir}"))
+                if let Some(asked) = self.export_asked.take() {
+                    self.flash = Some(export_reply(*count, asked, dir));
+                }
             }
             Event::Finished {
                 complete,
@@ -443,7 +494,10 @@ impl App {
                     if *complete {
                         "search finished: q to leave".to_string()
                     } else {
-                        "search stopped and checkpointed: resume it with esr-ea search --resume <run dir>".to_string()
+                        format!(
+                            "search stopped and checkpointed: resume it with esr-ea search --resume {}",
+                            self.run_dir_text()
+                        )
                     },
                 );
             }
@@ -842,7 +896,10 @@ impl App {
             Overlay::Export(mut input) => match key.code {
                 KeyCode::Esc => None,
                 KeyCode::Enter => match input.text.trim().parse::<usize>() {
-                    Ok(top) if top >= 1 => self.send(Command::Export { top, dir: None }),
+                    Ok(top) if top >= 1 => {
+                        self.export_asked = Some(top);
+                        self.send(Command::Export { top, dir: None })
+                    }
                     _ => {
                         input.error = Some(format!(
                             "'{}' is not a count: type how many of the best architectures to export (a whole number >= 1)",
@@ -859,6 +916,20 @@ impl App {
                 }
             },
         }
+    }
+}
+
+/// The footer's answer to an export: how many, and why fewer than asked.
+fn export_reply(count: usize, asked: usize, dir: &str) -> String {
+    let noun = if count == 1 {
+        "architecture"
+    } else {
+        "architectures"
+    };
+    if count < asked {
+        format!("exported {count} {noun} to {dir} (asked {asked}: only {count} trained so far)")
+    } else {
+        format!("exported {count} {noun} to {dir}")
     }
 }
 

@@ -94,6 +94,16 @@ pub enum Exit {
 /// Runs the dashboard until the user leaves or a signal arrives, then
 /// restores the terminal. Needs stdout to be a terminal.
 pub fn run_dashboard(source: EventSource, sink: CommandSink, app: App) -> Result<Exit> {
+    Ok(run_dashboard_with_state(source, sink, app)?.0)
+}
+
+/// [`run_dashboard`], also returning the dashboard's last state (what the
+/// user saw when leaving, e.g. whether the search was paused).
+pub fn run_dashboard_with_state(
+    source: EventSource,
+    sink: CommandSink,
+    app: App,
+) -> Result<(Exit, App)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,7 +168,7 @@ fn spawn_events(
         .expect("spawn event bridge")
 }
 
-async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Result<Exit> {
+async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Result<(Exit, App)> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -257,7 +267,7 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
     if input.is_finished() {
         let _ = input.join();
     }
-    Ok(exit)
+    Ok((exit, app))
 }
 
 fn deliver(sink: &CommandSink, command: Command, app: &mut App) {
@@ -312,10 +322,14 @@ pub fn attach(run_dir: &Path) -> Result<()> {
         );
     }
     let problem = problem_of_run(run_dir)?;
-    let app = App::new(problem, Mode::Attached);
+    let app = App::new(problem, Mode::Attached).with_run_dir(run_dir);
     let sink = CommandSink::ControlFile(run_dir.join(rundir::files::CONTROL));
-    let exit = run_dashboard(EventSource::EventLog(events), sink, app)?;
+    let (exit, app) = run_dashboard_with_state(EventSource::EventLog(events), sink, app)?;
     match exit {
+        Exit::Detached if app.paused() => println!(
+            "detached: the search stays paused (no new training starts); resume it with esr-ea attach {} and p",
+            run_dir.display()
+        ),
         Exit::Detached => println!(
             "detached: the search keeps running; watch it again with esr-ea attach {}",
             run_dir.display()

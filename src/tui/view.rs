@@ -2,7 +2,7 @@
 //! focused table, a small detail pane and one chart); from 120x34 every pane
 //! is shown at once. Below 60x16 a message says how much room is needed.
 
-use ratatui::layout::{Alignment, Constraint, Direction, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span, Text};
@@ -83,6 +83,8 @@ fn state_label(app: &App) -> (String, Style) {
     let look = &app.look;
     match app.state() {
         RunState::Starting => ("STARTING".into(), look.dim()),
+        // Until the training in flight ends, "PAUSED" would look wrong next to it.
+        RunState::Running if app.pausing() => ("PAUSING".into(), look.attention()),
         RunState::Running if app.paused() => ("PAUSED".into(), look.attention()),
         RunState::Running | RunState::Paused => ("RUNNING".into(), look.good()),
         RunState::Stopping => ("STOPPING".into(), look.attention()),
@@ -636,27 +638,30 @@ fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: 
 fn log_pane(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool) {
     let look = &app.look;
     let height = area.height.saturating_sub(2) as usize;
+    let width = area.width.saturating_sub(2) as usize;
     let end = app.log.len().saturating_sub(app.log_scroll);
-    let start = end.saturating_sub(height);
-    let lines: Vec<Line> = app
-        .log
-        .iter()
-        .skip(start)
-        .take(end - start)
-        .map(|l| {
-            let prefix = match l.level.as_str() {
-                "info" => "",
-                "you" => "you: ",
-                "warn" => "warn: ",
-                "error" => "error: ",
-                _ => "",
-            };
-            Line::from(Span::styled(
-                format!("{prefix}{}", l.text),
-                look.level(&l.level),
-            ))
-        })
-        .collect();
+    // Long messages wrap; filled from the newest line up, so the end shows.
+    let mut lines: Vec<Line> = Vec::new();
+    for l in app.log.iter().take(end).rev() {
+        if lines.len() >= height {
+            break;
+        }
+        let prefix = match l.level.as_str() {
+            "info" => "",
+            "you" => "you: ",
+            "warn" => "warn: ",
+            "error" => "error: ",
+            _ => "",
+        };
+        let style = look.level(&l.level);
+        let rows = wrap(&format!("{prefix}{}", l.text), width, "  ");
+        for row in rows.into_iter().rev() {
+            lines.push(Line::from(Span::styled(row, style)));
+        }
+    }
+    // The oldest entry may be cut at its top, never the newest at its end.
+    lines.truncate(height);
+    lines.reverse();
     let title = if app.log_scroll > 0 {
         let mut t = title;
         t.push_span(Span::styled(
@@ -678,7 +683,7 @@ fn origin_text(origin: &Origin) -> String {
         Origin::Initial => "random".into(),
         Origin::Mutation { parent } => format!("mutation of #{parent}"),
         Origin::Crossover { parents } => format!("crossover of #{} x #{}", parents[0], parents[1]),
-        Origin::Injected => "injected by hand".into(),
+        Origin::Injected => "injected".into(),
         Origin::HandMutated { was } => format!("hand-mutated ({})", origin_text(was)),
     }
 }
@@ -687,14 +692,17 @@ fn origin_text(origin: &Origin) -> String {
 fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'static>> {
     let look = &app.look;
     let (label, tone) = app.member_state(m);
-    let mut lines = vec![Line::from(vec![
-        Span::styled(label, look.tone(tone)),
-        Span::raw(format!(
-            "  gen {}  {}",
-            m.generation + 1,
-            origin_text(&m.origin)
-        )),
-    ])];
+    let mut first = vec![Span::styled(label, look.tone(tone))];
+    // The fitness goes first: the compact pane cuts long lines.
+    if let Some(f) = m.fitness() {
+        first.push(Span::styled(format!("  {f:.3} dB"), look.good()));
+    }
+    first.push(Span::raw(format!(
+        "  gen {}  {}",
+        m.generation + 1,
+        origin_text(&m.origin)
+    )));
+    let mut lines = vec![Line::from(first)];
     let live = app.live.get(&m.id);
     let mut training = Vec::new();
     if let Some(l) = live.filter(|l| l.steps > 0) {
@@ -703,21 +711,31 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
             training.push(format!("on {}", l.device));
         }
     }
-    match live.and_then(|l| l.lr) {
-        Some(lr) => training.push(format!("lr {lr:.1e}")),
-        None => training.push("lr -".into()),
+    if let Some(lr) = live.and_then(|l| l.lr) {
+        training.push(format!("lr {lr:.1e}"));
     }
-    match &m.status {
-        Status::Evaluated(e) | Status::Cached(e) => training.push(format!(
-            "PSNR {:.3} SSIM {:.4} in {}",
-            e.psnr,
-            e.ssim,
-            duration(e.seconds)
-        )),
-        Status::Failed { reason } => training.push(format!("failed: {reason}")),
-        _ => {}
+    if training.is_empty() && m.status == Status::Pending {
+        training.push("not trained yet".into());
     }
-    lines.push(Line::from(training.join("  ")));
+    if let Status::Evaluated(e) | Status::Cached(e) = &m.status {
+        training.push(format!("SSIM {:.4}", e.ssim));
+        training.push(format!("in {}", duration(e.seconds)));
+    }
+    // Whole parts only: what does not fit is left out (Enter shows everything).
+    let mut text = String::new();
+    for part in training {
+        let sep = if text.is_empty() { "" } else { "  " };
+        if full || text.len() + sep.len() + part.len() <= width {
+            text.push_str(sep);
+            text.push_str(&part);
+        }
+    }
+    lines.push(Line::from(text));
+    if let Status::Failed { reason } = &m.status {
+        for row in wrap(&format!("failed: {reason}"), width.max(20), "  ") {
+            lines.push(Line::from(Span::styled(row, look.error())));
+        }
+    }
     let mut params = format!(
         "params {} ({:.0}% of budget)",
         thousands(m.params),
@@ -809,6 +827,36 @@ fn detail_pane(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
+/// Splits `text` into rows of at most `width` characters, at spaces where
+/// possible; rows after the first start with `indent`.
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let width = width.max(indent.len() + 8);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    for word in text.split(' ') {
+        let sep = usize::from(!row.trim().is_empty());
+        if row.chars().count() + sep + word.chars().count() > width && !row.trim().is_empty() {
+            rows.push(std::mem::take(&mut row));
+            row.push_str(indent);
+        } else if sep == 1 {
+            row.push(' ');
+        }
+        // A word longer than a row is cut into pieces.
+        let mut rest: Vec<char> = word.chars().collect();
+        while row.chars().count() + rest.len() > width {
+            let take = width - row.chars().count();
+            row.extend(rest.drain(..take));
+            rows.push(std::mem::take(&mut row));
+            row.push_str(indent);
+        }
+        row.extend(rest);
+    }
+    if !row.trim().is_empty() || rows.is_empty() {
+        rows.push(row);
+    }
+    rows
+}
+
 /// Axis bounds with a little room, never empty.
 fn padded(lo: f64, hi: f64) -> [f64; 2] {
     if !(lo.is_finite() && hi.is_finite()) {
@@ -858,16 +906,16 @@ fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Option<&Member>)
     let chart = Chart::new(vec![dataset])
         .block(pane_block(title, false, look))
         .legend_position(None)
+        // No axis titles: drawn inside the plot, they hid the first and
+        // last points. The pane title names the values, the labels the unit.
         .x_axis(
             Axis::default()
-                .title("step")
                 .style(look.dim())
                 .bounds([0.0, x_max])
-                .labels(["0".to_string(), format!("{x_max:.0}")]),
+                .labels(["0".to_string(), format!("{x_max:.0} steps")]),
         )
         .y_axis(
             Axis::default()
-                .title("loss")
                 .style(look.dim())
                 .bounds(y)
                 .labels([loss(lo), loss(hi)]),
@@ -917,16 +965,16 @@ fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     let chart = Chart::new(datasets)
         .block(pane_block(title, false, look))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+        // No axis titles: drawn inside the plot, they hid the first and
+        // last points. The pane title names the values, the labels the unit.
         .x_axis(
             Axis::default()
-                .title("gen")
                 .style(look.dim())
                 .bounds([1.0, gens])
-                .labels(["1".to_string(), format!("{gens:.0}")]),
+                .labels(["1".to_string(), format!("gen {gens:.0}")]),
         )
         .y_axis(
             Axis::default()
-                .title("dB")
                 .style(look.dim())
                 .bounds(padded(lo, hi))
                 .labels([format!("{lo:.2}"), format!("{hi:.2}")]),
@@ -1034,7 +1082,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 Mode::InProcess => vec![
                     Line::from("Stop the search? It checkpoints and can be resumed with"),
                     Line::from(Span::styled(
-                        "  esr-ea search --resume <run dir>",
+                        format!("  esr-ea search --resume {}", app.run_dir_text()),
                         look.key(),
                     )),
                     Line::from(""),
@@ -1054,7 +1102,11 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     ]),
                     Line::from(vec![
                         Span::styled("n", look.key()),
-                        Span::raw(" leave it running (detach)   "),
+                        Span::raw(if app.paused() {
+                            " leave it (detach; it stays paused)   "
+                        } else {
+                            " leave it running (detach)   "
+                        }),
                         Span::styled("Esc", look.key()),
                         Span::raw(" cancel"),
                     ]),
@@ -1070,8 +1122,29 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
         }
         Overlay::Inject(input) => {
             let r = &app.problem.range;
+            let sp = &app.problem.space;
+            let list = |v: &[usize]| {
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            let kinds = sp
+                .block_type
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join("/");
             let mut lines = vec![
-                Line::from("Genes to add to this generation, e.g. S_4_16_24 G_8_16_24 C_4_16_16"),
+                Line::from("Genes K_C_G_O to add to this generation, separated by spaces"),
+                Line::from(Span::styled(
+                    format!(
+                        "K {kinds}, C {}, G and O {} (O >= G)",
+                        list(&sp.conv_num),
+                        list(&sp.growth_rate),
+                    ),
+                    look.dim(),
+                )),
                 Line::from(Span::styled(
                     format!(
                         "{}..{} blocks, {}..{} params",
@@ -1112,13 +1185,13 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
         }
         Overlay::Export(input) => {
             let mut lines = vec![
-                Line::from(format!(
-                    "Export the best N architectures with their weights (to {}/export):",
-                    if app.run.run.is_empty() {
-                        "the run directory"
-                    } else {
-                        &app.run.run
-                    }
+                Line::from("Export the best N architectures with their weights to"),
+                Line::from(Span::styled(
+                    match &app.run_dir {
+                        Some(dir) => format!("  {}", dir.join("export").display()),
+                        None => "  the run directory's export/ folder".into(),
+                    },
+                    look.key(),
                 )),
                 prompt_line(input, look),
             ];
@@ -1132,7 +1205,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             let w = area.width.saturating_sub(4).min(80);
             popup(
                 frame,
-                centered(area, w, 8),
+                centered(area, w, 9),
                 "export",
                 Text::from(lines),
                 look,
@@ -1186,21 +1259,36 @@ fn detail_overlay(frame: &mut Frame, area: Rect, app: &App) {
     );
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
-    let wide = inner.width >= 100;
-    let parts = if wide {
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).split(inner)
+    if inner.width >= 100 {
+        let parts = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .split(inner);
+        let lines = detail_lines(app, m, parts[0].width as usize, true);
+        frame.render_widget(Paragraph::new(lines), parts[0]);
+        loss_chart(frame, parts[1], app, Some(m));
+        return;
+    }
+    // Stacked: the text takes the rows it needs and the chart the rest. The
+    // block rows matter most: when room is short the gene list goes first
+    // (the block rows name every gene), then the chart (the main screen
+    // has one too).
+    let width = inner.width as usize;
+    let mut lines = detail_lines(app, m, width, true);
+    if (inner.height as usize) < lines.len() + MIN_CHART_ROWS {
+        lines = detail_lines(app, m, width, false);
+    }
+    let free = (inner.height as usize).saturating_sub(lines.len());
+    if free >= MIN_CHART_ROWS {
+        let parts = Layout::vertical([Constraint::Length(lines.len() as u16), Constraint::Min(0)])
+            .split(inner);
+        frame.render_widget(Paragraph::new(lines), parts[0]);
+        loss_chart(frame, parts[1], app, Some(m));
     } else {
-        let chart_h = (inner.height / 3).max(6).min(inner.height);
-        Layout::new(
-            Direction::Vertical,
-            [Constraint::Min(0), Constraint::Length(chart_h)],
-        )
-        .split(inner)
-    };
-    let lines = detail_lines(app, m, parts[0].width as usize, true);
-    frame.render_widget(Paragraph::new(lines), parts[0]);
-    loss_chart(frame, parts[1], app, Some(m));
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
 }
+
+/// Rows a loss chart needs to show more than a step (borders and axis included).
+const MIN_CHART_ROWS: usize = 7;
 
 #[cfg(test)]
 mod tests {
@@ -1224,6 +1312,23 @@ mod tests {
         for w in 4..60 {
             assert!(text(w).len() <= w.max(6), "{w}: {}", text(w));
         }
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_cuts_long_words() {
+        assert_eq!(wrap("short", 20, "  "), vec!["short"]);
+        assert_eq!(
+            wrap("one two three four", 10, "  "),
+            vec!["one two", "  three", "  four"]
+        );
+        assert_eq!(
+            wrap("abcdefghijklmnopqrstuv", 10, ""),
+            vec!["abcdefghij", "klmnopqrst", "uv"]
+        );
+        for row in wrap("a long message about a path /tmp/x/y/z/w/v", 12, "  ") {
+            assert!(row.chars().count() <= 12, "{row:?}");
+        }
+        assert_eq!(wrap("", 10, "  "), vec![""]);
     }
 
     #[test]
