@@ -170,7 +170,7 @@ fn pause_kill_mutate_inject_export() {
     });
     wait_for(
         &rx,
-        |e| matches!(e, Event::Log { message, .. } if message.contains("mutated member")),
+        |e| matches!(e, Event::Log { message, .. } if message.contains("mutated #")),
     );
     handle.send(Command::Inject {
         genes: vec!["S_4_16_99".into()],
@@ -184,7 +184,7 @@ fn pause_kill_mutate_inject_export() {
     });
     wait_for(
         &rx,
-        |e| matches!(e, Event::Log { message, .. } if message.contains("injected member")),
+        |e| matches!(e, Event::Log { message, .. } if message.contains("injected #")),
     );
     handle.send(Command::Resume);
     wait_for(&rx, |e| matches!(e, Event::Resumed));

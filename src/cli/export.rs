@@ -35,7 +35,11 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let state = run.load_state()?;
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
     let n = crate::export::export_top(&state, &config.search_space, run.path(), args.top, &out)?;
-    println!("exported {n} architectures to {}", out.display());
+    println!(
+        "exported {} to {}",
+        super::plural(n, "architecture"),
+        out.display()
+    );
     for m in crate::export::best_members(&state, n) {
         println!(
             "  #{:<4} {:.3} dB  {} params  {}",

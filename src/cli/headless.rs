@@ -212,7 +212,10 @@ impl Printer {
                 }
             }
             Event::Exported { dir, count } => {
-                vec![format!("exported {count} architectures to {dir}")]
+                vec![format!(
+                    "exported {} to {dir}",
+                    super::plural(*count, "architecture")
+                )]
             }
             Event::Queued { .. } => vec![],
             Event::Finished {
@@ -222,8 +225,9 @@ impl Printer {
             } => {
                 let mut lines = vec![if *complete {
                     format!(
-                        "search finished in {}; {cache_hits} cache hits",
-                        duration(self.started.elapsed().as_secs_f64())
+                        "search finished in {}; {}",
+                        duration(self.started.elapsed().as_secs_f64()),
+                        super::plural(*cache_hits as usize, "cache hit")
                     )
                 } else {
                     "search stopped; resume it with --resume".to_string()

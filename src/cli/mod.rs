@@ -72,6 +72,15 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
+/// `1 architecture`, `2 architectures`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Formats an integer with thousands separators (`520,595`).
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

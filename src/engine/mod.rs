@@ -518,13 +518,13 @@ impl Engine {
     fn kill(&mut self, id: u64) {
         if let Some(flight) = self.in_flight.get(&id) {
             flight.cancel.store(true, Ordering::SeqCst);
-            self.log("info", format!("killing member {id}"));
+            self.log("info", format!("killing #{id}"));
             return;
         }
         let before = self.cached_ids();
         if self.search.record(id, Status::Killed) {
             self.emit(Event::Killed { id });
-            self.log("info", format!("killed queued member {id}"));
+            self.log("info", format!("killed queued #{id}"));
             self.emit_new_cache_hits(&before);
             self.checkpoint();
         } else {
@@ -559,7 +559,7 @@ impl Engine {
                     .map(|i| self.search.state.population[i].genes.to_string());
                 self.log(
                     "info",
-                    format!("mutated member {id} by hand: {}", genes.unwrap_or_default()),
+                    format!("mutated #{id} by hand: {}", genes.unwrap_or_default()),
                 );
                 self.after_population_change();
             }
@@ -577,7 +577,7 @@ impl Engine {
         };
         match self.search.inject(&list) {
             Ok(id) => {
-                self.log("info", format!("injected member {id}: {list}"));
+                self.log("info", format!("injected #{id}: {list}"));
                 self.after_population_change();
             }
             Err(e) => self.log("warn", format!("inject {list}: {e}")),
@@ -611,7 +611,11 @@ impl Engine {
                 });
                 self.log(
                     "info",
-                    format!("exported {count} architectures to {}", dir.display()),
+                    format!(
+                        "exported {} to {}",
+                        crate::cli::plural(count, "architecture"),
+                        dir.display()
+                    ),
                 );
             }
             Err(e) => self.log("error", format!("export failed: {e:#}")),
