@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod format;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

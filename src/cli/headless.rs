@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::cli::thousands;
 use crate::engine::Event;
+use crate::format::{duration, thousands};
 use crate::search::Member;
 
 /// Turns events into lines of text.
@@ -35,18 +35,6 @@ impl Default for Printer {
             done_in_gen: 0,
             started: Instant::now(),
         }
-    }
-}
-
-/// `1h02m`, `4m05s`, `12s`.
-pub fn duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
     }
 }
 
@@ -262,13 +250,6 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(5.2), "5s");
-        assert_eq!(duration(245.0), "4m05s");
-        assert_eq!(duration(3720.0), "1h02m");
-    }
 
     #[test]
     fn progress_prints_at_quarters_only() {

@@ -15,6 +15,8 @@ mod upscale;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::format::{plural, thousands};
+
 /// Evolutionary search for small, fast super-resolution networks (ESR_EA).
 #[derive(Debug, Parser)]
 #[command(name = "esr-ea", version, about, long_about = None)]
@@ -69,38 +71,5 @@ pub fn run() -> anyhow::Result<()> {
             devices: vec!["cpu".into()],
             ..Default::default()
         }),
-    }
-}
-
-/// `1 architecture`, `2 architectures`.
-pub fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Formats an integer with thousands separators (`520,595`).
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(super::thousands(0), "0");
-        assert_eq!(super::thousands(999), "999");
-        assert_eq!(super::thousands(520_595), "520,595");
-        assert_eq!(super::thousands(111_616_819_200), "111,616,819,200");
     }
 }

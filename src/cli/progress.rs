@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use super::headless::duration;
+use crate::format::duration;
 
 /// Reports progress of `total` units of work.
 pub struct Progress {

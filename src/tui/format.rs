@@ -1,29 +1,6 @@
 //! Short, fixed-width number and time formats for narrow table columns.
 
-/// `1h02m`, `4m05s`, `12s`.
-pub fn duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
-/// An integer with thousands separators (`520,595`).
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::format::{duration, thousands};
 
 /// A count in at most 6 characters: `950`, `152.3k`, `1.23M`, `35.2G`.
 pub fn short(n: u64) -> String {
