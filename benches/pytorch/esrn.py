@@ -339,6 +339,18 @@ class Memory:
             except OSError:
                 pass
 
+    def current(self):
+        """Resident host memory now (VmRSS), bytes; 0 on CUDA."""
+        if self.cuda:
+            return 0
+        try:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
     def peak(self):
         if self.cuda:
             return torch.cuda.max_memory_allocated()
@@ -367,6 +379,7 @@ def measure(args):
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     mem = Memory(device)
+    baseline = mem.current()
     genes = args.arch.split() if args.arch else SEED_GENES.split()
     torch.manual_seed(args.seed)
     net = ESRN(genes, args.g0, args.scale, bias=not args.no_bias).to(device)
@@ -445,6 +458,7 @@ def measure(args):
         "inference": None,
         "peak_rss_bytes": {k: phases[k]["peak"] for k in ("forward", "backward", "optimizer", "inference")},
         "peak_memory_kind": "cuda max_memory_allocated" if cuda else "host VmHWM",
+        "baseline_rss_bytes": baseline,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     result["peak_rss_bytes"]["overall"] = max(result["peak_rss_bytes"].values())
@@ -485,7 +499,8 @@ def print_table(r):
     print(f"load average {r['load_average']}")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line (the same options and defaults as `esr-ea speed`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default=None, help="genes, space separated (default: the seed's 17 blocks)")
     ap.add_argument("--g0", type=int, default=32)
@@ -505,7 +520,11 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="only check the reference vectors")
     ap.add_argument("--no-check", action="store_true", help="skip the reference-vector check")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def apply_backend_flags(args):
+    """Device, TF32 and thread settings from the parsed arguments."""
     if args.device.startswith("cuda:"):
         torch.cuda.set_device(int(args.device.split(":")[1]))
     if args.device.startswith("cuda"):
@@ -513,6 +532,11 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = args.tf32
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    apply_backend_flags(args)
     device = torch.device(args.device)
     check = None
     if not args.no_check:

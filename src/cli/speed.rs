@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use clap::Args;
 use rand::{Rng, SeedableRng};
@@ -56,7 +56,9 @@ pub struct SpeedArgs {
     /// Untimed steps (and inferences) before the timed ones.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// CPU threads (sets RAYON_NUM_THREADS and CANDLE_NUM_THREADS; default: all cores).
+    /// CPU threads of the convolution kernels (RAYON_NUM_THREADS; default: the
+    /// physical cores). candle's element-wise ops run on one thread unless
+    /// CANDLE_NUM_THREADS says otherwise (see `esr_ea::ops::configure_threads`).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Device: `cpu` or `cuda:N`.
@@ -124,14 +126,11 @@ impl Phase {
 
 /// Runs `speed`.
 pub fn run(args: &SpeedArgs) -> Result<()> {
-    // Before anything touches candle: its thread pools read these once.
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads 0: give at least 1 thread");
-        }
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    if args.threads == Some(0) {
+        bail!("--threads 0: give at least 1 thread");
     }
+    // Before anything touches candle: its thread pools read these once.
+    crate::ops::configure_threads(args.threads);
     let arch = parse_arch(args)?;
     if args.batch == 0 || args.patch == 0 {
         bail!(
@@ -231,6 +230,9 @@ fn measure(
     inference: Option<(usize, usize)>,
     dev: &Device,
 ) -> Result<Value> {
+    // Resident before the network exists: the program itself, for telling
+    // the phases' peaks from what merely loading the program costs.
+    let baseline = mem::rss().map_or(0, |m| m.current);
     let (model, varmap) = Esrn::seeded(arch, args.seed, dev)?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
     let (b, p, s) = (args.batch, args.patch, arch.scale);
@@ -244,10 +246,12 @@ fn measure(
             .map_err(|_| anyhow::anyhow!("the variable map lock is poisoned"))?
             .clone();
         let mut adam = Adam::new(&vars, AdamConfig::default())?;
+        let vars: Vec<Var> = vars.into_values().collect();
         train_steps(
             args,
             &model,
             &mut adam,
+            &vars,
             (&lr, &hr),
             dev,
             [&mut fwd, &mut bwd, &mut opt, &mut step],
@@ -288,6 +292,7 @@ fn measure(
         "multi_adds_720p": cost.multi_adds,
         "device": args.device,
         "threads": if dev.is_cpu() { json!(threads) } else { Value::Null },
+        "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").ok(),
         "batch": b,
         "patch": p,
         "steps": args.steps,
@@ -316,33 +321,54 @@ fn measure(
             "inference": infer.peak,
             "overall": peak_all,
         },
+        "baseline_rss_bytes": baseline,
         "load_average": load_average(),
     }))
 }
 
-/// The training loop: per step, forward + loss, backward alone (gradients
-/// dropped), then [`Adam::backward_step`] on the same graph; the optimiser's
-/// time is that call's excess over the lone backward, and a whole step is
-/// forward plus that call.
+/// The training loop. Per step: forward + loss, then
+/// [`Adam::backward_step`] on it (backward and update: with the forward, the
+/// whole step). The optimiser alone is timed on a probe loss, `Σ 0·w` over
+/// every variable, whose gradients cost next to nothing to compute but are
+/// full-size tensors like the real ones: Adam's time is the probe's
+/// `backward_step` less the probe's lone `backward`. The backward phase is
+/// the real `backward_step` less that.
 fn train_steps(
     args: &SpeedArgs,
     model: &Esrn,
     adam: &mut Adam,
+    vars: &[Var],
     (lr, hr): (&Tensor, &Tensor),
     dev: &Device,
     [fwd, bwd, opt, step]: [&mut Phase; 4],
 ) -> Result<()> {
+    // Multiplied by zero tensors, not by the scalar 0: candle prunes
+    // `affine(0, _)` from the gradient graph, which would leave Adam nothing.
+    let zeros = vars
+        .iter()
+        .map(|v| v.as_tensor().zeros_like())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let probe = || -> Result<Tensor> {
+        let mut terms = Vec::with_capacity(vars.len());
+        for (v, z) in vars.iter().zip(&zeros) {
+            terms.push((v.as_tensor() * z)?.sum_all()?);
+        }
+        Ok(Tensor::stack(&terms, 0)?.sum_all()?)
+    };
     for i in 0..args.warmup + args.steps {
         let (loss, t_fwd, m_fwd) =
             phase(dev, || Ok((model.forward(lr)? - hr)?.abs()?.mean_all()?))?;
-        let (grads, t_bwd, m_bwd) = phase(dev, || Ok(loss.backward()?))?;
+        let (_, t_both, m_bwd) = phase(dev, || Ok(adam.backward_step(&loss)?))?;
+        let p = probe()?;
+        let (grads, t_probe_bwd, _) = phase(dev, || Ok(p.backward()?))?;
         drop(grads);
-        let (_, t_both, m_opt) = phase(dev, || Ok(adam.backward_step(&loss)?))?;
+        let (_, t_probe_step, m_opt) = phase(dev, || Ok(adam.backward_step(&p)?))?;
+        let t_opt = (t_probe_step - t_probe_bwd).max(0.0);
         if i >= args.warmup {
             fwd.record(t_fwd, m_fwd);
-            bwd.record(t_bwd, m_bwd);
-            opt.record((t_both - t_bwd).max(0.0), m_opt);
-            step.record(t_fwd + t_both, m_fwd.max(m_opt));
+            bwd.record((t_both - t_opt).max(0.0), m_bwd);
+            opt.record(t_opt, m_opt);
+            step.record(t_fwd + t_both, m_fwd.max(m_bwd));
         }
         let v = loss.to_scalar::<f32>().context("reading the loss")?;
         if !v.is_finite() {

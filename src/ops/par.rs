@@ -1,19 +1,19 @@
-//! Splitting a kernel's work over candle's CPU worker threads.
+//! Splitting a kernel's work over worker threads.
 //!
-//! The kernels run on candle's own persistent barrier pool (the one its
-//! element-wise CPU ops use) rather than a second thread pool, so the two never
-//! compete for the cores. Every inner GEMM then runs single-threaded: the
-//! parallelism is over independent work items (image × row tile), which keeps
-//! small matrices efficient and results independent of scheduling.
+//! The kernels run on [`super::pool`], whose caller never waits for a worker
+//! that has not started (candle's barrier pool does, which made 2 threads
+//! slower than 1 on a loaded machine). Every inner GEMM runs single-threaded:
+//! the parallelism is over independent work items (image × row tile), which
+//! keeps small matrices efficient and results independent of scheduling.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use candle_core::utils::barrier_pool;
+use super::pool::pool;
 
-/// Number of threads a kernel can use (candle's workers plus the caller).
+/// Number of threads a kernel can use (the pool's workers plus the caller).
 pub fn threads() -> usize {
-    barrier_pool().n_workers() + 1
+    pool().threads()
 }
 
 /// Runs `f(&mut scratch, item)` once for every item in `0..n_items`, items
@@ -33,7 +33,7 @@ where
         return;
     }
     let cursor = AtomicUsize::new(0);
-    barrier_pool().execute(|_tid| {
+    pool().broadcast(&|| {
         let mut scratch: Option<S> = None;
         loop {
             let i = cursor.fetch_add(1, Ordering::Relaxed);
@@ -58,7 +58,7 @@ where
     }
     let slots: Vec<Mutex<Option<R>>> = (0..n_chunks).map(|_| Mutex::new(None)).collect();
     let cursor = AtomicUsize::new(0);
-    barrier_pool().execute(|_tid| loop {
+    pool().broadcast(&|| loop {
         let c = cursor.fetch_add(1, Ordering::Relaxed);
         if c >= n_chunks {
             break;

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# candle (esr-ea speed) against PyTorch (benches/pytorch/esrn.py), same
+# network, same shapes, same thread count, run alternately so that a load
+# change on a shared machine hits both alike.
+#
+#   benches/compare.sh                 # 3 rounds, 2 threads, 5 timed steps
+#   ROUNDS=5 THREADS=1 STEPS=3 benches/compare.sh
+#
+# Cases: training step batch 16 x 3x32x32 (x2), training step batch 4 x
+# 3x48x48, inference 1x3x128x128. Prints a table (median over the rounds'
+# medians, min-max over every timed run, ratio candle/PyTorch, peak memory)
+# and writes every raw JSON to $OUT (default target/compare).
+#
+# Setup on first use: benches/.venv with torch from PyPI (CPU use; PyPI's
+# Linux wheel links the CUDA runtime libraries, so when `--no-deps` alone
+# cannot import, the full dependency set is installed), then a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-2}
+STEPS=${STEPS:-5}
+VENV=${VENV:-benches/.venv}
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$TARGET/compare}
+PY=$VENV/bin/python
+# PyTorch's OpenMP threads spin while they wait; on a loaded machine (other
+# builds) a spinning thread keeps the core from a preempted one and a 2-thread
+# forward became 10-20x slower than 1 thread. PASSIVE waits sleep instead:
+# PyTorch's best setting here. Set TORCH_OMP_WAIT_POLICY=ACTIVE to see the other.
+TORCH_OMP_WAIT_POLICY=${TORCH_OMP_WAIT_POLICY:-PASSIVE}
+
+torch_ok() { "$PY" -c 'import torch; torch.randn(2).sum()' >/dev/null 2>&1; }
+
+if ! torch_ok; then
+  echo "== setting up $VENV (PyTorch from PyPI)"
+  [[ -x $PY ]] || python3 -m venv "$VENV"
+  "$PY" -m pip install -q --no-deps torch
+  "$PY" -m pip install -q filelock typing-extensions sympy networkx jinja2 fsspec mpmath MarkupSafe numpy safetensors
+  if ! torch_ok; then
+    echo "   torch --no-deps cannot load (it links the CUDA runtime); installing its full dependencies"
+    "$PY" -m pip install -q torch
+  fi
+  torch_ok || { echo "error: torch does not import in $VENV" >&2; exit 1; }
+fi
+
+echo "== building esr-ea (release)"
+cargo build --release --quiet
+mkdir -p "$OUT"
+# A private copy: the shared target dir may be rebuilt by others meanwhile.
+BIN=$OUT/esr-ea
+cp "$TARGET/release/esr-ea" "$BIN"
+
+echo "== checking the PyTorch network against the reference vectors"
+"$PY" benches/pytorch/esrn.py --check
+
+CASES=(
+  "train-b16-p32|--batch 16 --patch 32 --steps $STEPS --warmup 1 --inference none"
+  "train-b4-p48|--batch 4 --patch 48 --steps $STEPS --warmup 1 --inference none"
+  "infer-128|--steps 0 --inference 256x256 --inference-runs $STEPS --inference-warmup 1"
+)
+
+run_candle() { "$BIN" speed --threads "$THREADS" $2 --json >"$OUT/$1"; }
+run_torch() { OMP_WAIT_POLICY=$TORCH_OMP_WAIT_POLICY OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" benches/pytorch/esrn.py --no-check --threads "$THREADS" $2 --json >"$OUT/$1"; }
+
+rm -f "$OUT"/*.json
+for round in $(seq 1 "$ROUNDS"); do
+  for c in "${CASES[@]}"; do
+    name=${c%%|*} args=${c#*|}
+    echo "== round $round/$ROUNDS: $name  (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    # Alternate who goes first, so neither always runs on a warmer machine.
+    if (( round % 2 )); then
+      run_candle "candle-$name-$round.json" "$args"
+      run_torch "torch-$name-$round.json" "$args"
+    else
+      run_torch "torch-$name-$round.json" "$args"
+      run_candle "candle-$name-$round.json" "$args"
+    fi
+  done
+done
+
+"$PY" - "$OUT" "$ROUNDS" "$THREADS" "$TORCH_OMP_WAIT_POLICY" <<'PY'
+import glob, json, os, statistics, sys
+
+out, rounds, threads, wait_policy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+cases = [("train-b16-p32", "train step 16x3x32x32"), ("train-b4-p48", "train step 4x3x48x48"),
+         ("infer-128", "inference 1x3x128x128")]
+
+def load(impl, name):
+    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"{impl}-{name}-*.json")))]
+
+def summary(runs, key):
+    pick = (lambda r: r["inference"]["ms"]) if key == "inference" else (lambda r: r[key])
+    s = [pick(r) for r in runs]
+    return statistics.median(x["median"] for x in s), min(x["min"] for x in s), max(x["max"] for x in s)
+
+def peak(runs, key):
+    """Peak resident MiB over the runs, and that less the resident size
+    before the network was built (the program and its libraries)."""
+    pk = lambda r: r["inference"]["peak_rss_bytes"] if key == "inference" else r["peak_rss_bytes"]["overall"]
+    worst = max(runs, key=pk)
+    return pk(worst) / 2**20, (pk(worst) - worst.get("baseline_rss_bytes", 0)) / 2**20
+
+loads = []
+print()
+print(f"candle (esr-ea speed) vs PyTorch, {threads} threads, {rounds} rounds alternated; times in ms")
+print(f"{'case':<24} {'phase':<10} {'candle median (min-max)':>26} {'PyTorch median (min-max)':>26} {'ratio':>6} {'candle MiB':>12} {'torch MiB':>12}")
+for name, label in cases:
+    c, t = load("candle", name), load("torch", name)
+    if not c or not t:
+        continue
+    loads += [r["load_average"][0] for r in c + t if r.get("load_average")]
+    keys = [("inference", "infer")] if name.startswith("infer") else [
+        ("step_ms", "step"), ("forward_ms", "forward"), ("backward_ms", "backward"), ("optimizer_ms", "Adam")]
+    for key, phase in keys:
+        cm, cmin, cmax = summary(c, key)
+        tm, tmin, tmax = summary(t, key)
+        ratio = cm / tm if tm > 0 else float("nan")
+        mem = phase in ("step", "infer")
+        print(f"{label if phase in ('step', 'infer') else '':<24} {phase:<10} "
+              f"{f'{cm:.1f} ({cmin:.1f}-{cmax:.1f})':>26} {f'{tm:.1f} ({tmin:.1f}-{tmax:.1f})':>26} {ratio:>6.2f} "
+              f"{'%.0f (%.0f)' % peak(c, key) if mem else '':>12} {'%.0f (%.0f)' % peak(t, key) if mem else '':>12}")
+if loads:
+    print(f"1-minute load average during the runs: {min(loads):.2f} .. {max(loads):.2f} (machine has {os.cpu_count()} CPUs)")
+print("MiB: peak resident memory (VmHWM), in brackets less the resident size before the network was built")
+print(f"PyTorch OMP_WAIT_POLICY={wait_policy}")
+print(f"PyTorch {load('torch', cases[0][0])[0]['implementation'] if load('torch', cases[0][0]) else '?'}; raw JSON in {out}")
+PY
