@@ -239,6 +239,7 @@ fn kernel_breakdown(repeats: usize, filter: &str) -> Result<()> {
             w: s.hw,
             k: s.k,
             groups: s.groups,
+            shuffle: 1,
         };
         let x: Vec<f32> = (0..g.x_len()).map(|i| (i as f32 * 0.37).sin()).collect();
         let w: Vec<f32> = (0..g.w_len()).map(|i| (i as f32 * 0.11).cos()).collect();

@@ -318,3 +318,69 @@ fn bad_shapes_are_rejected_with_a_message() -> Result<()> {
     assert_eq!(conv2d(&x, &w, None, 2)?.dims(), &[1, 4, 4, 4]);
     Ok(())
 }
+
+/// Output and gradients of `sum(relu(conv(shuffle(x))) · r)`, the shuffle
+/// folded into our op (`fused`) or done first with candle ops.
+fn run_shuffled(c: Case, shuffle: usize, fused: bool) -> Result<Run> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let dt = DType::F64;
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[c.batch, c.c_in, c.h, c.w], dt)?)?;
+    let w = Var::from_tensor(&rand_tensor(
+        &mut rng,
+        &[c.c_out, c.c_in / c.groups, c.k, c.k],
+        dt,
+    )?)?;
+    let b = Var::from_tensor(&rand_tensor(&mut rng, &[c.c_out], dt)?)?;
+    let r = rand_tensor(&mut rng, &[c.batch, c.c_out, c.h, c.w], dt)?;
+    let y = if fused {
+        esr_ea::ops::conv2d_shuffled_relu(&x, &w, Some(&b), c.groups, shuffle)?
+    } else {
+        let (n, ch, h, wd) = x.dims4()?;
+        let shuffled = x
+            .reshape((n, shuffle, ch / shuffle, h, wd))?
+            .transpose(1, 2)?
+            .reshape((n, ch, h, wd))?;
+        conv2d_relu(&shuffled, &w, Some(&b), c.groups)?
+    };
+    let grads = (&y * &r)?.sum_all()?.backward()?;
+    Ok(Run {
+        dx: grads.get(&x).expect("input gradient").clone(),
+        dw: grads.get(&w).expect("weight gradient").clone(),
+        db: grads.get(&b).cloned(),
+        y,
+    })
+}
+
+#[test]
+fn folded_channel_shuffle_matches_shuffling_first() -> Result<()> {
+    // G-block dense layers: c+1 shuffle groups, min(4, 2^⌊log2(c+1)⌋) conv groups.
+    for (c_in, groups, shuffle) in [(32, 2, 2), (48, 2, 3), (64, 4, 4), (96, 4, 6), (12, 1, 3)] {
+        let c = case(2, c_in, 8, 5, 6, 3, groups);
+        let (a, e) = (
+            run_shuffled(c, shuffle, true)?,
+            run_shuffled(c, shuffle, false)?,
+        );
+        for (name, got, want) in [
+            ("y", &a.y, &e.y),
+            ("dx", &a.dx, &e.dx),
+            ("dw", &a.dw, &e.dw),
+        ] {
+            let err = rel_err(got, want)?;
+            assert!(err < 1e-12, "{c_in}/{groups}/{shuffle} {name}: {err}");
+        }
+        assert!(rel_err(a.db.as_ref().unwrap(), e.db.as_ref().unwrap())? < 1e-12);
+    }
+    // 1x1 kernels take the unfused path; a shuffle that does not divide fails.
+    let x = Tensor::zeros((1, 6, 2, 2), DType::F32, &Device::Cpu)?;
+    let w1 = Tensor::ones((2, 6, 1, 1), DType::F32, &Device::Cpu)?;
+    assert_eq!(
+        esr_ea::ops::conv2d_shuffled_relu(&x, &w1, None, 1, 2)?.dims(),
+        &[1, 2, 2, 2]
+    );
+    let err = esr_ea::ops::conv2d_shuffled_relu(&x, &w1, None, 1, 4).unwrap_err();
+    assert!(
+        err.to_string().contains("channel shuffle with 4 groups"),
+        "{err}"
+    );
+    Ok(())
+}

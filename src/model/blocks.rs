@@ -197,9 +197,9 @@ fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
     let mut cat = xi.clone();
     for (c, conv) in convs.iter().enumerate() {
         // The shuffle only feeds the grouped conv; the running concat keeps
-        // its original channel order (reference `RDB_Conv`).
-        let shuffled = ops::channel_shuffle(&cat, c + 1)?;
-        let t = conv.forward_relu(&shuffled)?;
+        // its original channel order (reference `RDB_Conv`). The conv reads
+        // the shuffled channels in place (no shuffled copy).
+        let t = conv.forward_shuffled_relu(&cat, c + 1)?;
         cat = Tensor::cat(&[&cat, &t], 1)?;
     }
     lff.forward(&cat)

@@ -107,6 +107,14 @@ impl Conv {
         }
     }
 
+    /// `relu(forward(channel_shuffle(x, shuffle)))` as one op: the shuffle is
+    /// folded into the convolution's input reads on the CPU (no shuffled
+    /// copy of `x` or of its gradient).
+    pub fn forward_shuffled_relu(&self, x: &Tensor, shuffle: usize) -> Result<Tensor> {
+        let groups = self.kind.groups();
+        crate::ops::conv2d_shuffled_relu(x, &self.weight, self.bias.as_ref(), groups, shuffle)
+    }
+
     /// The layer's kind.
     pub fn kind(&self) -> ConvKind {
         self.kind

@@ -23,7 +23,7 @@ use super::kernels::{self, Elem};
 /// three. On the CPU (f32/f64) it runs this module's kernels; elsewhere it is
 /// candle's own `Tensor::conv2d`.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, groups: usize) -> Result<Tensor> {
-    conv2d_impl(x, weight, bias, groups, false)
+    conv2d_impl(x, weight, bias, groups, 1, false)
 }
 
 /// `relu(conv2d(x, weight, bias, groups))` in one op: on the CPU the ReLU is
@@ -35,10 +35,33 @@ pub fn conv2d_relu(
     bias: Option<&Tensor>,
     groups: usize,
 ) -> Result<Tensor> {
+    conv2d_shuffled_relu(x, weight, bias, groups, 1)
+}
+
+/// `relu(conv2d(channel_shuffle(x, shuffle), weight, bias, groups))`: the
+/// dense layer of a G block. `channel_shuffle` is ShuffleNet's (view
+/// `[B, s, C/s, H, W]`, swap axes 1 and 2, view back); on the CPU it is
+/// folded into the convolution's input reads, so the shuffled copy of `x`
+/// and of its gradient are never made.
+pub fn conv2d_shuffled_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    groups: usize,
+    shuffle: usize,
+) -> Result<Tensor> {
     if !super::relu_fusion_enabled() {
-        return conv2d_impl(x, weight, bias, groups, false)?.relu();
+        return conv2d_impl(x, weight, bias, groups, shuffle, false)?.relu();
     }
-    conv2d_impl(x, weight, bias, groups, true)
+    conv2d_impl(x, weight, bias, groups, shuffle, true)
+}
+
+/// ShuffleNet channel shuffle with candle ops (the unfused path).
+fn channel_shuffle(x: &Tensor, s: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, s, c / s, h, w))?
+        .transpose(1, 2)?
+        .reshape((b, c, h, w))
 }
 
 fn conv2d_impl(
@@ -46,14 +69,27 @@ fn conv2d_impl(
     weight: &Tensor,
     bias: Option<&Tensor>,
     groups: usize,
+    shuffle: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let geom = ConvGeom::new(x, weight, bias, groups)?;
+    let mut geom = ConvGeom::new(x, weight, bias, groups)?;
+    if shuffle == 0 || geom.c_in % shuffle != 0 {
+        bail!(
+            "conv2d: channel shuffle with {shuffle} groups needs a channel count divisible by it, got {}",
+            geom.c_in
+        );
+    }
     let on_cpu = x.device().is_cpu() && weight.device().is_cpu();
     let supported = on_cpu && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !supported || !super::custom_kernels_enabled() {
-        return candle_conv2d(x, weight, bias, &geom, relu);
+    if !supported || !super::custom_kernels_enabled() || (shuffle > 1 && geom.k == 1) {
+        let x = if shuffle > 1 {
+            channel_shuffle(x, shuffle)?
+        } else {
+            x.clone()
+        };
+        return candle_conv2d(&x, weight, bias, &geom, relu);
     }
+    geom.shuffle = shuffle;
     super::alloc::tune_allocator();
     let op = ConvOp { geom, relu };
     let x = x.contiguous()?;

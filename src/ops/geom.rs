@@ -33,6 +33,11 @@ pub struct ConvGeom {
     pub k: usize,
     /// Channel groups.
     pub groups: usize,
+    /// ShuffleNet channel shuffle applied to the input first, with this many
+    /// shuffle groups (1: none): logical input channel `a·s + b` reads
+    /// stored channel `b·(c_in/s) + a`. Folding it into the im2col saves
+    /// the shuffled copy of the input and its gradient.
+    pub shuffle: usize,
 }
 
 /// How the output rows of each image are cut: `count` tiles of `rows` rows
@@ -82,7 +87,17 @@ impl ConvGeom {
             w,
             k: kh,
             groups,
+            shuffle: 1,
         })
+    }
+
+    /// The stored input channel that logical (shuffled) channel `k` reads.
+    pub fn in_channel(&self, k: usize) -> usize {
+        if self.shuffle <= 1 {
+            k
+        } else {
+            (k % self.shuffle) * (self.c_in / self.shuffle) + k / self.shuffle
+        }
     }
 
     /// Input channels per group.
@@ -132,6 +147,7 @@ impl ConvGeom {
         ConvGeom {
             c_in: self.c_out,
             c_out: self.c_in,
+            shuffle: 1,
             ..*self
         }
     }
@@ -171,7 +187,20 @@ mod tests {
             w,
             k,
             groups: 1,
+            shuffle: 1,
         }
+    }
+
+    #[test]
+    fn shuffle_maps_logical_to_stored_channels() {
+        let g = ConvGeom {
+            shuffle: 2,
+            ..geom(1, 6, 1, 1, 3)
+        };
+        // channel_shuffle of [0..6] with 2 groups is [0, 3, 1, 4, 2, 5].
+        let map: Vec<usize> = (0..6).map(|k| g.in_channel(k)).collect();
+        assert_eq!(map, vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(geom(1, 6, 1, 1, 3).in_channel(4), 4);
     }
 
     #[test]

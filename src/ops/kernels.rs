@@ -99,18 +99,21 @@ unsafe fn matmul<T: Elem>(
 }
 
 /// Writes the im2col matrix of output rows `y0..y0+rows` of one group:
-/// `cols[(ci·k + ky)·k + kx][(y-y0)·w + x] = xg[ci][y+ky-pad][x+kx-pad]`,
-/// zero outside the image. `xg` holds the group's `cin_g` channel planes.
+/// `cols[(ci·k + ky)·k + kx][(y-y0)·w + x] = xb[c][y+ky-pad][x+kx-pad]`,
+/// zero outside the image, where `c` is the stored channel of logical input
+/// channel `c0 + ci` ([`ConvGeom::in_channel`]: the shuffle is applied
+/// here). `xb` holds one image's `c_in` channel planes.
 ///
 /// Each `(ci, ky, kx)` row is the tile's run of the input plane shifted by
 /// `(ky-pad)·w + (kx-pad)` elements: one block copy, then the rows that fall
 /// outside the image and the columns that wrapped around are zeroed.
-fn im2col<T: Elem>(xg: &[T], g: &ConvGeom, y0: usize, rows: usize, cols: &mut [T]) {
+fn im2col<T: Elem>(xb: &[T], c0: usize, g: &ConvGeom, y0: usize, rows: usize, cols: &mut [T]) {
     let (h, w, k, pad, hw) = (g.h as isize, g.w, g.k, g.pad() as isize, g.hw());
     let pt = rows * w;
     let z = zero::<T>();
     for ci in 0..g.cin_g() {
-        let plane = &xg[ci * hw..(ci + 1) * hw];
+        let c = g.in_channel(c0 + ci);
+        let plane = &xb[c * hw..(c + 1) * hw];
         for ky in 0..k {
             // Output rows lo..hi read input rows inside the image.
             let shift = ky as isize - pad + y0 as isize;
@@ -188,16 +191,17 @@ pub fn conv_forward<T: Elem>(
             let y0 = t * tiling.rows;
             let rows = tiling.rows.min(g.h - y0);
             let pt = rows * w;
+            let xb = &x[b * g.c_in * hw..][..g.c_in * hw];
             for grp in 0..g.groups {
-                let xg = &x[(b * g.c_in + grp * cin_g) * hw..][..cin_g * hw];
                 let rhs = if g.k == 1 {
+                    debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
                     Mat {
-                        ptr: xg[y0 * w..].as_ptr(),
+                        ptr: xb[(grp * cin_g * hw) + y0 * w..].as_ptr(),
                         rs: hw,
                         cs: 1,
                     }
                 } else {
-                    im2col(xg, g, y0, rows, cols);
+                    im2col(xb, grp * cin_g, g, y0, rows, cols);
                     Mat {
                         ptr: cols.as_ptr(),
                         rs: pt,
@@ -266,10 +270,34 @@ pub fn flip_weight<T: Elem>(weight: &[T], g: &ConvGeom) -> Vec<T> {
 }
 
 /// The input gradient: `grad` `[batch, c_out, h, w]` convolved with the
-/// flipped weight, giving `[batch, c_in, h, w]`.
+/// flipped weight, giving `[batch, c_in, h, w]` (in stored channel order:
+/// with a shuffle, logical channel `k`'s gradient goes to
+/// [`ConvGeom::in_channel`]`(k)`).
 pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T> {
     let flipped = flip_weight(weight, g);
-    conv_forward(grad, &flipped, None, &g.transposed(), false)
+    let dx = conv_forward(grad, &flipped, None, &g.transposed(), false);
+    if g.shuffle <= 1 {
+        return dx;
+    }
+    let hw = g.hw();
+    let mut out = OutBuf::<T>::new(dx.len());
+    let dst = out.ptr();
+    par::for_each(
+        g.batch * g.c_in,
+        || (),
+        |_, item| {
+            let (b, k) = (item / g.c_in, item % g.c_in);
+            let src = &dx[item * hw..][..hw];
+            // SAFETY: `in_channel` is a permutation, so every (image,
+            // channel) plane of `out` is written by exactly one item.
+            unsafe {
+                let d = dst.add((b * g.c_in + g.in_channel(k)) * hw);
+                std::ptr::copy_nonoverlapping(src.as_ptr(), d, hw);
+            }
+        },
+    );
+    // SAFETY: all planes written, see above.
+    unsafe { out.assume_init() }
 }
 
 /// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
@@ -300,17 +328,18 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
             let y0 = t * tiling.rows;
             let rows = tiling.rows.min(g.h - y0);
             let pt = rows * w;
+            let xb = &x[b * g.c_in * hw..][..g.c_in * hw];
             for grp in 0..g.groups {
-                let xg = &x[(b * g.c_in + grp * cin_g) * hw..][..cin_g * hw];
                 // colsᵀ as a (pixels × col_rows) operand.
                 let rhs = if g.k == 1 {
+                    debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
                     Mat {
-                        ptr: xg[y0 * w..].as_ptr(),
+                        ptr: xb[(grp * cin_g * hw) + y0 * w..].as_ptr(),
                         rs: 1,
                         cs: hw,
                     }
                 } else {
-                    im2col(xg, g, y0, rows, &mut cols);
+                    im2col(xb, grp * cin_g, g, y0, rows, &mut cols);
                     Mat {
                         ptr: cols.as_ptr(),
                         rs: 1,
@@ -444,6 +473,7 @@ mod tests {
                 w,
                 k,
                 groups,
+                shuffle: 1,
             };
             let x = ramp(g.x_len(), 0.3);
             let wt = ramp(g.w_len(), 1.1);
@@ -465,6 +495,7 @@ mod tests {
             w: 3,
             k: 3,
             groups: 2,
+            shuffle: 1,
         };
         let wt = ramp(g.w_len(), 0.0);
         let back = flip_weight(&flip_weight(&wt, &g), &g.transposed());

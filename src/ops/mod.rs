@@ -15,7 +15,7 @@ pub mod mem;
 pub mod par;
 pub mod pool;
 
-pub use conv::{conv2d, conv2d_relu};
+pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
 /// thread exists (it writes environment variables, which candle reads once).
