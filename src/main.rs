@@ -3,6 +3,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread starts: candle's element-wise ops on the calling
+    // thread, convolutions on esr-ea's own pool (see `ops::configure_threads`).
+    esr_ea::ops::configure_threads(None);
     // Like other command-line tools, end quietly when the reader of our output
     // goes away (`esr-ea inspect ... | head`) instead of panicking on EPIPE.
     #[cfg(unix)]
