@@ -31,7 +31,8 @@ pub struct SearchArgs {
     /// Continue the search saved in this run directory.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
-    /// Devices to train on, one worker each: `cpu`, or `cuda:0,cuda:1` with the `cuda` build.
+    /// Devices to train on, one worker each: `cpu`, or `cuda:0,cuda:1` with the
+    /// `cuda` build; repeat a device or write `cuda:0*4` for several workers on it.
     #[arg(
         long,
         value_name = "LIST",
@@ -104,10 +105,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Runs `search`.
 pub fn run(args: &SearchArgs) -> Result<()> {
-    if args.devices.is_empty() {
-        bail!("--devices: name at least one device (cpu, cuda:0, ...)");
-    }
-    for d in &args.devices {
+    let devices = engine::executor::local::expand_devices(&args.devices)
+        .map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+    for d in devices.iter().collect::<std::collections::BTreeSet<_>>() {
         device(d).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
     }
     let (config, run, search, resumed) = match &args.resume {
@@ -210,7 +210,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             search,
             run,
             seed: config.seed,
-            devices: args.devices.clone(),
+            devices,
             resumed,
             fitness,
         },

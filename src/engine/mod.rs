@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod events;
+pub mod executor;
 pub mod rundir;
 
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use executor::Executor;
 
 use anyhow::Result;
 
@@ -40,6 +43,9 @@ pub struct Job {
     pub weights: PathBuf,
     /// Set when the member is killed or the search stops.
     pub cancel: Arc<AtomicBool>,
+    /// The outside job (Slurm job id) that a previous coordinator submitted
+    /// for this member, from `state.json`: adopt it rather than submit again.
+    pub adopt: Option<String>,
 }
 
 /// Why an evaluation produced no fitness.
@@ -49,6 +55,9 @@ pub enum Failure {
     Cancelled,
     /// Training or validation failed.
     Error(String),
+    /// The search stopped and the job was left running (a Slurm job), to be
+    /// adopted on resume; the member stays queued.
+    Detached,
 }
 
 /// Turns a job into a fitness. Implementations must check `job.cancel`
@@ -73,10 +82,10 @@ pub enum Inbox {
     Step(u64, StepReport),
     /// A problem to tell the user (e.g. an unreadable control line).
     Warn(String),
-    /// A worker finished a job.
+    /// An event from an executor (e.g. a Slurm job's state), passed on as it is.
+    Emit(Event),
+    /// An executor finished a job.
     Done {
-        /// Worker index.
-        worker: usize,
         /// Member id.
         id: u64,
         /// Result.
@@ -134,13 +143,26 @@ pub fn member_seed(run_seed: u64, id: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Starts the engine thread and its workers; events go to `events`.
+/// Starts the engine thread with local workers, one per entry of
+/// `setup.devices`; events go to `events`.
 pub fn spawn(setup: EngineSetup, events: Sender<Event>) -> EngineHandle {
+    let local =
+        executor::local::LocalExecutor::new(setup.devices.clone(), Arc::clone(&setup.fitness));
+    spawn_with(setup, Box::new(local), events)
+}
+
+/// Starts the engine thread with the given executor (`setup.devices` is
+/// then unused); events go to `events`.
+pub fn spawn_with(
+    setup: EngineSetup,
+    executor: Box<dyn Executor>,
+    events: Sender<Event>,
+) -> EngineHandle {
     let (inbox_tx, inbox_rx) = mpsc::channel();
     let tx = inbox_tx.clone();
     let thread = std::thread::Builder::new()
         .name("esr-ea-engine".into())
-        .spawn(move || Engine::new(setup, events, tx, inbox_rx).run())
+        .spawn(move || Engine::new(setup, executor, events, tx, inbox_rx).run())
         .expect("spawn engine thread");
     EngineHandle {
         inbox: inbox_tx,
@@ -157,15 +179,12 @@ struct Engine {
     search: Search,
     run: RunDir,
     seed: u64,
-    devices: Vec<String>,
     resumed: bool,
     fitness: Arc<dyn Fitness>,
+    executor: Box<dyn Executor>,
     events: Sender<Event>,
     inbox_tx: Sender<Inbox>,
     inbox: Receiver<Inbox>,
-    workers: Vec<Sender<Job>>,
-    worker_threads: Vec<JoinHandle<()>>,
-    idle: Vec<usize>,
     in_flight: HashMap<u64, InFlight>,
     paused: bool,
     stopping: bool,
@@ -174,6 +193,7 @@ struct Engine {
 impl Engine {
     fn new(
         setup: EngineSetup,
+        executor: Box<dyn Executor>,
         events: Sender<Event>,
         inbox_tx: Sender<Inbox>,
         inbox: Receiver<Inbox>,
@@ -182,15 +202,12 @@ impl Engine {
             search: setup.search,
             run: setup.run,
             seed: setup.seed,
-            devices: setup.devices,
             resumed: setup.resumed,
             fitness: setup.fitness,
+            executor,
             events,
             inbox_tx,
             inbox,
-            workers: Vec::new(),
-            worker_threads: Vec::new(),
-            idle: Vec::new(),
             in_flight: HashMap::new(),
             paused: false,
             stopping: false,
@@ -215,41 +232,6 @@ impl Engine {
         });
     }
 
-    fn start_workers(&mut self) {
-        for (index, device) in self.devices.clone().into_iter().enumerate() {
-            let (tx, rx) = mpsc::channel::<Job>();
-            let inbox = self.inbox_tx.clone();
-            let fitness = Arc::clone(&self.fitness);
-            let handle = std::thread::Builder::new()
-                .name(format!("esr-ea-worker-{device}"))
-                .spawn(move || {
-                    for job in rx {
-                        let id = job.member.id;
-                        let step_inbox = inbox.clone();
-                        let mut report = |r: StepReport| {
-                            let _ = step_inbox.send(Inbox::Step(id, r));
-                        };
-                        let result =
-                            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                fitness.evaluate(&job, &mut report)
-                            })) {
-                                Ok(r) => r,
-                                Err(_) => Err(Failure::Error("training panicked".into())),
-                            };
-                        let _ = inbox.send(Inbox::Done {
-                            worker: index,
-                            id,
-                            result,
-                        });
-                    }
-                })
-                .expect("spawn worker thread");
-            self.workers.push(tx);
-            self.worker_threads.push(handle);
-            self.idle.push(index);
-        }
-    }
-
     fn checkpoint(&mut self) {
         if let Err(e) = self.run.save_state(&self.search.state) {
             self.log("error", format!("cannot save the search state: {e:#}"));
@@ -257,7 +239,17 @@ impl Engine {
     }
 
     fn run(mut self) -> Result<Search> {
-        self.start_workers();
+        self.executor.start(self.inbox_tx.clone());
+        // Outside jobs of members that ended (killed while the coordinator was down) are stale.
+        let pending: Vec<u64> = self
+            .search
+            .state
+            .population
+            .iter()
+            .filter(|m| m.status == Status::Pending)
+            .map(|m| m.id)
+            .collect();
+        self.search.state.jobs.retain(|id, _| pending.contains(id));
         let watching = Arc::new(AtomicBool::new(false));
         let watcher = control::watch(
             self.run.file(rundir::files::CONTROL),
@@ -267,7 +259,7 @@ impl Engine {
         let p = &self.search.problem;
         let started = Event::RunStarted {
             run: self.run.name(),
-            devices: self.devices.clone(),
+            devices: self.executor.describe(),
             generations: p.policy.num_generation,
             individuals: p.policy.num_individual,
             min_params: p.range.min_params,
@@ -305,10 +297,7 @@ impl Engine {
             cache_hits: self.search.state.cache_hits,
         };
         self.emit(finished);
-        self.workers.clear();
-        for t in self.worker_threads.drain(..) {
-            let _ = t.join();
-        }
+        self.executor.shutdown();
         watching.store(true, Ordering::SeqCst);
         let _ = watcher.join();
         Ok(self.search)
@@ -350,20 +339,20 @@ impl Engine {
     }
 
     fn dispatch(&mut self) {
-        while !self.paused && !self.stopping && !self.idle.is_empty() {
+        while !self.paused && !self.stopping && self.executor.free_slots() > 0 {
             let busy: Vec<String> = self.in_flight.values().map(|f| f.key.clone()).collect();
             let Some(index) = self.search.next_pending(&busy) else {
                 return;
             };
-            let worker = self.idle.remove(0);
             let member = self.search.state.population[index].clone();
             let cancel = Arc::new(AtomicBool::new(false));
             let job = Job {
                 arch: self.search.problem.space.arch(member.genes.clone()),
                 seed: member_seed(self.seed, member.id),
-                device: self.devices[worker].clone(),
+                device: String::new(),
                 weights: self.run.model_path(member.id),
                 cancel: Arc::clone(&cancel),
+                adopt: self.search.state.jobs.get(&member.id).cloned(),
                 member: member.clone(),
             };
             self.in_flight.insert(
@@ -373,14 +362,23 @@ impl Engine {
                     cancel,
                 },
             );
-            let steps = self.fitness.steps();
-            self.emit(Event::Started {
-                id: member.id,
-                device: job.device.clone(),
-                steps,
-            });
-            if self.workers[worker].send(job).is_err() {
-                self.log("error", format!("worker {worker} is gone"));
+            match self.executor.submit(job) {
+                Ok(submitted) => {
+                    if let Some(handle) = submitted.handle {
+                        self.search.state.jobs.insert(member.id, handle);
+                        self.checkpoint();
+                    }
+                    let steps = self.fitness.steps();
+                    self.emit(Event::Started {
+                        id: member.id,
+                        device: submitted.device,
+                        steps,
+                    });
+                }
+                Err(reason) => {
+                    let flight = self.in_flight.remove(&member.id).expect("inserted above");
+                    self.finish_member(member.id, flight, Err(Failure::Error(reason)));
+                }
             }
         }
     }
@@ -394,22 +392,25 @@ impl Engine {
                 loss: r.loss,
                 lr: r.lr,
             }),
-            Inbox::Done { worker, id, result } => {
-                self.idle.push(worker);
-                self.idle.sort_unstable();
+            Inbox::Done { id, result } => {
                 let Some(flight) = self.in_flight.remove(&id) else {
                     return;
                 };
                 self.finish_member(id, flight, result);
+                self.executor.release(id);
             }
             Inbox::Command(command) => self.command(command),
             Inbox::Warn(message) => self.log("warn", message),
+            Inbox::Emit(event) => self.emit(event),
         }
     }
 
     fn finish_member(&mut self, id: u64, flight: InFlight, result: Result<Evaluation, Failure>) {
         let before: Vec<u64> = self.cached_ids();
         let killed_by_hand = flight.cancel.load(Ordering::SeqCst) && !self.stopping;
+        if !matches!(result, Err(Failure::Detached)) {
+            self.search.state.jobs.remove(&id);
+        }
         match result {
             Ok(evaluation) => {
                 let (params, multi_adds) = self
@@ -437,8 +438,9 @@ impl Engine {
                     self.emit(Event::Killed { id });
                 }
             }
-            // Stopping: the member stays queued and is trained again on resume.
-            Err(Failure::Cancelled) => {}
+            // Stopping: the member stays queued and is trained again (or its
+            // detached job adopted) on resume.
+            Err(Failure::Cancelled) | Err(Failure::Detached) => {}
             Err(Failure::Error(reason)) => {
                 if self.search.record(
                     id,
@@ -507,9 +509,7 @@ impl Engine {
                 if !self.stopping {
                     self.stopping = true;
                     self.log("info", "stopping: checkpointing; the training in flight is dropped and redone on resume".into());
-                    for flight in self.in_flight.values() {
-                        flight.cancel.store(true, Ordering::SeqCst);
-                    }
+                    self.executor.stop();
                 }
             }
         }

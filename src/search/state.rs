@@ -164,6 +164,11 @@ pub struct SearchState {
     /// One summary per completed generation.
     #[serde(default)]
     pub summaries: Vec<GenerationSummary>,
+    /// Outside jobs (Slurm job ids) of members in flight, by member id: kept
+    /// until the member's result is recorded, so a restarted coordinator
+    /// adopts a job instead of submitting the member again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<u64, String>,
 }
 
 /// A summary of one completed generation.
@@ -216,6 +221,7 @@ impl Search {
                 finished: false,
                 rng,
                 summaries: Vec::new(),
+                jobs: BTreeMap::new(),
             },
         };
         search.set_population(
