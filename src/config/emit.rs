@@ -143,6 +143,7 @@ pub(crate) fn to_yaml(c: &Config) -> String {
                 ("trainer", trainer(&c.full_trainer)),
             ]),
         ),
+        ("executor", super::executor::emit(&c.executor)),
     ]);
     let body = serde_yaml::to_string(&doc).expect("a tree of plain values always serialises");
     format!(

@@ -19,6 +19,7 @@
 
 mod emit;
 mod error;
+mod executor;
 mod parse;
 mod paths;
 mod reader;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use executor::{ExecutorConfig, SlurmSettings};
 
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
@@ -53,6 +55,9 @@ pub struct Config {
     pub full_trainer: TrainerConfig,
     /// `fully_train.dataset` (usually `{ref: nas.dataset}`; `nas.dataset` when absent).
     pub full_dataset: DatasetConfig,
+    /// `executor` (esr-ea only): where the trainings run; local when absent.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
     /// Where the settings came from: the path as given, or `embedded configs/quick.yaml`.
     pub source: String,
 }
@@ -190,7 +195,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// Top-level sections esr-ea reads; `ref:` links are resolved only inside them.
-const READ_SECTIONS: &[&str] = &["nas", "fully_train"];
+const READ_SECTIONS: &[&str] = &["nas", "fully_train", "executor"];
 
 impl Config {
     /// Reads and checks a configuration file. Relative dataset paths are

@@ -70,6 +70,7 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         search_trainer,
         full_trainer,
         full_dataset,
+        executor: super::executor::parse(r, &root)?,
         source: r.file().to_string(),
     })
 }
