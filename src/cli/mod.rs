@@ -4,6 +4,7 @@ mod attach;
 mod bench;
 mod control;
 mod device_check;
+mod evaluate;
 mod export;
 pub mod headless;
 mod inspect;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
+    /// Train and validate one member from a job file (what a Slurm job runs).
+    #[command(hide = true)]
+    Evaluate(evaluate::EvaluateArgs),
 }
 
 /// Parses the command line and runs it.
@@ -66,6 +70,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Control(args)) => control::run(&args),
         Some(Command::Speed(args)) => speed::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
+        Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
             devices: vec!["cpu".into()],

@@ -7,7 +7,7 @@
 //! see it at the next training step, the Slurm executor answers it with
 //! `scancel`.
 
-// pub mod jobfile;
+pub mod jobfile;
 pub mod local;
 // pub mod slurm;
 

@@ -1,0 +1,94 @@
+//! `esr-ea evaluate JOB.json` (hidden): one member's quick training and
+//! validation, as a Slurm batch job runs it on a compute node. It trains
+//! exactly as a local worker of `esr-ea search` would (same config, seed and
+//! trainer, so on CPU the same losses and fitness), appends one progress line
+//! per step to the job's progress file and writes its result atomically; the
+//! coordinator tails the one and collects the other.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::config::Config;
+use crate::engine::executor::jobfile::{self, JobResult, JobSpec, ProgressLine};
+use crate::engine::{Failure, Fitness, Job};
+use crate::search::Evaluation;
+use crate::train::fitness::QuickTrain;
+use crate::train::trainer::TrainPlan;
+
+/// Arguments of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The job file the Slurm executor wrote (`<run>/jobs/<id>.json`).
+    #[arg(value_name = "JOB.json")]
+    pub job: PathBuf,
+}
+
+/// Runs `evaluate`: exits non-zero (after writing the result) when the
+/// member failed, so Slurm shows the job as FAILED too.
+pub fn run(args: &EvaluateArgs) -> Result<()> {
+    let spec = jobfile::read_spec(&args.job)?;
+    let result = match evaluate(&spec) {
+        Ok(evaluation) => JobResult::Evaluated { evaluation },
+        Err(reason) => JobResult::Failed { reason },
+    };
+    jobfile::write_result(&spec.result, &result)?;
+    match result {
+        JobResult::Evaluated { evaluation } => {
+            println!(
+                "member #{}: PSNR {:.4} dB, SSIM {:.5}, {:.1} s",
+                spec.member.id, evaluation.psnr, evaluation.ssim, evaluation.seconds
+            );
+            Ok(())
+        }
+        JobResult::Failed { reason } => bail!("member #{}: {reason}", spec.member.id),
+    }
+}
+
+fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
+    let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
+    let config = loaded.config;
+    let scale = config.search_space.scale;
+    let train = crate::train::datasets::load_split(&config.dataset.train, scale)
+        .map_err(|e| format!("training images: {e}"))?;
+    let val = crate::train::datasets::load_split(&config.dataset.test, scale)
+        .map_err(|e| format!("validation images: {e}"))?;
+    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+    let fitness = QuickTrain {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        plan,
+    };
+    let job = Job {
+        arch: config.search_space.arch(spec.member.genes.clone()),
+        member: spec.member.clone(),
+        seed: spec.seed,
+        device: spec.device.clone(),
+        weights: spec.weights.clone(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        adopt: None,
+    };
+    let mut progress = std::fs::File::create(&spec.progress)
+        .map_err(|e| format!("cannot create {}: {e}", spec.progress.display()))?;
+    let mut write_error = None;
+    let mut report = |r: crate::train::StepReport| {
+        let mut line = serde_json::to_string(&ProgressLine::from(r)).expect("plain numbers");
+        line.push('\n');
+        // One write per line: the coordinator never reads half a line as whole.
+        if let Err(e) = progress.write_all(line.as_bytes()) {
+            write_error.get_or_insert(e);
+        }
+    };
+    let outcome = fitness.evaluate(&job, &mut report);
+    if let Some(e) = write_error {
+        eprintln!("warning: cannot append to {}: {e}", spec.progress.display());
+    }
+    outcome.map_err(|f| match f {
+        Failure::Error(reason) => reason,
+        Failure::Cancelled | Failure::Detached => "cancelled".into(),
+    })
+}

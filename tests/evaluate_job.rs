@@ -1,0 +1,143 @@
+//! `esr-ea evaluate JOB.json`, the command a Slurm job runs: it trains one
+//! member exactly as a local worker does (same losses, same fitness on CPU),
+//! streams progress lines and writes its result.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use esr_ea::config::Config;
+use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
+use esr_ea::engine::{member_seed, Fitness, Job};
+use esr_ea::search::{Problem, Search};
+use esr_ea::train::fitness::QuickTrain;
+use esr_ea::train::trainer::TrainPlan;
+
+const STEPS: usize = 3;
+
+fn tiny_run(name: &str) -> (PathBuf, Config) {
+    let dir = std::env::temp_dir().join(format!("esr-ea-evaluate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::create_dir_all(dir.join(jobfile::JOBS_DIR)).unwrap();
+    let mut config = Config::embedded("quick").unwrap().config;
+    config.search_trainer.steps = Some(STEPS);
+    std::fs::write(dir.join("config.yaml"), config.to_yaml()).unwrap();
+    (dir, config)
+}
+
+#[test]
+fn a_job_trains_like_the_local_worker() {
+    let (dir, config) = tiny_run("same");
+    let problem = Problem::new(
+        config.search_space.clone(),
+        config.policy.clone(),
+        config.range.clone(),
+    )
+    .unwrap();
+    let member = Search::new(problem.clone(), config.seed)
+        .unwrap()
+        .state
+        .population[0]
+        .clone();
+    let seed = member_seed(config.seed, member.id);
+
+    // The local worker's way.
+    let scale = config.search_space.scale;
+    let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
+    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
+    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+    let local = QuickTrain {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        plan,
+    };
+    let mut local_losses = Vec::new();
+    let job = Job {
+        arch: problem.space.arch(member.genes.clone()),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join("models/local.safetensors"),
+        cancel: Arc::new(AtomicBool::new(false)),
+        adopt: None,
+    };
+    let expected = local
+        .evaluate(&job, &mut |r| local_losses.push(r.loss))
+        .unwrap();
+
+    // The job's way, through the binary.
+    let paths = JobPaths::new(&dir, member.id);
+    let spec = JobSpec {
+        run_dir: dir.clone(),
+        config: dir.join("config.yaml"),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join(format!("models/{}.safetensors", member.id)),
+        progress: paths.progress.clone(),
+        result: paths.result.clone(),
+    };
+    jobfile::write_spec(&paths.spec, &spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .arg("evaluate")
+        .arg(&paths.spec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(JobResult::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
+    else {
+        panic!("no evaluated result");
+    };
+    assert_eq!(evaluation.psnr, expected.psnr, "same seed, same fitness");
+    assert_eq!(evaluation.ssim, expected.ssim);
+    assert_eq!(evaluation.final_loss, expected.final_loss);
+    let lines = ProgressTail::new(paths.progress.clone()).poll();
+    assert_eq!(lines.len(), STEPS, "one progress line per step");
+    let losses: Vec<f64> = lines.iter().map(|l| l.loss).collect();
+    assert_eq!(losses, local_losses, "the same losses, step by step");
+    assert!(spec.weights.is_file(), "weights saved");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
+    let (dir, config) = tiny_run("fail");
+    let problem = Problem::new(
+        config.search_space.clone(),
+        config.policy.clone(),
+        config.range.clone(),
+    )
+    .unwrap();
+    let member = Search::new(problem, config.seed).unwrap().state.population[0].clone();
+    let paths = JobPaths::new(&dir, member.id);
+    let spec = JobSpec {
+        run_dir: dir.clone(),
+        config: dir.join("config.yaml"),
+        member,
+        seed: 1,
+        device: "tpu:0".into(),
+        weights: dir.join("models/x.safetensors"),
+        progress: paths.progress.clone(),
+        result: paths.result.clone(),
+    };
+    jobfile::write_spec(&paths.spec, &spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .arg("evaluate")
+        .arg(&paths.spec)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tpu:0"), "{stderr}");
+    match jobfile::read_result(&paths.result).unwrap() {
+        Some(JobResult::Failed { reason }) => assert!(reason.contains("tpu:0"), "{reason}"),
+        other => panic!("expected a failed result, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
