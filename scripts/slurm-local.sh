@@ -68,6 +68,7 @@ MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
 MinJobAge=600
+DefMemPerCPU=1024
 KillWait=5
 NodeName=$host CPUs=2 RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP

@@ -114,6 +114,23 @@ impl Printer {
                     m.map(|m| thousands(m.params)).unwrap_or_default(),
                 )]
             }
+            Event::JobState {
+                id,
+                job,
+                state,
+                node,
+                waited,
+            } => {
+                let on = if node.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {node}")
+                };
+                vec![format!(
+                    "{} Slurm job {job} {state}{on} ({waited:.1} s after submission)",
+                    self.tag(*id)
+                )]
+            }
             Event::Progress {
                 id,
                 step,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::headless::Printer;
-use crate::config::{Config, Loaded};
+use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
 use crate::train::fitness::{device, QuickTrain};
@@ -46,6 +46,99 @@ pub struct SearchArgs {
     /// Override the config's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Where trainings run: `local` (worker threads, --devices) or `slurm`
+    /// (one batch job each); default: the config's `executor.type`, else local.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// `--executor` and the Slurm settings that override the config's `executor:` block.
+#[derive(Debug, Args, Default)]
+pub struct SlurmArgs {
+    /// Where trainings run: `local` or `slurm` (overrides `executor.type`).
+    #[arg(long, value_name = "TYPE", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+    /// Slurm partition (`executor.partition`).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Slurm generic resources per job, e.g. `gpu:1` (`executor.gres`).
+    #[arg(long, value_name = "GRES")]
+    pub gres: Option<String>,
+    /// CPUs per Slurm job (`executor.cpus_per_task`).
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<u64>,
+    /// Memory per Slurm job, e.g. `8G` (`executor.mem`).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Time limit per Slurm job, e.g. `00:30:00` (`executor.time`).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Slurm account (`executor.account`).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Slurm QOS (`executor.qos`).
+    #[arg(long, value_name = "NAME")]
+    pub qos: Option<String>,
+    /// One more sbatch argument, repeatable (added to `executor.extra_args`).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Slurm jobs queued or running at once (`executor.max_in_flight`).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+}
+
+impl SlurmArgs {
+    /// The config's executor with these flags applied.
+    fn apply(&self, config: &ExecutorConfig) -> Result<ExecutorConfig> {
+        let mut settings = match (self.executor.as_deref(), config) {
+            (Some("local"), _) => return Ok(ExecutorConfig::Local),
+            (_, ExecutorConfig::Slurm(s)) => s.clone(),
+            (Some(_), ExecutorConfig::Local) => SlurmSettings::default(),
+            (None, ExecutorConfig::Local) => {
+                if self.any_slurm_setting() {
+                    bail!("--partition, --gres, ... set Slurm options, but the executor is local: add --executor slurm");
+                }
+                return Ok(ExecutorConfig::Local);
+            }
+        };
+        let set = |target: &mut Option<String>, value: &Option<String>| {
+            if value.is_some() {
+                target.clone_from(value);
+            }
+        };
+        set(&mut settings.partition, &self.partition);
+        set(&mut settings.gres, &self.gres);
+        set(&mut settings.mem, &self.mem);
+        set(&mut settings.time, &self.time);
+        set(&mut settings.account, &self.account);
+        set(&mut settings.qos, &self.qos);
+        if let Some(c) = self.cpus_per_task {
+            if c == 0 {
+                bail!("--cpus-per-task: 0 is not allowed (1 or more)");
+            }
+            settings.cpus_per_task = Some(c);
+        }
+        if let Some(n) = self.max_in_flight {
+            if n == 0 {
+                bail!("--max-in-flight: 0 is not allowed (1 or more)");
+            }
+            settings.max_in_flight = n;
+        }
+        settings.extra_args.extend(self.sbatch_args.iter().cloned());
+        Ok(ExecutorConfig::Slurm(settings))
+    }
+
+    fn any_slurm_setting(&self) -> bool {
+        self.partition.is_some()
+            || self.gres.is_some()
+            || self.cpus_per_task.is_some()
+            || self.mem.is_some()
+            || self.time.is_some()
+            || self.account.is_some()
+            || self.qos.is_some()
+            || !self.sbatch_args.is_empty()
+            || self.max_in_flight.is_some()
+    }
 }
 
 /// Loads the config named on the command line, or the embedded default;
@@ -119,7 +212,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 .display()
                 .to_string();
             let loaded = Config::from_yaml_str(&text, dir, source)?;
-            let config = loaded.config;
+            let mut config = loaded.config;
+            config.executor = args.slurm.apply(&config.executor)?;
             let problem = problem_of(&config)?;
             let state = run.load_state()?;
             let search = Search::resume(problem, state)?;
@@ -137,6 +231,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             if let Some(seed) = args.seed {
                 config.seed = seed;
             }
+            config.executor = args.slurm.apply(&config.executor)?;
             let problem = problem_of(&config)?;
             config.validate_paths()?;
             if args.check {
@@ -204,8 +299,18 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         }
         app = Some(dashboard);
     }
+    let executor: Box<dyn engine::executor::Executor> = match &config.executor {
+        ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(
+            devices.clone(),
+            fitness.clone(),
+        )),
+        ExecutorConfig::Slurm(settings) => Box::new(
+            engine::executor::slurm::SlurmExecutor::new(settings.clone(), run.path())
+                .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?,
+        ),
+    };
     let (tx, rx) = mpsc::channel();
-    let handle = engine::spawn(
+    let handle = engine::spawn_with(
         EngineSetup {
             search,
             run,
@@ -214,6 +319,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             resumed,
             fitness,
         },
+        executor,
         tx,
     );
     stop_on_signals(handle.sender());

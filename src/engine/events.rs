@@ -50,6 +50,19 @@ pub enum Event {
         /// Training steps planned.
         steps: usize,
     },
+    /// A member's outside job (Slurm) changed state or node.
+    JobState {
+        /// Member id.
+        id: u64,
+        /// Slurm job id.
+        job: String,
+        /// Slurm's state: `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, …
+        state: String,
+        /// Node(s) it runs on; empty while pending.
+        node: String,
+        /// Seconds since it was submitted (or adopted).
+        waited: f64,
+    },
     /// Training progress.
     Progress {
         /// Member id.
@@ -176,6 +189,7 @@ impl Event {
         match self {
             Event::Queued { id }
             | Event::Started { id, .. }
+            | Event::JobState { id, .. }
             | Event::Progress { id, .. }
             | Event::Evaluated { id, .. }
             | Event::Cached { id, .. }

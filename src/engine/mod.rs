@@ -84,6 +84,13 @@ pub enum Inbox {
     Warn(String),
     /// An event from an executor (e.g. a Slurm job's state), passed on as it is.
     Emit(Event),
+    /// An executor replaced member `id`'s outside job (resubmitted after a node failure).
+    Resubmitted {
+        /// Member id.
+        id: u64,
+        /// The new job's id.
+        handle: String,
+    },
     /// An executor finished a job.
     Done {
         /// Member id.
@@ -402,6 +409,10 @@ impl Engine {
             Inbox::Command(command) => self.command(command),
             Inbox::Warn(message) => self.log("warn", message),
             Inbox::Emit(event) => self.emit(event),
+            Inbox::Resubmitted { id, handle } => {
+                self.search.state.jobs.insert(id, handle);
+                self.checkpoint();
+            }
         }
     }
 

@@ -121,6 +121,8 @@ pub struct Live {
     pub training: bool,
     /// (step, loss) points for the loss chart.
     pub curve: Vec<(f64, f64)>,
+    /// The Slurm job it runs as: (job id, state), with the Slurm executor.
+    pub job: Option<(String, String)>,
 }
 
 /// One line of the log pane.
@@ -376,6 +378,21 @@ impl App {
                     ..Live::default()
                 };
             }
+            Event::JobState {
+                id,
+                job,
+                state,
+                node,
+                ..
+            } => {
+                let live = self.live.entry(*id).or_default();
+                live.job = Some((job.clone(), state.clone()));
+                live.device = if node.is_empty() {
+                    format!("slurm job {job} ({state})")
+                } else {
+                    format!("slurm job {job} on {node} ({state})")
+                };
+            }
             Event::Progress {
                 id,
                 step,
@@ -564,7 +581,16 @@ impl App {
             Status::Pending => match self.live.get(&m.id) {
                 Some(l) if l.training => {
                     let pct = (l.step * 100).checked_div(l.steps).unwrap_or(0);
-                    (format!("train {pct}%"), Tone::Training)
+                    match &l.job {
+                        // squeue's short state codes keep the column narrow.
+                        Some((job, state)) if state == "RUNNING" => {
+                            (format!("R {job} {pct}%"), Tone::Training)
+                        }
+                        Some((job, state)) => {
+                            (format!("{} {job}", short_state(state)), Tone::Queued)
+                        }
+                        None => (format!("train {pct}%"), Tone::Training),
+                    }
                 }
                 _ if m.origin.is_hand_made() => ("hand-made".into(), Tone::HandMade),
                 _ => ("queued".into(), Tone::Queued),
@@ -948,4 +974,23 @@ fn edit(input: &mut Input, code: KeyCode, ctrl: bool) {
         _ => return,
     }
     input.error = None;
+}
+
+/// squeue's compact code for a Slurm job state (`PENDING` → `PD`).
+fn short_state(state: &str) -> &str {
+    match state {
+        "PENDING" => "PD",
+        "RUNNING" => "R",
+        "COMPLETING" => "CG",
+        "COMPLETED" => "CD",
+        "CONFIGURING" => "CF",
+        "FAILED" => "F",
+        "CANCELLED" => "CA",
+        "TIMEOUT" => "TO",
+        "OUT_OF_MEMORY" => "OOM",
+        "NODE_FAIL" => "NF",
+        "PREEMPTED" => "PR",
+        "SUSPENDED" => "S",
+        other => other,
+    }
 }

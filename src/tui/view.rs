@@ -483,7 +483,12 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
         },
         Column {
             title: "state",
-            width: 9,
+            // Slurm rows carry a job id: "R 123456 45%".
+            width: if app.live.values().any(|l| l.job.is_some()) {
+                14
+            } else {
+                9
+            },
         },
     ];
     const MADDS: usize = 4;

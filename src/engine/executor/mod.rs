@@ -9,7 +9,7 @@
 
 pub mod jobfile;
 pub mod local;
-// pub mod slurm;
+pub mod slurm;
 
 use std::sync::mpsc::Sender;
 
