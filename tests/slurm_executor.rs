@@ -1,0 +1,380 @@
+//! The Slurm executor against a real Slurm: `scripts/slurm-local.sh start`
+//! (which `.ci/run` runs) sets up a one-node cluster on this machine. Without
+//! `sbatch` or a reachable controller every test here prints why it is
+//! skipped and passes.
+//!
+//! Tiny searches (a few steps per member) keep each test to seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use esr_ea::engine::Event;
+use esr_ea::search::{SearchState, Status};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_esr-ea")
+}
+
+/// Why the Slurm tests cannot run here, if they cannot.
+fn slurm_missing() -> Option<String> {
+    match Command::new("sbatch").arg("--version").output() {
+        Err(_) => return Some(
+            "sbatch not found (start a one-node Slurm with `sudo scripts/slurm-local.sh start`)"
+                .into(),
+        ),
+        Ok(o) if !o.status.success() => return Some("sbatch --version failed".into()),
+        Ok(_) => {}
+    }
+    match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
+        Ok(o) if o.status.success() && !o.stdout.is_empty() => None,
+        _ => Some(
+            "no Slurm controller answers sinfo (run `sudo scripts/slurm-local.sh start`)".into(),
+        ),
+    }
+}
+
+macro_rules! require_slurm {
+    () => {
+        if let Some(why) = slurm_missing() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// A folder for one test: config and run directory.
+struct Case {
+    dir: PathBuf,
+}
+
+impl Case {
+    fn new(name: &str) -> Case {
+        let dir = std::env::temp_dir().join(format!("esr-ea-slurm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Case { dir }
+    }
+
+    fn run_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `configs/quick.yaml` at `generations` × 4 members, `steps` steps each,
+    /// plus `executor` lines.
+    fn config(&self, generations: usize, steps: usize, executor: &str) -> PathBuf {
+        let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
+        let text = include_str!("../configs/quick.yaml")
+            .replace("../assets", assets)
+            .replace(
+                "num_generation: 3 ",
+                &format!("num_generation: {generations} "),
+            )
+            .replace("    steps: 60 ", &format!("    steps: {steps} "))
+            .replace("milestones: [45]", "milestones: [1000000]");
+        let path = self.dir.join(format!("g{generations}-s{steps}.yaml"));
+        std::fs::write(&path, format!("{text}\n{executor}")).unwrap();
+        path
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        // Whatever a failed test left queued or running goes too.
+        for run in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if let Ok(state) = read_state(&run.path()) {
+                for job in state.jobs.values() {
+                    let _ = Command::new("scancel").arg(job).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const SLURM: &str = "executor:\n  type: slurm\n  poll_seconds: 0.3\n";
+
+fn search(config: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("search")
+        .arg("--headless")
+        .arg("--config")
+        .arg(config)
+        .arg("--run-dir")
+        .arg(run)
+        .args(extra)
+        // Local and Slurm trainings on the same number of threads: on CPU the
+        // results are then identical (a job trains on its cpus_per_task).
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn finish(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "search failed:\n{text}");
+    text
+}
+
+fn read_state(run: &Path) -> anyhow::Result<SearchState> {
+    let text = std::fs::read_to_string(run.join("state.json"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (at most 60 s) until `pred` holds for the run's events.
+fn wait_events(run: &Path, what: &str, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let start = Instant::now();
+    loop {
+        let e = events(run);
+        if pred(&e) {
+            return e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; events: {e:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn running_jobs(events: &[Event]) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for e in events {
+        if let Event::JobState { id, job, state, .. } = e {
+            out.retain(|(i, _)| i != id);
+            if state == "RUNNING" {
+                out.push((*id, job.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Slurm's active jobs (squeue without --states=all lists no ended ones).
+fn active(job: &str) -> bool {
+    let out = Command::new("squeue")
+        .args(["-h", "-o", "%i", "-j", job])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == job)
+}
+
+fn submissions(events: &[Event]) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { message, .. } => {
+                let (member, rest) = message.strip_prefix('#')?.split_once(": ")?;
+                let job = rest
+                    .strip_prefix("submitted as Slurm job ")
+                    .or_else(|| rest.split(" submitted again as job ").nth(1))?;
+                Some((member.parse().ok()?, job.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn stop_and_wait(run: &Path, mut child: Child) {
+    let _ = Command::new(bin())
+        .arg("control")
+        .arg(run)
+        .arg("stop")
+        .status();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "search did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_search_on_slurm_ends_with_the_local_elites() {
+    require_slurm!();
+    let case = Case::new("same");
+    let local_run = case.run_dir("local");
+    let slurm_run = case.run_dir("slurm");
+    finish(search(
+        &case.config(2, 4, ""),
+        &local_run,
+        &["--executor", "local"],
+    ));
+    let out = finish(search(&case.config(2, 4, SLURM), &slurm_run, &[]));
+    assert!(
+        out.contains("Slurm job"),
+        "headless lines name the jobs:\n{out}"
+    );
+    let local = read_state(&local_run).unwrap();
+    let slurm = read_state(&slurm_run).unwrap();
+    assert!(local.finished && slurm.finished);
+    let key = |s: &SearchState| {
+        s.elites
+            .iter()
+            .map(|m| (m.id, m.genes.to_string(), m.fitness()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key(&slurm), key(&local), "same seed, same elites");
+    assert!(slurm.jobs.is_empty(), "no job left in the state once done");
+    let e = events(&slurm_run);
+    assert!(
+        e.iter().any(|e| matches!(e, Event::Progress { .. })),
+        "progress streamed from the jobs"
+    );
+    assert!(e
+        .iter()
+        .any(|e| matches!(e, Event::JobState { state, node, .. } if state == "RUNNING" && !node.is_empty())));
+}
+
+#[test]
+fn kill_cancels_the_slurm_job() {
+    require_slurm!();
+    let case = Case::new("kill");
+    let run = case.run_dir("run");
+    let config = case.config(1, 100_000, &format!("{SLURM}  max_in_flight: 1\n"));
+    let child = search(&config, &run, &[]).spawn().unwrap();
+    let e = wait_events(&run, "a running job", |e| !running_jobs(e).is_empty());
+    let (id, job) = running_jobs(&e)[0].clone();
+    assert!(active(&job));
+    let ok = Command::new(bin())
+        .arg("control")
+        .arg(&run)
+        .args(["kill", &id.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wait_events(&run, "the member killed", |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Killed { id: k } if *k == id))
+    });
+    assert!(!active(&job), "scancel: job {job} is gone from squeue");
+    stop_and_wait(&run, child);
+    let state = read_state(&run).unwrap();
+    let m = state
+        .history
+        .iter()
+        .find(|m| m.id == id)
+        .expect("in history");
+    assert_eq!(m.status, Status::Killed);
+}
+
+#[test]
+fn a_job_that_exits_non_zero_is_a_failed_member_with_the_reason() {
+    require_slurm!();
+    let case = Case::new("fail");
+    let run = case.run_dir("run");
+    // The job of member #1 dies before esr-ea starts, the others run as usual.
+    let wrapper = case.dir.join("esr-ea-or-crash.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$2\" in */1.json) echo 'simulated crash on the node' >&2; exit 3;; esac\nexec '{}' \"$@\"\n",
+            bin()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = case.config(1, 3, &format!("{SLURM}  program: {}\n", wrapper.display()));
+    finish(search(&config, &run, &[]));
+    let state = read_state(&run).unwrap();
+    let m = state
+        .history
+        .iter()
+        .find(|m| m.id == 1)
+        .expect("member 1 in history");
+    let Status::Failed { reason } = &m.status else {
+        panic!("member 1 should have failed, is {:?}", m.status);
+    };
+    for want in [
+        "FAILED",
+        "NonZeroExitCode",
+        "exit code 3:0",
+        "simulated crash on the node",
+    ] {
+        assert!(reason.contains(want), "'{want}' missing from: {reason}");
+    }
+    assert!(
+        state
+            .history
+            .iter()
+            .filter(|m| m.id != 1)
+            .all(|m| matches!(m.status, Status::Evaluated(_) | Status::Cached(_))),
+        "the other members are trained"
+    );
+}
+
+#[test]
+fn a_killed_coordinator_resumes_by_adopting_its_jobs() {
+    require_slurm!();
+    let case = Case::new("adopt");
+    let run = case.run_dir("run");
+    let config = case.config(1, 60, &format!("{SLURM}  max_in_flight: 2\n"));
+    let mut child = search(&config, &run, &[]).spawn().unwrap();
+    let e = wait_events(&run, "a running job", |e| !running_jobs(e).is_empty());
+    let running = running_jobs(&e);
+    child.kill().unwrap(); // SIGKILL: no checkpoint, no goodbye
+    child.wait().unwrap();
+    let before = submissions(&events(&run));
+    let saved = read_state(&run).unwrap();
+    for (id, job) in &running {
+        assert_eq!(
+            saved.jobs.get(id),
+            Some(job),
+            "state.json names the running job"
+        );
+        assert!(active(job), "job {job} runs on without its coordinator");
+    }
+    let mut resume = Command::new(bin());
+    resume
+        .args(["search", "--headless", "--resume"])
+        .arg(&run)
+        .env("RAYON_NUM_THREADS", "1");
+    let out = finish(resume);
+    let all = events(&run);
+    for (id, job) in &running {
+        let adopted = format!("#{id}: adopted Slurm job {job} from before the restart");
+        assert!(
+            all.iter()
+                .any(|e| matches!(e, Event::Log { message, .. } if *message == adopted)),
+            "'{adopted}' not logged:\n{out}"
+        );
+    }
+    // Every member was submitted once: none of the adopted ones again.
+    let subs = submissions(&all);
+    let mut members: Vec<u64> = subs.iter().map(|(m, _)| *m).collect();
+    members.sort_unstable();
+    let n = members.len();
+    members.dedup();
+    assert_eq!(members.len(), n, "a member was submitted twice: {subs:?}");
+    assert!(before.iter().all(|b| subs.contains(b)));
+    let state = read_state(&run).unwrap();
+    assert!(state.finished);
+    assert!(state.jobs.is_empty());
+    for (id, _) in &running {
+        let m = state.history.iter().find(|m| m.id == *id).unwrap();
+        assert!(
+            matches!(m.status, Status::Evaluated(_)),
+            "#{id}: {:?}",
+            m.status
+        );
+    }
+}
