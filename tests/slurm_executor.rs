@@ -196,7 +196,7 @@ fn stop_and_wait(run: &Path, mut child: Child) {
         .arg("control")
         .arg(run)
         .arg("stop")
-        .status();
+        .output();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(
@@ -258,14 +258,16 @@ fn kill_cancels_the_slurm_job() {
         .arg("control")
         .arg(&run)
         .args(["kill", &id.to_string()])
-        .status()
+        .output()
         .unwrap();
-    assert!(ok.success());
+    assert!(ok.status.success());
     wait_events(&run, "the member killed", |e| {
         e.iter()
             .any(|e| matches!(e, Event::Killed { id: k } if *k == id))
     });
     assert!(!active(&job), "scancel: job {job} is gone from squeue");
+    // The next member's job is submitted; stop leaves it to be adopted on resume.
+    wait_events(&run, "the next submission", |e| submissions(e).len() >= 2);
     stop_and_wait(&run, child);
     let state = read_state(&run).unwrap();
     let m = state
@@ -274,6 +276,12 @@ fn kill_cancels_the_slurm_job() {
         .find(|m| m.id == id)
         .expect("in history");
     assert_eq!(m.status, Status::Killed);
+    let (next, next_job) = state.jobs.iter().next().expect("a job left for resume");
+    assert_ne!(*next, id);
+    assert!(
+        active(next_job),
+        "stop left job {next_job} queued or running"
+    );
 }
 
 #[test]

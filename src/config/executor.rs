@@ -23,6 +23,8 @@ use super::error::ConfigError;
 use super::reader::{Node, Reader};
 
 /// `executor:`: local worker threads, or Slurm batch jobs.
+// One value per configuration: boxing the Slurm settings would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum ExecutorConfig {
     /// Worker threads of the `search` process, one per `--devices` entry.
