@@ -67,6 +67,8 @@ AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
+# Tests submit short jobs one after another: schedule them as they come.
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 MinJobAge=600
 DefMemPerCPU=1024
 KillWait=5
