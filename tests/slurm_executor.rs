@@ -16,22 +16,44 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_esr-ea")
 }
 
-/// Why the Slurm tests cannot run here, if they cannot.
+/// Why the Slurm tests cannot run here, if they cannot (asked once per run).
 fn slurm_missing() -> Option<String> {
-    match Command::new("sbatch").arg("--version").output() {
-        Err(_) => return Some(
-            "sbatch not found (start a one-node Slurm with `sudo scripts/slurm-local.sh start`)"
-                .into(),
-        ),
-        Ok(o) if !o.status.success() => return Some("sbatch --version failed".into()),
-        Ok(_) => {}
-    }
-    match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
-        Ok(o) if o.status.success() && !o.stdout.is_empty() => None,
-        _ => Some(
-            "no Slurm controller answers sinfo (run `sudo scripts/slurm-local.sh start`)".into(),
-        ),
-    }
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| {
+        match Command::new("sbatch").arg("--version").output() {
+            Err(_) => return Some("sbatch not found (start a one-node Slurm with `sudo scripts/slurm-local.sh start`)".into()),
+            Ok(o) if !o.status.success() => return Some("sbatch --version failed".into()),
+            Ok(_) => {}
+        }
+        // A controller that is down makes sinfo retry for a long while: give it 5 s.
+        let mut sinfo = Command::new("sinfo")
+            .args(["-h", "-o", "%T"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let start = Instant::now();
+        loop {
+            match sinfo.try_wait() {
+                Ok(Some(status)) if status.success() => {
+                    let out = sinfo.wait_with_output().ok()?;
+                    if out.stdout.is_empty() {
+                        return Some("sinfo lists no node".into());
+                    }
+                    return None;
+                }
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if start.elapsed() > Duration::from_secs(5) => {
+                    let _ = sinfo.kill();
+                    let _ = sinfo.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        Some("no Slurm controller answers sinfo (run `sudo scripts/slurm-local.sh start`)".into())
+    })
+    .clone()
 }
 
 macro_rules! require_slurm {
