@@ -408,3 +408,44 @@ fn a_killed_coordinator_resumes_by_adopting_its_jobs() {
         );
     }
 }
+
+#[test]
+fn pause_submits_nothing_new() {
+    require_slurm!();
+    let case = Case::new("pause");
+    let run = case.run_dir("run");
+    let config = case.config(1, 100_000, &format!("{SLURM}  max_in_flight: 1\n"));
+    let child = search(&config, &run, &[]).spawn().unwrap();
+    let e = wait_events(&run, "a running job", |e| !running_jobs(e).is_empty());
+    let (id, _) = running_jobs(&e)[0].clone();
+    let control = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("control")
+            .arg(&run)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    control(&["pause"]);
+    wait_events(&run, "paused", |e| {
+        e.iter().any(|e| matches!(e, Event::Paused))
+    });
+    control(&["kill", &id.to_string()]);
+    wait_events(&run, "the member killed", |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Killed { id: k } if *k == id))
+    });
+    // Its slot is free, but a paused search submits nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        submissions(&events(&run)).len(),
+        1,
+        "submitted while paused"
+    );
+    control(&["resume"]);
+    wait_events(&run, "a submission after resume", |e| {
+        submissions(e).len() == 2
+    });
+    stop_and_wait(&run, child);
+}
