@@ -7,6 +7,7 @@ mod tui_support;
 
 use std::time::Duration;
 
+use esr_ea::cli;
 use esr_ea::config::Config;
 use esr_ea::engine::{Command, Event, RunDir};
 use esr_ea::search::Search;
@@ -72,16 +73,16 @@ fn the_problem_comes_from_the_run_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config::embedded("quick").unwrap().config;
     std::fs::write(dir.join("config.yaml"), config.to_yaml()).unwrap();
-    let problem = tui::problem_of_run(&dir).unwrap();
+    let problem = cli::attach::problem_of_run(&dir).unwrap();
     assert_eq!(problem.range, config.range);
     assert_eq!(problem.space, config.search_space);
     // The attached dashboard checks injected genes against that budget.
     let app = App::new(problem, Mode::Attached);
     assert_eq!(app.run.max_params, config.range.max_params);
     std::fs::write(dir.join("config.yaml"), "nas: [").unwrap();
-    let err = tui::problem_of_run(&dir).unwrap_err().to_string();
+    let err = cli::attach::problem_of_run(&dir).unwrap_err().to_string();
     assert!(err.contains("config.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let err = tui::attach(&dir).unwrap_err().to_string();
+    let err = cli::attach::attach(&dir).unwrap_err().to_string();
     assert!(err.contains("not a run directory"), "{err}");
 }

@@ -16,9 +16,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::device::DeviceName;
 use crate::model::Esrn;
 use crate::space::{Arch, GeneList};
-use crate::train::fitness::device;
 
 /// The search's seed network (17 blocks, x2, G0 32): the size the search trains.
 pub const SEED_ARCH: &str = "G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 G_6_16_64 G_8_16_16 S_8_16_32";
@@ -33,7 +33,7 @@ pub const MIXED_ARCH: &str = "S_4_16_16 G_4_8_16 C_4_8_24 S_6_8_16";
 pub struct DeviceCheckArgs {
     /// Device to compare against the CPU: `cuda:N` (or `cpu`, which must match exactly).
     #[arg(long, default_value = "cuda:0")]
-    pub device: String,
+    pub device: DeviceName,
     /// Largest allowed difference, relative to the largest CPU value (output,
     /// or each parameter's gradient).
     #[arg(long, default_value_t = 1e-3)]
@@ -343,7 +343,7 @@ pub fn time_inference(
 
 /// Runs `device-check`.
 pub fn run(args: &DeviceCheckArgs) -> Result<()> {
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
         bail!(
             "--tolerance {}: must be a finite number >= 0",
@@ -361,7 +361,7 @@ pub fn run(args: &DeviceCheckArgs) -> Result<()> {
     let ok = cases.iter().all(|c| c.ok);
     if args.json {
         let out = serde_json::json!({
-            "device": args.device,
+            "device": args.device.to_string(),
             "cuda_build": cfg!(feature = "cuda"),
             "tolerance": args.tolerance,
             "ok": ok,
@@ -370,7 +370,10 @@ pub fn run(args: &DeviceCheckArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print!("{}", table(&args.device, args.tolerance, &cases));
+        print!(
+            "{}",
+            table(&args.device.to_string(), args.tolerance, &cases)
+        );
         if let Some(inf) = &inference {
             println!(
                 "inference {}x{} -> {}x{} on {}: first {:.1} ms, forward median {:.2} ms, with transfers {:.2} ms ({} runs)",

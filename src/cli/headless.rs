@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::engine::Event;
-use crate::format::{duration, thousands};
+use crate::format::{duration, plural, thousands};
 use crate::search::Member;
 
 /// Turns events into lines of text.
@@ -202,7 +202,7 @@ impl Printer {
             Event::Exported { dir, count } => {
                 vec![format!(
                     "exported {} to {dir}",
-                    super::plural(*count, "architecture")
+                    plural(*count, "architecture")
                 )]
             }
             Event::Queued { .. } => vec![],
@@ -215,7 +215,7 @@ impl Printer {
                     format!(
                         "search finished in {}; {}",
                         duration(self.started.elapsed().as_secs_f64()),
-                        super::plural(*cache_hits as usize, "cache hit")
+                        plural(*cache_hits as usize, "cache hit")
                     )
                 } else {
                     "search stopped; resume it with --resume".to_string()

@@ -17,11 +17,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
+use crate::device::DeviceName;
 use crate::model::Esrn;
 use crate::ops::mem;
 use crate::space::cost::Resolution;
 use crate::space::{Arch, GeneList};
-use crate::train::fitness::device;
 use crate::train::{Adam, AdamConfig};
 
 /// The seed architecture of the reference's search (17 blocks), the default.
@@ -63,7 +63,7 @@ pub struct SpeedArgs {
     pub threads: Option<usize>,
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Output size WxH of the timed inference (one image, no gradients), or `none`.
     #[arg(long, default_value = "1280x720", value_name = "WxH|none")]
     pub inference: String,
@@ -140,7 +140,7 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
         );
     }
     let inference = parse_inference(&args.inference, arch.scale)?;
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     let report = measure(args, &arch, inference, &dev)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -290,7 +290,7 @@ fn measure(
         "bias": arch.bias,
         "params": cost.params,
         "multi_adds_720p": cost.multi_adds,
-        "device": args.device,
+        "device": args.device.to_string(),
         "threads": if dev.is_cpu() { json!(threads) } else { Value::Null },
         "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").ok(),
         "batch": b,
