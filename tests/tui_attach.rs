@@ -28,10 +28,10 @@ fn the_event_log_replays_into_the_live_state() {
     assert_eq!(from_log, live);
     let a = app_from(&live, Mode::InProcess);
     let b = app_from(&from_log, Mode::Attached);
-    assert_eq!(a.population, b.population);
-    assert_eq!(a.elites, b.elites);
-    assert_eq!(a.summaries, b.summaries);
-    assert_eq!(a.best, b.best);
+    assert_eq!(a.view.population, b.view.population);
+    assert_eq!(a.view.elites, b.view.elites);
+    assert_eq!(a.view.summaries, b.view.summaries);
+    assert_eq!(a.view.best, b.view.best);
     assert_eq!(
         text(&render(&a, 120, 40)),
         text(&render(&b, 120, 40)).replace("  attached", "          ")
@@ -78,7 +78,7 @@ fn the_problem_comes_from_the_run_config() {
     assert_eq!(problem.space, config.search_space);
     // The attached dashboard checks injected genes against that budget.
     let app = App::new(problem, Mode::Attached);
-    assert_eq!(app.run.max_params, config.range.max_params);
+    assert_eq!(app.view.run.max_params, config.range.max_params);
     std::fs::write(dir.join("config.yaml"), "nas: [").unwrap();
     let err = cli::attach::problem_of_run(&dir).unwrap_err().to_string();
     assert!(err.contains("config.yaml"), "{err}");

@@ -66,7 +66,7 @@ pub fn attach(run_dir: &Path) -> Result<()> {
     let sink = CommandSink::ControlFile(run_dir.join(files::CONTROL));
     let (exit, app) = run_dashboard_with_state(EventSource::EventLog(events), sink, app)?;
     match exit {
-        Exit::Detached if app.paused() => println!(
+        Exit::Detached if app.view.paused() => println!(
             "detached: the search stays paused (no new training starts); resume it with esr-ea attach {} and p",
             run_dir.display()
         ),

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod events;
 pub mod export;
+pub mod run_view;
 pub mod rundir;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use anyhow::Result;
 pub use crate::train::fitness::{Failure, Fitness, Job};
 pub use crate::train::StepReport;
 pub use events::{Command, Event};
+pub use run_view::RunView;
 pub use rundir::RunDir;
 
 use crate::search::{Evaluation, Search, Status};

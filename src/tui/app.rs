@@ -1,23 +1,17 @@
-//! The dashboard's state: what the engine reported (built only from
-//! [`Event`]s) plus UI state (selection, focus, overlays, typed input).
-//! Key handling is a pure function of this state returning an [`Action`], so
-//! it is tested without a terminal.
+//! The dashboard's state: the run as its events tell it (a [`RunView`],
+//! shared with the headless printer and `attach`) plus UI state (selection,
+//! focus, overlays, typed input). Key handling is a pure function of this
+//! state returning an [`Action`], so it is tested without a terminal.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::look::{Look, Tone};
 use super::validate::check_genes;
+use crate::engine::run_view::{ended_member, RunInfo, RunState, RunView};
 use crate::engine::{Command, Event};
 use crate::search::{Member, Problem, Status};
-
-/// Log lines kept for the log pane.
-pub const LOG_LINES: usize = 200;
-/// Loss points kept per member; longer curves are thinned (every other point).
-pub const CURVE_POINTS: usize = 1000;
 /// Longest gene list text accepted in the inject prompt.
 const MAX_INPUT: usize = 2000;
 
@@ -85,72 +79,6 @@ pub enum Overlay {
     Export(Input),
 }
 
-/// The run as announced by `RunStarted` (or the problem, before that).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    /// Run name.
-    pub run: String,
-    /// Training devices.
-    pub devices: Vec<String>,
-    /// Generations in total.
-    pub generations: usize,
-    /// Individuals per generation.
-    pub individuals: usize,
-    /// Budget, inclusive.
-    pub min_params: u64,
-    /// Budget, inclusive.
-    pub max_params: u64,
-    /// True when the run continues a saved state.
-    pub resumed: bool,
-}
-
-/// Live training data of one member.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Live {
-    /// Device it trains on.
-    pub device: String,
-    /// Steps done.
-    pub step: usize,
-    /// Steps planned.
-    pub steps: usize,
-    /// Last learning rate.
-    pub lr: Option<f64>,
-    /// Last training loss.
-    pub loss: Option<f64>,
-    /// True between `Started` and the member's end.
-    pub training: bool,
-    /// (step, loss) points for the loss chart.
-    pub curve: Vec<(f64, f64)>,
-}
-
-/// One line of the log pane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// `info`, `warn`, `error`, or `you` for hand actions.
-    pub level: String,
-    /// The text.
-    pub text: String,
-}
-
-/// Where the search stands, for the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// No `RunStarted` yet.
-    Starting,
-    /// Training.
-    Running,
-    /// No new training starts.
-    Paused,
-    /// Told to stop; waiting for the checkpoint.
-    Stopping,
-    /// Every generation done.
-    Finished,
-    /// Stopped early (resumable).
-    Stopped,
-    /// The event stream ended without a `Finished` event.
-    Gone,
-}
-
 /// The dashboard's whole state.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -160,26 +88,8 @@ pub struct App {
     pub mode: Mode,
     /// Colours and glyphs.
     pub look: Look,
-    /// Run description.
-    pub run: RunInfo,
-    /// Current generation (0-based).
-    pub generation: usize,
-    /// Current generation's members, in engine order.
-    pub population: Vec<Member>,
-    /// Live training data by member id.
-    pub live: HashMap<u64, Live>,
-    /// Elites, best first.
-    pub elites: Vec<Member>,
-    /// Best member seen so far.
-    pub best: Option<Member>,
-    /// Best and mean PSNR by completed generation.
-    pub summaries: BTreeMap<usize, (Option<f64>, Option<f64>)>,
-    /// Recent log lines, oldest first.
-    pub log: VecDeque<LogLine>,
-    /// Cache hits reported at the end.
-    pub cache_hits: Option<u64>,
-    /// Time since the dashboard started (set by [`App::tick`]).
-    pub clock: Duration,
+    /// The run as its events tell it.
+    pub view: RunView,
     /// A one-line reply to the last key (shown in the footer).
     pub flash: Option<String>,
     /// The focused pane.
@@ -192,58 +102,28 @@ pub struct App {
     pub log_scroll: usize,
     /// The open overlay.
     pub overlay: Option<Overlay>,
-    /// The run directory, when known: named in the quit and export prompts
-    /// instead of a placeholder.
-    pub run_dir: Option<PathBuf>,
     /// How many architectures this dashboard asked to export, until the
     /// engine answers (other viewers' exports and replayed ones only log).
     export_asked: Option<usize>,
-    state: RunState,
-    paused: bool,
     stop_requested: bool,
-    trained_seconds: f64,
-    trained_count: usize,
 }
 
 impl App {
     /// A dashboard for a search of `problem`, before any event.
     pub fn new(problem: Problem, mode: Mode) -> App {
-        let run = RunInfo {
-            run: String::new(),
-            devices: Vec::new(),
-            generations: problem.policy.num_generation,
-            individuals: problem.policy.num_individual,
-            min_params: problem.range.min_params,
-            max_params: problem.range.max_params,
-            resumed: false,
-        };
         App {
+            view: RunView::new(RunInfo::planned(&problem)),
             problem,
             mode,
             look: Look::from_env(),
-            run,
-            generation: 0,
-            population: Vec::new(),
-            live: HashMap::new(),
-            elites: Vec::new(),
-            best: None,
-            summaries: BTreeMap::new(),
-            log: VecDeque::new(),
-            cache_hits: None,
-            clock: Duration::ZERO,
             flash: None,
             focus: Pane::Population,
             pop_selected: 0,
             elite_selected: 0,
             log_scroll: 0,
             overlay: None,
-            run_dir: None,
             export_asked: None,
-            state: RunState::Starting,
-            paused: false,
             stop_requested: false,
-            trained_seconds: 0.0,
-            trained_count: 0,
         }
     }
 
@@ -253,29 +133,11 @@ impl App {
         self
     }
 
-    /// The same dashboard, told where the run directory is.
+    /// The same dashboard, told where the run directory is (named in the
+    /// quit and export prompts instead of a placeholder).
     pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> App {
-        self.run_dir = Some(dir.into());
+        self.view.run_dir = Some(dir.into());
         self
-    }
-
-    /// The run directory as the user should type it (a placeholder when unknown).
-    pub fn run_dir_text(&self) -> String {
-        self.run_dir
-            .as_deref()
-            .map(Path::display)
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "<run dir>".into())
-    }
-
-    /// True while paused but a training that started before still runs.
-    pub fn pausing(&self) -> bool {
-        self.paused && self.live.values().any(|l| l.training)
-    }
-
-    /// Where the search stands.
-    pub fn state(&self) -> RunState {
-        self.state
     }
 
     /// True once the user confirmed stopping the search here.
@@ -283,184 +145,49 @@ impl App {
         self.stop_requested
     }
 
-    /// True while paused.
-    pub fn paused(&self) -> bool {
-        self.paused
-    }
-
-    /// Updates the clock (called on every redraw tick).
-    pub fn tick(&mut self, since_start: Duration) {
-        self.clock = since_start;
-    }
-
-    /// Adds a line to the log pane (also used by the event loop for its own
-    /// problems, e.g. a command that could not be sent).
-    pub fn note(&mut self, level: &str, text: impl Into<String>) {
-        self.log.push_back(LogLine {
-            level: level.into(),
-            text: text.into(),
-        });
-        while self.log.len() > LOG_LINES {
-            self.log.pop_front();
-        }
-    }
-
-    /// Marks the event stream as ended (engine gone, or the run's log closed).
-    pub fn stream_ended(&mut self) {
-        if !matches!(self.state, RunState::Finished | RunState::Stopped) {
-            self.state = RunState::Gone;
-            self.note("warn", "the search's event stream ended");
-        }
-        for live in self.live.values_mut() {
-            live.training = false;
-        }
-    }
-
-    /// Updates the state with one engine event.
+    /// Updates the run view with one engine event, and the selection and
+    /// prompts with what it changed.
     pub fn apply(&mut self, event: &Event) {
-        match event {
-            Event::RunStarted {
-                run,
-                devices,
-                generations,
-                individuals,
-                min_params,
-                max_params,
-                resumed,
-            } => {
-                self.run = RunInfo {
-                    run: run.clone(),
-                    devices: devices.clone(),
-                    generations: *generations,
-                    individuals: *individuals,
-                    min_params: *min_params,
-                    max_params: *max_params,
-                    resumed: *resumed,
-                };
-                self.state = RunState::Running;
-                self.paused = false;
-                // A resumed run retrains whatever was in flight.
-                for live in self.live.values_mut() {
-                    live.training = false;
-                }
-                let verb = if *resumed { "resumed" } else { "started" };
-                self.note("info", format!("{verb} run {run} on {}", devices.join(",")));
+        let selected = self.view.population.get(self.pop_selected).map(|m| m.id);
+        let new_generation = matches!(event, Event::Generation { generation, .. }
+            if self.view.is_new_generation(*generation));
+        self.view.apply(event);
+        if let Some((id, status)) = ended_member(event) {
+            if self.overlay == Some(Overlay::ConfirmKill { id }) {
+                self.overlay = None;
+                self.flash = Some(format!(
+                    "#{id} ended meanwhile ({}): nothing to kill",
+                    status.name()
+                ));
             }
-            Event::Generation {
-                generation,
-                members,
-            } => {
-                let new = *generation != self.generation || self.population.is_empty();
-                let selected = self.population.get(self.pop_selected).map(|m| m.id);
-                self.generation = *generation;
-                self.population = members.clone();
-                self.pop_selected = if new {
+        }
+        match event {
+            Event::Generation { .. } => {
+                self.pop_selected = if new_generation {
                     0
                 } else {
                     selected
-                        .and_then(|id| self.population.iter().position(|m| m.id == id))
+                        .and_then(|id| self.view.population.iter().position(|m| m.id == id))
                         .unwrap_or(self.pop_selected)
                 };
                 self.clamp_selection();
-                for m in members {
-                    self.consider_best(m);
-                }
             }
-            Event::Queued { id } => self.live.entry(*id).or_default().training = false,
-            Event::Started { id, device, steps } => {
-                let live = self.live.entry(*id).or_default();
-                *live = Live {
-                    device: device.clone(),
-                    steps: *steps,
-                    training: true,
-                    ..Live::default()
+            Event::GenerationDone { .. } => self.clamp_selection(),
+            Event::Finished { .. } => {
+                self.clamp_selection();
+                // Prompts that would steer the ended search make no sense now.
+                self.overlay = match self.overlay.take() {
+                    Some(o @ (Overlay::Help | Overlay::Detail)) => Some(o),
+                    _ => None,
                 };
             }
-            Event::Progress {
-                id,
-                step,
-                steps,
-                loss,
-                lr,
-            } => {
-                let live = self.live.entry(*id).or_default();
-                live.step = *step;
-                live.steps = *steps;
-                live.loss = Some(*loss);
-                live.lr = Some(*lr);
-                if loss.is_finite() {
-                    live.curve.push((*step as f64, *loss));
-                    if live.curve.len() > CURVE_POINTS {
-                        // Thin, keeping the newest point.
-                        let last = *live.curve.last().expect("not empty");
-                        let mut i = 0;
-                        live.curve.retain(|_| {
-                            i += 1;
-                            i % 2 == 1
-                        });
-                        if live.curve.last() != Some(&last) {
-                            live.curve.push(last);
-                        }
-                    }
-                }
-            }
-            Event::Evaluated {
-                id,
-                evaluation,
-                params,
-                multi_adds,
-            } => {
-                self.trained_seconds += evaluation.seconds;
-                self.trained_count += 1;
-                self.finish_member(*id, Status::Evaluated(evaluation.clone()));
-                if let Some(m) = self.population.iter_mut().find(|m| m.id == *id) {
-                    m.params = *params;
-                    m.multi_adds = *multi_adds;
-                }
-            }
-            Event::Cached { id, evaluation } => {
-                self.finish_member(*id, Status::Cached(evaluation.clone()))
-            }
-            Event::Failed { id, reason } => {
-                self.finish_member(
-                    *id,
-                    Status::Failed {
-                        reason: reason.clone(),
-                    },
-                );
-                self.note("warn", format!("#{id} failed: {reason}"));
-            }
-            Event::Killed { id } => {
-                // A queued member's kill is logged by the engine; a training
-                // one's only says "killing", so say when it is over.
-                if self.live.get(id).is_some_and(|l| l.training) {
-                    self.note("info", format!("#{id} killed: its training was stopped"));
-                }
-                self.finish_member(*id, Status::Killed)
-            }
-            Event::GenerationDone {
-                generation,
-                best,
-                mean,
-                elites,
-            } => {
-                self.summaries.insert(*generation, (*best, *mean));
-                self.set_elites(elites);
-            }
-            Event::Paused => self.paused = true,
-            Event::Resumed => {
-                self.paused = false;
-                self.note("info", "resumed: training starts again");
-            }
-            Event::Log { level, message } => {
-                // A failed export has no event of its own: answer the request here.
+            // A failed export has no event of its own: answer the request here.
+            Event::Log { level, message }
                 if level == "error"
                     && message.starts_with("export failed")
-                    && self.export_asked.take().is_some()
-                {
-                    self.flash = Some(message.clone());
-                }
-                self.note(level, message.clone())
+                    && self.export_asked.take().is_some() =>
+            {
+                self.flash = Some(message.clone());
             }
             // The engine logs every export; the footer answers only this
             // dashboard's own request, not replayed or other viewers' ones.
@@ -469,99 +196,31 @@ impl App {
                     self.flash = Some(export_reply(*count, asked, dir));
                 }
             }
-            Event::Finished {
-                complete,
-                elites,
-                cache_hits,
-            } => {
-                self.set_elites(elites);
-                self.cache_hits = Some(*cache_hits);
-                self.state = if *complete {
-                    RunState::Finished
-                } else {
-                    RunState::Stopped
-                };
-                // Prompts that would steer the ended search make no sense now.
-                self.overlay = match self.overlay.take() {
-                    Some(o @ (Overlay::Help | Overlay::Detail)) => Some(o),
-                    _ => None,
-                };
-                for live in self.live.values_mut() {
-                    live.training = false;
-                }
-                self.note(
-                    "info",
-                    if *complete {
-                        "search finished: q to leave".to_string()
-                    } else {
-                        format!(
-                            "search stopped and checkpointed: resume it with esr-ea search --resume {}",
-                            self.run_dir_text()
-                        )
-                    },
-                );
-            }
-        }
-    }
-
-    fn finish_member(&mut self, id: u64, status: Status) {
-        if let Some(live) = self.live.get_mut(&id) {
-            live.training = false;
-        }
-        if self.overlay == Some(Overlay::ConfirmKill { id }) {
-            self.overlay = None;
-            self.flash = Some(format!(
-                "#{id} ended meanwhile ({}): nothing to kill",
-                status.name()
-            ));
-        }
-        if let Some(m) = self.population.iter_mut().find(|m| m.id == id) {
-            m.status = status;
-            let m = m.clone();
-            self.consider_best(&m);
-        }
-    }
-
-    fn set_elites(&mut self, elites: &[Member]) {
-        self.elites = elites.to_vec();
-        if let Some(first) = elites.first() {
-            let first = first.clone();
-            self.consider_best(&first);
-        }
-        self.elite_selected = self.elite_selected.min(self.elites.len().saturating_sub(1));
-    }
-
-    fn consider_best(&mut self, m: &Member) {
-        let Some(f) = m.fitness() else { return };
-        let better = match self.best.as_ref().and_then(Member::fitness) {
-            Some(best) => f > best,
-            None => true,
-        };
-        if better {
-            self.best = Some(m.clone());
+            _ => {}
         }
     }
 
     fn clamp_selection(&mut self) {
+        let view = &self.view;
         self.pop_selected = self
             .pop_selected
-            .min(self.population.len().saturating_sub(1));
-        self.elite_selected = self.elite_selected.min(self.elites.len().saturating_sub(1));
+            .min(view.population.len().saturating_sub(1));
+        self.elite_selected = self.elite_selected.min(view.elites.len().saturating_sub(1));
     }
 
     /// The member the detail pane shows: the selected elite when the elites
     /// have the focus, else the selected population member.
     pub fn selected_member(&self) -> Option<&Member> {
         match self.focus {
-            Pane::Elites => self.elites.get(self.elite_selected),
-            _ => self.population.get(self.pop_selected),
+            Pane::Elites => self.view.elites.get(self.elite_selected),
+            _ => self.view.population.get(self.pop_selected),
         }
     }
 
     /// A member's display state, its label and tone (`train 45%`, `hand-made`, …).
     pub fn member_state(&self, m: &Member) -> (String, Tone) {
         match &m.status {
-            Status::Pending => match self.live.get(&m.id) {
+            Status::Pending => match self.view.live.get(&m.id) {
                 Some(l) if l.training => {
                     let pct = (l.step * 100).checked_div(l.steps).unwrap_or(0);
                     (format!("train {pct}%"), Tone::Training)
@@ -574,53 +233,6 @@ impl App {
             Status::Failed { .. } => ("failed".into(), Tone::Failed),
             Status::Killed => ("killed".into(), Tone::Killed),
         }
-    }
-
-    /// Members of the current generation that are done, and being trained.
-    pub fn counts(&self) -> (usize, usize) {
-        let done = self
-            .population
-            .iter()
-            .filter(|m| m.status.is_done())
-            .count();
-        let training = self
-            .population
-            .iter()
-            .filter(|m| !m.status.is_done() && self.live.get(&m.id).is_some_and(|l| l.training))
-            .count();
-        (done, training)
-    }
-
-    /// Elapsed time: the dashboard's clock, or the training time the events
-    /// account for (divided over the devices) when larger, as after attaching
-    /// to a run that started earlier.
-    pub fn elapsed(&self) -> Duration {
-        let devices = self.run.devices.len().max(1) as f64;
-        let trained = Duration::from_secs_f64((self.trained_seconds / devices).max(0.0));
-        self.clock.max(trained)
-    }
-
-    /// Estimated time left: the mean training time of the members trained so
-    /// far times the members left, spread over the devices.
-    pub fn eta(&self) -> Option<Duration> {
-        if self.trained_count == 0 || matches!(self.state, RunState::Finished) {
-            return None;
-        }
-        let mean = self.trained_seconds / self.trained_count as f64;
-        let waiting = self
-            .population
-            .iter()
-            .filter(|m| !m.status.is_done())
-            .count();
-        let later = self
-            .run
-            .generations
-            .saturating_sub(self.generation + 1)
-            .saturating_mul(self.run.individuals);
-        let devices = self.run.devices.len().max(1) as f64;
-        Some(Duration::from_secs_f64(
-            mean * (waiting + later) as f64 / devices,
-        ))
     }
 
     /// Handles one key press; returns what the event loop must do, if anything.
@@ -674,7 +286,7 @@ impl App {
                 if !self.can_steer() {
                     return None;
                 }
-                let command = if self.paused {
+                let command = if self.view.paused() {
                     Command::Resume
                 } else {
                     Command::Pause
@@ -698,10 +310,10 @@ impl App {
             }
             KeyCode::Char('e') => {
                 if self.can_steer() {
-                    let n = if self.elites.is_empty() {
+                    let n = if self.view.elites.is_empty() {
                         self.problem.policy.num_elitism
                     } else {
-                        self.elites.len()
+                        self.view.elites.len()
                     };
                     self.overlay = Some(Overlay::Export(Input {
                         text: n.max(1).to_string(),
@@ -715,7 +327,7 @@ impl App {
     }
 
     fn quit_key(&mut self) -> Option<Action> {
-        match self.state {
+        match self.view.state() {
             RunState::Finished | RunState::Stopped | RunState::Gone => {
                 Some(Action::Quit { stop_search: false })
             }
@@ -730,7 +342,7 @@ impl App {
 
     /// True when commands can reach a live search; otherwise says why in the footer.
     fn can_steer(&mut self) -> bool {
-        let why = match self.state {
+        let why = match self.view.state() {
             RunState::Finished => "the search has finished: nothing left to steer (q leaves)",
             RunState::Stopped => "the search was stopped: resume it to steer it (q leaves)",
             RunState::Gone => "the search is gone: nothing can be sent (q leaves)",
@@ -752,12 +364,12 @@ impl App {
             ));
             return None;
         }
-        let Some(m) = self.population.get(self.pop_selected) else {
+        let Some(m) = self.view.population.get(self.pop_selected) else {
             self.flash = Some("no member selected".into());
             return None;
         };
         let (label, _) = self.member_state(m);
-        let training = self.live.get(&m.id).is_some_and(|l| l.training);
+        let training = self.view.live.get(&m.id).is_some_and(|l| l.training);
         let refusal = if m.status.is_done() {
             Some(format!(
                 "#{} is {label}: only queued or training members can be changed",
@@ -788,7 +400,7 @@ impl App {
             Command::Export { top, .. } => format!("export the best {top}"),
             Command::Stop => "stop".to_string(),
         };
-        self.note("you", what.clone());
+        self.view.note("you", what.clone());
         self.flash = Some(format!("sent: {what}"));
         Some(Action::Send(command))
     }
@@ -803,11 +415,13 @@ impl App {
                 .clamp(0, len as isize - 1) as usize
         };
         match self.focus {
-            Pane::Population => self.pop_selected = step(self.pop_selected, self.population.len()),
-            Pane::Elites => self.elite_selected = step(self.elite_selected, self.elites.len()),
+            Pane::Population => {
+                self.pop_selected = step(self.pop_selected, self.view.population.len())
+            }
+            Pane::Elites => self.elite_selected = step(self.elite_selected, self.view.elites.len()),
             // Up scrolls back in time.
             Pane::Log => {
-                let max = self.log.len().saturating_sub(1) as isize;
+                let max = self.view.log.len().saturating_sub(1) as isize;
                 self.log_scroll = (self.log_scroll as isize)
                     .saturating_sub(delta)
                     .clamp(0, max) as usize;
@@ -859,9 +473,10 @@ impl App {
             },
             Overlay::ConfirmQuit => match (key.code, self.mode) {
                 (KeyCode::Char('y') | KeyCode::Char('Y'), _) => {
-                    self.state = RunState::Stopping;
+                    self.view.stopping();
                     self.stop_requested = true;
-                    self.note("you", "stop the search (checkpoint, resumable)");
+                    self.view
+                        .note("you", "stop the search (checkpoint, resumable)");
                     Some(Action::Quit { stop_search: true })
                 }
                 (KeyCode::Char('n') | KeyCode::Char('N'), Mode::Attached) => Some(Action::Detach),

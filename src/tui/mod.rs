@@ -33,7 +33,8 @@ use crossterm::event::{Event as TermEvent, KeyEventKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-pub use app::{Action, App, Mode, Overlay, Pane, RunState};
+pub use crate::engine::run_view::RunState;
+pub use app::{Action, App, Mode, Overlay, Pane};
 pub use look::{Glyphs, Look};
 pub use tail::read_event_log;
 
@@ -227,24 +228,24 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
                     while let Ok(event) = events.try_recv() {
                         app.apply(&event);
                     }
-                    let ended = matches!(app.state(), RunState::Stopped | RunState::Finished);
+                    let ended = matches!(app.view.state(), RunState::Stopped | RunState::Finished);
                     if ended && app.stop_requested() {
                         break Exit::Stopped;
                     }
                 }
                 None => {
                     open = false;
-                    let was_stopping = app.state() == RunState::Stopping;
-                    app.stream_ended();
+                    let was_stopping = app.view.state() == RunState::Stopping;
+                    app.view.stream_ended();
                     if was_stopping {
                         break Exit::Stopped;
                     }
                 }
             },
             _ = tick.tick() => {
-                app.tick(started.elapsed());
+                app.view.tick(started.elapsed());
                 for message in terminal::take_other_panics() {
-                    app.note("error", message);
+                    app.view.note("error", message);
                 }
                 draw = true;
             }
@@ -270,7 +271,8 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
 
 fn deliver(sink: &CommandSink, command: Command, app: &mut App) {
     if let Err(e) = sink.send(command.clone()) {
-        app.note("error", format!("could not send {command:?}: {e:#}"));
+        app.view
+            .note("error", format!("could not send {command:?}: {e:#}"));
     }
 }
 

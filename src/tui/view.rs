@@ -12,10 +12,11 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
-use super::app::{App, Input, Mode, Overlay, Pane, RunState};
+use super::app::{App, Input, Mode, Overlay, Pane};
 use super::format::{budget_percent, duration, loss, short, thousands};
 use super::look::{asciify, Glyphs, Look};
 use super::validate::check_genes;
+use crate::engine::run_view::RunState;
 use crate::search::{Member, Origin, Status};
 use crate::space::GeneList;
 
@@ -81,11 +82,11 @@ fn pane_block<'a>(title: impl Into<Line<'a>>, focused: bool, look: &Look) -> Blo
 
 fn state_label(app: &App) -> (String, Style) {
     let look = &app.look;
-    match app.state() {
+    match app.view.state() {
         RunState::Starting => ("STARTING".into(), look.dim()),
         // Until the training in flight ends, "PAUSED" would look wrong next to it.
-        RunState::Running if app.pausing() => ("PAUSING".into(), look.attention()),
-        RunState::Running if app.paused() => ("PAUSED".into(), look.attention()),
+        RunState::Running if app.view.pausing() => ("PAUSING".into(), look.attention()),
+        RunState::Running if app.view.paused() => ("PAUSED".into(), look.attention()),
         RunState::Running | RunState::Paused => ("RUNNING".into(), look.good()),
         RunState::Stopping => ("STOPPING".into(), look.attention()),
         RunState::Finished => ("FINISHED".into(), look.good()),
@@ -96,9 +97,9 @@ fn state_label(app: &App) -> (String, Style) {
 
 fn header(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
-    let run = &app.run;
-    let (done, training) = app.counts();
-    let n = app.population.len().max(run.individuals);
+    let run = &app.view.run;
+    let (done, training) = app.view.counts();
+    let n = app.view.population.len().max(run.individuals);
     let mut name = if run.run.is_empty() {
         "(waiting for the run)".to_string()
     } else {
@@ -108,6 +109,7 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         name = format!("{}...", &name[..25]);
     }
     let eta = app
+        .view
         .eta()
         .map(|d| duration(d.as_secs_f64()))
         .unwrap_or_else(|| "-".into());
@@ -125,7 +127,7 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(
             format!(
                 "{}/{}",
-                (app.generation + 1).min(run.generations.max(1)),
+                (app.view.generation + 1).min(run.generations.max(1)),
                 run.generations
             ),
             bold,
@@ -134,7 +136,7 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(format!("{}/{}", (done + training).min(n), n), bold),
         Span::raw(format!(
             "  {} ETA {}",
-            duration(app.elapsed().as_secs_f64()),
+            duration(app.view.elapsed().as_secs_f64()),
             eta
         )),
     ];
@@ -157,7 +159,7 @@ fn header(frame: &mut Frame, area: Rect, app: &App) {
 fn best_line(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
     let mut spans = vec![Span::styled("best so far ", look.dim())];
-    match &app.best {
+    match &app.view.best {
         Some(m) => {
             spans.push(Span::styled(
                 format!("{:.3} dB", m.fitness().unwrap_or(f64::NAN)),
@@ -187,8 +189,8 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let pause = if app.paused() { "resume" } else { "pause" };
-    let keys: Vec<(&str, &str)> = match app.state() {
+    let pause = if app.view.paused() { "resume" } else { "pause" };
+    let keys: Vec<(&str, &str)> = match app.view.state() {
         RunState::Finished | RunState::Stopped | RunState::Gone => vec![
             ("q", "quit"),
             ("Tab", "pane"),
@@ -320,8 +322,8 @@ pub fn budget_gauge(params: u64, min: u64, max: u64, width: usize, look: &Look) 
 
 fn compact(frame: &mut Frame, area: Rect, app: &App) {
     let rows_needed = match app.focus {
-        Pane::Population => app.population.len().max(app.run.individuals),
-        Pane::Elites => app.elites.len().max(app.problem.policy.num_elitism),
+        Pane::Population => app.view.population.len().max(app.view.run.individuals),
+        Pane::Elites => app.view.elites.len().max(app.problem.policy.num_elitism),
         Pane::Log => 8,
     } as u16
         + 3;
@@ -368,7 +370,7 @@ fn tab_title(app: &App) -> Line<'static> {
 }
 
 fn large(frame: &mut Frame, area: Rect, app: &App) {
-    let table_rows = app.population.len().max(app.run.individuals) as u16 + 3;
+    let table_rows = app.view.population.len().max(app.view.run.individuals) as u16 + 3;
     let top_h = table_rows.clamp(7, area.height * 2 / 5);
     let log_h = (area.height / 5).clamp(5, 10);
     let parts = Layout::vertical([
@@ -379,7 +381,7 @@ fn large(frame: &mut Frame, area: Rect, app: &App) {
     .split(area);
     let top = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)])
         .split(parts[0]);
-    let g = app.generation + 1;
+    let g = app.view.generation + 1;
     population_table(
         frame,
         top[0],
@@ -444,6 +446,7 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
     let look = &app.look;
     let wide = area.width >= 100;
     let id_w = app
+        .view
         .population
         .iter()
         .map(|m| id_text(m).len())
@@ -491,13 +494,14 @@ fn population_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focus
         columns.remove(MADDS);
     }
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
-    let (min, max) = (app.run.min_params, app.run.max_params);
+    let (min, max) = (app.view.run.min_params, app.view.run.max_params);
     let rows: Vec<Row> = app
+        .view
         .population
         .iter()
         .map(|m| {
             let (label, tone) = app.member_state(m);
-            let live = app.live.get(&m.id);
+            let live = app.view.live.get(&m.id);
             let final_loss = match &m.status {
                 Status::Evaluated(e) | Status::Cached(e) => e.final_loss,
                 _ => None,
@@ -603,6 +607,7 @@ fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: 
     ];
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
     let rows: Vec<Row> = app
+        .view
         .elites
         .iter()
         .enumerate()
@@ -639,10 +644,10 @@ fn log_pane(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool
     let look = &app.look;
     let height = area.height.saturating_sub(2) as usize;
     let width = area.width.saturating_sub(2) as usize;
-    let end = app.log.len().saturating_sub(app.log_scroll);
+    let end = app.view.log.len().saturating_sub(app.log_scroll);
     // Long messages wrap; filled from the newest line up, so the end shows.
     let mut lines: Vec<Line> = Vec::new();
-    for l in app.log.iter().take(end).rev() {
+    for l in app.view.log.iter().take(end).rev() {
         if lines.len() >= height {
             break;
         }
@@ -703,7 +708,7 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
         origin_text(&m.origin)
     )));
     let mut lines = vec![Line::from(first)];
-    let live = app.live.get(&m.id);
+    let live = app.view.live.get(&m.id);
     let mut training = Vec::new();
     if let Some(l) = live.filter(|l| l.steps > 0) {
         training.push(format!("step {}/{}", l.step, l.steps));
@@ -739,7 +744,7 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
     let mut params = format!(
         "params {} ({:.0}% of budget)",
         thousands(m.params),
-        budget_percent(m.params, app.run.min_params, app.run.max_params)
+        budget_percent(m.params, app.view.run.min_params, app.view.run.max_params)
     );
     let madds = format!(", {} Multi-Adds", short(m.multi_adds));
     if params.len() + madds.len() <= width {
@@ -748,8 +753,8 @@ fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> Vec<Line<'st
     lines.push(Line::from(params));
     lines.push(budget_gauge(
         m.params,
-        app.run.min_params,
-        app.run.max_params,
+        app.view.run.min_params,
+        app.view.run.max_params,
         width,
         look,
     ));
@@ -881,7 +886,7 @@ fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Option<&Member>)
         return;
     };
     let title = format!(" loss #{} ", m.id);
-    let live = app.live.get(&m.id);
+    let live = app.view.live.get(&m.id);
     let points: &[(f64, f64)] = live.map(|l| l.curve.as_slice()).unwrap_or(&[]);
     if points.is_empty() {
         let (label, _) = app.member_state(m);
@@ -927,11 +932,13 @@ fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
     let title = " PSNR per generation ";
     let best: Vec<(f64, f64)> = app
+        .view
         .summaries
         .iter()
         .filter_map(|(g, (b, _))| b.map(|b| (*g as f64 + 1.0, b)))
         .collect();
     let mean: Vec<(f64, f64)> = app
+        .view
         .summaries
         .iter()
         .filter_map(|(g, (_, m))| m.map(|m| (*g as f64 + 1.0, m)))
@@ -947,7 +954,7 @@ fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     let all = best.iter().chain(&mean).map(|p| p.1);
     let lo = all.clone().fold(f64::INFINITY, f64::min);
     let hi = all.fold(f64::NEG_INFINITY, f64::max);
-    let gens = app.run.generations.max(2) as f64;
+    let gens = app.view.run.generations.max(2) as f64;
     let datasets = vec![
         Dataset::default()
             .name("best")
@@ -1053,6 +1060,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
         Overlay::Detail => detail_overlay(frame, area, app),
         Overlay::ConfirmKill { id } => {
             let genes = app
+                .view
                 .population
                 .iter()
                 .find(|m| m.id == *id)
@@ -1082,7 +1090,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 Mode::InProcess => vec![
                     Line::from("Stop the search? It checkpoints and can be resumed with"),
                     Line::from(Span::styled(
-                        format!("  esr-ea search --resume {}", app.run_dir_text()),
+                        format!("  esr-ea search --resume {}", app.view.run_dir_text()),
                         look.key(),
                     )),
                     Line::from(""),
@@ -1102,7 +1110,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     ]),
                     Line::from(vec![
                         Span::styled("n", look.key()),
-                        Span::raw(if app.paused() {
+                        Span::raw(if app.view.paused() {
                             " leave it (detach; it stays paused)   "
                         } else {
                             " leave it running (detach)   "
@@ -1187,7 +1195,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             let mut lines = vec![
                 Line::from("Export the best N architectures with their weights to"),
                 Line::from(Span::styled(
-                    match &app.run_dir {
+                    match &app.view.run_dir {
                         Some(dir) => format!("  {}", dir.join("export").display()),
                         None => "  the run directory's export/ folder".into(),
                     },

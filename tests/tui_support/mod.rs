@@ -157,12 +157,13 @@ pub fn app_from(events: &[Event], mode: Mode) -> App {
 /// Selects the member being trained, if any.
 pub fn select_training(app: &mut App) -> u64 {
     let index = app
+        .view
         .population
         .iter()
-        .position(|m| app.live.get(&m.id).is_some_and(|l| l.training))
+        .position(|m| app.view.live.get(&m.id).is_some_and(|l| l.training))
         .expect("a member in training");
     app.pop_selected = index;
-    app.population[index].id
+    app.view.population[index].id
 }
 
 pub fn render(app: &App, w: u16, h: u16) -> Buffer {
