@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::keys::{action_of, KeyAction};
 use super::look::{Look, Tone};
 use super::validate::check_genes;
 use crate::engine::run_view::{ended_member, RunInfo, RunState, RunView};
@@ -244,15 +245,13 @@ impl App {
         if self.overlay.is_some() {
             return self.overlay_key(key);
         }
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        match key.code {
-            KeyCode::Char('c') if ctrl => self.quit_key(),
-            KeyCode::Char('q') => self.quit_key(),
-            KeyCode::Char('?') => {
+        match action_of(&key)? {
+            KeyAction::Quit => self.quit_key(),
+            KeyAction::Help => {
                 self.overlay = Some(Overlay::Help);
                 None
             }
-            KeyCode::Tab => {
+            KeyAction::NextPane => {
                 self.focus = match self.focus {
                     Pane::Population => Pane::Elites,
                     Pane::Elites => Pane::Log,
@@ -260,7 +259,7 @@ impl App {
                 };
                 None
             }
-            KeyCode::BackTab => {
+            KeyAction::PreviousPane => {
                 self.focus = match self.focus {
                     Pane::Population => Pane::Log,
                     Pane::Elites => Pane::Population,
@@ -268,13 +267,8 @@ impl App {
                 };
                 None
             }
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::PageUp => self.move_selection(-10),
-            KeyCode::PageDown => self.move_selection(10),
-            KeyCode::Home => self.move_selection(isize::MIN / 2),
-            KeyCode::End => self.move_selection(isize::MAX / 2),
-            KeyCode::Enter => {
+            KeyAction::Select(delta) => self.move_selection(delta),
+            KeyAction::Detail => {
                 if self.selected_member().is_some() {
                     self.overlay = Some(Overlay::Detail);
                 } else {
@@ -282,7 +276,7 @@ impl App {
                 }
                 None
             }
-            KeyCode::Char('p') => {
+            KeyAction::PauseResume => {
                 if !self.can_steer() {
                     return None;
                 }
@@ -293,22 +287,22 @@ impl App {
                 };
                 self.send(command)
             }
-            KeyCode::Char('x') => {
+            KeyAction::Kill => {
                 let id = self.target("kill", false)?;
                 self.overlay = Some(Overlay::ConfirmKill { id });
                 None
             }
-            KeyCode::Char('m') => {
+            KeyAction::Mutate => {
                 let id = self.target("mutate", true)?;
                 self.send(Command::Mutate { id, genes: None })
             }
-            KeyCode::Char('i') => {
+            KeyAction::Inject => {
                 if self.can_steer() {
                     self.overlay = Some(Overlay::Inject(Input::default()));
                 }
                 None
             }
-            KeyCode::Char('e') => {
+            KeyAction::Export => {
                 if self.can_steer() {
                     let n = if self.view.elites.is_empty() {
                         self.problem.policy.num_elitism
@@ -322,7 +316,7 @@ impl App {
                 }
                 None
             }
-            _ => None,
+            KeyAction::Close => None,
         }
     }
 

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod format;
+pub mod keys;
 pub mod look;
 pub mod tail;
 pub mod terminal;

@@ -14,6 +14,7 @@ use ratatui::Frame;
 
 use super::app::{App, Input, Mode, Overlay, Pane};
 use super::format::{budget_percent, duration, loss, short, thousands};
+use super::keys::{footer_keys, help_lines};
 use super::look::{asciify, Glyphs, Look};
 use super::validate::check_genes;
 use crate::engine::run_view::RunState;
@@ -189,27 +190,11 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let pause = if app.view.paused() { "resume" } else { "pause" };
-    let keys: Vec<(&str, &str)> = match app.view.state() {
-        RunState::Finished | RunState::Stopped | RunState::Gone => vec![
-            ("q", "quit"),
-            ("Tab", "pane"),
-            ("j/k", "select"),
-            ("Enter", "detail"),
-            ("?", "help"),
-        ],
-        _ => vec![
-            ("q", "quit"),
-            ("p", pause),
-            ("x", "kill"),
-            ("m", "mutate"),
-            ("i", "inject"),
-            ("e", "export"),
-            ("Tab", "pane"),
-            ("Enter", "detail"),
-            ("?", "help"),
-        ],
-    };
+    let live = !matches!(
+        app.view.state(),
+        RunState::Finished | RunState::Stopped | RunState::Gone
+    );
+    let keys = footer_keys(live, app.view.paused());
     // Narrow terminals drop "Enter detail" (the help lists it) so "? help" stays visible.
     let keys: Vec<(&str, &str)> = if area.width < 96 {
         keys.into_iter().filter(|(k, _)| *k != "Enter").collect()
@@ -1022,22 +1007,11 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
     let look = &app.look;
     match overlay {
         Overlay::Help => {
-            let quit = match app.mode {
-                Mode::InProcess => "quit: asks to stop the search (it stays resumable)",
-                Mode::Attached => "quit: stop the search, or leave it running",
-            };
-            let lines = vec![
-                key_line(look, "Up/Down j/k", "select a row (PgUp/PgDn, Home/End)"),
-                key_line(look, "Tab", "next pane: population, elites, log"),
-                key_line(look, "Enter", "details of the selected member"),
-                key_line(look, "p", "pause / resume (training in flight finishes)"),
-                key_line(look, "x", "kill the selected member (asks first)"),
-                key_line(look, "m", "mutate the selected queued member"),
-                key_line(look, "i", "inject a gene list (checked before sending)"),
-                key_line(look, "e", "export the best N with their weights"),
-                key_line(look, "q", quit),
-                key_line(look, "Esc", "close this window or a prompt"),
-                key_line(look, "?", "this help"),
+            let mut lines: Vec<Line> = help_lines(app.mode)
+                .into_iter()
+                .map(|(keys, what)| key_line(look, keys, what))
+                .collect();
+            lines.extend([
                 Line::from(""),
                 Line::from(Span::styled(
                     "#12* = made or changed by hand.  Genes: S shrink, G group, C contextual.",
@@ -1047,7 +1021,7 @@ fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                     "bud = where params lie in the budget min..max.  CxG = convs x growth.",
                     look.dim(),
                 )),
-            ];
+            ]);
             let h = lines.len() as u16 + 2;
             popup(
                 frame,
