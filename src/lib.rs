@@ -8,6 +8,7 @@ pub mod device;
 pub mod engine;
 pub mod format;
 pub mod fsutil;
+pub mod measure;
 pub mod metrics;
 pub mod model;
 pub mod ops;
