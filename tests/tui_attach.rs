@@ -3,16 +3,14 @@
 //! the engine through `control.jsonl`, and the problem comes from the run's
 //! `config.yaml`.
 
-mod tui_support;
-
-use std::time::Duration;
+mod support;
 
 use esr_ea::cli;
 use esr_ea::config::Config;
 use esr_ea::engine::{Command, Event, RunDir};
 use esr_ea::search::Search;
 use esr_ea::tui::{self, App, CommandSink, Mode};
-use tui_support::*;
+use support::*;
 
 #[test]
 fn the_event_log_replays_into_the_live_state() {
@@ -20,7 +18,8 @@ fn the_event_log_replays_into_the_live_state() {
     let (handle, rx) = start(
         Search::new(problem(2), 7).unwrap(),
         RunDir::create(&dir).unwrap(),
-        0,
+        false,
+        Stand::timed(0),
     );
     handle.join().unwrap();
     let live: Vec<Event> = rx.try_iter().collect();
@@ -45,20 +44,13 @@ fn commands_reach_a_running_engine_through_the_control_file() {
     let (handle, rx) = start(
         Search::new(problem(2), 8).unwrap(),
         RunDir::create(&dir).unwrap(),
-        20,
+        false,
+        Stand::timed(20),
     );
-    let wait = |pred: &dyn Fn(&Event) -> bool| loop {
-        let e = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("event in time");
-        if pred(&e) {
-            return e;
-        }
-    };
-    wait(&|e| matches!(e, Event::Started { .. }));
+    wait_for(&rx, |e| matches!(e, Event::Started { .. }));
     let sink = CommandSink::ControlFile(dir.join("control.jsonl"));
     sink.send(Command::Pause).unwrap();
-    wait(&|e| matches!(e, Event::Paused));
+    wait_for(&rx, |e| matches!(e, Event::Paused));
     // A second viewer writes to the same file.
     let other = CommandSink::ControlFile(dir.join("control.jsonl"));
     other.send(Command::Stop).unwrap();

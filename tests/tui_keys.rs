@@ -1,12 +1,12 @@
 //! Key handling: the right commands, confirmations and inline validation.
 
-mod tui_support;
+mod support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use esr_ea::engine::{Command, Event};
 use esr_ea::search::Status;
 use esr_ea::tui::{Action, App, Mode, Overlay, Pane};
-use tui_support::*;
+use support::*;
 
 fn mid(mode: Mode) -> App {
     let events = recorded();

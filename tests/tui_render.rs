@@ -1,13 +1,13 @@
 //! The dashboard drawn on ratatui's TestBackend from a recorded event
 //! sequence of a real engine (stand-in trainer).
 
-mod tui_support;
+mod support;
 
 use esr_ea::engine::Event;
 use esr_ea::search::Status;
 use esr_ea::tui::{Glyphs, Look, Mode, Pane};
 use ratatui::style::Color;
-use tui_support::*;
+use support::*;
 
 #[test]
 fn compact_80x24_shows_genes_gauge_chart_and_states() {

@@ -1,13 +1,13 @@
 //! Rough edges found in the walkthrough with real training at 80x24 (see
 //! `/work/notes/tui_walkthrough.txt`), each pinned down here.
 
-mod tui_support;
+mod support;
 
 use crossterm::event::KeyCode;
 use esr_ea::engine::{Command, Event};
 use esr_ea::search::Status;
 use esr_ea::tui::{Action, App, Mode, Pane};
-use tui_support::*;
+use support::*;
 
 fn mid(mode: Mode) -> App {
     app_from(&mid_run(&recorded()), mode)
