@@ -10,10 +10,46 @@ use super::widgets::{gene_spans, id_text, pane_block, placeholder, selection_sty
 use crate::search::Status;
 use crate::tui::app::App;
 use crate::tui::format::{budget_percent, loss, short, thousands};
+use crate::tui::look::Look;
 
 pub(super) struct Column {
     title: &'static str,
     width: u16,
+}
+
+/// How a table pane is framed: its title, focus, selected row, and what it
+/// says while it has no rows.
+pub(super) struct Framed<'a> {
+    title: Line<'a>,
+    focused: bool,
+    selected: usize,
+    empty: &'a str,
+}
+
+/// Draws `rows` under the columns' bold titles in a framed pane, the
+/// selected row marked; a placeholder when there are none.
+fn show_table(
+    frame: &mut Frame,
+    area: Rect,
+    look: &Look,
+    columns: &[Column],
+    rows: Vec<Row>,
+    widths: Vec<Constraint>,
+    pane: Framed,
+) {
+    let empty = rows.is_empty();
+    let header = Row::new(columns.iter().map(|c| Cell::from(c.title)))
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(pane_block(pane.title, pane.focused, look))
+        .row_highlight_style(selection_style(look, pane.focused))
+        .highlight_symbol(">");
+    let mut state = TableState::default().with_selected((!empty).then_some(pane.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+    if empty {
+        placeholder(frame, area, pane.empty, look);
+    }
 }
 
 /// Builds a table whose `genes` column takes the room the others leave.
@@ -145,19 +181,13 @@ pub(super) fn population_table(
             Row::new(cells)
         })
         .collect();
-    let empty = rows.is_empty();
-    let header = Row::new(columns.iter().map(|c| Cell::from(c.title)))
-        .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(pane_block(title, focused, look))
-        .row_highlight_style(selection_style(look, focused))
-        .highlight_symbol(">");
-    let mut state = TableState::default().with_selected((!empty).then_some(app.pop_selected));
-    frame.render_stateful_widget(table, area, &mut state);
-    if empty {
-        placeholder(frame, area, "waiting for the first generation", look);
-    }
+    let pane = Framed {
+        title,
+        focused,
+        selected: app.pop_selected,
+        empty: "waiting for the first generation",
+    };
+    show_table(frame, area, look, &columns, rows, widths, pane);
 }
 
 pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool) {
@@ -204,19 +234,13 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
             ])
         })
         .collect();
-    let empty = rows.is_empty();
-    let header = Row::new(columns.iter().map(|c| Cell::from(c.title)))
-        .style(Style::new().add_modifier(Modifier::BOLD));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(pane_block(title, focused, look))
-        .row_highlight_style(selection_style(look, focused))
-        .highlight_symbol(">");
-    let mut state = TableState::default().with_selected((!empty).then_some(app.elite_selected));
-    frame.render_stateful_widget(table, area, &mut state);
-    if empty {
-        placeholder(frame, area, "none until a generation is done", look);
-    }
+    let pane = Framed {
+        title,
+        focused,
+        selected: app.elite_selected,
+        empty: "none until a generation is done",
+    };
+    show_table(frame, area, look, &columns, rows, widths, pane);
 }
 
 pub(super) fn log_pane(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool) {
