@@ -173,7 +173,7 @@ fn unreadable_or_foreign_files_are_clear_errors() {
 
     let reference = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/vectors/esrn_mixed_x2.safetensors"
+        "/tests/data/vectors/esrn_mixed_x2.safetensors"
     );
     let err = load_err(load_model(reference, &dev));
     assert!(err.contains("metadata '__metadata__' is missing"), "{err}");
