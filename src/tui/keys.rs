@@ -67,10 +67,9 @@ pub struct Binding {
     pub keys: &'static [Key],
     /// What they do.
     pub action: KeyAction,
-    /// The keys as the help names them.
-    pub help_keys: &'static str,
-    /// The help's explanation.
-    pub help: &'static str,
+    /// The help's line: the keys as it names them, and what they do (`None`:
+    /// explained by another binding's line, like Down by Up's).
+    pub help: Option<(&'static str, &'static str)>,
     /// How the footer shows it, if it does.
     pub footer: Option<FooterKey>,
 }
@@ -100,8 +99,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Up), Key::Code(KeyCode::Char('k'))],
         action: KeyAction::Select(-1),
-        help_keys: "Up/Down j/k",
-        help: "select a row (PgUp/PgDn, Home/End)",
+        help: Some(("Up/Down j/k", "select a row (PgUp/PgDn, Home/End)")),
         footer: Some(FooterKey {
             rank: 7,
             label: "j/k",
@@ -112,43 +110,37 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Down), Key::Code(KeyCode::Char('j'))],
         action: KeyAction::Select(1),
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::PageUp)],
         action: KeyAction::Select(-10),
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::PageDown)],
         action: KeyAction::Select(10),
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::Home)],
         action: KeyAction::Select(isize::MIN / 2),
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::End)],
         action: KeyAction::Select(isize::MAX / 2),
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::Tab)],
         action: KeyAction::NextPane,
-        help_keys: "Tab",
-        help: "next pane: population, elites, log",
+        help: Some(("Tab", "next pane: population, elites, log")),
         footer: Some(FooterKey {
             rank: 6,
             label: "Tab",
@@ -159,15 +151,13 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::BackTab)],
         action: KeyAction::PreviousPane,
-        help_keys: "",
-        help: "",
+        help: None,
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::Enter)],
         action: KeyAction::Detail,
-        help_keys: "Enter",
-        help: "details of the selected member",
+        help: Some(("Enter", "details of the selected member")),
         footer: Some(FooterKey {
             rank: 8,
             label: "Enter",
@@ -178,8 +168,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Char('p'))],
         action: KeyAction::PauseResume,
-        help_keys: "p",
-        help: "pause / resume (training in flight finishes)",
+        help: Some(("p", "pause / resume (training in flight finishes)")),
         footer: Some(FooterKey {
             rank: 1,
             label: "p",
@@ -190,8 +179,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Char('x'))],
         action: KeyAction::Kill,
-        help_keys: "x",
-        help: "kill the selected member (asks first)",
+        help: Some(("x", "kill the selected member (asks first)")),
         footer: Some(FooterKey {
             rank: 2,
             label: "x",
@@ -202,8 +190,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Char('m'))],
         action: KeyAction::Mutate,
-        help_keys: "m",
-        help: "mutate the selected queued member",
+        help: Some(("m", "mutate the selected queued member")),
         footer: Some(FooterKey {
             rank: 3,
             label: "m",
@@ -214,8 +201,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Char('i'))],
         action: KeyAction::Inject,
-        help_keys: "i",
-        help: "inject a gene list (checked before sending)",
+        help: Some(("i", "inject a gene list (checked before sending)")),
         footer: Some(FooterKey {
             rank: 4,
             label: "i",
@@ -226,8 +212,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Char('e'))],
         action: KeyAction::Export,
-        help_keys: "e",
-        help: "export the best N with their weights",
+        help: Some(("e", "export the best N with their weights")),
         footer: Some(FooterKey {
             rank: 5,
             label: "e",
@@ -238,9 +223,8 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Ctrl('c'), Key::Code(KeyCode::Char('q'))],
         action: KeyAction::Quit,
-        help_keys: "q",
-        // Replaced by `quit_help` for the mode.
-        help: "quit",
+        // The text is `quit_help`'s, which depends on the mode.
+        help: Some(("q", "quit")),
         footer: Some(FooterKey {
             rank: 0,
             label: "q",
@@ -251,15 +235,13 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[Key::Code(KeyCode::Esc)],
         action: KeyAction::Close,
-        help_keys: "Esc",
-        help: "close this window or a prompt",
+        help: Some(("Esc", "close this window or a prompt")),
         footer: None,
     },
     Binding {
         keys: &[Key::Code(KeyCode::Char('?'))],
         action: KeyAction::Help,
-        help_keys: "?",
-        help: "this help",
+        help: Some(("?", "this help")),
         footer: Some(FooterKey {
             rank: 9,
             label: "?",
@@ -286,10 +268,9 @@ pub fn action_of(key: &KeyEvent) -> Option<KeyAction> {
 pub fn help_lines(mode: Mode) -> Vec<(&'static str, &'static str)> {
     BINDINGS
         .iter()
-        .filter(|b| !b.help_keys.is_empty())
-        .map(|b| match b.action {
-            KeyAction::Quit => (b.help_keys, quit_help(mode)),
-            _ => (b.help_keys, b.help),
+        .filter_map(|b| match (b.action, b.help) {
+            (KeyAction::Quit, Some((keys, _))) => Some((keys, quit_help(mode))),
+            (_, help) => help,
         })
         .collect()
 }
