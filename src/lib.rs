@@ -4,10 +4,11 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod engine;
-pub mod export;
 pub mod format;
 pub mod fsutil;
+pub mod measure;
 pub mod metrics;
 pub mod model;
 pub mod ops;
@@ -15,3 +16,6 @@ pub mod search;
 pub mod space;
 pub mod train;
 pub mod tui;
+
+/// Exporting a run's best architectures lives with the run directory it reads.
+pub use engine::export;

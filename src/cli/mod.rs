@@ -1,6 +1,6 @@
 //! The command line: one subcommand per job, each in its own module.
 
-mod attach;
+pub mod attach;
 mod bench;
 mod control;
 mod device_check;
@@ -14,8 +14,6 @@ mod train;
 mod upscale;
 
 use clap::{Parser, Subcommand};
-
-pub use crate::format::{plural, thousands};
 
 /// Evolutionary search for small, fast super-resolution networks (ESR_EA).
 #[derive(Debug, Parser)]
@@ -68,7 +66,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
-            devices: vec!["cpu".into()],
+            devices: vec![crate::device::DeviceName::Cpu],
             ..Default::default()
         }),
     }

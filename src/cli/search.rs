@@ -10,9 +10,10 @@ use clap::Args;
 
 use super::headless::Printer;
 use crate::config::{Config, Loaded};
+use crate::device::DeviceName;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
-use crate::train::fitness::{device, QuickTrain};
+use crate::train::fitness::QuickTrain;
 use crate::train::trainer::TrainPlan;
 
 /// Arguments of `search`.
@@ -38,7 +39,7 @@ pub struct SearchArgs {
         default_value = "cpu",
         value_delimiter = ','
     )]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceName>,
     /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
@@ -108,18 +109,12 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         bail!("--devices: name at least one device (cpu, cuda:0, ...)");
     }
     for d in &args.devices {
-        device(d).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+        d.open().context("--devices")?;
     }
     let (config, run, search, resumed) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let text = run.read_config()?;
-            let source = run
-                .file(engine::rundir::files::CONFIG)
-                .display()
-                .to_string();
-            let loaded = Config::from_yaml_str(&text, dir, source)?;
-            let config = loaded.config;
+            let config = run.load_config()?;
             let problem = problem_of(&config)?;
             let state = run.load_state()?;
             let search = Search::resume(problem, state)?;
@@ -210,7 +205,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             search,
             run,
             seed: config.seed,
-            devices: args.devices.clone(),
+            devices: args.devices.iter().map(DeviceName::to_string).collect(),
             resumed,
             fitness,
         },
@@ -237,7 +232,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search = handle.join()?;
     if search.state.finished {
         let out = run_path.join("export");
-        let n = crate::export::export_top(
+        let n = crate::engine::export::export_top(
             &search.state,
             &search.problem.space,
             &run_path,

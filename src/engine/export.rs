@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::engine::rundir::files;
+use super::rundir::model_file;
 use crate::fsutil::atomic_write;
 use crate::search::{Member, SearchState, Status};
 use crate::space::SearchSpace;
@@ -89,9 +89,7 @@ pub fn export_top(
             Status::Evaluated(e) => e.clone(),
             _ => unreachable!("best_members keeps evaluated members only"),
         };
-        let source = run_dir
-            .join(files::MODELS)
-            .join(format!("{}.safetensors", m.id));
+        let source = model_file(run_dir, m.id);
         let weights = if source.is_file() {
             let name = format!("{rank}.safetensors");
             let bytes = std::fs::read(&source)
