@@ -10,6 +10,7 @@ pub mod format;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod search;
 pub mod space;
