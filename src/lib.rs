@@ -8,6 +8,7 @@ pub mod engine;
 pub mod export;
 pub mod format;
 pub mod fsutil;
+pub mod latency;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
