@@ -20,6 +20,13 @@ pub struct ExportArgs {
     /// Where to write them (default `<run>/export`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write `<rank>.onnx` beside each model (as `esr-ea onnx` does).
+    #[arg(long)]
+    pub onnx: bool,
+    /// Also measure each model's candle latency (ms per frame, 1 thread, 3
+    /// frames) at this LR size, WIDTHxHEIGHT, into its YAML.
+    #[arg(long, value_name = "SIZE")]
+    pub latency: Option<String>,
 }
 
 /// Runs `export`.
@@ -28,12 +35,26 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let config = run.load_config()?;
     let state = run.load_state()?;
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
-    let n = crate::engine::export::export_top(
+    let latency = match &args.latency {
+        Some(size) => {
+            crate::ops::configure_threads(Some(1));
+            let size =
+                crate::latency::parse_size(size).map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
+            Some((size, 1, 3))
+        }
+        None => None,
+    };
+    let deploy = crate::engine::export::DeployOptions {
+        onnx: args.onnx,
+        latency,
+    };
+    let n = crate::engine::export::export_top_with(
         &state,
         &config.search_space,
         run.path(),
         args.top,
         &out,
+        &deploy,
     )?;
     println!(
         "exported {} to {}",

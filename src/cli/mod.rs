@@ -7,6 +7,8 @@ mod device_check;
 mod export;
 pub mod headless;
 mod inspect;
+mod latency;
+mod onnx;
 mod progress;
 mod search;
 mod speed;
@@ -45,6 +47,10 @@ pub enum Command {
     Control(control::ControlArgs),
     /// Time training and inference of an architecture (phases, GFLOP/s, peak memory).
     Speed(speed::SpeedArgs),
+    /// Convert a model file to ONNX (opset 17, any input size) for deployment.
+    Onnx(onnx::OnnxArgs),
+    /// Milliseconds per frame of a model in candle or onnxruntime.
+    Latency(latency::LatencyArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -63,6 +69,8 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
         Some(Command::Speed(args)) => speed::run(&args),
+        Some(Command::Onnx(args)) => onnx::run(&args),
+        Some(Command::Latency(args)) => latency::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
