@@ -138,6 +138,45 @@ fn tract_matches_candle_on_the_matrix() {
 }
 
 #[test]
+fn one_symbolic_plan_runs_every_size() {
+    // Batch, height and width stay symbolic in tract: one optimised plan
+    // serves all the case's sizes, as a deployed file must.
+    let case = &CASES[0];
+    let net = network(case);
+    let bytes = to_onnx_bytes(&net).unwrap();
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    for &(b, h, w) in case.sizes {
+        let x = input(b, h, w);
+        let want: Vec<f32> = net
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let data: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let array = tract_ndarray::ArrayD::from_shape_vec(vec![b, 3, h, w], data).unwrap();
+        let out = plan
+            .run(tvec!(tract_onnx::prelude::Tensor::from(array).into()))
+            .unwrap();
+        let got = out[0].to_plain_array_view::<f32>().unwrap();
+        assert_eq!(got.shape(), &[b, 3, case.scale * h, case.scale * w]);
+        let worst = want
+            .iter()
+            .zip(got.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= TOLERANCE, "{b}x3x{h}x{w}: {worst:e}");
+    }
+}
+
+#[test]
 fn a_wrong_weight_is_caught_by_the_comparison() {
     // One doubled inner weight tensor must show above the tolerance, or the
     // matrix could pass on outputs too small to compare.
