@@ -7,6 +7,8 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+mod support;
+
 use esr_ea::config::Config;
 use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
 use esr_ea::engine::{member_seed, Fitness, Job};
@@ -17,8 +19,7 @@ use esr_ea::train::trainer::TrainPlan;
 const STEPS: usize = 3;
 
 fn tiny_run(name: &str) -> (PathBuf, Config) {
-    let dir = std::env::temp_dir().join(format!("esr-ea-evaluate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::temp_dir(&format!("evaluate-{name}"));
     std::fs::create_dir_all(dir.join("models")).unwrap();
     std::fs::create_dir_all(dir.join(jobfile::JOBS_DIR)).unwrap();
     let mut config = Config::embedded("quick").unwrap().config;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use esr_ea::engine::Event;
 use esr_ea::search::{SearchState, Status};
 
@@ -72,10 +74,9 @@ struct Case {
 
 impl Case {
     fn new(name: &str) -> Case {
-        let dir = std::env::temp_dir().join(format!("esr-ea-slurm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Case { dir }
+        Case {
+            dir: support::temp_dir(&format!("slurm-{name}")),
+        }
     }
 
     fn run_dir(&self, name: &str) -> PathBuf {

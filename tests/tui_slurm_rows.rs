@@ -1,12 +1,12 @@
 //! Dashboard rows of members trained as Slurm jobs show the job id and
 //! Slurm's state; the detail pane names job, node and state.
 
-mod tui_support;
+mod support;
 
 use esr_ea::engine::Event;
 use esr_ea::search::Status;
 use esr_ea::tui::Mode;
-use tui_support::*;
+use support::*;
 
 #[test]
 fn rows_show_slurm_job_ids_and_states() {
@@ -14,6 +14,7 @@ fn rows_show_slurm_job_ids_and_states() {
     let mut app = app_from(&events, Mode::InProcess);
     let running = select_training(&mut app);
     let queued = app
+        .view
         .population
         .iter()
         .find(|m| m.status == Status::Pending && m.id != running)
@@ -42,7 +43,12 @@ fn rows_show_slurm_job_ids_and_states() {
     ]);
     let mut app = app_from(&events, Mode::InProcess);
     select_training(&mut app);
-    let index = app.population.iter().position(|m| m.id == running).unwrap();
+    let index = app
+        .view
+        .population
+        .iter()
+        .position(|m| m.id == running)
+        .unwrap();
     app.pop_selected = index;
     let screen = text(&render(&app, 120, 32));
     assert!(screen.contains("R 4242 50%"), "running job row:\n{screen}");

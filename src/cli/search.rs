@@ -10,9 +10,10 @@ use clap::Args;
 
 use super::headless::Printer;
 use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
+use crate::engine::executor::local::DeviceWorkers;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
-use crate::train::fitness::{device, QuickTrain};
+use crate::train::fitness::QuickTrain;
 use crate::train::trainer::TrainPlan;
 
 /// Arguments of `search`.
@@ -39,7 +40,7 @@ pub struct SearchArgs {
         default_value = "cpu",
         value_delimiter = ','
     )]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceWorkers>,
     /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
@@ -198,21 +199,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Runs `search`.
 pub fn run(args: &SearchArgs) -> Result<()> {
-    let devices = engine::executor::local::expand_devices(&args.devices)
-        .map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
-    for d in devices.iter().collect::<std::collections::BTreeSet<_>>() {
-        device(d).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+    if args.devices.is_empty() {
+        bail!("--devices: name at least one device (cpu, cuda:0, ...)");
+    }
+    for d in &args.devices {
+        d.device.open().context("--devices")?;
     }
     let (config, run, search, resumed) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let text = run.read_config()?;
-            let source = run
-                .file(engine::rundir::files::CONFIG)
-                .display()
-                .to_string();
-            let loaded = Config::from_yaml_str(&text, dir, source)?;
-            let mut config = loaded.config;
+            let mut config = run.load_config()?;
             config.executor = args.slurm.apply(&config.executor)?;
             let problem = problem_of(&config)?;
             let state = run.load_state()?;
@@ -299,6 +295,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         }
         app = Some(dashboard);
     }
+    let devices = DeviceWorkers::expand(&args.devices);
     let executor: Box<dyn engine::executor::Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(
             devices.clone(),
@@ -343,7 +340,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search = handle.join()?;
     if search.state.finished {
         let out = run_path.join("export");
-        let n = crate::export::export_top(
+        let n = crate::engine::export::export_top(
             &search.state,
             &search.problem.space,
             &run_path,

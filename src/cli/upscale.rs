@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::data::load_rgb;
+use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
-use crate::train::fitness::device;
 use crate::train::trainer::{timed, upscale_image};
 
 /// Arguments of `upscale`.
@@ -18,7 +18,7 @@ pub struct UpscaleArgs {
     pub model: PathBuf,
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Input image (PNG, JPEG, BMP; any size).
     #[arg(value_name = "IN")]
     pub input: PathBuf,
@@ -40,7 +40,7 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.output.display()
         );
     }
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     let (model, _) = load_model(&args.model, &dev)?;
     let lr = load_rgb(&args.input)?;
     let (sr, secs) = timed(|| upscale_image(&model, &lr, &dev));

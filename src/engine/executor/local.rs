@@ -12,7 +12,50 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Executor, Submitted};
+use crate::device::DeviceName;
 use crate::engine::{Failure, Fitness, Inbox, Job, StepReport};
+
+/// One `--devices` entry as typed: a device and how many workers it runs
+/// (`cuda:0*4`). Clap parses it, so a bad entry is refused where it is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceWorkers {
+    /// The device.
+    pub device: DeviceName,
+    /// Worker threads on it, 1 or more.
+    pub workers: usize,
+}
+
+impl std::str::FromStr for DeviceWorkers {
+    type Err = String;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let expanded = expand_devices(&[entry.to_string()])?;
+        Ok(DeviceWorkers {
+            device: expanded[0].parse()?,
+            workers: expanded.len(),
+        })
+    }
+}
+
+impl std::fmt::Display for DeviceWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.workers {
+            1 => write!(f, "{}", self.device),
+            n => write!(f, "{}*{n}", self.device),
+        }
+    }
+}
+
+impl DeviceWorkers {
+    /// One device name per worker, in the order typed (`cpu*2,cuda:0` →
+    /// `cpu, cpu, cuda:0`).
+    pub fn expand(entries: &[DeviceWorkers]) -> Vec<String> {
+        entries
+            .iter()
+            .flat_map(|e| std::iter::repeat_n(e.device.to_string(), e.workers))
+            .collect()
+    }
+}
 
 /// Expands a `--devices` list: `cuda:0*4` is four entries `cuda:0`; other
 /// entries stay as they are (trimmed). Errors name the bad entry.
@@ -143,7 +186,8 @@ impl Executor for LocalExecutor {
 
 #[cfg(test)]
 mod tests {
-    use super::expand_devices;
+    use super::{expand_devices, DeviceWorkers};
+    use crate::device::DeviceName;
 
     fn list(s: &[&str]) -> Vec<String> {
         s.iter().map(|d| d.to_string()).collect()
@@ -163,5 +207,30 @@ mod tests {
         assert!(e.contains("'cpu*0'") && e.contains("1 or more"), "{e}");
         assert!(expand_devices(&list(&["cpu*x"])).is_err());
         assert!(expand_devices(&list(&[""])).is_err());
+    }
+
+    #[test]
+    fn typed_entries_parse_count_and_print_back() {
+        let entries: Vec<DeviceWorkers> = ["cpu*2", "cuda:1", " cpu "]
+            .iter()
+            .map(|e| e.parse().unwrap())
+            .collect();
+        assert_eq!(
+            entries[0],
+            DeviceWorkers {
+                device: DeviceName::Cpu,
+                workers: 2
+            }
+        );
+        assert_eq!(
+            DeviceWorkers::expand(&entries),
+            list(&["cpu", "cpu", "cuda:1", "cpu"])
+        );
+        assert_eq!(entries[0].to_string(), "cpu*2");
+        assert_eq!(entries[1].to_string(), "cuda:1");
+        let e = "gpu0*2".parse::<DeviceWorkers>().unwrap_err();
+        assert!(e.contains("'gpu0'") && e.contains("cpu, cuda:N"), "{e}");
+        let e = "cpu*0".parse::<DeviceWorkers>().unwrap_err();
+        assert!(e.contains("1 or more"), "{e}");
     }
 }
