@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::headless::Printer;
 use crate::config::{Config, Loaded};
+use crate::engine::lock::RunLock;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
 use crate::train::fitness::{device, QuickTrain};
@@ -110,9 +111,29 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     for d in &args.devices {
         device(d).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
     }
+    // Held until this function returns: one search per run directory.
+    let mut _lock: Option<RunLock> = None;
     let (config, run, search, resumed) = match &args.resume {
+        Some(dir) if never_checkpointed(dir) => {
+            // Killed between writing config.yaml and the first state.json:
+            // nothing was evaluated, so starting from the saved config with
+            // its seed is exactly the run that was begun.
+            let run = RunDir::create(dir)?;
+            _lock = Some(RunLock::acquire(dir)?);
+            let text = run.read_config()?;
+            let source = run
+                .file(engine::rundir::files::CONFIG)
+                .display()
+                .to_string();
+            let config = Config::from_yaml_str(&text, dir, source)?.config;
+            let search = Search::new(problem_of(&config)?, config.seed)?;
+            (config, run, search, false)
+        }
         Some(dir) => {
             let run = RunDir::open(dir)?;
+            if !args.check {
+                _lock = Some(RunLock::acquire(dir)?);
+            }
             let text = run.read_config()?;
             let source = run
                 .file(engine::rundir::files::CONFIG)
@@ -165,6 +186,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| default_run_dir(&config));
             let run = RunDir::create(&dir)?;
+            _lock = Some(RunLock::acquire(&dir)?);
+            // Another search may have started here while we waited.
+            let run = RunDir::create(&dir).map(|_| run)?;
             run.write_config(&config.to_yaml())?;
             (config, run, search, false)
         }
@@ -259,6 +283,13 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A run directory left by a kill before its first checkpoint: the
+/// resolved config is there, the state is not.
+fn never_checkpointed(dir: &Path) -> bool {
+    use engine::rundir::files;
+    dir.join(files::CONFIG).is_file() && !dir.join(files::STATE).exists()
 }
 
 /// Prints a line; after a dropped SSH connection stdout may be gone, and

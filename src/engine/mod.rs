@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod events;
+pub mod lock;
 pub mod rundir;
 
 use std::collections::HashMap;
