@@ -48,8 +48,11 @@ pub struct Job {
 pub enum Failure {
     /// The job's cancel flag was seen.
     Cancelled,
-    /// Training or validation failed.
+    /// Training or validation failed: the member's own fault, its fitness.
     Error(String),
+    /// Writing the run's files (the member's weights) failed: not the
+    /// member's fault, so the search stops and the member is redone on resume.
+    Storage(String),
 }
 
 /// Turns a job into a fitness. Implementations must check `job.cancel`
@@ -170,6 +173,8 @@ struct Engine {
     in_flight: HashMap<u64, InFlight>,
     paused: bool,
     stopping: bool,
+    /// The first failed write of the run's own files: the search stops on it.
+    storage_error: Option<String>,
 }
 
 impl Engine {
@@ -195,18 +200,31 @@ impl Engine {
             in_flight: HashMap::new(),
             paused: false,
             stopping: false,
+            storage_error: None,
         }
     }
 
     fn emit(&mut self, event: Event) {
-        if let Err(e) = self.run.append_event(&event) {
-            // The log is for viewers; the state file is what matters. Say it once per failure.
-            let _ = self.events.send(Event::Log {
-                level: "warn".into(),
-                message: format!("cannot append to events.jsonl: {e:#}"),
-            });
+        if self.storage_error.is_none() {
+            if let Err(e) = self.run.append_event(&event) {
+                self.storage_failed(format!("cannot append to events.jsonl: {e:#}"));
+            }
         }
         let _ = self.events.send(event);
+    }
+
+    /// A write of the run's own files failed (full or read-only disk): stop
+    /// cleanly, keep the last good state, and never charge it to a member.
+    fn storage_failed(&mut self, message: String) {
+        if self.storage_error.is_some() {
+            return;
+        }
+        self.storage_error = Some(message.clone());
+        let _ = self.events.send(Event::Log {
+            level: "error".into(),
+            message: format!("{message}; stopping, the last good state is kept"),
+        });
+        self.command(Command::Stop);
     }
 
     fn log(&mut self, level: &str, message: String) {
@@ -252,8 +270,13 @@ impl Engine {
     }
 
     fn checkpoint(&mut self) {
+        if self.storage_error.is_some() {
+            // After a failed write, nothing more is written: what is on disk
+            // is the last state that was completely saved.
+            return;
+        }
         if let Err(e) = self.run.save_state(&self.search.state) {
-            self.log("error", format!("cannot save the search state: {e:#}"));
+            self.storage_failed(format!("cannot save the search state: {e:#}"));
         }
     }
 
@@ -312,6 +335,13 @@ impl Engine {
         }
         watching.store(true, Ordering::SeqCst);
         let _ = watcher.join();
+        if let Some(message) = self.storage_error {
+            anyhow::bail!(
+                "{message}; the search stopped with its last good state in {}: free space (or make it writable) and resume with `esr-ea search --resume {}`",
+                self.run.path().display(),
+                self.run.path().display()
+            );
+        }
         Ok(self.search)
     }
 
@@ -440,6 +470,10 @@ impl Engine {
             }
             // Stopping: the member stays queued and is trained again on resume.
             Err(Failure::Cancelled) => {}
+            Err(Failure::Storage(reason)) => {
+                self.storage_failed(reason);
+                return;
+            }
             Err(Failure::Error(reason)) => {
                 if self.search.record(
                     id,

@@ -164,6 +164,8 @@ impl RunDir {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
+            end_torn_line(&path, &file)
+                .with_context(|| format!("cannot repair {}", path.display()))?;
             self.events = Some(file);
         }
         let mut line = serde_json::to_string(event)?;
@@ -173,6 +175,24 @@ impl RunDir {
         file.flush()?;
         Ok(())
     }
+}
+
+/// A line torn by a crash or a full disk would glue onto the next event and
+/// spoil both: end it, so the torn one alone is skipped by readers.
+fn end_torn_line(path: &Path, mut file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = File::open(path)?;
+    reader.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    reader.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 fn outcome(m: &Member) -> (String, String, String) {

@@ -84,7 +84,9 @@ impl Fitness for QuickTrain {
             return Err(Failure::Cancelled);
         }
         let score = trainer.validate(&self.val).map_err(fail)?;
-        trainer.save_weights(&job.weights).map_err(fail)?;
+        trainer
+            .save_weights(&job.weights)
+            .map_err(|e| Failure::Storage(e.to_string()))?;
         Ok(Evaluation {
             psnr: score.psnr,
             ssim: score.ssim,
