@@ -37,7 +37,8 @@ pub struct ExportedArch {
     pub psnr: f64,
     /// Validation SSIM.
     pub ssim: f64,
-    /// Weights file beside this one, if the quick-trained weights exist.
+    /// Weights file beside this one; export checks the quick-trained weights
+    /// load and hold this network, and fails otherwise (never `null` now).
     pub weights: Option<String>,
 }
 
@@ -92,16 +93,11 @@ pub fn export_top(
         let source = run_dir
             .join(files::MODELS)
             .join(format!("{}.safetensors", m.id));
-        let weights = if source.is_file() {
-            let name = format!("{rank}.safetensors");
-            let bytes = std::fs::read(&source)
-                .with_context(|| format!("cannot read {}", source.display()))?;
-            atomic_write(&out.join(&name), &bytes)
-                .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
-            Some(name)
-        } else {
-            None
-        };
+        let name = format!("{rank}.safetensors");
+        let bytes = verified_weights(&source, m, space)?;
+        atomic_write(&out.join(&name), &bytes)
+            .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
+        let weights = Some(name);
         let entry = ExportedArch {
             rank,
             id: m.id,
@@ -126,4 +122,45 @@ pub fn export_top(
         serde_yaml::to_string(&all)?.as_bytes(),
     )?;
     Ok(all.len())
+}
+
+/// Reads a member's quick-trained weights and checks they are what is being
+/// exported: a complete checkpoint that loads, of this member's genes and of
+/// the run's scale, G0 and biases (not a truncated file, not another
+/// member's). Returns the file's bytes.
+fn verified_weights(source: &Path, m: &Member, space: &SearchSpace) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(source).with_context(|| {
+        format!(
+            "the weights of #{} are missing or unreadable ({}); nothing exported",
+            m.id,
+            source.display()
+        )
+    })?;
+    let (model, _) = crate::model::load_model(source, &candle_core::Device::Cpu).map_err(|e| {
+        anyhow::anyhow!(
+            "the weights of #{} in {} are broken ({e}); nothing exported",
+            m.id,
+            source.display()
+        )
+    })?;
+    let arch = model.arch();
+    if arch.genes != m.genes
+        || arch.scale != space.scale
+        || arch.g0 != space.g0
+        || arch.bias != space.bias
+    {
+        bail!(
+            "{} does not hold #{}'s network: it has {} (x{}, G0 {}), #{} is {} (x{}, G0 {}); nothing exported",
+            source.display(),
+            m.id,
+            arch.genes,
+            arch.scale,
+            arch.g0,
+            m.id,
+            m.genes,
+            space.scale,
+            space.g0
+        );
+    }
+    Ok(bytes)
 }

@@ -39,7 +39,11 @@ impl Fitness for Stand {
                 lr: 1e-3,
             });
         }
-        std::fs::write(&job.weights, b"weights").unwrap();
+        // Real weights of the member's network: export verifies them.
+        let model = esr_ea::model::Esrn::seeded(&job.arch, job.seed, &candle_core::Device::Cpu)
+            .unwrap()
+            .0;
+        esr_ea::model::save_model(&model, &job.weights).unwrap();
         let g = &job.member.genes;
         Ok(Evaluation {
             psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,

@@ -1,6 +1,7 @@
 //! The evolutionary search of ESR_EA (spec §2–§3): individuals, repair,
 //! mutation, crossover, selection, elitism and the serialisable search state.
 
+pub mod check;
 pub mod individual;
 pub mod plan;
 pub mod problem;
