@@ -8,6 +8,7 @@ mod export;
 pub mod headless;
 mod inspect;
 mod progress;
+pub mod report;
 mod search;
 mod speed;
 mod train;

@@ -193,6 +193,15 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             (config, run, search, false)
         }
     };
+    if _lock.is_some() {
+        let stale = run.remove_stale_temp_files();
+        if stale > 0 {
+            eprintln!(
+                "removed {} left by a killed writer",
+                crate::format::plural(stale, "temporary file")
+            );
+        }
+    }
     if args.check {
         println!(
             "run {}: resumable at generation {}",
@@ -277,10 +286,11 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             out.display()
         ));
     } else {
-        say(&format!(
-            "resume with: esr-ea search --resume {}",
+        return Err(super::report::Interrupted(format!(
+            "search interrupted, state saved: resume with: esr-ea search --resume {}",
             run_path.display()
-        ));
+        ))
+        .into());
     }
     Ok(())
 }

@@ -129,6 +129,9 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
     if args.threads == Some(0) {
         bail!("--threads 0: give at least 1 thread");
     }
+    if let Some(t) = args.threads.filter(|&t| t > MAX_THREADS) {
+        bail!("--threads {t}: at most {MAX_THREADS} threads");
+    }
     // Before anything touches candle: its thread pools read these once.
     crate::ops::configure_threads(args.threads);
     let arch = parse_arch(args)?;
@@ -140,6 +143,9 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
         );
     }
     let inference = parse_inference(&args.inference, arch.scale)?;
+    if let Some((w, h)) = inference {
+        check_inference_memory(&arch, w, h, &args.inference)?;
+    }
     let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     let report = measure(args, &arch, inference, &dev)?;
     if args.json {
@@ -181,6 +187,24 @@ pub fn parse_inference(text: &str, scale: usize) -> Result<Option<(usize, usize)
             "--inference '{text}': expected an output size WxH of at least {scale}x{scale} (like 1280x720) or 'none'"
         ),
     }
+}
+
+/// Threads beyond this are refused (spawning them fails or thrashes).
+const MAX_THREADS: usize = 1024;
+
+/// `speed` times one whole, untiled inference: refuse one that cannot fit
+/// in memory instead of aborting on a failed allocation.
+fn check_inference_memory(arch: &Arch, w: usize, h: usize, text: &str) -> Result<()> {
+    let need = (crate::model::tiled::bytes_per_pixel(arch) as u128) * (w as u128) * (h as u128);
+    let have = crate::model::tiled::available_memory().unwrap_or(u64::MAX);
+    if need > u128::from(have) {
+        bail!(
+            "--inference {text}: one untiled inference of that size needs about {} GiB, more than the {} GiB available (`esr-ea upscale` tiles images of any size)",
+            need >> 30,
+            have >> 30
+        );
+    }
+    Ok(())
 }
 
 /// Uniform values in 0..1 from a seeded generator.

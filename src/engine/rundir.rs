@@ -155,6 +155,33 @@ impl RunDir {
         Ok(())
     }
 
+    /// Removes temporary files left by writers killed mid-write
+    /// (`.state.json.tmp<pid>`, `models/.<id>.safetensors.tmp<pid>`, ...).
+    /// Call only while holding the run's lock: then no live writer owns them.
+    /// Returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> usize {
+        let mut removed = 0;
+        for dir in [self.path.clone(), self.path.join(files::MODELS)] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_temp = name.starts_with('.')
+                    && name
+                        .rsplit_once(".tmp")
+                        .is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()));
+                if is_temp
+                    && entry.file_type().is_ok_and(|t| t.is_file())
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Appends one event to `events.jsonl`.
     pub fn append_event(&mut self, event: &Event) -> Result<()> {
         if self.events.is_none() {

@@ -212,7 +212,16 @@ pub fn forward_tiled(
 /// a few percent), and a quarter leaves room for the images themselves and
 /// for other processes.
 pub fn default_memory_budget() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo")
+    match available_memory() {
+        Some(bytes) => (bytes / 4).clamp(256 << 20, 2 << 30),
+        None => 1 << 30,
+    }
+}
+
+/// Memory available to a new allocation now (`MemAvailable` of
+/// `/proc/meminfo`), when the system says.
+pub fn available_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             text.lines()
@@ -220,11 +229,7 @@ pub fn default_memory_budget() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map(|kb| kb * 1024);
-    match available {
-        Some(bytes) => (bytes / 4).clamp(256 << 20, 2 << 30),
-        None => 1 << 30,
-    }
+        .map(|kb| kb.saturating_mul(1024))
 }
 
 fn size_multiple(arch: &Arch) -> usize {
