@@ -158,28 +158,11 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             if let Some(seed) = args.seed {
                 config.seed = seed;
             }
+            if args.check {
+                return check(&config);
+            }
             let problem = problem_of(&config)?;
             config.validate_paths()?;
-            if args.check {
-                println!("config: {} (ok)", config.source);
-                print!("{}", plan::describe(&problem, config.seed, 200)?);
-                let t = &config.search_trainer;
-                println!(
-                    "training per individual: {} (lr {}, milestones {:?}, gamma {})",
-                    t.steps
-                        .map(|s| format!("{s} steps"))
-                        .unwrap_or_else(|| format!("{} epochs", t.epochs)),
-                    t.lr,
-                    t.milestones,
-                    t.gamma
-                );
-                println!(
-                    "data: train {}, validation {}",
-                    config.dataset.train.root_hr.display(),
-                    config.dataset.test.root_hr.display()
-                );
-                return Ok(());
-            }
             let search = Search::new(problem, config.seed)?;
             let dir = args
                 .run_dir
@@ -293,6 +276,51 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// `search --check`: the plan and every problem found (not only the
+/// first): the budget and space, then each dataset folder. The plan is
+/// printed whatever the data folders say; any problem makes it an error.
+fn check(config: &Config) -> Result<()> {
+    let mut problems = Vec::new();
+    match problem_of(config) {
+        Ok(problem) => match plan::describe(&problem, config.seed, 200) {
+            Ok(text) => {
+                println!("config: {}", config.source);
+                print!("{text}");
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        },
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    let t = &config.search_trainer;
+    println!(
+        "training per individual: {} (lr {}, milestones {:?}, gamma {})",
+        t.steps
+            .map(|s| format!("{s} steps"))
+            .unwrap_or_else(|| format!("{} epochs", t.epochs)),
+        t.lr,
+        t.milestones,
+        t.gamma
+    );
+    println!(
+        "data: train {}, validation {}",
+        config.dataset.train.root_hr.display(),
+        config.dataset.test.root_hr.display()
+    );
+    problems.extend(config.path_problems().iter().map(|e| e.to_string()));
+    if problems.is_empty() {
+        println!("config: {} (ok)", config.source);
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("problem: {p}");
+    }
+    bail!(
+        "{} in {}",
+        crate::format::plural(problems.len(), "problem"),
+        config.source
+    )
 }
 
 /// A run directory left by a kill before its first checkpoint: the
