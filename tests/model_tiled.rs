@@ -70,6 +70,10 @@ fn tiled_output_equals_untiled_at_every_scale_and_block_kind() {
             upscale_image_tiled(&model, &lr, &Device::Cpu, &plan, |done, _| seen = done).unwrap();
         assert_eq!(seen, plan.tiles(h, w).len());
         let d = max_diff(&tiled, &reference);
+        eprintln!(
+            "{genes:?} x{scale} {h}x{w}, {} tiles: max |tiled - untiled| = {d:e} (of 255)",
+            plan.tiles(h, w).len()
+        );
         assert!(
             d < 2e-3,
             "{genes:?} x{scale}: tiled differs by {d} (of 255)"
