@@ -10,19 +10,13 @@ use std::time::Instant;
 
 use candle_core::{Device, Result, Tensor};
 use esr_ea::model::Esrn;
-use esr_ea::space::{Arch, GeneList};
+use esr_ea::space::{Arch, GeneList, SEED_GENES};
 use esr_ea::train::{Adam, AdamConfig};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-const SEED_GENES: &str = "G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 \
-    S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 \
-    G_6_16_64 G_8_16_16 S_8_16_32";
-
 fn seeded_rand(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
-    let n = dims.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu)
+    esr_ea::measure::random_tensor(rng, dims, &Device::Cpu).map_err(candle_core::Error::wrap)
 }
 
 /// Median, min and max in milliseconds.

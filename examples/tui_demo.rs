@@ -232,7 +232,7 @@ fn snapshot(config: &Config, problem: Problem, w: u16, h: u16) -> Result<()> {
     for event in rx.iter() {
         app.apply(&event);
         match &event {
-            Event::Started { .. } if app.generation == 1 => started_in_gen2 += 1,
+            Event::Started { .. } if app.view.generation == 1 => started_in_gen2 += 1,
             Event::Progress { .. } if started_in_gen2 == 3 => {
                 progress += 1;
                 if progress == STEPS / 2 {
@@ -246,9 +246,10 @@ fn snapshot(config: &Config, problem: Problem, w: u16, h: u16) -> Result<()> {
     handle.join()?;
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(i) = app
+        .view
         .population
         .iter()
-        .position(|m| app.live.get(&m.id).is_some_and(|l| l.training))
+        .position(|m| app.view.live.get(&m.id).is_some_and(|l| l.training))
     {
         app.pop_selected = i;
     }

@@ -4,14 +4,20 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod engine;
-pub mod export;
 pub mod format;
 pub mod fsutil;
+pub mod latency;
+pub mod measure;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod search;
 pub mod space;
 pub mod train;
 pub mod tui;
+
+/// Exporting a run's best architectures lives with the run directory it reads.
+pub use engine::export;

@@ -1,7 +1,11 @@
 //! The binary as a user runs it: exit codes, one-line errors, files written.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::temp_dir;
 
 fn esr_ea(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_esr-ea"))
@@ -16,13 +20,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Bad configurations: every error is one line naming the file, the key
 //! path, the value found and what is allowed; unused keys give one warning.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use esr_ea::config::{Config, ConfigError, Loaded};
@@ -370,8 +372,7 @@ fn unknown_keys_give_one_warning() {
 
 #[test]
 fn validate_paths_names_the_key_and_the_folder() {
-    let dir = std::env::temp_dir().join(format!("esr-ea-config-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::temp_run("config");
     std::fs::create_dir_all(dir.join("data/train")).unwrap();
     std::fs::create_dir_all(dir.join("data/val")).unwrap();
     let path = dir.join("run.yaml");

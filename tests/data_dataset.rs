@@ -1,16 +1,11 @@
 //! Dataset folders: pairing by name, LR layouts, on-the-fly LR and errors.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use esr_ea::data::{downscale, save_rgb_png, DataError, Dataset, RgbImage};
-
-/// A fresh, empty folder for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-data-ds-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::temp_dir as scratch;
 
 /// A deterministic textured image whose content depends on `seed`.
 fn texture(h: usize, w: usize, seed: usize) -> RgbImage {

@@ -1,17 +1,12 @@
 //! Image loading in every supported pixel layout, saving, and error messages.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use esr_ea::data::{load_rgb, load_rgb_from_memory, save_rgb_png, DataError, RgbImage};
 use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
-
-/// A fresh, empty folder for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-data-io-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::temp_dir as scratch;
 
 fn rgb_at(img: &RgbImage, y: usize, x: usize) -> [f32; 3] {
     [img.get(0, y, x), img.get(1, y, x), img.get(2, y, x)]

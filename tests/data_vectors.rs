@@ -1,14 +1,14 @@
 //! MATLAB bicubic resize and Y-PSNR/SSIM against the reference vectors in
-//! `../shared/data/vectors/resize_metrics.json` (spec §8).
+//! `tests/data/vectors/resize_metrics.json` (spec §8).
 
 use esr_ea::data::{downscale, imresize, load_rgb, upscale_bicubic, RgbImage};
 use esr_ea::metrics::{psnr_y, ssim_y};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors");
 
 fn vector_image(name: &str) -> RgbImage {
-    load_rgb(format!("{VECTORS}/{name}")).expect("reference PNG in ../shared/data/vectors")
+    load_rgb(format!("{VECTORS}/{name}")).expect("reference PNG in tests/data/vectors")
 }
 
 fn cases() -> Vec<Value> {

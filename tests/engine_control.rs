@@ -1,119 +1,23 @@
 //! The engine with a stand-in trainer: events, hand control, stop and resume.
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use esr_ea::engine::{
-    self, Command, EngineSetup, Event, Failure, Fitness, Job, RunDir, StepReport,
-};
-use esr_ea::search::{Evaluation, Policy, Problem, Range, Search, Status};
-use esr_ea::space::SearchSpace;
-
-/// Deterministic fitness from the genes; a few steps with a short pause each,
-/// checking the cancel flag like a real trainer.
-struct Stand {
-    step_ms: u64,
-}
-
-impl Fitness for Stand {
-    fn steps(&self) -> usize {
-        4
-    }
-
-    fn evaluate(
-        &self,
-        job: &Job,
-        report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure> {
-        for step in 1..=4 {
-            if job.cancel.load(Ordering::SeqCst) {
-                return Err(Failure::Cancelled);
-            }
-            std::thread::sleep(Duration::from_millis(self.step_ms));
-            report(StepReport {
-                step,
-                steps: 4,
-                loss: 1.0 / step as f64,
-                lr: 1e-3,
-            });
-        }
-        // Real weights of the member's network: export verifies them.
-        let model = esr_ea::model::Esrn::seeded(&job.arch, job.seed, &candle_core::Device::Cpu)
-            .unwrap()
-            .0;
-        esr_ea::model::save_model(&model, &job.weights).unwrap();
-        let g = &job.member.genes;
-        Ok(Evaluation {
-            psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,
-            ssim: 0.8,
-            final_loss: Some(0.25),
-            seconds: 0.01,
-        })
-    }
-}
-
-fn problem(generations: usize) -> Problem {
-    Problem::new(
-        SearchSpace::default(),
-        Policy {
-            num_generation: generations,
-            ..Policy::default()
-        },
-        Range {
-            node_num: 10,
-            min_active: 4,
-            max_params: 160_000,
-            min_params: 100_000,
-        },
-    )
-    .unwrap()
-}
-
-fn temp_run(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn start(
-    search: Search,
-    run: RunDir,
-    resumed: bool,
-    step_ms: u64,
-) -> (engine::EngineHandle, Receiver<Event>) {
-    let (tx, rx) = mpsc::channel();
-    let handle = engine::spawn(
-        EngineSetup {
-            search,
-            run,
-            seed: 5,
-            devices: vec!["cpu".into()],
-            resumed,
-            fitness: Arc::new(Stand { step_ms }),
-        },
-        tx,
-    );
-    (handle, rx)
-}
-
-fn wait_for(rx: &Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
-    loop {
-        let e = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("event in time");
-        if pred(&e) {
-            return e;
-        }
-    }
-}
+use esr_ea::engine::{self, Command, Event, RunDir};
+use esr_ea::search::{Search, Status};
+use support::*;
 
 #[test]
 fn a_full_search_runs_and_writes_its_files() {
     let dir = temp_run("full");
     let search = Search::new(problem(3), 1).unwrap();
-    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 0);
+    let (handle, rx) = start(
+        search,
+        RunDir::create(&dir).unwrap(),
+        false,
+        Stand::quick(0),
+    );
     let done = handle.join().unwrap();
     assert!(done.state.finished);
     let events: Vec<Event> = rx.try_iter().collect();
@@ -152,7 +56,12 @@ fn pause_kill_mutate_inject_export() {
     let dir = temp_run("hand");
     let search = Search::new(problem(2), 2).unwrap();
     let ids: Vec<u64> = search.state.population.iter().map(|m| m.id).collect();
-    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 40);
+    let (handle, rx) = start(
+        search,
+        RunDir::create(&dir).unwrap(),
+        false,
+        Stand::quick(40),
+    );
     handle.send(Command::Pause);
     wait_for(&rx, |e| matches!(e, Event::Paused));
     // The first member started before the pause lands; kill it while it trains.
@@ -231,7 +140,7 @@ fn stop_then_resume_ends_like_an_uninterrupted_run() {
         Search::new(problem(3), 3).unwrap(),
         RunDir::create(&straight_dir).unwrap(),
         false,
-        0,
+        Stand::quick(0),
     );
     let straight = h.join().unwrap();
 
@@ -240,7 +149,7 @@ fn stop_then_resume_ends_like_an_uninterrupted_run() {
         Search::new(problem(3), 3).unwrap(),
         RunDir::create(&dir).unwrap(),
         false,
-        5,
+        Stand::quick(5),
     );
     wait_for(&rx, |e| {
         matches!(e, Event::GenerationDone { generation: 0, .. })
@@ -260,7 +169,7 @@ fn stop_then_resume_ends_like_an_uninterrupted_run() {
     let run = RunDir::open(&dir).unwrap();
     let state = run.load_state().unwrap();
     let resumed = Search::resume(problem(3), state).unwrap();
-    let (h, _rx) = start(resumed, run, true, 0);
+    let (h, _rx) = start(resumed, run, true, Stand::quick(0));
     let resumed = h.join().unwrap();
     assert!(resumed.state.finished);
     assert_eq!(resumed.state.elites, straight.state.elites);
@@ -276,7 +185,7 @@ fn corrupt_state_is_reported_not_restarted() {
         Search::new(problem(1), 4).unwrap(),
         RunDir::create(&dir).unwrap(),
         false,
-        0,
+        Stand::quick(0),
     );
     h.join().unwrap();
     let state = dir.join("state.json");
@@ -305,7 +214,12 @@ fn corrupt_state_is_reported_not_restarted() {
 fn commands_arrive_through_the_control_file() {
     let dir = temp_run("control");
     let search = Search::new(problem(2), 6).unwrap();
-    let (handle, rx) = start(search, RunDir::create(&dir).unwrap(), false, 30);
+    let (handle, rx) = start(
+        search,
+        RunDir::create(&dir).unwrap(),
+        false,
+        Stand::quick(30),
+    );
     wait_for(&rx, |e| matches!(e, Event::Started { .. }));
     let control = dir.join("control.jsonl");
     std::fs::write(&control, "not json\n").unwrap();

@@ -1,12 +1,13 @@
 //! Self-describing checkpoints: round trip, atomic writes, clear mismatch errors.
 
-use std::path::PathBuf;
+mod support;
 
 use candle_core::{Device, Tensor};
 use esr_ea::model::{
     load_model, load_weights_into, save_model, varmap_params, CheckpointError, Esrn,
 };
 use esr_ea::space::{Arch, GeneList};
+use support::temp_dir as scratch;
 
 fn arch(genes: &str, scale: usize, bias: bool) -> Arch {
     Arch {
@@ -15,14 +16,6 @@ fn arch(genes: &str, scale: usize, bias: bool) -> Arch {
         scale,
         bias,
     }
-}
-
-/// A fresh, empty folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-model-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn input() -> Tensor {
@@ -173,7 +166,7 @@ fn unreadable_or_foreign_files_are_clear_errors() {
 
     let reference = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/vectors/esrn_mixed_x2.safetensors"
+        "/tests/data/vectors/esrn_mixed_x2.safetensors"
     );
     let err = load_err(load_model(reference, &dev));
     assert!(err.contains("metadata '__metadata__' is missing"), "{err}");

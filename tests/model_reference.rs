@@ -1,5 +1,5 @@
 //! The network against the reference implementation's test vectors
-//! (`../shared/data/vectors/esrn_mixed_x{2,3,4}.safetensors`, spec §8).
+//! (`tests/data/vectors/esrn_mixed_x{2,3,4}.safetensors`, spec §8).
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use esr_ea::model::{load_weights_into, model_from_tensors, varmap_params};
 use esr_ea::space::{Arch, GeneList};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/vectors");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors");
 
 /// The architecture of one vector file, from `esrn_vectors.json`.
 fn arch_for(file: &str) -> (Arch, u64) {

@@ -1,4 +1,4 @@
-//! The cost model against the reference figures in `../shared/data/esrn_reference.json`.
+//! The cost model against the reference figures in `tests/data/esrn_reference.json`.
 
 use esr_ea::space::{Arch, GeneList, SearchSpace};
 use serde_json::Value;
@@ -6,9 +6,9 @@ use serde_json::Value;
 fn reference() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/esrn_reference.json"
+        "/tests/data/esrn_reference.json"
     );
-    let text = std::fs::read_to_string(path).expect("reference figures in ../shared/data");
+    let text = std::fs::read_to_string(path).expect("reference figures in tests/data");
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,16 +1,13 @@
 //! Whole searches through the binary on a tiny config: real candle training
 //! of tiny networks on tiny real-looking images, a few steps each.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::temp_dir;
 
 /// Crops of the embedded photographs, so training sees real image statistics.
 fn tiny_dataset(dir: &Path) {

@@ -3,11 +3,41 @@
 use std::collections::HashMap;
 
 use esr_ea::search::{
-    Evaluation, Evaluator, Member, Policy, Problem, Range, Search, SearchError, SearchState,
-    Selection, Status,
+    Evaluation, GenerationSummary, Member, Policy, Problem, Range, Search, SearchError,
+    SearchState, Selection, Status,
 };
 use esr_ea::space::SearchSpace;
 use proptest::prelude::*;
+
+/// A stand-in trainer: turns a member into a fitness without training.
+trait Evaluator {
+    /// The fitness of `member`'s network.
+    fn evaluate(&mut self, problem: &Problem, member: &Member) -> Result<Evaluation, String>;
+}
+
+/// The whole search, one member at a time, through the API the engine
+/// drives (`next_pending`, `record`, `advance`) but without its threads.
+trait RunAll {
+    fn run<E: Evaluator>(&mut self, evaluator: &mut E) -> Vec<GenerationSummary>;
+}
+
+impl RunAll for Search {
+    fn run<E: Evaluator>(&mut self, evaluator: &mut E) -> Vec<GenerationSummary> {
+        let mut summaries = Vec::new();
+        while !self.state.finished {
+            while let Some(index) = self.next_pending(&[]) {
+                let member = self.state.population[index].clone();
+                let status = match evaluator.evaluate(&self.problem, &member) {
+                    Ok(eval) => Status::Evaluated(eval),
+                    Err(reason) => Status::Failed { reason },
+                };
+                self.record(member.id, status);
+            }
+            summaries.push(self.advance());
+        }
+        summaries
+    }
+}
 
 /// Fitness from the architecture alone, so a repeated architecture gets the same value.
 struct FakeTrainer {

@@ -1,8 +1,11 @@
 //! Real candle training on the embedded photographs, kept tiny so it is quick.
 
+mod support;
+
 use std::sync::Arc;
 
 use candle_core::Device;
+
 use esr_ea::data::{default_train, default_val, Augment};
 use esr_ea::space::{Arch, GeneList};
 use esr_ea::train::trainer::{validate, TrainError, TrainPlan, Trainer};
@@ -81,7 +84,7 @@ fn a_checkpoint_resumes_to_the_same_loss_sequence() {
     let mut straight = Trainer::new(&arch, plan(8, 1e-3), train.clone(), 7, &Device::Cpu).unwrap();
     straight.run(|_| true).unwrap();
 
-    let dir = std::env::temp_dir().join(format!("esr-ea-resume-{}", std::process::id()));
+    let dir = support::temp_run("resume");
     let mut first = Trainer::new(&arch, plan(8, 1e-3), train.clone(), 7, &Device::Cpu).unwrap();
     let stopped = first.run(|r| r.step < 3);
     assert!(matches!(stopped, Err(TrainError::Stopped(3))));

@@ -3,15 +3,14 @@
 //! the engine through `control.jsonl`, and the problem comes from the run's
 //! `config.yaml`.
 
-mod tui_support;
+mod support;
 
-use std::time::Duration;
-
+use esr_ea::cli;
 use esr_ea::config::Config;
 use esr_ea::engine::{Command, Event, RunDir};
 use esr_ea::search::Search;
 use esr_ea::tui::{self, App, CommandSink, Mode};
-use tui_support::*;
+use support::*;
 
 #[test]
 fn the_event_log_replays_into_the_live_state() {
@@ -19,7 +18,8 @@ fn the_event_log_replays_into_the_live_state() {
     let (handle, rx) = start(
         Search::new(problem(2), 7).unwrap(),
         RunDir::create(&dir).unwrap(),
-        0,
+        false,
+        Stand::timed(0),
     );
     handle.join().unwrap();
     let live: Vec<Event> = rx.try_iter().collect();
@@ -27,10 +27,10 @@ fn the_event_log_replays_into_the_live_state() {
     assert_eq!(from_log, live);
     let a = app_from(&live, Mode::InProcess);
     let b = app_from(&from_log, Mode::Attached);
-    assert_eq!(a.population, b.population);
-    assert_eq!(a.elites, b.elites);
-    assert_eq!(a.summaries, b.summaries);
-    assert_eq!(a.best, b.best);
+    assert_eq!(a.view.population, b.view.population);
+    assert_eq!(a.view.elites, b.view.elites);
+    assert_eq!(a.view.summaries, b.view.summaries);
+    assert_eq!(a.view.best, b.view.best);
     assert_eq!(
         text(&render(&a, 120, 40)),
         text(&render(&b, 120, 40)).replace("  attached", "          ")
@@ -44,20 +44,13 @@ fn commands_reach_a_running_engine_through_the_control_file() {
     let (handle, rx) = start(
         Search::new(problem(2), 8).unwrap(),
         RunDir::create(&dir).unwrap(),
-        20,
+        false,
+        Stand::timed(20),
     );
-    let wait = |pred: &dyn Fn(&Event) -> bool| loop {
-        let e = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("event in time");
-        if pred(&e) {
-            return e;
-        }
-    };
-    wait(&|e| matches!(e, Event::Started { .. }));
+    wait_for(&rx, |e| matches!(e, Event::Started { .. }));
     let sink = CommandSink::ControlFile(dir.join("control.jsonl"));
     sink.send(Command::Pause).unwrap();
-    wait(&|e| matches!(e, Event::Paused));
+    wait_for(&rx, |e| matches!(e, Event::Paused));
     // A second viewer writes to the same file.
     let other = CommandSink::ControlFile(dir.join("control.jsonl"));
     other.send(Command::Stop).unwrap();
@@ -72,16 +65,16 @@ fn the_problem_comes_from_the_run_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config::embedded("quick").unwrap().config;
     std::fs::write(dir.join("config.yaml"), config.to_yaml()).unwrap();
-    let problem = tui::problem_of_run(&dir).unwrap();
+    let problem = cli::attach::problem_of_run(&dir).unwrap();
     assert_eq!(problem.range, config.range);
     assert_eq!(problem.space, config.search_space);
     // The attached dashboard checks injected genes against that budget.
     let app = App::new(problem, Mode::Attached);
-    assert_eq!(app.run.max_params, config.range.max_params);
+    assert_eq!(app.view.run.max_params, config.range.max_params);
     std::fs::write(dir.join("config.yaml"), "nas: [").unwrap();
-    let err = tui::problem_of_run(&dir).unwrap_err().to_string();
+    let err = cli::attach::problem_of_run(&dir).unwrap_err().to_string();
     assert!(err.contains("config.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let err = tui::attach(&dir).unwrap_err().to_string();
+    let err = cli::attach::attach(&dir).unwrap_err().to_string();
     assert!(err.contains("not a run directory"), "{err}");
 }

@@ -1,12 +1,12 @@
 //! Key handling: the right commands, confirmations and inline validation.
 
-mod tui_support;
+mod support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use esr_ea::engine::{Command, Event};
 use esr_ea::search::Status;
 use esr_ea::tui::{Action, App, Mode, Overlay, Pane};
-use tui_support::*;
+use support::*;
 
 fn mid(mode: Mode) -> App {
     let events = recorded();
@@ -15,10 +15,11 @@ fn mid(mode: Mode) -> App {
 
 fn select_queued(app: &mut App) -> u64 {
     let index = app
+        .view
         .population
         .iter()
         .position(|m| {
-            m.status == Status::Pending && !app.live.get(&m.id).is_some_and(|l| l.training)
+            m.status == Status::Pending && !app.view.live.get(&m.id).is_some_and(|l| l.training)
         })
         .expect("a queued member");
     // Move there with the keys, as a person would.
@@ -27,7 +28,7 @@ fn select_queued(app: &mut App) -> u64 {
         app.on_key(ch('j'));
     }
     assert_eq!(app.pop_selected, index);
-    app.population[index].id
+    app.view.population[index].id
 }
 
 #[test]
@@ -37,6 +38,7 @@ fn pause_then_resume_after_the_engine_confirms() {
     app.apply(&Event::Paused);
     assert_eq!(app.on_key(ch('p')), Some(Action::Send(Command::Resume)));
     assert!(app
+        .view
         .log
         .iter()
         .any(|l| l.level == "you" && l.text == "pause"));
@@ -88,6 +90,7 @@ fn a_kill_confirmation_closes_when_the_member_ends_meanwhile() {
 fn kill_and_mutate_refuse_done_members_with_a_reason() {
     let mut app = mid(Mode::InProcess);
     let index = app
+        .view
         .population
         .iter()
         .position(|m| m.status.is_done())
@@ -296,7 +299,7 @@ fn overlays_close_with_esc_and_navigation_moves() {
     app.on_key(key(KeyCode::BackTab));
     assert_eq!(app.focus, Pane::Population);
     app.on_key(key(KeyCode::End));
-    assert_eq!(app.pop_selected, app.population.len() - 1);
+    assert_eq!(app.pop_selected, app.view.population.len() - 1);
     app.on_key(ch('k'));
-    assert_eq!(app.pop_selected, app.population.len() - 2);
+    assert_eq!(app.pop_selected, app.view.population.len() - 2);
 }

@@ -1,13 +1,13 @@
 //! The dashboard drawn on ratatui's TestBackend from a recorded event
 //! sequence of a real engine (stand-in trainer).
 
-mod tui_support;
+mod support;
 
 use esr_ea::engine::Event;
 use esr_ea::search::Status;
 use esr_ea::tui::{Glyphs, Look, Mode, Pane};
 use ratatui::style::Color;
-use tui_support::*;
+use support::*;
 
 #[test]
 fn compact_80x24_shows_genes_gauge_chart_and_states() {
@@ -19,7 +19,7 @@ fn compact_80x24_shows_genes_gauge_chart_and_states() {
     assert!(screen.contains("gen 2/2"), "{screen}");
     assert!(screen.contains("[RUNNING]"), "{screen}");
     // Gene strings: every row shows at least its first gene.
-    for m in &app.population {
+    for m in &app.view.population {
         let first = m.genes.iter().next().unwrap().to_string();
         assert!(
             screen.contains(&first),
@@ -67,7 +67,7 @@ fn large_200x50_shows_every_pane() {
         assert!(screen.contains(title), "{title} missing:\n{screen}");
     }
     // Wide rows show whole gene lists of the population.
-    let m = &app.population[0];
+    let m = &app.view.population[0];
     assert!(screen.contains(&m.genes.to_string()), "{screen}");
     // The detail pane lists blocks with kind names and in->out.
     assert!(screen.contains("CxG   in->out  params"), "{screen}");
@@ -75,7 +75,7 @@ fn large_200x50_shows_every_pane() {
     assert!(screen.contains("->"), "{screen}");
     assert!(screen.contains("lr 1.0e-3"), "{screen}");
     // The elites of generation 1 and the best-so-far line.
-    let best = app.elites[0].fitness().unwrap();
+    let best = app.view.elites[0].fitness().unwrap();
     assert!(screen.contains(&format!("{best:.3}")), "{screen}");
     assert!(screen.contains("best so far"), "{screen}");
 }
@@ -90,7 +90,11 @@ fn a_finished_run_says_so() {
     ));
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("[FINISHED]"), "{screen}");
-    assert!(!app.population.iter().any(|m| m.status == Status::Pending));
+    assert!(!app
+        .view
+        .population
+        .iter()
+        .any(|m| m.status == Status::Pending));
     let mut app = app;
     app.focus = Pane::Elites;
     let screen = text(&render(&app, 80, 24));

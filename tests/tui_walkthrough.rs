@@ -1,13 +1,13 @@
 //! Rough edges found in the walkthrough with real training at 80x24 (see
 //! `/work/notes/tui_walkthrough.txt`), each pinned down here.
 
-mod tui_support;
+mod support;
 
 use crossterm::event::KeyCode;
 use esr_ea::engine::{Command, Event};
 use esr_ea::search::Status;
 use esr_ea::tui::{Action, App, Mode, Pane};
-use tui_support::*;
+use support::*;
 
 fn mid(mode: Mode) -> App {
     app_from(&mid_run(&recorded()), mode)
@@ -38,7 +38,7 @@ fn a_replayed_export_does_not_claim_the_footer() {
         count: 1,
     });
     assert_eq!(app.flash, None);
-    assert!(app.log.iter().all(|l| l.level != "you"));
+    assert!(app.view.log.iter().all(|l| l.level != "you"));
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn the_stop_message_names_the_run_directory() {
         elites: Vec::new(),
         cache_hits: 0,
     });
-    let last = app.log.back().unwrap();
+    let last = app.view.log.back().unwrap();
     assert!(
         last.text.ends_with("esr-ea search --resume /tmp/walk"),
         "{}",
@@ -123,6 +123,7 @@ fn the_stop_message_names_the_run_directory() {
 fn the_compact_detail_pane_shows_a_done_members_psnr() {
     let mut app = mid(Mode::InProcess);
     let (index, psnr) = app
+        .view
         .population
         .iter()
         .enumerate()
@@ -172,7 +173,7 @@ fn long_log_lines_wrap_and_the_newest_stays_visible() {
     let mut app = mid(Mode::InProcess);
     let long = "stopping: checkpointing; the training in flight is dropped and redone on resume, \
                 which takes a while on a slow machine";
-    app.note("info", long);
+    app.view.note("info", long);
     app.focus = Pane::Log;
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("redone on"), "{screen}");
@@ -191,15 +192,16 @@ fn pausing_until_the_training_in_flight_ends() {
     assert!(screen.contains("[PAUSED]"), "{screen}");
     // The kill of a training member is confirmed in the log.
     assert!(
-        app.log
+        app.view
+            .log
             .iter()
             .any(|l| l.text == format!("#{id} killed: its training was stopped")),
         "{:?}",
-        app.log
+        app.view.log
     );
     app.apply(&Event::Resumed);
     assert_eq!(
-        app.log.back().unwrap().text,
+        app.view.log.back().unwrap().text,
         "resumed: training starts again"
     );
 }
@@ -238,7 +240,7 @@ fn the_detail_overlay_shows_every_block_of_a_ten_block_member_at_80x24() {
         .take(10)
         .map(|g| g.to_string())
         .collect();
-    app.population[0].genes = esr_ea::space::GeneList::parse_args(&genes).unwrap();
+    app.view.population[0].genes = esr_ea::space::GeneList::parse_args(&genes).unwrap();
     app.pop_selected = 0;
     app.on_key(key(KeyCode::Enter));
     let screen = text(&render(&app, 80, 24));

@@ -229,6 +229,7 @@ def vectors_dir():
     repo = os.path.dirname(os.path.dirname(here))
     candidates = [
         os.environ.get("ESR_EA_VECTORS", ""),
+        os.path.join(repo, "tests", "data", "vectors"),
         os.path.join(repo, "..", "shared", "data", "vectors"),
         os.path.join(repo, "shared", "data", "vectors"),
         "/work/shared/data/vectors",
@@ -245,7 +246,7 @@ def check_vectors(device, scales=(2, 3, 4)):
     FileNotFoundError when the vectors are missing."""
     d = vectors_dir()
     if d is None:
-        raise FileNotFoundError("test vectors not found (set ESR_EA_VECTORS to shared/data/vectors)")
+        raise FileNotFoundError("test vectors not found (set ESR_EA_VECTORS to tests/data/vectors)")
     meta = json.load(open(os.path.join(d, "esrn_vectors.json")))
     lines = []
     for entry in meta["files"]:

@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
 use super::progress::Progress;
 use crate::data::upscale_bicubic;
+use crate::device::DeviceName;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::load_benchmark_dir;
-use crate::train::fitness::device;
 use crate::train::trainer::upscale_image_tiled;
 
 /// Arguments of `bench`.
@@ -31,7 +31,7 @@ pub struct BenchArgs {
     pub json: bool,
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Memory budget of the network's working set (e.g. `512M`, `2G`);
     /// images are processed in tiles that fit. Default: a quarter of the
     /// available memory, at most 2 GiB.
@@ -69,7 +69,7 @@ pub struct DatasetScore {
 
 /// Runs `bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     let model = if args.model == "bicubic" {
         None
     } else {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::config::Config;
-use crate::engine::rundir::{files, RunDir};
+use crate::engine::RunDir;
+use crate::format::{plural, thousands};
 
 /// Arguments of `export`.
 #[derive(Debug, Args)]
@@ -20,32 +20,53 @@ pub struct ExportArgs {
     /// Where to write them (default `<run>/export`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write `<rank>.onnx` beside each model (as `esr-ea onnx` does).
+    #[arg(long)]
+    pub onnx: bool,
+    /// Also measure each model's candle latency (ms per frame, 1 thread, 3
+    /// frames) at this LR size, WIDTHxHEIGHT, into its YAML.
+    #[arg(long, value_name = "SIZE")]
+    pub latency: Option<String>,
 }
 
 /// Runs `export`.
 pub fn run(args: &ExportArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
-    let text = run.read_config()?;
-    let config = Config::from_yaml_str(
-        &text,
-        &args.run,
-        run.file(files::CONFIG).display().to_string(),
-    )?
-    .config;
+    let config = run.load_config()?;
     let state = run.load_state()?;
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
-    let n = crate::export::export_top(&state, &config.search_space, run.path(), args.top, &out)?;
+    let latency = match &args.latency {
+        Some(size) => {
+            crate::ops::configure_threads(Some(1));
+            let size =
+                crate::latency::parse_size(size).map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
+            Some((size, 1, 3))
+        }
+        None => None,
+    };
+    let deploy = crate::engine::export::DeployOptions {
+        onnx: args.onnx,
+        latency,
+    };
+    let n = crate::engine::export::export_top_with(
+        &state,
+        &config.search_space,
+        run.path(),
+        args.top,
+        &out,
+        &deploy,
+    )?;
     println!(
         "exported {} to {}",
-        super::plural(n, "architecture"),
+        plural(n, "architecture"),
         out.display()
     );
-    for m in crate::export::best_members(&state, n) {
+    for m in crate::engine::export::best_members(&state, n) {
         println!(
             "  #{:<4} {:.3} dB  {} params  {}",
             m.id,
             m.fitness().unwrap_or(f64::NAN),
-            super::thousands(m.params),
+            thousands(m.params),
             m.genes
         );
     }

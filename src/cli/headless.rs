@@ -4,62 +4,58 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::engine::Event;
-use crate::format::{duration, thousands};
-use crate::search::Member;
+use crate::engine::{Event, RunView};
+use crate::format::{duration, plural, thousands};
 
-/// Turns events into lines of text.
+/// Turns events into lines of text; what it knows of the run is the
+/// [`RunView`] the dashboard reads too, so both tell the same ETA.
 pub struct Printer {
-    generations: usize,
-    individuals: usize,
-    generation: usize,
-    members: HashMap<u64, Member>,
-    /// Position of each member in its generation (1-based), for `[g1 3/8]`.
-    positions: HashMap<u64, (usize, usize)>,
+    view: RunView,
     steps_printed: HashMap<u64, usize>,
-    trained_seconds: Vec<f64>,
-    done_in_gen: usize,
     started: Instant,
 }
 
 impl Default for Printer {
     fn default() -> Self {
         Printer {
-            generations: 0,
-            individuals: 0,
-            generation: 0,
-            members: HashMap::new(),
-            positions: HashMap::new(),
+            view: RunView::default(),
             steps_printed: HashMap::new(),
-            trained_seconds: Vec::new(),
-            done_in_gen: 0,
             started: Instant::now(),
         }
     }
 }
 
 impl Printer {
+    /// `[g1/3 2/8] #5`: generation and position of a member of the current one.
     fn tag(&self, id: u64) -> String {
-        let (pos, of) = self.positions.get(&id).copied().unwrap_or((0, 0));
+        let members = &self.view.population;
+        let pos = members.iter().position(|m| m.id == id);
+        let (pos, of) = pos.map(|i| (i + 1, members.len())).unwrap_or((0, 0));
         format!(
             "[g{}/{} {pos}/{of}] #{id}",
-            self.generation + 1,
-            self.generations
+            self.view.generation + 1,
+            self.view.run.generations
         )
     }
 
     fn eta(&self) -> String {
-        if self.trained_seconds.is_empty() {
-            return "ETA -".into();
+        match self.view.eta() {
+            Some(left) => format!("ETA {}", duration(left.as_secs_f64())),
+            None => "ETA -".into(),
         }
-        let mean = self.trained_seconds.iter().sum::<f64>() / self.trained_seconds.len() as f64;
-        let total = self.generations * self.individuals;
-        let done = self.generation * self.individuals + self.done_in_gen.min(self.individuals);
-        format!("ETA {}", duration(mean * total.saturating_sub(done) as f64))
+    }
+
+    /// Time since the run started here, as the view accounts it.
+    fn elapsed(&mut self) -> String {
+        self.view.tick(self.started.elapsed());
+        duration(self.view.elapsed().as_secs_f64())
     }
 
     /// The lines to print for one event (often none).
     pub fn handle(&mut self, event: &Event) -> Vec<String> {
+        let new_generation = matches!(event, Event::Generation { generation, .. }
+            if self.view.is_new_generation(*generation));
+        self.view.apply(event);
         match event {
             Event::RunStarted {
                 run,
@@ -70,8 +66,6 @@ impl Printer {
                 max_params,
                 resumed,
             } => {
-                self.generations = *generations;
-                self.individuals = *individuals;
                 vec![format!(
                     "{} run '{run}': {generations} generations x {individuals} individuals on {}, budget {}..{} params",
                     if *resumed { "resuming" } else { "starting" },
@@ -84,20 +78,11 @@ impl Printer {
                 generation,
                 members,
             } => {
-                let fresh = *generation != self.generation || self.positions.is_empty();
-                self.generation = *generation;
-                if fresh {
-                    self.done_in_gen = 0;
-                }
-                for (i, m) in members.iter().enumerate() {
-                    self.positions.insert(m.id, (i + 1, members.len()));
-                    self.members.insert(m.id, m.clone());
-                }
-                if fresh {
+                if new_generation {
                     vec![format!(
                         "generation {}/{}: {} individuals",
                         generation + 1,
-                        self.generations,
+                        self.view.run.generations,
                         members.len()
                     )]
                 } else {
@@ -105,7 +90,7 @@ impl Printer {
                 }
             }
             Event::Started { id, device, steps } => {
-                let m = self.members.get(id);
+                let m = self.view.population.iter().find(|m| m.id == *id);
                 vec![format!(
                     "{} {} ({} blocks, {} params) training {steps} steps on {device}",
                     self.tag(*id),
@@ -135,8 +120,6 @@ impl Printer {
                 }
             }
             Event::Evaluated { id, evaluation, .. } => {
-                self.trained_seconds.push(evaluation.seconds);
-                self.done_in_gen += 1;
                 vec![format!(
                     "{}   PSNR {:.3} dB  SSIM {:.4}  ({}) {}",
                     self.tag(*id),
@@ -147,21 +130,14 @@ impl Printer {
                 )]
             }
             Event::Cached { id, evaluation } => {
-                self.done_in_gen += 1;
                 vec![format!(
                     "{}   same architecture as before: PSNR {:.3} dB (cached, not trained again)",
                     self.tag(*id),
                     evaluation.psnr
                 )]
             }
-            Event::Failed { id, reason } => {
-                self.done_in_gen += 1;
-                vec![format!("{}   FAILED: {reason}", self.tag(*id))]
-            }
-            Event::Killed { id } => {
-                self.done_in_gen += 1;
-                vec![format!("{}   killed", self.tag(*id))]
-            }
+            Event::Failed { id, reason } => vec![format!("{}   FAILED: {reason}", self.tag(*id))],
+            Event::Killed { id } => vec![format!("{}   killed", self.tag(*id))],
             Event::GenerationDone {
                 generation,
                 best,
@@ -170,13 +146,13 @@ impl Printer {
             } => {
                 let f =
                     |v: &Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+                let elapsed = self.elapsed();
                 let mut lines = vec![format!(
-                    "generation {}/{} done: best {} dB, mean {} dB, elapsed {}",
+                    "generation {}/{} done: best {} dB, mean {} dB, elapsed {elapsed}",
                     generation + 1,
-                    self.generations,
+                    self.view.run.generations,
                     f(best),
                     f(mean),
-                    duration(self.started.elapsed().as_secs_f64())
                 )];
                 lines.extend(elites.iter().enumerate().map(|(i, m)| {
                     format!(
@@ -202,7 +178,7 @@ impl Printer {
             Event::Exported { dir, count } => {
                 vec![format!(
                     "exported {} to {dir}",
-                    super::plural(*count, "architecture")
+                    plural(*count, "architecture")
                 )]
             }
             Event::Queued { .. } => vec![],
@@ -211,11 +187,11 @@ impl Printer {
                 elites,
                 cache_hits,
             } => {
+                let elapsed = self.elapsed();
                 let mut lines = vec![if *complete {
                     format!(
-                        "search finished in {}; {}",
-                        duration(self.started.elapsed().as_secs_f64()),
-                        super::plural(*cache_hits as usize, "cache hit")
+                        "search finished in {elapsed}; {}",
+                        plural(*cache_hits as usize, "cache hit")
                     )
                 } else {
                     "search stopped; resume it with --resume".to_string()
@@ -267,5 +243,43 @@ mod tests {
             })
             .sum();
         assert_eq!(lines, 4);
+    }
+
+    #[test]
+    fn eta_is_the_run_views_and_counts_the_devices() {
+        let eta_with = |devices: usize| {
+            let mut p = Printer::default();
+            p.handle(&Event::RunStarted {
+                run: "r".into(),
+                devices: vec!["cpu".into(); devices],
+                generations: 2,
+                individuals: 2,
+                min_params: 1,
+                max_params: 2,
+                resumed: false,
+            });
+            let evaluation = crate::search::Evaluation {
+                psnr: 30.0,
+                ssim: 0.9,
+                final_loss: None,
+                seconds: 10.0,
+            };
+            let line = p
+                .handle(&Event::Evaluated {
+                    id: 1,
+                    evaluation,
+                    params: 1,
+                    multi_adds: 1,
+                })
+                .remove(0);
+            assert_eq!(
+                p.view.eta(),
+                Some(std::time::Duration::from_secs(20 / devices as u64))
+            );
+            line
+        };
+        // One generation of two left, 10 s each: 20 s on one device, 10 s on two.
+        assert!(eta_with(1).ends_with("ETA 20s"), "{}", eta_with(1));
+        assert!(eta_with(2).ends_with("ETA 10s"), "{}", eta_with(2));
     }
 }

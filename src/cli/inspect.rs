@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::thousands;
+use crate::format::thousands;
 use crate::space::{Arch, GeneList};
 
 /// Arguments of `inspect`.

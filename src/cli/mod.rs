@@ -1,12 +1,14 @@
 //! The command line: one subcommand per job, each in its own module.
 
-mod attach;
+pub mod attach;
 mod bench;
 mod control;
 mod device_check;
 mod export;
 pub mod headless;
 mod inspect;
+mod latency;
+mod onnx;
 mod progress;
 pub mod report;
 mod search;
@@ -15,8 +17,6 @@ mod train;
 mod upscale;
 
 use clap::{Parser, Subcommand};
-
-pub use crate::format::{plural, thousands};
 
 /// Evolutionary search for small, fast super-resolution networks (ESR_EA).
 #[derive(Debug, Parser)]
@@ -48,6 +48,10 @@ pub enum Command {
     Control(control::ControlArgs),
     /// Time training and inference of an architecture (phases, GFLOP/s, peak memory).
     Speed(speed::SpeedArgs),
+    /// Convert a model file to ONNX (opset 17, any input size) for deployment.
+    Onnx(onnx::OnnxArgs),
+    /// Milliseconds per frame of a model in candle or onnxruntime.
+    Latency(latency::LatencyArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -66,10 +70,12 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Attach(args)) => attach::run(&args),
         Some(Command::Control(args)) => control::run(&args),
         Some(Command::Speed(args)) => speed::run(&args),
+        Some(Command::Onnx(args)) => onnx::run(&args),
+        Some(Command::Latency(args)) => latency::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
-            devices: vec!["cpu".into()],
+            devices: vec![crate::device::DeviceName::Cpu],
             ..Default::default()
         }),
     }

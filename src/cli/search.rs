@@ -10,10 +10,11 @@ use clap::Args;
 
 use super::headless::Printer;
 use crate::config::{Config, Loaded};
+use crate::device::DeviceName;
 use crate::engine::lock::RunLock;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
-use crate::train::fitness::{device, QuickTrain};
+use crate::train::fitness::QuickTrain;
 use crate::train::trainer::TrainPlan;
 
 /// Arguments of `search`.
@@ -39,7 +40,7 @@ pub struct SearchArgs {
         default_value = "cpu",
         value_delimiter = ','
     )]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceName>,
     /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
@@ -109,7 +110,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         bail!("--devices: name at least one device (cpu, cuda:0, ...)");
     }
     for d in &args.devices {
-        device(d).map_err(|e| anyhow::anyhow!("--devices: {e}"))?;
+        d.open().context("--devices")?;
     }
     // Held until this function returns: one search per run directory.
     let mut _lock: Option<RunLock> = None;
@@ -120,12 +121,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             // its seed is exactly the run that was begun.
             let run = RunDir::create(dir)?;
             _lock = Some(RunLock::acquire(dir)?);
-            let text = run.read_config()?;
-            let source = run
-                .file(engine::rundir::files::CONFIG)
-                .display()
-                .to_string();
-            let config = Config::from_yaml_str(&text, dir, source)?.config;
+            let config = run.load_config()?;
             let search = Search::new(problem_of(&config)?, config.seed)?;
             (config, run, search, false)
         }
@@ -134,13 +130,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             if !args.check {
                 _lock = Some(RunLock::acquire(dir)?);
             }
-            let text = run.read_config()?;
-            let source = run
-                .file(engine::rundir::files::CONFIG)
-                .display()
-                .to_string();
-            let loaded = Config::from_yaml_str(&text, dir, source)?;
-            let config = loaded.config;
+            let config = run.load_config()?;
             let problem = problem_of(&config)?;
             let state = run.load_state()?;
             let search = Search::resume(problem, state)?;
@@ -226,7 +216,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             search,
             run,
             seed: config.seed,
-            devices: args.devices.clone(),
+            devices: args.devices.iter().map(DeviceName::to_string).collect(),
             resumed,
             fitness,
         },
@@ -253,7 +243,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search = handle.join()?;
     if search.state.finished {
         let out = run_path.join("export");
-        let n = crate::export::export_top(
+        let n = crate::engine::export::export_top(
             &search.state,
             &search.problem.space,
             &run_path,

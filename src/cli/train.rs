@@ -12,12 +12,13 @@ use serde_json::json;
 use super::progress::Progress;
 use super::search::load_config;
 use crate::data::upscale_bicubic;
+use crate::device::DeviceName;
+use crate::format::thousands;
 use crate::fsutil::atomic_write;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
 use crate::space::GeneList;
 use crate::train::datasets::load_split;
-use crate::train::fitness::device;
 use crate::train::trainer::{TrainPlan, Trainer};
 
 /// Arguments of `train`.
@@ -46,7 +47,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Seed for weights and patches (default: the config's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -58,7 +59,7 @@ pub struct TrainArgs {
 /// Runs `train`.
 pub fn run(args: &TrainArgs) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     let scale = config.search_space.scale;
     let train = Arc::new(load_split(&config.full_dataset.train, scale)?);
     let val = load_split(&config.full_dataset.test, scale)?;
@@ -119,7 +120,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     println!(
         "training {} ({} params, x{}) for {steps} steps from step {} on {}; checkpoints every {every} steps in {}",
         arch.genes,
-        super::thousands(arch.cost().params),
+        thousands(arch.cost().params),
         arch.scale,
         trainer.step(),
         args.device,

@@ -7,9 +7,9 @@ use clap::Args;
 
 use super::progress::Progress;
 use crate::data::load_rgb;
+use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
 use crate::model::tiled::{default_memory_budget, TilePlan};
-use crate::train::fitness::device;
 use crate::train::trainer::{timed, upscale_image_tiled};
 
 /// Arguments of `upscale`.
@@ -20,7 +20,7 @@ pub struct UpscaleArgs {
     pub model: PathBuf,
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Input image (PNG, JPEG, BMP; any size).
     #[arg(value_name = "IN")]
     pub input: PathBuf,
@@ -112,7 +112,7 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let dev = device(&args.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let dev = args.device.open().context("--device")?;
     let (model, _) = load_model(&args.model, &dev)?;
     let lr = load_rgb(&args.input)?;
     if let Some(lost) = dropped_by_rgb8(&args.input) {

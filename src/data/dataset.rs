@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::image::load_rgb;
-use super::resize::{downscale, modcrop};
+use super::resize::{check_scale, downscale, modcrop};
 use super::{DataError, RgbImage};
 
 /// File extensions (compared case-insensitively) taken as images.
@@ -113,18 +113,6 @@ impl Dataset {
     /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
-    }
-}
-
-fn check_scale(scale: usize) -> Result<(), DataError> {
-    if scale >= 1 {
-        Ok(())
-    } else {
-        Err(DataError::invalid(
-            "scale",
-            scale,
-            "must be an integer >= 1",
-        ))
     }
 }
 

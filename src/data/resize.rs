@@ -110,7 +110,8 @@ fn check_scale_factor(scale: f64) -> Result<(), DataError> {
     }
 }
 
-fn check_scale(scale: usize) -> Result<(), DataError> {
+/// An integer scale factor: at least 1.
+pub(super) fn check_scale(scale: usize) -> Result<(), DataError> {
     if scale >= 1 {
         Ok(())
     } else {

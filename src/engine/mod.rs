@@ -5,7 +5,9 @@
 
 pub mod control;
 pub mod events;
+pub mod export;
 pub mod lock;
+pub mod run_view;
 pub mod rundir;
 
 use std::collections::HashMap;
@@ -18,55 +20,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+pub use crate::train::fitness::{Failure, Fitness, Job};
 pub use crate::train::StepReport;
 pub use events::{Command, Event};
+pub use run_view::RunView;
 pub use rundir::RunDir;
 
-use crate::search::{Evaluation, Member, Search, Status};
-use crate::space::{Arch, GeneList};
-
-/// One training job handed to a worker.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The member to train.
-    pub member: Member,
-    /// Its network.
-    pub arch: Arch,
-    /// Seed for its weights and patches: derived from the run seed and the
-    /// member id, so a re-run after a crash trains identically.
-    pub seed: u64,
-    /// Device name (`cpu`, `cuda:0`, …).
-    pub device: String,
-    /// Where to save the quick-trained weights.
-    pub weights: PathBuf,
-    /// Set when the member is killed or the search stops.
-    pub cancel: Arc<AtomicBool>,
-}
-
-/// Why an evaluation produced no fitness.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The job's cancel flag was seen.
-    Cancelled,
-    /// Training or validation failed: the member's own fault, its fitness.
-    Error(String),
-    /// Writing the run's files (the member's weights) failed: not the
-    /// member's fault, so the search stops and the member is redone on resume.
-    Storage(String),
-}
-
-/// Turns a job into a fitness. Implementations must check `job.cancel`
-/// regularly (at least every training step) and return `Failure::Cancelled`.
-pub trait Fitness: Send + Sync {
-    /// Training steps per evaluation (for progress and ETA).
-    fn steps(&self) -> usize;
-    /// Trains and validates the job's network, reporting each step.
-    fn evaluate(
-        &self,
-        job: &Job,
-        report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure>;
-}
+use crate::search::{Evaluation, Search, Status};
+use crate::space::GeneList;
 
 /// A message into the engine thread.
 #[derive(Debug)]
@@ -632,7 +593,7 @@ impl Engine {
         let dir = dir
             .map(PathBuf::from)
             .unwrap_or_else(|| self.run.file("export"));
-        match crate::export::export_top(
+        match export::export_top(
             &self.search.state,
             &self.search.problem.space,
             self.run.path(),
@@ -648,7 +609,7 @@ impl Engine {
                     "info",
                     format!(
                         "exported {} to {}",
-                        crate::cli::plural(count, "architecture"),
+                        crate::format::plural(count, "architecture"),
                         dir.display()
                     ),
                 );

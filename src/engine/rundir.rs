@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::events::Event;
+use crate::config::Config;
 use crate::fsutil::atomic_write;
 use crate::search::{Member, SearchState, Status};
 
@@ -40,6 +41,23 @@ pub mod files {
     pub const CONTROL: &str = "control.jsonl";
     /// Quick-trained weights, `models/<id>.safetensors`.
     pub const MODELS: &str = "models";
+}
+
+/// The resolved configuration of the run in `run_dir` (its `config.yaml`;
+/// relative paths in it are read from `run_dir`). Needs no `state.json`, so a
+/// viewer can read a run that has not checkpointed yet.
+pub fn load_config(run_dir: &Path) -> Result<Config> {
+    let path = run_dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Config::from_yaml_str(&text, run_dir, path.display().to_string())?.config)
+}
+
+/// Where a member's quick-trained weights lie in the run directory `run_dir`.
+pub fn model_file(run_dir: &Path, id: u64) -> PathBuf {
+    run_dir
+        .join(files::MODELS)
+        .join(format!("{id}.safetensors"))
 }
 
 impl RunDir {
@@ -100,9 +118,7 @@ impl RunDir {
 
     /// Where a member's quick-trained weights go.
     pub fn model_path(&self, id: u64) -> PathBuf {
-        self.path
-            .join(files::MODELS)
-            .join(format!("{id}.safetensors"))
+        model_file(&self.path, id)
     }
 
     /// Writes the resolved configuration.
@@ -113,9 +129,8 @@ impl RunDir {
     }
 
     /// Reads the resolved configuration back.
-    pub fn read_config(&self) -> Result<String> {
-        let path = self.file(files::CONFIG);
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    pub fn load_config(&self) -> Result<Config> {
+        load_config(&self.path)
     }
 
     /// Loads the saved search state; a corrupt or truncated file is an error

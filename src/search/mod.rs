@@ -2,18 +2,21 @@
 //! mutation, crossover, selection, elitism and the serialisable search state.
 
 pub mod check;
+mod evolve;
 pub mod individual;
+pub mod member;
 pub mod plan;
 pub mod problem;
 pub mod state;
+mod steer;
 
 use serde::{Deserialize, Serialize};
 
 pub use individual::{Individual, Slot};
+pub use member::{Evaluation, Member, Origin, Status};
 pub use problem::{Problem, Reach, RepairCost, RepairRounds};
-pub use state::{
-    Evaluation, Evaluator, GenerationSummary, Member, Origin, Search, SearchState, Status,
-};
+pub use state::{GenerationSummary, Search, SearchState};
+pub use steer::HandGenesError;
 
 /// Why a search cannot start or continue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

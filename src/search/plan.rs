@@ -2,7 +2,7 @@
 //! constraints are comfortable.
 
 use super::{Problem, SearchError};
-use crate::cli::thousands;
+use crate::format::thousands;
 
 /// A human summary of a search's shape and constraints; measures the repair
 /// cost by drawing `repair_samples` random individuals.

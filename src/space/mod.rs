@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 pub use cost::{Arch, BlockCost, ConvCost, NetworkCost, ReferenceEstimate};
 pub use gene::{BlockGene, BlockKind, GeneError, GeneList};
 
+/// The seed network of the reference's search (17 blocks, 520,595 params at
+/// G0 32, x2): the size the search trains, and what `speed` and
+/// `device-check` measure by default.
+pub const SEED_GENES: &str = "G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 \
+    S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 \
+    G_6_16_64 G_8_16_16 S_8_16_32";
+
 /// The `esrbody` part of the configuration, resolved: what blocks may be drawn
 /// and how the network around them is built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,15 +1,17 @@
-//! Real fitness for the search engine: quick-train a member with candle,
+//! What the search engine asks of a trainer ([`Fitness`]: a [`Job`] in, an
+//! evaluation out) and the real one: quick-train a member with candle,
 //! validate it on the fixed validation set, save its weights.
 
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::trainer::{TrainError, TrainPlan, Trainer};
 use super::StepReport;
 use crate::data::dataset::Dataset;
-use crate::engine::{Failure, Fitness, Job};
-use crate::search::Evaluation;
+use crate::search::{Evaluation, Member};
+use crate::space::Arch;
 
 /// Quick training as the search's fitness.
 pub struct QuickTrain {
@@ -21,33 +23,47 @@ pub struct QuickTrain {
     pub plan: TrainPlan,
 }
 
-/// Parses a device name: `cpu`, or `cuda:N` when built with the `cuda` feature.
-pub fn device(name: &str) -> Result<candle_core::Device, String> {
-    match name.trim() {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        other => {
-            let Some(index) = other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<usize>().ok())
-            else {
-                return Err(format!(
-                    "device '{other}' is not supported (allowed: cpu, cuda:N)"
-                ));
-            };
-            if !cfg!(feature = "cuda") {
-                return Err(format!(
-                    "device '{other}': this esr-ea was built without CUDA; rebuild with `cargo build --release --features cuda`"
-                ));
-            }
-            // candle appends a backtrace to the message when RUST_BACKTRACE is
-            // set: keep the first line, the driver's own error.
-            candle_core::Device::new_cuda(index).map_err(|e| {
-                let e = e.to_string();
-                let first = e.lines().next().unwrap_or("unknown error");
-                format!("device '{other}' cannot be opened ({first}); check the GPU index (nvidia-smi -L) and that the NVIDIA driver and CUDA 13 libraries are found")
-            })
-        }
-    }
+/// One training job handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The member to train.
+    pub member: Member,
+    /// Its network.
+    pub arch: Arch,
+    /// Seed for its weights and patches: derived from the run seed and the
+    /// member id, so a re-run after a crash trains identically.
+    pub seed: u64,
+    /// Device name (`cpu`, `cuda:0`, …).
+    pub device: String,
+    /// Where to save the quick-trained weights.
+    pub weights: PathBuf,
+    /// Set when the member is killed or the search stops.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Why an evaluation produced no fitness.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The job's cancel flag was seen.
+    Cancelled,
+    /// Training or validation failed: the member's own fault, its fitness.
+    Error(String),
+    /// Writing the run's files (the member's weights) failed: not the
+    /// member's fault, so the search stops and the member is redone on resume.
+    Storage(String),
+}
+
+/// Turns a job into a fitness. Implementations must check `job.cancel`
+/// regularly (at least every training step) and return `Failure::Cancelled`.
+pub trait Fitness: Send + Sync {
+    /// Training steps per evaluation (for progress and ETA).
+    fn steps(&self) -> usize;
+    /// Trains and validates the job's network, reporting each step.
+    fn evaluate(
+        &self,
+        job: &Job,
+        report: &mut dyn FnMut(StepReport),
+    ) -> Result<Evaluation, Failure>;
 }
 
 impl Fitness for QuickTrain {
@@ -61,7 +77,7 @@ impl Fitness for QuickTrain {
         report: &mut dyn FnMut(StepReport),
     ) -> Result<Evaluation, Failure> {
         let start = Instant::now();
-        let device = device(&job.device).map_err(Failure::Error)?;
+        let device = crate::device::open(&job.device).map_err(|e| Failure::Error(e.to_string()))?;
         let fail = |e: TrainError| match e {
             TrainError::Stopped(_) => Failure::Cancelled,
             other => Failure::Error(other.to_string()),

@@ -9,37 +9,37 @@
 //! Two ways to feed it:
 //! * in-process ([`EventSource::Engine`] + [`CommandSink::Engine`]): the
 //!   engine runs in this process (`esr-ea search`);
-//! * attached ([`attach`]): `events.jsonl` of a run elsewhere on the machine
-//!   is replayed and followed, commands go to its `control.jsonl`. Any number
-//!   of viewers may attach; leaving one never stops the search.
+//! * attached (`esr-ea attach`): `events.jsonl` of a run elsewhere on the
+//!   machine is replayed and followed ([`EventSource::EventLog`]), commands go
+//!   to its `control.jsonl` ([`CommandSink::ControlFile`]). Any number of
+//!   viewers may attach; leaving one never stops the search.
 
 pub mod app;
 pub mod format;
+pub mod keys;
 pub mod look;
 pub mod tail;
 pub mod terminal;
 pub mod validate;
 pub mod view;
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use crossterm::event::{Event as TermEvent, KeyEventKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-pub use app::{Action, App, Mode, Overlay, Pane, RunState};
+pub use crate::engine::run_view::RunState;
+pub use app::{Action, App, Mode, Overlay, Pane};
 pub use look::{Glyphs, Look};
 pub use tail::read_event_log;
 
-use crate::config::Config;
-use crate::engine::{control, rundir, Command, Event, Inbox};
-use crate::search::Problem;
+use crate::engine::{control, Command, Event, Inbox};
 
 /// Redraws per second (also the clock's resolution).
 const TICK: Duration = Duration::from_millis(125);
@@ -229,24 +229,24 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
                     while let Ok(event) = events.try_recv() {
                         app.apply(&event);
                     }
-                    let ended = matches!(app.state(), RunState::Stopped | RunState::Finished);
+                    let ended = matches!(app.view.state(), RunState::Stopped | RunState::Finished);
                     if ended && app.stop_requested() {
                         break Exit::Stopped;
                     }
                 }
                 None => {
                     open = false;
-                    let was_stopping = app.state() == RunState::Stopping;
-                    app.stream_ended();
+                    let was_stopping = app.view.state() == RunState::Stopping;
+                    app.view.stream_ended();
                     if was_stopping {
                         break Exit::Stopped;
                     }
                 }
             },
             _ = tick.tick() => {
-                app.tick(started.elapsed());
+                app.view.tick(started.elapsed());
                 for message in terminal::take_other_panics() {
-                    app.note("error", message);
+                    app.view.note("error", message);
                 }
                 draw = true;
             }
@@ -272,7 +272,8 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
 
 fn deliver(sink: &CommandSink, command: Command, app: &mut App) {
     if let Err(e) = sink.send(command.clone()) {
-        app.note("error", format!("could not send {command:?}: {e:#}"));
+        app.view
+            .note("error", format!("could not send {command:?}: {e:#}"));
     }
 }
 
@@ -282,63 +283,4 @@ fn on_signal(sink: &CommandSink, in_process: bool) -> Exit {
         let _ = sink.send(Command::Stop);
     }
     Exit::Signal
-}
-
-/// The search problem of a run directory, from its `config.yaml`.
-pub fn problem_of_run(run_dir: &Path) -> Result<Problem> {
-    let path = run_dir.join(rundir::files::CONFIG);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let loaded = Config::from_yaml_str(&text, run_dir, path.display().to_string())?;
-    let c = loaded.config;
-    Problem::new(c.search_space, c.policy, c.range)
-        .with_context(|| format!("{}: the search constraints", path.display()))
-}
-
-/// `esr-ea attach <run dir>`: the dashboard on a search running elsewhere on
-/// this machine. Its history is replayed from `events.jsonl`, new events are
-/// followed, commands go through `control.jsonl`. Leaving without stopping
-/// keeps the search running.
-pub fn attach(run_dir: &Path) -> Result<()> {
-    if !run_dir.is_dir() {
-        bail!(
-            "{} is not a run directory (no such folder)",
-            run_dir.display()
-        );
-    }
-    let events = run_dir.join(rundir::files::EVENTS);
-    if !events.is_file() {
-        bail!(
-            "{} has no {}: is a search running there? (start one with esr-ea search --run-dir {})",
-            run_dir.display(),
-            rundir::files::EVENTS,
-            run_dir.display()
-        );
-    }
-    if !std::io::stdout().is_terminal() {
-        bail!(
-            "attach needs a terminal; to follow the run in a script, read {}",
-            events.display()
-        );
-    }
-    let problem = problem_of_run(run_dir)?;
-    let app = App::new(problem, Mode::Attached).with_run_dir(run_dir);
-    let sink = CommandSink::ControlFile(run_dir.join(rundir::files::CONTROL));
-    let (exit, app) = run_dashboard_with_state(EventSource::EventLog(events), sink, app)?;
-    match exit {
-        Exit::Detached if app.paused() => println!(
-            "detached: the search stays paused (no new training starts); resume it with esr-ea attach {} and p",
-            run_dir.display()
-        ),
-        Exit::Detached => println!(
-            "detached: the search keeps running; watch it again with esr-ea attach {}",
-            run_dir.display()
-        ),
-        Exit::Stopped => println!(
-            "asked the search to stop: it checkpoints; continue it with esr-ea search --resume {}",
-            run_dir.display()
-        ),
-        Exit::Left | Exit::Signal => {}
-    }
-    Ok(())
 }

@@ -2,7 +2,8 @@
 //! the same rules the engine applies (so a rejected list is explained inline
 //! instead of turning up later as a warning in the log).
 
-use crate::search::{Individual, Problem};
+use crate::format::thousands;
+use crate::search::{HandGenesError, Problem};
 use crate::space::GeneList;
 
 /// A gene list that passed every check.
@@ -20,33 +21,20 @@ pub struct Checked {
 /// is wrong and what is allowed.
 pub fn check_genes(problem: &Problem, text: &str) -> Result<Checked, String> {
     let genes = GeneList::parse_args(&[text]).map_err(|e| e.to_string())?;
-    problem
-        .space
-        .validate_genes(&genes)
-        .map_err(|e| e.to_string())?;
-    let individual = Individual::from_genes(&genes, &problem.table, problem.range.node_num)
-        .map_err(|e| e.to_string())?;
-    let range = &problem.range;
-    if individual.active() < range.min_active {
-        return Err(format!(
-            "{} blocks are too few: the search needs at least min_active = {}",
-            individual.active(),
-            range.min_active
-        ));
+    match problem.hand_individual(&genes) {
+        Ok((_, params)) => Ok(Checked { genes, params }),
+        Err(HandGenesError::Invalid(why)) => Err(why),
+        Err(HandGenesError::TooFew { active, min_active }) => Err(format!(
+            "{active} blocks are too few: the search needs at least min_active = {min_active}"
+        )),
+        Err(HandGenesError::OutsideBudget { params, min, max }) => {
+            let side = if params < min { "below" } else { "above" };
+            Err(format!(
+                "{} params are {side} the budget {}..{}",
+                thousands(params),
+                thousands(min),
+                thousands(max)
+            ))
+        }
     }
-    let params = problem.params(&individual);
-    if params < range.min_params || params > range.max_params {
-        let side = if params < range.min_params {
-            "below"
-        } else {
-            "above"
-        };
-        return Err(format!(
-            "{} params are {side} the budget {}..{}",
-            super::format::thousands(params),
-            super::format::thousands(range.min_params),
-            super::format::thousands(range.max_params)
-        ));
-    }
-    Ok(Checked { genes, params })
 }

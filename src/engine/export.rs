@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::engine::rundir::files;
+use super::rundir::model_file;
 use crate::fsutil::atomic_write;
 use crate::search::{Member, SearchState, Status};
 use crate::space::SearchSpace;
@@ -40,6 +40,21 @@ pub struct ExportedArch {
     /// Weights file beside this one; export checks the quick-trained weights
     /// load and hold this network, and fails otherwise (never `null` now).
     pub weights: Option<String>,
+    /// ONNX file beside this one (`export --onnx`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<String>,
+    /// Measured ms per frame (`export --latency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<crate::latency::Latency>,
+}
+
+/// Deployment files `export` can add beside each model with weights.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Write `<rank>.onnx`.
+    pub onnx: bool,
+    /// Measure candle's latency: (width, height), threads, frames.
+    pub latency: Option<((usize, usize), usize, usize)>,
 }
 
 /// The best `top` distinct architectures evaluated so far, best first
@@ -75,6 +90,19 @@ pub fn export_top(
     top: usize,
     out: &Path,
 ) -> Result<usize> {
+    export_top_with(state, space, run_dir, top, out, &DeployOptions::default())
+}
+
+/// [`export_top`], plus `<rank>.onnx` files and a measured latency in each
+/// `<rank>.yaml` as `deploy` asks.
+pub fn export_top_with(
+    state: &SearchState,
+    space: &SearchSpace,
+    run_dir: &Path,
+    top: usize,
+    out: &Path,
+    deploy: &DeployOptions,
+) -> Result<usize> {
     if top == 0 {
         bail!("--top 0: export at least one architecture");
     }
@@ -90,14 +118,13 @@ pub fn export_top(
             Status::Evaluated(e) => e.clone(),
             _ => unreachable!("best_members keeps evaluated members only"),
         };
-        let source = run_dir
-            .join(files::MODELS)
-            .join(format!("{}.safetensors", m.id));
+        let source = model_file(run_dir, m.id);
         let name = format!("{rank}.safetensors");
         let bytes = verified_weights(&source, m, space)?;
         atomic_write(&out.join(&name), &bytes)
             .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
         let weights = Some(name);
+        let (onnx, latency) = deploy_files(out, rank, weights.as_deref(), deploy)?;
         let entry = ExportedArch {
             rank,
             id: m.id,
@@ -112,6 +139,8 @@ pub fn export_top(
             psnr: eval.psnr,
             ssim: eval.ssim,
             weights,
+            onnx,
+            latency,
         };
         let yaml = serde_yaml::to_string(&entry)?;
         atomic_write(&out.join(format!("{rank}.yaml")), yaml.as_bytes())?;
@@ -163,4 +192,36 @@ fn verified_weights(source: &Path, m: &Member, space: &SearchSpace) -> Result<Ve
         );
     }
     Ok(bytes)
+}
+
+/// Writes `<rank>.onnx` and measures the latency of the exported weights
+/// `weights` (a file in `out`), as `deploy` asks.
+fn deploy_files(
+    out: &Path,
+    rank: usize,
+    weights: Option<&str>,
+    deploy: &DeployOptions,
+) -> Result<(Option<String>, Option<crate::latency::Latency>)> {
+    let Some(weights) = weights.filter(|_| deploy.onnx || deploy.latency.is_some()) else {
+        return Ok((None, None));
+    };
+    let (model, _) = crate::model::load_model(out.join(weights), &candle_core::Device::Cpu)?;
+    let onnx = if deploy.onnx {
+        let name = format!("{rank}.onnx");
+        crate::onnx::write_onnx(&model, &out.join(&name))?;
+        Some(name)
+    } else {
+        None
+    };
+    let latency = match deploy.latency {
+        Some((size, threads, frames)) => Some(crate::latency::measure_candle(
+            &model,
+            size,
+            threads,
+            frames,
+            |_, _| {},
+        )?),
+        None => None,
+    };
+    Ok((onnx, latency))
 }

@@ -1,7 +1,10 @@
-//! Shared by the `tui_*` tests: a recorded event sequence from a real engine
-//! driven by a stand-in trainer (no training), and buffer helpers.
+//! Shared by the tests: temporary folders, a real engine driven by a
+//! stand-in trainer (no training) and waiting for its events, a recorded
+//! event sequence, and the dashboard's buffer helpers. Each test binary uses
+//! a part of it.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, OnceLock};
@@ -19,9 +22,36 @@ use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
 /// Deterministic fitness from the genes; a few steps with a short pause
-/// each, checking the cancel flag like a real trainer.
+/// each, checking the cancel flag like a real trainer, and real (untrained)
+/// weights of the member's network where the real one saves them.
 pub struct Stand {
+    /// Pause per step.
     pub step_ms: u64,
+    /// Loss of the first step (step `n` reports `first_loss / n`).
+    pub first_loss: f64,
+    /// The training time each evaluation reports.
+    pub seconds: f64,
+}
+
+impl Stand {
+    /// As the engine tests train: quick, reported as 10 ms.
+    pub fn quick(step_ms: u64) -> Stand {
+        Stand {
+            step_ms,
+            first_loss: 1.0,
+            seconds: 0.01,
+        }
+    }
+
+    /// As the dashboard tests record: 1.5 s reported per member, so clocks
+    /// and ETAs read as seconds and minutes.
+    pub fn timed(step_ms: u64) -> Stand {
+        Stand {
+            step_ms,
+            first_loss: 0.5,
+            seconds: 1.5,
+        }
+    }
 }
 
 impl Fitness for Stand {
@@ -42,16 +72,21 @@ impl Fitness for Stand {
             report(StepReport {
                 step,
                 steps: 4,
-                loss: 0.5 / step as f64,
+                loss: self.first_loss / step as f64,
                 lr: 1e-3,
             });
         }
+        // Real weights of the member's network: export verifies them.
+        let model = esr_ea::model::Esrn::seeded(&job.arch, job.seed, &candle_core::Device::Cpu)
+            .unwrap()
+            .0;
+        esr_ea::model::save_model(&model, &job.weights).unwrap();
         let g = &job.member.genes;
         Ok(Evaluation {
             psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,
             ssim: 0.8,
-            final_loss: Some(0.125),
-            seconds: 1.5,
+            final_loss: Some(self.first_loss / 4.0),
+            seconds: self.seconds,
         })
     }
 }
@@ -73,13 +108,27 @@ pub fn problem(generations: usize) -> Problem {
     .unwrap()
 }
 
-pub fn temp_run(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-tui-{name}-{}", std::process::id()));
+/// A fresh path for a run directory of this test binary (not created).
+pub fn temp_run(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("esr-ea-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-pub fn start(search: Search, run: RunDir, step_ms: u64) -> (EngineHandle, Receiver<Event>) {
+/// A fresh, empty folder of this test binary.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = temp_run(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the engine on one `cpu` worker with `fitness`.
+pub fn start(
+    search: Search,
+    run: RunDir,
+    resumed: bool,
+    fitness: Stand,
+) -> (EngineHandle, Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let handle = engine::spawn(
         EngineSetup {
@@ -87,12 +136,25 @@ pub fn start(search: Search, run: RunDir, step_ms: u64) -> (EngineHandle, Receiv
             run,
             seed: 5,
             devices: vec!["cpu".into()],
-            resumed: false,
-            fitness: Arc::new(Stand { step_ms }),
+            resumed,
+            fitness: Arc::new(fitness),
         },
         tx,
     );
     (handle, rx)
+}
+
+/// The first event that `pred` accepts (the others are dropped); panics
+/// after 20 s without one.
+pub fn wait_for(rx: &Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("event in time");
+        if pred(&e) {
+            return e;
+        }
+    }
 }
 
 /// Every event of a whole 2-generation search (8 individuals each),
@@ -105,7 +167,8 @@ pub fn recorded() -> Vec<Event> {
             let (handle, rx) = start(
                 Search::new(problem(2), 1).unwrap(),
                 RunDir::create(&dir).unwrap(),
-                0,
+                false,
+                Stand::timed(0),
             );
             handle.join().unwrap();
             let events = rx.try_iter().collect();
@@ -157,12 +220,13 @@ pub fn app_from(events: &[Event], mode: Mode) -> App {
 /// Selects the member being trained, if any.
 pub fn select_training(app: &mut App) -> u64 {
     let index = app
+        .view
         .population
         .iter()
-        .position(|m| app.live.get(&m.id).is_some_and(|l| l.training))
+        .position(|m| app.view.live.get(&m.id).is_some_and(|l| l.training))
         .expect("a member in training");
     app.pop_selected = index;
-    app.population[index].id
+    app.view.population[index].id
 }
 
 pub fn render(app: &App, w: u16, h: u16) -> Buffer {

@@ -1,0 +1,99 @@
+//! Device names (`cpu`, `cuda:N`): read once, where they are typed (clap
+//! parses `--device` into a [`DeviceName`]), opened where work starts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+/// A device as the user names it; parsing checks the spelling only, so a
+/// CUDA name on a build without CUDA is refused when it is opened, in one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    /// The CPU.
+    Cpu,
+    /// The NVIDIA GPU of this index.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.trim() {
+            "cpu" => Ok(DeviceName::Cpu),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(DeviceName::Cuda)
+                .ok_or_else(|| format!("device '{other}' is not supported (allowed: cpu, cuda:N)")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceName::Cpu => f.write_str("cpu"),
+            DeviceName::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+impl DeviceName {
+    /// Opens the device: the CPU always; a GPU only in a `cuda` build with
+    /// the driver found. The error is one line naming the device.
+    pub fn open(&self) -> anyhow::Result<Device> {
+        let DeviceName::Cuda(index) = *self else {
+            return Ok(Device::Cpu);
+        };
+        if !cfg!(feature = "cuda") {
+            anyhow::bail!(
+                "device '{self}': this esr-ea was built without CUDA; rebuild with `cargo build --release --features cuda`"
+            );
+        }
+        // candle appends a backtrace to the message when RUST_BACKTRACE is
+        // set: keep the first line, the driver's own error.
+        Device::new_cuda(index).map_err(|e| {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or("unknown error");
+            anyhow::anyhow!("device '{self}' cannot be opened ({first}); check the GPU index (nvidia-smi -L) and that the NVIDIA driver and CUDA 13 libraries are found")
+        })
+    }
+}
+
+/// Parses and opens a device name in one go (a worker given a job's device).
+pub fn open(name: &str) -> anyhow::Result<Device> {
+    name.parse::<DeviceName>()
+        .map_err(anyhow::Error::msg)?
+        .open()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_bad_ones_say_what_is_allowed() {
+        for name in ["cpu", "cuda:0", "cuda:12"] {
+            assert_eq!(name.parse::<DeviceName>().unwrap().to_string(), name);
+        }
+        assert_eq!(" cpu ".parse::<DeviceName>(), Ok(DeviceName::Cpu));
+        for bad in ["gpu0", "cuda:", "cuda:x", "CPU"] {
+            let err = bad.parse::<DeviceName>().unwrap_err();
+            assert!(err.contains(&format!("'{}'", bad.trim())), "{err}");
+            assert!(err.contains("cpu, cuda:N"), "{err}");
+        }
+        assert!(matches!(open("cpu"), Ok(Device::Cpu)));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_on_a_cpu_build_names_the_build_command() {
+        let err = open("cuda:0").unwrap_err().to_string();
+        assert!(
+            err.contains("built without CUDA") && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+}
