@@ -12,7 +12,7 @@ use crate::device::DeviceName;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::load_benchmark_dir;
-use crate::train::trainer::upscale_image;
+use crate::train::trainer::upscale_image_tiled;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -32,6 +32,11 @@ pub struct BenchArgs {
     /// Device: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceName,
+    /// Memory budget of the network's working set (e.g. `512M`, `2G`);
+    /// images are processed in tiles that fit. Default: a quarter of the
+    /// available memory, at most 2 GiB.
+    #[arg(long, value_name = "BYTES", value_parser = super::upscale::parse_memory)]
+    pub max_memory: Option<u64>,
 }
 
 /// One image's scores.
@@ -93,7 +98,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for (i, pair) in data.pairs.iter().enumerate() {
             let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
             if let Some(m) = &model {
-                outputs.push(upscale_image(m, &pair.lr, &dev)?);
+                let plan = super::upscale::tile_plan(m.arch(), args.max_memory)?;
+                outputs.push(upscale_image_tiled(m, &pair.lr, &dev, &plan, |_, _| {})?);
             }
             for (sum, sr) in sums.iter_mut().zip(&outputs) {
                 let psnr = psnr_y(sr, &pair.hr, scale)?;

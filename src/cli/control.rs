@@ -90,11 +90,21 @@ pub fn run(args: &ControlArgs) -> Result<()> {
             }
         }
     };
+    // A search only reads lines appended while it runs: without one, the
+    // command would be silently lost, so it is not written at all.
+    let Some(holder) = crate::engine::lock::holder(run.path())? else {
+        bail!(
+            "no search is running on {} (its run lock is free): nothing sent; resume it with `esr-ea search --resume {}`",
+            run.path().display(),
+            run.path().display()
+        );
+    };
     send_command(&run.file(files::CONTROL), &command)?;
     println!(
-        "sent {} to {} (the search answers in its log / events.jsonl)",
+        "sent {} to the search in {} ({}); it answers in its log / events.jsonl",
         serde_json::to_string(&command)?,
-        run.path().display()
+        run.path().display(),
+        holder.describe()
     );
     Ok(())
 }

@@ -89,6 +89,8 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
     }
     outcome.map_err(|f| match f {
         Failure::Error(reason) => reason,
+        // The job cannot tell the coordinator to stop: the member fails, saying why.
+        Failure::Storage(reason) => format!("cannot write the run's files: {reason}"),
         Failure::Cancelled | Failure::Detached => "cancelled".into(),
     })
 }

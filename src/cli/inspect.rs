@@ -30,6 +30,13 @@ pub struct InspectArgs {
 
 /// Runs `inspect`.
 pub fn run(args: &InspectArgs) -> Result<()> {
+    if args.g0 > crate::space::gene::MAX_CHANNELS {
+        bail!(
+            "--g0 {}: too many channels (allowed: a multiple of 4 up to {})",
+            args.g0,
+            crate::space::gene::MAX_CHANNELS
+        );
+    }
     if args.g0 == 0 || args.g0 % 4 != 0 {
         bail!(
             "--g0 {}: G0 must be a positive multiple of 4 (the upsampler pixel-shuffles 3*G0 channels)",

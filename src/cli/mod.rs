@@ -11,6 +11,7 @@ mod inspect;
 mod latency;
 mod onnx;
 mod progress;
+pub mod report;
 mod search;
 mod speed;
 mod train;

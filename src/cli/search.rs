@@ -11,6 +11,7 @@ use clap::Args;
 use super::headless::Printer;
 use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
 use crate::engine::executor::local::DeviceWorkers;
+use crate::engine::lock::RunLock;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
 use crate::train::fitness::QuickTrain;
@@ -205,9 +206,25 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     for d in &args.devices {
         d.device.open().context("--devices")?;
     }
+    // Held until this function returns: one search per run directory.
+    let mut _lock: Option<RunLock> = None;
     let (config, run, search, resumed) = match &args.resume {
+        Some(dir) if never_checkpointed(dir) => {
+            // Killed between writing config.yaml and the first state.json:
+            // nothing was evaluated, so starting from the saved config with
+            // its seed is exactly the run that was begun.
+            let run = RunDir::create(dir)?;
+            _lock = Some(RunLock::acquire(dir)?);
+            let mut config = run.load_config()?;
+            config.executor = args.slurm.apply(&config.executor)?;
+            let search = Search::new(problem_of(&config)?, config.seed)?;
+            (config, run, search, false)
+        }
         Some(dir) => {
             let run = RunDir::open(dir)?;
+            if !args.check {
+                _lock = Some(RunLock::acquire(dir)?);
+            }
             let mut config = run.load_config()?;
             config.executor = args.slurm.apply(&config.executor)?;
             let problem = problem_of(&config)?;
@@ -228,38 +245,33 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 config.seed = seed;
             }
             config.executor = args.slurm.apply(&config.executor)?;
+            if args.check {
+                return check(&config);
+            }
             let problem = problem_of(&config)?;
             config.validate_paths()?;
-            if args.check {
-                println!("config: {} (ok)", config.source);
-                print!("{}", plan::describe(&problem, config.seed, 200)?);
-                let t = &config.search_trainer;
-                println!(
-                    "training per individual: {} (lr {}, milestones {:?}, gamma {})",
-                    t.steps
-                        .map(|s| format!("{s} steps"))
-                        .unwrap_or_else(|| format!("{} epochs", t.epochs)),
-                    t.lr,
-                    t.milestones,
-                    t.gamma
-                );
-                println!(
-                    "data: train {}, validation {}",
-                    config.dataset.train.root_hr.display(),
-                    config.dataset.test.root_hr.display()
-                );
-                return Ok(());
-            }
             let search = Search::new(problem, config.seed)?;
             let dir = args
                 .run_dir
                 .clone()
                 .unwrap_or_else(|| default_run_dir(&config));
             let run = RunDir::create(&dir)?;
+            _lock = Some(RunLock::acquire(&dir)?);
+            // Another search may have started here while we waited.
+            let run = RunDir::create(&dir).map(|_| run)?;
             run.write_config(&config.to_yaml())?;
             (config, run, search, false)
         }
     };
+    if _lock.is_some() {
+        let stale = run.remove_stale_temp_files();
+        if stale > 0 {
+            eprintln!(
+                "removed {} left by a killed writer",
+                crate::format::plural(stale, "temporary file")
+            );
+        }
+    }
     if args.check {
         println!(
             "run {}: resumable at generation {}",
@@ -356,12 +368,65 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             out.display()
         ));
     } else {
-        say(&format!(
-            "resume with: esr-ea search --resume {}",
+        return Err(super::report::Interrupted(format!(
+            "search interrupted, state saved: resume with: esr-ea search --resume {}",
             run_path.display()
-        ));
+        ))
+        .into());
     }
     Ok(())
+}
+
+/// `search --check`: the plan and every problem found (not only the
+/// first): the budget and space, then each dataset folder. The plan is
+/// printed whatever the data folders say; any problem makes it an error.
+fn check(config: &Config) -> Result<()> {
+    let mut problems = Vec::new();
+    match problem_of(config) {
+        Ok(problem) => match plan::describe(&problem, config.seed, 200) {
+            Ok(text) => {
+                println!("config: {}", config.source);
+                print!("{text}");
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        },
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    let t = &config.search_trainer;
+    println!(
+        "training per individual: {} (lr {}, milestones {:?}, gamma {})",
+        t.steps
+            .map(|s| format!("{s} steps"))
+            .unwrap_or_else(|| format!("{} epochs", t.epochs)),
+        t.lr,
+        t.milestones,
+        t.gamma
+    );
+    println!(
+        "data: train {}, validation {}",
+        config.dataset.train.root_hr.display(),
+        config.dataset.test.root_hr.display()
+    );
+    problems.extend(config.path_problems().iter().map(|e| e.to_string()));
+    if problems.is_empty() {
+        println!("config: {} (ok)", config.source);
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("problem: {p}");
+    }
+    bail!(
+        "{} in {}",
+        crate::format::plural(problems.len(), "problem"),
+        config.source
+    )
+}
+
+/// A run directory left by a kill before its first checkpoint: the
+/// resolved config is there, the state is not.
+fn never_checkpointed(dir: &Path) -> bool {
+    use engine::rundir::files;
+    dir.join(files::CONFIG).is_file() && !dir.join(files::STATE).exists()
 }
 
 /// Prints a line; after a dropped SSH connection stdout may be gone, and

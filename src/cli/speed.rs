@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::device::DeviceName;
-use crate::measure::speed::{measure, SpeedPlan, SpeedReport};
+use crate::measure::speed::{check_inference_memory, measure, SpeedPlan, SpeedReport};
 use crate::measure::Stats;
 use crate::space::{Arch, GeneList, SEED_GENES};
 
@@ -66,6 +66,9 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
     if args.threads == Some(0) {
         bail!("--threads 0: give at least 1 thread");
     }
+    if let Some(t) = args.threads.filter(|&t| t > MAX_THREADS) {
+        bail!("--threads {t}: at most {MAX_THREADS} threads");
+    }
     // Before anything touches candle: its thread pools read these once.
     crate::ops::configure_threads(args.threads);
     let arch = parse_arch(args)?;
@@ -76,12 +79,17 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
             args.patch
         );
     }
+    let inference = parse_inference(&args.inference, arch.scale)?;
+    if let Some(lr) = inference {
+        check_inference_memory(&arch, lr)
+            .with_context(|| format!("--inference {}", args.inference))?;
+    }
     let plan = SpeedPlan {
         batch: args.batch,
         patch: args.patch,
         steps: args.steps,
         warmup: args.warmup,
-        inference: parse_inference(&args.inference, arch.scale)?,
+        inference,
         inference_runs: args.inference_runs,
         inference_warmup: args.inference_warmup,
         seed: args.seed,
@@ -128,6 +136,9 @@ pub fn parse_inference(text: &str, scale: usize) -> Result<Option<(usize, usize)
         ),
     }
 }
+
+/// Threads beyond this are refused (spawning them fails or thrashes).
+const MAX_THREADS: usize = 1024;
 
 /// The human-readable report.
 fn table(r: &SpeedReport) -> String {

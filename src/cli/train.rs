@@ -145,11 +145,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if interrupted.load(Ordering::SeqCst) {
             trainer.save_checkpoint(&args.out)?;
             progress.finish();
-            println!(
+            return Err(super::report::Interrupted(format!(
                 "interrupted at step {step}: checkpoint saved; continue with --resume --out {}",
                 args.out.display()
-            );
-            return Ok(());
+            ))
+            .into());
         }
     }
     progress.finish();

@@ -1,14 +1,16 @@
 //! `esr-ea upscale`: super-resolve an image with a trained model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::progress::Progress;
 use crate::data::load_rgb;
 use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
-use crate::train::trainer::{timed, upscale_image};
+use crate::model::tiled::{default_memory_budget, TilePlan};
+use crate::train::trainer::{timed, upscale_image_tiled};
 
 /// Arguments of `upscale`.
 #[derive(Debug, Args)]
@@ -25,6 +27,66 @@ pub struct UpscaleArgs {
     /// Output image; the format follows the extension (png, jpg, bmp).
     #[arg(value_name = "OUT")]
     pub output: PathBuf,
+    /// Memory budget of the network's working set: the image is processed in
+    /// overlapping tiles that fit (e.g. `512M`, `2G`). Default: a quarter of
+    /// the available memory, at most 2 GiB.
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
+}
+
+/// Parses a memory size: bytes, or a number with K, M, G or T (binary units,
+/// an optional trailing `B`/`iB`).
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let body = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (number, shift) = match body.chars().last() {
+        Some('K') => (&body[..body.len() - 1], 10),
+        Some('M') => (&body[..body.len() - 1], 20),
+        Some('G') => (&body[..body.len() - 1], 30),
+        Some('T') => (&body[..body.len() - 1], 40),
+        _ => (body, 0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{t}' is not a memory size (examples: 512M, 2G, 1073741824)"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!(
+            "'{t}' is not a usable memory size (examples: 512M, 2G)"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
+/// The tiles for a model within `--max-memory` (or the default budget).
+pub fn tile_plan(arch: &crate::space::Arch, max_memory: Option<u64>) -> Result<TilePlan> {
+    let budget = max_memory.unwrap_or_else(default_memory_budget);
+    TilePlan::for_budget(arch, budget).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))
+}
+
+/// What 8-bit RGB output loses of the input: alpha, or bits beyond 8.
+fn dropped_by_rgb8(path: &Path) -> Option<String> {
+    use image::ImageDecoder;
+    let decoder = image::ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?
+        .into_decoder()
+        .ok()?;
+    let color = decoder.color_type();
+    let mut lost = Vec::new();
+    if color.has_alpha() {
+        lost.push("its alpha channel");
+    }
+    if color.bytes_per_pixel() / color.channel_count() > 1 {
+        lost.push("its 16-bit depth");
+    }
+    (!lost.is_empty()).then(|| lost.join(" and "))
 }
 
 /// Runs `upscale`.
@@ -40,10 +102,38 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.output.display()
         );
     }
+    let same = match (args.input.canonicalize(), args.output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        bail!(
+            "{} is both the input and the output: name another OUT (the input is not overwritten)",
+            args.input.display()
+        );
+    }
     let dev = args.device.open().context("--device")?;
     let (model, _) = load_model(&args.model, &dev)?;
     let lr = load_rgb(&args.input)?;
-    let (sr, secs) = timed(|| upscale_image(&model, &lr, &dev));
+    if let Some(lost) = dropped_by_rgb8(&args.input) {
+        eprintln!(
+            "note: {} has {lost}; the output is 8-bit RGB without them",
+            args.input.display()
+        );
+    }
+    let plan = tile_plan(model.arch(), args.max_memory)?;
+    let tiles = plan.tiles(lr.height, lr.width).len();
+    let mut progress = (tiles > 1).then(|| Progress::new("upscale", tiles));
+    let (sr, secs) = timed(|| {
+        upscale_image_tiled(&model, &lr, &dev, &plan, |done, _| {
+            if let Some(p) = progress.as_mut() {
+                p.update(done, "tiles");
+            }
+        })
+    });
+    if let Some(p) = progress.as_mut() {
+        p.finish();
+    }
     let sr = sr?;
     crate::data::save_rgb(&sr, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

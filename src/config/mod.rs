@@ -248,17 +248,36 @@ impl Config {
             serde_yaml::from_str(text).map_err(|e| syntax_error(&file, &e))?;
         raw.apply_merge().map_err(|e| syntax_error(&file, &e))?;
         let resolved = vega::resolve_refs(&raw, &file, READ_SECTIONS)?;
-        let mut reader = reader::Reader::new(file);
+        let mut reader = reader::Reader::new(file.clone());
         let config = parse::config(&resolved.tree, &mut reader, &paths::normalize(base_dir))?;
-        let warnings = vega::ignored_keys_warning(&resolved, reader.used())
+        let mut warnings: Vec<String> = vega::ignored_keys_warning(&resolved, reader.used())
             .into_iter()
             .collect();
+        let has_dataset = resolved
+            .tree
+            .get("nas")
+            .is_some_and(|nas| nas.get("dataset").is_some());
+        if !has_dataset && resolved.tree.get("nas").is_some() {
+            warnings.push(format!(
+                "{file}: no nas.dataset: training and validating on the embedded photographs (assets/train, assets/val)"
+            ));
+        }
         Ok(Loaded { config, warnings })
     }
 
     /// Checks that every dataset folder exists and is a folder; the error
     /// names the key and the resolved path.
     pub fn validate_paths(&self) -> Result<(), ConfigError> {
+        match self.path_problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every dataset folder that is missing or not a folder (what
+    /// [`Config::validate_paths`] reports the first of).
+    pub fn path_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         let sets = [
             ("nas.dataset", &self.dataset),
             ("fully_train.dataset", &self.full_dataset),
@@ -279,7 +298,7 @@ impl Config {
                         }
                         Err(e) => format!("cannot be read: {e}"),
                     };
-                    return Err(ConfigError::Path {
+                    problems.push(ConfigError::Path {
                         file: self.source.clone(),
                         key: format!("{prefix}.{split_name}.{key}"),
                         path: path.clone(),
@@ -288,7 +307,7 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        problems
     }
 
     /// The resolved settings as YAML in the file's own shape, with every
@@ -296,6 +315,21 @@ impl Config {
     /// it back to an equal `Config` with no warnings.
     pub fn to_yaml(&self) -> String {
         emit::to_yaml(self)
+    }
+}
+
+/// The embedded default's data (configs/quick.yaml's `nas.dataset`): the
+/// photographs of `assets/`, which the binary also carries for when it runs
+/// away from its checkout.
+fn embedded_photographs(scale: usize) -> DatasetConfig {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    DatasetConfig {
+        train: DataSplit {
+            crop: 24,
+            batch_size: 8,
+            ..DataSplit::train_defaults(assets.join("train"), scale)
+        },
+        test: DataSplit::test_defaults(assets.join("val"), scale),
     }
 }
 

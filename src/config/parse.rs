@@ -37,13 +37,12 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
     let search_space = search_space(r, &nas)?;
     let scale = search_space.scale;
     let (policy, range) = search_algorithm(r, &nas)?;
-    let dataset_node = r.section(&nas, "dataset")?.ok_or_else(|| {
-        r.error(
-            &nas.key_path("dataset"),
-            "missing: the dataset section with train and test",
-        )
-    })?;
-    let dataset = dataset(r, &dataset_node, base_dir, scale)?;
+    // Without a dataset section the embedded photographs are used, as a run
+    // without any config does (Config::from_yaml_str says so).
+    let dataset = match r.section(&nas, "dataset")? {
+        Some(node) => dataset(r, &node, base_dir, scale)?,
+        None => super::embedded_photographs(scale),
+    };
     let trainer_node = r.section(&nas, "trainer")?;
     let search_trainer = trainer(r, trainer_node, TrainerConfig::search_defaults(), scale)?;
 

@@ -40,7 +40,9 @@ pub fn watch(
         .name("esr-ea-control".into())
         .spawn(move || {
             let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let mut pending = String::new();
+            // Bytes, not text: one bad byte must cost its own line only,
+            // never the offset (which would block every later command).
+            let mut pending: Vec<u8> = Vec::new();
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 let Ok(mut file) = std::fs::File::open(&path) else {
@@ -55,23 +57,16 @@ pub fn watch(
                 if len == offset || file.seek(SeekFrom::Start(offset)).is_err() {
                     continue;
                 }
-                let mut chunk = String::new();
-                if file.read_to_string(&mut chunk).is_err() {
+                let mut chunk = Vec::new();
+                if file.read_to_end(&mut chunk).is_err() {
                     continue;
                 }
                 offset += chunk.len() as u64;
-                pending.push_str(&chunk);
-                while let Some(end) = pending.find('\n') {
-                    let line: String = pending.drain(..=end).collect();
-                    let line = line.trim();
-                    if line.is_empty() {
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let raw: Vec<u8> = pending.drain(..=end).collect();
+                    let Some(msg) = parse_line(&raw) else {
                         continue;
-                    }
-                    let msg = match serde_json::from_str::<Command>(line) {
-                        Ok(command) => Inbox::Command(command),
-                        Err(e) => Inbox::Warn(format!(
-                            "control.jsonl: ignored line '{line}': {e} (expected e.g. {{\"command\":\"pause\"}})"
-                        )),
                     };
                     if inbox.send(msg).is_err() {
                         return;
@@ -80,4 +75,25 @@ pub fn watch(
             }
         })
         .expect("spawn control watcher")
+}
+
+/// One line of the control file as a message: a command, a warning about
+/// a line that is not a command, or nothing for a blank line.
+fn parse_line(raw: &[u8]) -> Option<Inbox> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Some(Inbox::Warn(format!(
+            "control.jsonl: skipped a line that is not UTF-8 text ('{}'); later lines are read",
+            String::from_utf8_lossy(raw).trim()
+        )));
+    };
+    let line = text.trim();
+    if line.is_empty() {
+        return None;
+    }
+    Some(match serde_json::from_str::<Command>(line) {
+        Ok(command) => Inbox::Command(command),
+        Err(e) => Inbox::Warn(format!(
+            "control.jsonl: ignored line '{line}': {e} (expected e.g. {{\"command\":\"pause\"}})"
+        )),
+    })
 }

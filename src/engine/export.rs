@@ -37,7 +37,8 @@ pub struct ExportedArch {
     pub psnr: f64,
     /// Validation SSIM.
     pub ssim: f64,
-    /// Weights file beside this one, if the quick-trained weights exist.
+    /// Weights file beside this one; export checks the quick-trained weights
+    /// load and hold this network, and fails otherwise (never `null` now).
     pub weights: Option<String>,
     /// ONNX file beside this one (`export --onnx`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +94,7 @@ pub fn export_top(
 }
 
 /// [`export_top`], plus `<rank>.onnx` files and a measured latency in each
-/// `<rank>.yaml` as `deploy` asks (for the models whose weights exist).
+/// `<rank>.yaml` as `deploy` asks.
 pub fn export_top_with(
     state: &SearchState,
     space: &SearchSpace,
@@ -118,16 +119,11 @@ pub fn export_top_with(
             _ => unreachable!("best_members keeps evaluated members only"),
         };
         let source = model_file(run_dir, m.id);
-        let weights = if source.is_file() {
-            let name = format!("{rank}.safetensors");
-            let bytes = std::fs::read(&source)
-                .with_context(|| format!("cannot read {}", source.display()))?;
-            atomic_write(&out.join(&name), &bytes)
-                .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
-            Some(name)
-        } else {
-            None
-        };
+        let name = format!("{rank}.safetensors");
+        let bytes = verified_weights(&source, m, space)?;
+        atomic_write(&out.join(&name), &bytes)
+            .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
+        let weights = Some(name);
         let (onnx, latency) = deploy_files(out, rank, weights.as_deref(), deploy)?;
         let entry = ExportedArch {
             rank,
@@ -155,6 +151,47 @@ pub fn export_top_with(
         serde_yaml::to_string(&all)?.as_bytes(),
     )?;
     Ok(all.len())
+}
+
+/// Reads a member's quick-trained weights and checks they are what is being
+/// exported: a complete checkpoint that loads, of this member's genes and of
+/// the run's scale, G0 and biases (not a truncated file, not another
+/// member's). Returns the file's bytes.
+fn verified_weights(source: &Path, m: &Member, space: &SearchSpace) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(source).with_context(|| {
+        format!(
+            "the weights of #{} are missing or unreadable ({}); nothing exported",
+            m.id,
+            source.display()
+        )
+    })?;
+    let (model, _) = crate::model::load_model(source, &candle_core::Device::Cpu).map_err(|e| {
+        anyhow::anyhow!(
+            "the weights of #{} in {} are broken ({e}); nothing exported",
+            m.id,
+            source.display()
+        )
+    })?;
+    let arch = model.arch();
+    if arch.genes != m.genes
+        || arch.scale != space.scale
+        || arch.g0 != space.g0
+        || arch.bias != space.bias
+    {
+        bail!(
+            "{} does not hold #{}'s network: it has {} (x{}, G0 {}), #{} is {} (x{}, G0 {}); nothing exported",
+            source.display(),
+            m.id,
+            arch.genes,
+            arch.scale,
+            arch.g0,
+            m.id,
+            m.genes,
+            space.scale,
+            space.g0
+        );
+    }
+    Ok(bytes)
 }
 
 /// Writes `<rank>.onnx` and measures the latency of the exported weights

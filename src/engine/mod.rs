@@ -7,6 +7,7 @@ pub mod control;
 pub mod events;
 pub mod executor;
 pub mod export;
+pub mod lock;
 pub mod run_view;
 pub mod rundir;
 
@@ -153,6 +154,8 @@ struct Engine {
     in_flight: HashMap<u64, InFlight>,
     paused: bool,
     stopping: bool,
+    /// The first failed write of the run's own files: the search stops on it.
+    storage_error: Option<String>,
 }
 
 impl Engine {
@@ -176,18 +179,31 @@ impl Engine {
             in_flight: HashMap::new(),
             paused: false,
             stopping: false,
+            storage_error: None,
         }
     }
 
     fn emit(&mut self, event: Event) {
-        if let Err(e) = self.run.append_event(&event) {
-            // The log is for viewers; the state file is what matters. Say it once per failure.
-            let _ = self.events.send(Event::Log {
-                level: "warn".into(),
-                message: format!("cannot append to events.jsonl: {e:#}"),
-            });
+        if self.storage_error.is_none() {
+            if let Err(e) = self.run.append_event(&event) {
+                self.storage_failed(format!("cannot append to events.jsonl: {e:#}"));
+            }
         }
         let _ = self.events.send(event);
+    }
+
+    /// A write of the run's own files failed (full or read-only disk): stop
+    /// cleanly, keep the last good state, and never charge it to a member.
+    fn storage_failed(&mut self, message: String) {
+        if self.storage_error.is_some() {
+            return;
+        }
+        self.storage_error = Some(message.clone());
+        let _ = self.events.send(Event::Log {
+            level: "error".into(),
+            message: format!("{message}; stopping, the last good state is kept"),
+        });
+        self.command(Command::Stop);
     }
 
     fn log(&mut self, level: &str, message: String) {
@@ -198,8 +214,13 @@ impl Engine {
     }
 
     fn checkpoint(&mut self) {
+        if self.storage_error.is_some() {
+            // After a failed write, nothing more is written: what is on disk
+            // is the last state that was completely saved.
+            return;
+        }
         if let Err(e) = self.run.save_state(&self.search.state) {
-            self.log("error", format!("cannot save the search state: {e:#}"));
+            self.storage_failed(format!("cannot save the search state: {e:#}"));
         }
     }
 
@@ -265,6 +286,13 @@ impl Engine {
         self.executor.shutdown();
         watching.store(true, Ordering::SeqCst);
         let _ = watcher.join();
+        if let Some(message) = self.storage_error {
+            anyhow::bail!(
+                "{message}; the search stopped with its last good state in {}: free space (or make it writable) and resume with `esr-ea search --resume {}`",
+                self.run.path().display(),
+                self.run.path().display()
+            );
+        }
         Ok(self.search)
     }
 
@@ -410,6 +438,10 @@ impl Engine {
             // Stopping: the member stays queued and is trained again (or its
             // detached job adopted) on resume.
             Err(Failure::Cancelled) | Err(Failure::Detached) => {}
+            Err(Failure::Storage(reason)) => {
+                self.storage_failed(reason);
+                return;
+            }
             Err(Failure::Error(reason)) => {
                 if self.search.record(
                     id,

@@ -170,6 +170,33 @@ impl RunDir {
         Ok(())
     }
 
+    /// Removes temporary files left by writers killed mid-write
+    /// (`.state.json.tmp<pid>`, `models/.<id>.safetensors.tmp<pid>`, ...).
+    /// Call only while holding the run's lock: then no live writer owns them.
+    /// Returns how many were removed.
+    pub fn remove_stale_temp_files(&self) -> usize {
+        let mut removed = 0;
+        for dir in [self.path.clone(), self.path.join(files::MODELS)] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_temp = name.starts_with('.')
+                    && name
+                        .rsplit_once(".tmp")
+                        .is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()));
+                if is_temp
+                    && entry.file_type().is_ok_and(|t| t.is_file())
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Appends one event to `events.jsonl`.
     pub fn append_event(&mut self, event: &Event) -> Result<()> {
         if self.events.is_none() {
@@ -179,6 +206,8 @@ impl RunDir {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
+            end_torn_line(&path, &file)
+                .with_context(|| format!("cannot repair {}", path.display()))?;
             self.events = Some(file);
         }
         let mut line = serde_json::to_string(event)?;
@@ -188,6 +217,24 @@ impl RunDir {
         file.flush()?;
         Ok(())
     }
+}
+
+/// A line torn by a crash or a full disk would glue onto the next event and
+/// spoil both: end it, so the torn one alone is skipped by readers.
+fn end_torn_line(path: &Path, mut file: &File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = File::open(path)?;
+    reader.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    reader.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 fn outcome(m: &Member) -> (String, String, String) {

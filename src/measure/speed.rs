@@ -182,8 +182,30 @@ fn gflops(flops: f64, ms: Option<Stats>) -> Option<f64> {
     }
 }
 
-/// Times `plan` for `arch` on `dev` (named `device` in the report).
+/// Refuses an untiled inference of `arch` on an LR image of `lr` (width,
+/// height) that cannot fit in the memory available now: the allocation would
+/// fail and abort the process instead of returning an error.
+pub fn check_inference_memory(arch: &Arch, lr: (usize, usize)) -> Result<()> {
+    let (w, h) = lr;
+    let need = (crate::model::tiled::bytes_per_pixel(arch) as u128) * (w as u128) * (h as u128);
+    let have = crate::model::tiled::available_memory().unwrap_or(u64::MAX);
+    if need > u128::from(have) {
+        bail!(
+            "one untiled inference of that size needs about {} GiB, more than the {} GiB available (`esr-ea upscale` tiles images of any size)",
+            need >> 30,
+            have >> 30
+        );
+    }
+    Ok(())
+}
+
+/// Times `plan` for `arch` on `dev` (named `device` in the report). An
+/// inference too large for the memory is refused first
+/// ([`check_inference_memory`]).
 pub fn measure(plan: &SpeedPlan, arch: &Arch, device: &str, dev: &Device) -> Result<SpeedReport> {
+    if let Some(lr) = plan.inference {
+        check_inference_memory(arch, lr)?;
+    }
     // Resident before the network exists: the program itself, for telling
     // the phases' peaks from what merely loading the program costs.
     let baseline = mem::rss().map_or(0, |m| m.current);

@@ -162,7 +162,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         let mut file = std::fs::File::create(&tmp).map_err(|e| io("write", e))?;
         file.write_all(bytes).map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("write", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("rename", e))
+        std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::fsutil::sync_dir(dir);
+        }
+        Ok(())
     })();
     if result.is_err() {
         // Best effort: never leave a half-written temporary behind.

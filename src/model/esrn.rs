@@ -40,6 +40,13 @@ pub fn check_arch(arch: &Arch) -> Result<()> {
     if !matches!(arch.scale, 2..=4) {
         bail!("scale {} is not supported (allowed: 2, 3, 4)", arch.scale);
     }
+    if arch.g0 > crate::space::gene::MAX_CHANNELS {
+        bail!(
+            "G0 = {} is not allowed: at most {} channels",
+            arch.g0,
+            crate::space::gene::MAX_CHANNELS
+        );
+    }
     if arch.g0 == 0 || arch.g0 % 4 != 0 {
         bail!(
             "G0 = {} is not allowed: it must be a positive multiple of 4",

@@ -12,6 +12,7 @@ pub mod conv;
 pub mod esrn;
 pub mod init;
 pub mod ops;
+pub mod tiled;
 
 pub use blocks::Block;
 pub use checkpoint::{

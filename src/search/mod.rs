@@ -1,6 +1,7 @@
 //! The evolutionary search of ESR_EA (spec §2–§3): individuals, repair,
 //! mutation, crossover, selection, elitism and the serialisable search state.
 
+pub mod check;
 mod evolve;
 pub mod individual;
 pub mod member;

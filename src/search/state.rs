@@ -104,6 +104,7 @@ impl Search {
 
     /// Continues from a saved state.
     pub fn resume(problem: Problem, state: SearchState) -> Result<Search, SearchError> {
+        super::check::check_state(&problem, &state)?;
         for member in state.population.iter().chain(&state.elites) {
             if member.individual.slots.len() != problem.range.node_num {
                 return Err(SearchError::StateMismatch(format!(

@@ -94,6 +94,13 @@ impl GeneError {
     }
 }
 
+/// Most 3x3 convs a block may have: far beyond any useful network, low
+/// enough that every size and cost computed from a gene fits in 64 bits.
+pub const MAX_CONVS: usize = 64;
+
+/// Most channels a block's growth rate, its output or G0 may have (same reason).
+pub const MAX_CHANNELS: usize = 4096;
+
 impl BlockGene {
     /// Builds a gene, checking only the rules that hold in every search space.
     pub fn new(
@@ -113,6 +120,18 @@ impl BlockGene {
 
     fn check_shape(&self) -> Result<(), GeneError> {
         let fail = |reason: String| Err(GeneError::new(self.to_string(), reason));
+        if self.convs > MAX_CONVS {
+            return fail(format!(
+                "the conv count {} is absurd (allowed: 1 to {MAX_CONVS})",
+                self.convs
+            ));
+        }
+        if self.growth > MAX_CHANNELS || self.out > MAX_CHANNELS {
+            return fail(format!(
+                "{} channels are absurd (allowed: 1 to {MAX_CHANNELS} for the growth rate and the output)",
+                self.growth.max(self.out)
+            ));
+        }
         if self.convs == 0 {
             return fail("the conv count must be at least 1".into());
         }

@@ -49,8 +49,11 @@ pub struct Job {
 pub enum Failure {
     /// The job's cancel flag was seen.
     Cancelled,
-    /// Training or validation failed.
+    /// Training or validation failed: the member's own fault, its fitness.
     Error(String),
+    /// Writing the run's files (the member's weights) failed: not the
+    /// member's fault, so the search stops and the member is redone on resume.
+    Storage(String),
     /// The search stopped and the job was left running (a Slurm job), to be
     /// adopted on resume; the member stays queued.
     Detached,
@@ -103,7 +106,9 @@ impl Fitness for QuickTrain {
             return Err(Failure::Cancelled);
         }
         let score = trainer.validate(&self.val).map_err(fail)?;
-        trainer.save_weights(&job.weights).map_err(fail)?;
+        trainer
+            .save_weights(&job.weights)
+            .map_err(|e| Failure::Storage(e.to_string()))?;
         Ok(Evaluation {
             psnr: score.psnr,
             ssim: score.ssim,

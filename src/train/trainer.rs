@@ -16,6 +16,7 @@ use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
 use crate::fsutil::atomic_write;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::{load_model, save_model};
+use crate::model::tiled::{default_memory_budget, forward_tiled, Rect, Tile, TilePlan};
 use crate::model::Esrn;
 use crate::space::Arch;
 
@@ -171,11 +172,66 @@ fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor,
     Ok((lr, hr))
 }
 
-/// Super-resolves one image with a network (any size).
+/// Super-resolves one image with a network (any size), in tiles within the
+/// default memory budget ([`crate::model::tiled::default_memory_budget`]).
 pub fn upscale_image(model: &Esrn, lr: &RgbImage, device: &Device) -> Result<RgbImage, TrainError> {
-    let input = image_to_tensor(lr, device)?;
-    let out = model.forward(&input)?.clamp(0.0, 1.0)?;
-    tensor_to_image(&out)
+    let plan = TilePlan::for_budget(model.arch(), default_memory_budget())?;
+    upscale_image_tiled(model, lr, device, &plan, |_, _| {})
+}
+
+/// Super-resolves one image tile by tile ([`crate::model::tiled`]): the
+/// network's memory is bounded by the plan, whatever the image size, and
+/// the output equals the untiled one to float rounding. `progress(done,
+/// total)` follows the tiles.
+pub fn upscale_image_tiled(
+    model: &Esrn,
+    lr: &RgbImage,
+    device: &Device,
+    plan: &TilePlan,
+    progress: impl FnMut(usize, usize),
+) -> Result<RgbImage, TrainError> {
+    let s = model.arch().scale;
+    let (h, w) = (lr.height, lr.width);
+    let (out_h, out_w) = (
+        h.checked_mul(s).filter(|v| v.checked_mul(3).is_some()),
+        w.checked_mul(s),
+    );
+    let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
+        return Err(TrainError::Checkpoint(format!(
+            "a {w}x{h} image is too large to upscale x{s}"
+        )));
+    };
+    let mut out = RgbImage::filled(out_h, out_w, 0.0);
+    let plane = out_h * out_w;
+    // Rows and columns beyond the image replicate its last one, as Esrn::forward pads.
+    let fetch = |r: &Rect| -> candle_core::Result<Tensor> {
+        let mut data = Vec::with_capacity(3 * r.h * r.w);
+        for c in 0..3 {
+            for y in r.y..r.y + r.h {
+                let row = &lr.plane(c)[y.min(h - 1) * w..][..w];
+                data.extend((r.x..r.x + r.w).map(|x| row[x.min(w - 1)] / 255.0));
+            }
+        }
+        Tensor::from_vec(data, (1, 3, r.h, r.w), device)
+    };
+    let store = |tile: &Tile, t: &Tensor| -> candle_core::Result<()> {
+        let t = (t.clamp(0.0, 1.0)? * 255.0)?.to_device(&Device::Cpu)?;
+        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
+        let (th, tw) = (s * tile.core.h, s * tile.core.w);
+        let (y0, x0) = (s * tile.core.y, s * tile.core.x);
+        let rows = th.min(out_h.saturating_sub(y0));
+        let cols = tw.min(out_w.saturating_sub(x0));
+        for c in 0..3 {
+            for dy in 0..rows {
+                let src = &values[c * th * tw + dy * tw..][..cols];
+                let dst = c * plane + (y0 + dy) * out_w + x0;
+                out.data[dst..dst + cols].copy_from_slice(src);
+            }
+        }
+        Ok(())
+    };
+    forward_tiled(model, h, w, plan, fetch, store, progress)?;
+    Ok(out)
 }
 
 /// Scores a network on a fixed validation set, as the SR papers do:

@@ -22,8 +22,8 @@ use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
 /// Deterministic fitness from the genes; a few steps with a short pause
-/// each, checking the cancel flag like a real trainer, and a weights file
-/// where the real one saves it.
+/// each, checking the cancel flag like a real trainer, and real (untrained)
+/// weights of the member's network where the real one saves them.
 pub struct Stand {
     /// Pause per step.
     pub step_ms: u64,
@@ -76,7 +76,11 @@ impl Fitness for Stand {
                 lr: 1e-3,
             });
         }
-        std::fs::write(&job.weights, b"weights").unwrap();
+        // Real weights of the member's network: export verifies them.
+        let model = esr_ea::model::Esrn::seeded(&job.arch, job.seed, &candle_core::Device::Cpu)
+            .unwrap()
+            .0;
+        esr_ea::model::save_model(&model, &job.weights).unwrap();
         let g = &job.member.genes;
         Ok(Evaluation {
             psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,

@@ -1,0 +1,89 @@
+//! `search --check` reports every problem it finds and prints the plan
+//! whatever the data folders say; a config without `nas.dataset` trains on
+//! the embedded photographs and says so in one line.
+
+use std::process::{Command, Output};
+
+fn quick_yaml() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quick.yaml")).unwrap()
+}
+
+fn without_dataset(text: &str) -> String {
+    let start = text
+        .find("\n  dataset:\n")
+        .expect("quick.yaml has nas.dataset");
+    let end = text
+        .find("\n  trainer:\n")
+        .expect("quick.yaml has nas.trainer");
+    // fully_train.dataset refers to nas.dataset: drop it too (then it
+    // defaults to nas.dataset, i.e. the embedded photographs as well).
+    format!("{}{}", &text[..start], &text[end..]).replace("  dataset:\n    ref: nas.dataset\n", "")
+}
+
+fn check(name: &str, text: &str) -> Output {
+    let dir = std::env::temp_dir().join(format!("esr-ea-check-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args(["search", "--check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    o
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn an_unreachable_budget_without_a_dataset_reports_both_facts() {
+    let cfg = without_dataset(&quick_yaml())
+        .replace("max_params: 75000", "max_params: 20000")
+        .replace("min_params: 50000", "min_params: 10000");
+    let o = check("budget", &cfg);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        err.contains("max_params = 20000 is below the smallest network"),
+        "{err}"
+    );
+    assert!(err.contains("embedded photographs"), "{err}");
+    assert!(out.contains("training per individual"), "{out}");
+}
+
+#[test]
+fn missing_data_folders_are_all_listed_after_the_plan() {
+    let cfg = quick_yaml()
+        .replace("root_HR: ../assets/train", "root_HR: /no/such/train")
+        .replace("root_HR: ../assets/val", "root_HR: /no/such/val");
+    let o = check("folders", &cfg);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(!o.status.success());
+    assert!(
+        out.contains("generations x") && out.contains("reachable:"),
+        "no plan: {out}"
+    );
+    for key in ["nas.dataset.train.root_HR", "nas.dataset.test.root_HR"] {
+        assert!(err.contains(key), "{key} not reported: {err}");
+    }
+    assert!(err.contains("problems in"), "{err}");
+}
+
+#[test]
+fn a_config_without_a_dataset_uses_the_embedded_photographs() {
+    let o = check("nodata", &without_dataset(&quick_yaml()));
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("embedded photographs"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(
+        out.contains("assets/train") && out.contains("assets/val"),
+        "{out}"
+    );
+}
