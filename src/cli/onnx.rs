@@ -41,7 +41,7 @@ pub fn run(args: &OnnxArgs) -> Result<()> {
         args.output.display(),
         arch.genes.len(),
         arch.scale,
-        super::thousands(model.num_params() as u64),
+        crate::format::thousands(model.num_params() as u64),
         crate::onnx::ONNX_OPSET,
         crate::onnx::INPUT_NAME,
     );
