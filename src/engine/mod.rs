@@ -328,6 +328,7 @@ impl Engine {
                 device: self.devices[worker].clone(),
                 weights: self.run.model_path(member.id),
                 cancel: Arc::clone(&cancel),
+                latency_ms: self.search.known_latency(&member),
                 member: member.clone(),
             };
             self.in_flight.insert(
@@ -403,6 +404,11 @@ impl Engine {
             }
             // Stopping: the member stays queued and is trained again on resume.
             Err(Failure::Cancelled) => {}
+            Err(Failure::Rejected { reason, latency_ms }) => {
+                if self.search.record_rejected(id, reason.clone(), latency_ms) {
+                    self.emit(Event::Failed { id, reason });
+                }
+            }
             Err(Failure::Error(reason)) => {
                 if self.search.record(
                     id,
