@@ -281,7 +281,8 @@ impl LatencyLimit {
             Runtime::Candle => measure_candle(&model, size, self.threads, self.frames, |_, _| {})?,
             Runtime::Onnxruntime => {
                 let python = onnxruntime_python()?;
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let file = std::env::temp_dir()
                     .join(format!("esr-ea-limit-{}-{n}.onnx", std::process::id()));

@@ -271,15 +271,17 @@ pub fn run(args: &SearchArgs) -> Result<()> {
 /// `3 over max_latency_ms, 1 failed otherwise` for a run that trained nothing.
 fn failure_counts(state: &crate::search::SearchState) -> String {
     let failed = |m: &&crate::search::Member| matches!(m.status, Status::Failed { .. });
-    let over = |m: &&crate::search::Member| {
-        matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"))
-    };
+    let over = |m: &&crate::search::Member| matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"));
     let all = state.history.iter().filter(failed).count();
     let rejected = state.history.iter().filter(over).count();
     format!(
         "{rejected} over max_latency_ms, {} failed otherwise, {} killed",
         all - rejected,
-        state.history.iter().filter(|m| m.status == Status::Killed).count()
+        state
+            .history
+            .iter()
+            .filter(|m| m.status == Status::Killed)
+            .count()
     )
 }
 

@@ -142,7 +142,10 @@ pub(crate) fn to_yaml(c: &Config) -> String {
                                     "max_latency_ms",
                                     opt(c.latency_limit.as_ref().map(|l| l.max_ms)),
                                 ),
-                                ("latency", c.latency_limit.as_ref().map_or(Value::Null, latency)),
+                                (
+                                    "latency",
+                                    c.latency_limit.as_ref().map_or(Value::Null, latency),
+                                ),
                             ]),
                         ),
                     ]),

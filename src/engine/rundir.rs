@@ -241,7 +241,10 @@ pub fn history_csv(state: &SearchState) -> String {
         if with_latency {
             out.pop();
             let ms = state.latency.get(&m.key());
-            out.push_str(&format!(",{}\n", ms.map(|v| format!("{v:.1}")).unwrap_or_default()));
+            out.push_str(&format!(
+                ",{}\n",
+                ms.map(|v| format!("{v:.1}")).unwrap_or_default()
+            ));
         }
     }
     out
