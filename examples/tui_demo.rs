@@ -75,6 +75,7 @@ impl Fitness for Demo {
             ssim: 0.85 + wobble * 0.02,
             final_loss: Some(0.07),
             seconds: start.elapsed().as_secs_f64(),
+            latency_ms: None,
         })
     }
 }

@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Esrn;
 
 /// The runtime a latency is measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// esr-ea's own candle network (the custom CPU kernels).
@@ -184,12 +184,24 @@ pub fn measure_onnxruntime(
     threads: usize,
     frames: usize,
 ) -> Result<Latency> {
+    let stderr = std::process::Stdio::inherit();
+    time_onnxruntime(python, onnx, size, threads, frames, stderr)
+}
+
+fn time_onnxruntime(
+    python: &Path,
+    onnx: &Path,
+    size: (usize, usize),
+    threads: usize,
+    frames: usize,
+    stderr: std::process::Stdio,
+) -> Result<Latency> {
     let out = Command::new(python)
         .arg("-c")
         .arg(ORT_TIMER)
         .arg(onnx)
         .args([size.0, size.1, threads, frames].map(|v| v.to_string()))
-        .stderr(std::process::Stdio::inherit())
+        .stderr(stderr)
         .output()
         .with_context(|| format!("onnxruntime: cannot run {}", python.display()))?;
     if !out.status.success() {
@@ -203,6 +215,93 @@ pub fn measure_onnxruntime(
     let times: Vec<f64> = serde_json::from_str(text.trim().lines().last().unwrap_or(""))
         .with_context(|| format!("onnxruntime: unexpected output from the timer: {text}"))?;
     Latency::from_times(Runtime::Onnxruntime, threads, size, times)
+}
+
+/// The search's optional latency constraint (`range.max_latency_ms` with
+/// `range.latency`): a member whose measured latency is above `max_ms` is
+/// not trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyLimit {
+    /// Largest allowed median ms per frame.
+    pub max_ms: f64,
+    /// Where it is measured.
+    pub runtime: Runtime,
+    /// CPU threads it is measured on.
+    pub threads: usize,
+    /// Frame width (LR pixels).
+    pub width: usize,
+    /// Frame height (LR pixels).
+    pub height: usize,
+    /// Timed frames (after one warm-up frame).
+    pub frames: usize,
+}
+
+impl LatencyLimit {
+    /// The measurement defaults: candle, 1 thread, 640x360, 3 frames.
+    pub fn with_max(max_ms: f64) -> LatencyLimit {
+        LatencyLimit {
+            max_ms,
+            runtime: Runtime::Candle,
+            threads: 1,
+            width: 640,
+            height: 360,
+            frames: 3,
+        }
+    }
+
+    /// How it is measured, for messages: `candle, 1 thread, 640x360`.
+    pub fn setting(&self) -> String {
+        let s = if self.threads == 1 { "" } else { "s" };
+        format!(
+            "{}, {} thread{s}, {}x{}",
+            self.runtime, self.threads, self.width, self.height
+        )
+    }
+
+    /// Why a member with `latency_ms` is refused, or `None` when it is within
+    /// the limit.
+    pub fn rejection(&self, latency_ms: f64) -> Option<String> {
+        (latency_ms > self.max_ms).then(|| {
+            format!(
+                "latency {latency_ms:.1} ms > max_latency_ms {} ({})",
+                self.max_ms,
+                self.setting()
+            )
+        })
+    }
+
+    /// Measures the median ms per frame of `arch` with weights drawn from
+    /// `seed` (the weights' values do not change the work). Candle runs in
+    /// this process, so it uses the kernel threads the process was started
+    /// with; onnxruntime is given `threads` intra-op threads.
+    pub fn measure(&self, arch: &crate::space::Arch, seed: u64) -> Result<f64> {
+        let size = (self.width, self.height);
+        let (model, _) = Esrn::seeded(arch, seed, &Device::Cpu)?;
+        let latency = match self.runtime {
+            Runtime::Candle => measure_candle(&model, size, self.threads, self.frames, |_, _| {})?,
+            Runtime::Onnxruntime => {
+                let python = onnxruntime_python()?;
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let file = std::env::temp_dir()
+                    .join(format!("esr-ea-limit-{}-{n}.onnx", std::process::id()));
+                crate::onnx::write_onnx(&model, &file)?;
+                // The per-frame lines would scribble over the dashboard.
+                let result = time_onnxruntime(
+                    &python,
+                    &file,
+                    size,
+                    self.threads,
+                    self.frames,
+                    std::process::Stdio::null(),
+                );
+                let _ = std::fs::remove_file(&file);
+                result?
+            }
+        };
+        Ok(latency.median_ms)
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ fn a_job_trains_like_the_local_worker() {
         train: Arc::new(train),
         val: Arc::new(val),
         plan,
+        latency: None,
     };
     let mut local_losses = Vec::new();
     let job = Job {
@@ -63,6 +64,7 @@ fn a_job_trains_like_the_local_worker() {
         weights: dir.join("models/local.safetensors"),
         cancel: Arc::new(AtomicBool::new(false)),
         adopt: None,
+        latency_ms: None,
     };
     let expected = local
         .evaluate(&job, &mut |r| local_losses.push(r.loss))

@@ -62,6 +62,7 @@ impl Evaluator for FakeTrainer {
             ssim: 0.9,
             final_loss: Some(0.05),
             seconds: 0.0,
+            latency_ms: None,
         })
     }
 }
@@ -187,6 +188,7 @@ impl Evaluator for ConstantTrainer {
             ssim: 0.8,
             final_loss: None,
             seconds: 0.0,
+            latency_ms: None,
         })
     }
 }

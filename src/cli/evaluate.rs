@@ -62,6 +62,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         train: Arc::new(train),
         val: Arc::new(val),
         plan,
+        latency: config.latency_limit.clone(),
     };
     let job = Job {
         arch: config.search_space.arch(spec.member.genes.clone()),
@@ -71,6 +72,8 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         weights: spec.weights.clone(),
         cancel: Arc::new(AtomicBool::new(false)),
         adopt: None,
+        // Measured on the node when the run has a latency limit.
+        latency_ms: None,
     };
     let mut progress = std::fs::File::create(&spec.progress)
         .map_err(|e| format!("cannot create {}: {e}", spec.progress.display()))?;
@@ -88,7 +91,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         eprintln!("warning: cannot append to {}: {e}", spec.progress.display());
     }
     outcome.map_err(|f| match f {
-        Failure::Error(reason) => reason,
+        Failure::Error(reason) | Failure::Rejected { reason, .. } => reason,
         // The job cannot tell the coordinator to stop: the member fails, saying why.
         Failure::Storage(reason) => format!("cannot write the run's files: {reason}"),
         Failure::Cancelled | Failure::Detached => "cancelled".into(),

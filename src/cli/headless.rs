@@ -137,8 +137,12 @@ impl Printer {
                 }
             }
             Event::Evaluated { id, evaluation, .. } => {
+                let latency = evaluation
+                    .latency_ms
+                    .map(|ms| format!("  latency {ms:.0} ms"))
+                    .unwrap_or_default();
                 vec![format!(
-                    "{}   PSNR {:.3} dB  SSIM {:.4}  ({}) {}",
+                    "{}   PSNR {:.3} dB  SSIM {:.4}{latency}  ({}) {}",
                     self.tag(*id),
                     evaluation.psnr,
                     evaluation.ssim,
@@ -280,6 +284,7 @@ mod tests {
                 ssim: 0.9,
                 final_loss: None,
                 seconds: 10.0,
+                latency_ms: None,
             };
             let line = p
                 .handle(&Event::Evaluated {

@@ -13,7 +13,7 @@ use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
 use crate::engine::executor::local::DeviceWorkers;
 use crate::engine::lock::RunLock;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
-use crate::search::{plan, Problem, Search};
+use crate::search::{plan, Problem, Search, Status};
 use crate::train::fitness::QuickTrain;
 use crate::train::trainer::TrainPlan;
 
@@ -290,7 +290,12 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         scale,
     )?);
     let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-    let fitness = Arc::new(QuickTrain { train, val, plan });
+    let fitness = Arc::new(QuickTrain {
+        train,
+        val,
+        plan,
+        latency: config.latency_limit.clone(),
+    });
     let run_path = run.path().to_path_buf();
     let elites_to_export = config.policy.num_elitism;
     let headless = args.headless || !std::io::stdout().is_terminal();
@@ -350,6 +355,13 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         }
     }
     let search = handle.join()?;
+    if search.state.finished && search.state.elites.is_empty() {
+        bail!(
+            "the search finished but no member got a fitness: {} (reasons in {})",
+            failure_counts(&search.state),
+            run_path.join(engine::rundir::files::HISTORY).display()
+        );
+    }
     if search.state.finished {
         let out = run_path.join("export");
         let n = crate::engine::export::export_top(
@@ -427,6 +439,23 @@ fn check(config: &Config) -> Result<()> {
 fn never_checkpointed(dir: &Path) -> bool {
     use engine::rundir::files;
     dir.join(files::CONFIG).is_file() && !dir.join(files::STATE).exists()
+}
+
+/// `3 over max_latency_ms, 1 failed otherwise` for a run that trained nothing.
+fn failure_counts(state: &crate::search::SearchState) -> String {
+    let failed = |m: &&crate::search::Member| matches!(m.status, Status::Failed { .. });
+    let over = |m: &&crate::search::Member| matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"));
+    let all = state.history.iter().filter(failed).count();
+    let rejected = state.history.iter().filter(over).count();
+    format!(
+        "{rejected} over max_latency_ms, {} failed otherwise, {} killed",
+        all - rejected,
+        state
+            .history
+            .iter()
+            .filter(|m| m.status == Status::Killed)
+            .count()
+    )
 }
 
 /// Prints a line; after a dropped SSH connection stdout may be gone, and

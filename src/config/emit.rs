@@ -3,6 +3,7 @@
 use serde_yaml::{Mapping, Value};
 
 use super::{Config, DataSplit, DatasetConfig, TrainerConfig};
+use crate::latency::LatencyLimit;
 use crate::search::Selection;
 
 /// Builds a mapping from (key, value) pairs, keeping their order.
@@ -77,6 +78,15 @@ fn trainer(t: &TrainerConfig) -> Value {
     ])
 }
 
+fn latency(l: &LatencyLimit) -> Value {
+    map([
+        ("runtime", l.runtime.to_string().into()),
+        ("threads", l.threads.into()),
+        ("size", format!("{}x{}", l.width, l.height).into()),
+        ("frames", l.frames.into()),
+    ])
+}
+
 /// The YAML text of a resolved configuration.
 pub(crate) fn to_yaml(c: &Config) -> String {
     let s = &c.search_space;
@@ -128,6 +138,14 @@ pub(crate) fn to_yaml(c: &Config) -> String {
                                 ("min_active", c.range.min_active.into()),
                                 ("max_params", c.range.max_params.into()),
                                 ("min_params", c.range.min_params.into()),
+                                (
+                                    "max_latency_ms",
+                                    opt(c.latency_limit.as_ref().map(|l| l.max_ms)),
+                                ),
+                                (
+                                    "latency",
+                                    c.latency_limit.as_ref().map_or(Value::Null, latency),
+                                ),
                             ]),
                         ),
                     ]),

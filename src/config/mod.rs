@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
 
+use crate::latency::LatencyLimit;
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
 
@@ -46,6 +47,10 @@ pub struct Config {
     pub policy: Policy,
     /// `nas.search_algorithm.range`: slots, depth and parameter budget.
     pub range: Range,
+    /// `nas.search_algorithm.range.max_latency_ms` with `range.latency`: the
+    /// optional latency constraint; `None` (the default) constrains nothing.
+    #[serde(default)]
+    pub latency_limit: Option<LatencyLimit>,
     /// `nas.dataset`: data for quick training (`train`) and fitness (`test`).
     pub dataset: DatasetConfig,
     /// `nas.trainer`: quick training of each individual.

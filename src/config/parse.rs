@@ -8,6 +8,7 @@ use serde_yaml::Value;
 use super::error::ConfigError;
 use super::reader::{show, Node, Reader};
 use super::{paths, Config, DataSplit, DatasetConfig, TrainerConfig};
+use crate::latency::{parse_size, LatencyLimit, Runtime};
 use crate::search::{Policy, Range, Selection};
 use crate::space::{BlockKind, SearchSpace};
 
@@ -37,6 +38,7 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
     let search_space = search_space(r, &nas)?;
     let scale = search_space.scale;
     let (policy, range) = search_algorithm(r, &nas)?;
+    let latency_limit = latency_limit(r, &nas)?;
     // Without a dataset section the embedded photographs are used, as a run
     // without any config does (Config::from_yaml_str says so).
     let dataset = match r.section(&nas, "dataset")? {
@@ -65,6 +67,7 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         search_space,
         policy,
         range,
+        latency_limit,
         dataset,
         search_trainer,
         full_trainer,
@@ -308,6 +311,52 @@ fn search_algorithm(r: &mut Reader, nas: &Node) -> Result<(Policy, Range), Confi
         }
     }
     Ok((policy, range))
+}
+
+/// `nas.search_algorithm.range.max_latency_ms` and how it is measured
+/// (`range.latency`: runtime, threads, size, frames); absent: no constraint.
+fn latency_limit(r: &mut Reader, nas: &Node) -> Result<Option<LatencyLimit>, ConfigError> {
+    let Some(alg) = r.section(nas, "search_algorithm")? else {
+        return Ok(None);
+    };
+    let Some(range) = r.section(&alg, "range")? else {
+        return Ok(None);
+    };
+    let measured = r.section(&range, "latency")?;
+    let Some(max) = r.get(&range, "max_latency_ms")? else {
+        if measured.is_some() {
+            return Err(r.error(
+                &range.key_path("latency"),
+                "given without max_latency_ms: set range.max_latency_ms (ms per frame) or remove it",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut limit = LatencyLimit::with_max(r.positive(&max)?);
+    let Some(m) = measured else {
+        return Ok(Some(limit));
+    };
+    if let Some(n) = r.get(&m, "runtime")? {
+        limit.runtime = match r.word(&n, &["candle", "onnxruntime"])? {
+            "onnxruntime" => Runtime::Onnxruntime,
+            _ => Runtime::Candle,
+        };
+    }
+    if let Some(n) = r.get(&m, "threads")? {
+        limit.threads = r.count(&n, 1)?;
+    }
+    if let Some(n) = r.get(&m, "size")? {
+        let text = match n.value {
+            Value::String(s) => s.clone(),
+            other => show(other),
+        };
+        let (w, h) = parse_size(&text).map_err(|e| r.error(&n.path, e.to_string()))?;
+        (limit.width, limit.height) = (w, h);
+    }
+    if let Some(n) = r.get(&m, "frames")? {
+        limit.frames = r.count(&n, 1)?;
+    }
+    Ok(Some(limit))
 }
 
 /// A dataset section with `train` and `test` splits.

@@ -346,6 +346,7 @@ impl Engine {
                 weights: self.run.model_path(member.id),
                 cancel: Arc::clone(&cancel),
                 adopt: self.search.state.jobs.get(&member.id).cloned(),
+                latency_ms: self.search.known_latency(&member),
                 member: member.clone(),
             };
             self.in_flight.insert(
@@ -441,6 +442,11 @@ impl Engine {
             Err(Failure::Storage(reason)) => {
                 self.storage_failed(reason);
                 return;
+            }
+            Err(Failure::Rejected { reason, latency_ms }) => {
+                if self.search.record_rejected(id, reason.clone(), latency_ms) {
+                    self.emit(Event::Failed { id, reason });
+                }
             }
             Err(Failure::Error(reason)) => {
                 if self.search.record(

@@ -260,10 +260,14 @@ fn origin_name(m: &Member) -> &'static str {
 }
 
 /// `history.csv`: one row per evaluated (or failed/killed/cached) individual.
+/// A `latency_ms` column is added when latencies were measured (the run has
+/// `range.max_latency_ms`), so files of other runs keep their columns.
 pub fn history_csv(state: &SearchState) -> String {
+    let with_latency = !state.latency.is_empty();
     let mut out = String::from(
-        "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made\n",
+        "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made",
     );
+    out.push_str(if with_latency { ",latency_ms\n" } else { "\n" });
     for m in &state.history {
         let (psnr, ssim, secs) = outcome(m);
         out.push_str(&format!(
@@ -281,6 +285,14 @@ pub fn history_csv(state: &SearchState) -> String {
             origin_name(m),
             m.origin.is_hand_made()
         ));
+        if with_latency {
+            out.pop();
+            let ms = state.latency.get(&m.key());
+            out.push_str(&format!(
+                ",{}\n",
+                ms.map(|v| format!("{v:.1}")).unwrap_or_default()
+            ));
+        }
     }
     out
 }

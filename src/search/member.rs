@@ -17,6 +17,10 @@ pub struct Evaluation {
     pub final_loss: Option<f64>,
     /// Wall time of training plus validation, in seconds.
     pub seconds: f64,
+    /// Measured median ms per frame, when the run has a latency constraint
+    /// (`range.max_latency_ms`); absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// How a member came to be.

@@ -31,6 +31,10 @@ pub struct SearchState {
     pub cache: BTreeMap<String, Evaluation>,
     /// How many members reused a cached result.
     pub cache_hits: u64,
+    /// Measured latencies (median ms per frame) by architecture, rejected
+    /// ones included, so no architecture is measured twice, across resumes too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency: BTreeMap<String, f64>,
     /// Next member id.
     pub next_id: u64,
     /// True once the last generation is complete.
@@ -86,6 +90,7 @@ impl Search {
                 history: Vec::new(),
                 cache: BTreeMap::new(),
                 cache_hits: 0,
+                latency: BTreeMap::new(),
                 next_id: 0,
                 finished: false,
                 rng,
@@ -205,6 +210,9 @@ impl Search {
         }
         if let Status::Evaluated(eval) = &status {
             let key = self.state.population[index].key();
+            if let Some(ms) = eval.latency_ms {
+                self.state.latency.insert(key.clone(), ms);
+            }
             self.state.cache.insert(key, eval.clone());
         }
         self.state.population[index].status = status;
@@ -214,6 +222,21 @@ impl Search {
             self.resolve_from_cache(i);
         }
         true
+    }
+
+    /// Records a member that was not trained because its measured latency
+    /// (kept in the latency cache) is over the limit: it fails with `reason`.
+    pub fn record_rejected(&mut self, id: u64, reason: String, latency_ms: f64) -> bool {
+        if let Some(index) = self.member_index(id) {
+            let key = self.state.population[index].key();
+            self.state.latency.insert(key, latency_ms);
+        }
+        self.record(id, Status::Failed { reason })
+    }
+
+    /// The cached latency (ms per frame) of a member's architecture.
+    pub fn known_latency(&self, member: &Member) -> Option<f64> {
+        self.state.latency.get(&member.key()).copied()
     }
 
     /// True when every member of the current generation is done.

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::trainer::{TrainError, TrainPlan, Trainer};
 use super::StepReport;
 use crate::data::dataset::Dataset;
+use crate::latency::LatencyLimit;
 use crate::search::{Evaluation, Member};
 use crate::space::Arch;
 
@@ -21,6 +22,8 @@ pub struct QuickTrain {
     pub val: Arc<Dataset>,
     /// How each member is trained.
     pub plan: TrainPlan,
+    /// The latency constraint: members over it are not trained.
+    pub latency: Option<LatencyLimit>,
 }
 
 /// One training job handed to a worker.
@@ -42,6 +45,9 @@ pub struct Job {
     /// The outside job (Slurm job id) that a previous coordinator submitted
     /// for this member, from `state.json`: adopt it rather than submit again.
     pub adopt: Option<String>,
+    /// Its architecture's latency when measured before (the search state's
+    /// latency cache), so it is not measured again.
+    pub latency_ms: Option<f64>,
 }
 
 /// Why an evaluation produced no fitness.
@@ -57,6 +63,13 @@ pub enum Failure {
     /// The search stopped and the job was left running (a Slurm job), to be
     /// adopted on resume; the member stays queued.
     Detached,
+    /// Not trained: the measured latency is over the run's limit.
+    Rejected {
+        /// Why, with the figures (`latency 812.0 ms > max_latency_ms 500 (…)`).
+        reason: String,
+        /// The measured median ms per frame.
+        latency_ms: f64,
+    },
 }
 
 /// Turns a job into a fitness. Implementations must check `job.cancel`
@@ -83,6 +96,27 @@ impl Fitness for QuickTrain {
         report: &mut dyn FnMut(StepReport),
     ) -> Result<Evaluation, Failure> {
         let start = Instant::now();
+        let latency_ms = match &self.latency {
+            None => None,
+            Some(limit) => {
+                let ms = match job.latency_ms {
+                    Some(ms) => ms,
+                    None => limit
+                        .measure(&job.arch, job.seed)
+                        .map_err(|e| Failure::Error(format!("latency measurement: {e:#}")))?,
+                };
+                if let Some(reason) = limit.rejection(ms) {
+                    return Err(Failure::Rejected {
+                        reason,
+                        latency_ms: ms,
+                    });
+                }
+                Some(ms)
+            }
+        };
+        if job.cancel.load(Ordering::SeqCst) {
+            return Err(Failure::Cancelled);
+        }
         let device = crate::device::open(&job.device).map_err(|e| Failure::Error(e.to_string()))?;
         let fail = |e: TrainError| match e {
             TrainError::Stopped(_) => Failure::Cancelled,
@@ -114,6 +148,7 @@ impl Fitness for QuickTrain {
             ssim: score.ssim,
             final_loss: trainer.losses.last().copied(),
             seconds: start.elapsed().as_secs_f64(),
+            latency_ms,
         })
     }
 }

@@ -87,6 +87,7 @@ impl Fitness for Stand {
             ssim: 0.8,
             final_loss: Some(self.first_loss / 4.0),
             seconds: self.seconds,
+            latency_ms: None,
         })
     }
 }

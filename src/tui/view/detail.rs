@@ -44,6 +44,9 @@ pub(super) fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> V
     if let Status::Evaluated(e) | Status::Cached(e) = &m.status {
         training.push(format!("SSIM {:.4}", e.ssim));
         training.push(format!("in {}", duration(e.seconds)));
+        if let Some(ms) = e.latency_ms {
+            training.push(format!("latency {ms:.0} ms"));
+        }
     }
     // Whole parts only: what does not fit is left out (Enter shows everything).
     let mut text = String::new();
