@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cli::search;
+use support::state::elites_and_history;
 use support::temp_dir;
 use support::tiny::{tiny_dataset, TinySearch};
 
@@ -28,26 +29,6 @@ fn tiny_config(dir: &Path) -> PathBuf {
         milestone: 2,
     }
     .write(dir, "tiny.yaml")
-}
-
-/// Removes wall-clock fields, which differ between any two runs.
-fn without_times(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.remove("seconds");
-            map.values_mut().for_each(without_times);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(without_times),
-        _ => {}
-    }
-}
-
-/// Elites and history (as compact JSON text, so a mismatch prints readably).
-fn elites_and_history(run: &Path) -> (String, String) {
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
-    without_times(&mut state);
-    (state["elites"].to_string(), state["history"].to_string())
 }
 
 #[test]

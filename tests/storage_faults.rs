@@ -11,6 +11,7 @@ use std::process::Command;
 mod support;
 
 use support::cli::{headless_search, stderr};
+use support::state::elites_and_history;
 use support::temp_dir;
 use support::tiny::{tiny_dataset, TinySearch};
 
@@ -49,24 +50,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Elites and history without wall-clock fields.
-fn result_of(run: &Path) -> String {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                m.remove("seconds");
-                m.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
-    strip(&mut state);
-    format!("{}\n{}", state["elites"], state["history"])
 }
 
 #[test]
@@ -114,7 +97,7 @@ fn a_full_disk_stops_the_search_and_a_resume_gives_the_same_result() {
     drop(mount);
     let o = headless_search(&["--resume", moved.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(result_of(&moved), result_of(&straight));
+    assert_eq!(elites_and_history(&moved), elites_and_history(&straight));
 
     // A read-only run directory: refused in one line, nothing written.
     let ro = dir.join("ro");
