@@ -3,24 +3,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use support::cli::{esr_ea, stderr, stdout};
 use support::temp_dir;
-
-fn esr_ea(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(args)
-        .output()
-        .expect("run esr-ea")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn every_subcommand_has_help() {

@@ -3,7 +3,6 @@
 //! streams progress lines and writes its result.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use esr_ea::engine::{member_seed, Fitness, Job};
 use esr_ea::search::{Problem, Search};
 use esr_ea::train::fitness::QuickTrain;
 use esr_ea::train::trainer::TrainPlan;
+use support::cli::esr_ea;
 
 const STEPS: usize = 3;
 
@@ -28,15 +28,20 @@ fn tiny_run(name: &str) -> (PathBuf, Config) {
     (dir, config)
 }
 
-#[test]
-fn a_job_trains_like_the_local_worker() {
-    let (dir, config) = tiny_run("same");
-    let problem = Problem::new(
+/// The search problem `config` describes.
+fn problem_of(config: &Config) -> Problem {
+    Problem::new(
         config.search_space.clone(),
         config.policy.clone(),
         config.range.clone(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_job_trains_like_the_local_worker() {
+    let (dir, config) = tiny_run("same");
+    let problem = problem_of(&config);
     let member = Search::new(problem.clone(), config.seed)
         .unwrap()
         .state
@@ -83,11 +88,7 @@ fn a_job_trains_like_the_local_worker() {
         result: paths.result.clone(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .arg("evaluate")
-        .arg(&paths.spec)
-        .output()
-        .unwrap();
+    let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -111,12 +112,7 @@ fn a_job_trains_like_the_local_worker() {
 #[test]
 fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
     let (dir, config) = tiny_run("fail");
-    let problem = Problem::new(
-        config.search_space.clone(),
-        config.policy.clone(),
-        config.range.clone(),
-    )
-    .unwrap();
+    let problem = problem_of(&config);
     let member = Search::new(problem, config.seed).unwrap().state.population[0].clone();
     let paths = JobPaths::new(&dir, member.id);
     let spec = JobSpec {
@@ -130,11 +126,7 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
         result: paths.result.clone(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .arg("evaluate")
-        .arg(&paths.spec)
-        .output()
-        .unwrap();
+    let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tpu:0"), "{stderr}");

@@ -4,94 +4,40 @@
 //! and the exit status of an interrupted search.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use esr_ea::engine::{Event, RunDir};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-misc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn esr_ea(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn one_line_error(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "exit status for '{needle}': {err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with("error: ") && err.contains(needle),
-        "expected '{needle}': {err}"
-    );
-}
+use support::cli::{error_line, esr_ea, headless_search, stderr};
+use support::temp_dir;
+use support::tiny::{tiny_dataset, TinySearch};
 
 fn tiny_config(dir: &Path, steps: usize) -> PathBuf {
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    for (split, src, side) in [
-        ("train", "train/chelsea.png", 48u32),
-        ("val", "val/coffee.png", 24u32),
-    ] {
-        let out = dir.join(split);
-        std::fs::create_dir_all(&out).unwrap();
-        let img = image::open(assets.join(src)).unwrap().to_rgb8();
-        image::imageops::crop_imm(&img, 40, 40, side, side)
-            .to_image()
-            .save(out.join("0.png"))
-            .unwrap();
+    tiny_dataset(dir, &["train/chelsea.png"]);
+    TinySearch {
+        seed: 4,
+        generations: 2,
+        batch_size: 1,
+        steps,
+        milestone: 1,
     }
-    let text = format!(
-        r#"
-seed: 4
-nas:
-  search_space:
-    esrbody: {{block_type: [S, G, C], conv_num: [4], growth_rate: [8, 16], type_prob: [1, 1, 1],
-              conv_prob: [1], growth_prob: [1, 1], G0: 8, scale: 2}}
-  search_algorithm:
-    policy: {{num_generation: 2, num_individual: 4, num_elitism: 2, mutation_rate: 0.1}}
-    range: {{node_num: 10, min_active: 4, max_params: 60000, min_params: 20000}}
-  dataset:
-    train: {{root_HR: train, upscale: 2, crop: 8, batch_size: 1}}
-    test: {{root_HR: val, upscale: 2}}
-  trainer:
-    steps: {steps}
-    optimizer: {{type: Adam, params: {{lr: 0.001}}}}
-    lr_scheduler: {{type: MultiStepLR, milestones: [1], gamma: 0.5, milestones_unit: steps}}
-    loss: {{type: L1Loss}}
-"#
-    );
-    let path = dir.join(format!("tiny{steps}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    .write(dir, &format!("tiny{steps}.yaml"))
 }
 
 #[test]
 fn absurd_sizes_are_errors_not_aborts() {
-    one_line_error(&esr_ea(&["inspect", "G_999999_99999_9999999"]), "absurd");
-    one_line_error(
+    error_line(&esr_ea(&["inspect", "G_999999_99999_9999999"]), "absurd");
+    error_line(
         &esr_ea(&["inspect", "--g0", "18446744073709551612", "G_4_16_24"]),
         "--g0",
     );
-    one_line_error(
+    error_line(
         &esr_ea(&["speed", "--threads", "100000", "--arch", "G_4_16_24"]),
         "--threads 100000",
     );
-    one_line_error(
+    error_line(
         &esr_ea(&[
             "speed",
             "--inference",
@@ -145,13 +91,13 @@ fn upscale_refuses_its_input_as_output_and_says_what_rgb8_drops() {
     .unwrap();
     let before = std::fs::read(&input).unwrap();
     let (m, i) = (model.to_str().unwrap(), input.to_str().unwrap());
-    one_line_error(
+    error_line(
         &esr_ea(&["upscale", "--model", m, i, i]),
         "both the input and the output",
     );
     // Also through another spelling of the same path.
     let other = format!("{}/./in.png", dir.display());
-    one_line_error(
+    error_line(
         &esr_ea(&["upscale", "--model", m, i, &other]),
         "both the input and the output",
     );
@@ -209,9 +155,7 @@ fn early_kill_stale_temp_files_and_interrupted_exit_status() {
     let dir = temp_dir("early");
     let cfg = tiny_config(&dir, 2);
     let straight = dir.join("straight");
-    let o = esr_ea(&[
-        "search",
-        "--headless",
+    let o = headless_search(&[
         "--config",
         cfg.to_str().unwrap(),
         "--run-dir",

@@ -1,27 +1,17 @@
 //! `esr-ea onnx`, `esr-ea latency` and `esr-ea export --onnx --latency`
 //! through the binary: the files they write run in tract and match candle.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+
+mod support;
 
 use candle_core::{Device, Tensor};
 use esr_ea::model::{load_model, save_model, Esrn};
 use esr_ea::space::{Arch, GeneList};
+use support::cli::esr_ea;
+use support::temp_dir;
+use support::tiny::photo_crops;
 use tract_onnx::prelude::*;
-
-fn esr_ea(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-onnx-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -170,18 +160,7 @@ fn bad_arguments_are_one_clear_line() {
 #[test]
 fn export_writes_onnx_and_latency_beside_each_model() {
     let dir = temp_dir("export");
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    for (split, src, side) in [
-        ("train", "train/chelsea.png", 32u32),
-        ("val", "val/coffee.png", 16),
-    ] {
-        std::fs::create_dir_all(dir.join(split)).unwrap();
-        let img = image::open(assets.join(src)).unwrap().to_rgb8();
-        image::imageops::crop_imm(&img, 30, 30, side, side)
-            .to_image()
-            .save(dir.join(split).join("0.png"))
-            .unwrap();
-    }
+    photo_crops(&dir, &["train/chelsea.png"], 30, 32, 16);
     let config = r#"
 seed: 4
 nas:

@@ -3,59 +3,26 @@
 //! search from none, and a holder killed with SIGKILL leaves no stale lock.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-lock-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod support;
+
+use support::cli::{esr_ea, headless_search, stderr};
+use support::temp_dir;
+use support::tiny::{tiny_dataset, TinySearch};
 
 /// A tiny search whose members train long enough to stay alive during the test.
 fn long_config(dir: &Path) -> PathBuf {
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    for (split, src, side) in [
-        ("train", "train/astronaut.png", 48u32),
-        ("val", "val/coffee.png", 24u32),
-    ] {
-        let out = dir.join(split);
-        std::fs::create_dir_all(&out).unwrap();
-        let img = image::open(assets.join(src)).unwrap().to_rgb8();
-        image::imageops::crop_imm(&img, 40, 40, side, side)
-            .to_image()
-            .save(out.join("0.png"))
-            .unwrap();
+    tiny_dataset(dir, &["train/astronaut.png"]);
+    TinySearch {
+        seed: 3,
+        generations: 3,
+        batch_size: 1,
+        steps: 100_000,
+        milestone: 2,
     }
-    let text = r#"
-seed: 3
-nas:
-  search_space:
-    esrbody: {block_type: [S, G, C], conv_num: [4], growth_rate: [8, 16], type_prob: [1, 1, 1],
-              conv_prob: [1], growth_prob: [1, 1], G0: 8, scale: 2}
-  search_algorithm:
-    policy: {num_generation: 3, num_individual: 4, num_elitism: 2, mutation_rate: 0.1}
-    range: {node_num: 10, min_active: 4, max_params: 60000, min_params: 20000}
-  dataset:
-    train: {root_HR: train, upscale: 2, crop: 8, batch_size: 1}
-    test: {root_HR: val, upscale: 2}
-  trainer:
-    steps: 100000
-    optimizer: {type: Adam, params: {lr: 0.001}}
-    lr_scheduler: {type: MultiStepLR, milestones: [2], gamma: 0.5, milestones_unit: steps}
-    loss: {type: L1Loss}
-"#;
-    let path = dir.join("long.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn esr_ea(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(args)
-        .output()
-        .unwrap()
+    .write(dir, "long.yaml")
 }
 
 fn spawn_search(args: &[&str]) -> Child {
@@ -85,10 +52,6 @@ fn wait_for_holder(run: &Path, pid: u32) {
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn a_live_run_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
     let dir = temp_dir("live");
@@ -110,14 +73,7 @@ fn a_live_run_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
         assert!(err.contains(&format!("host {host}")), "{err}");
     }
     // A fresh search into the same folder is refused as well.
-    let o = esr_ea(&[
-        "search",
-        "--headless",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--run-dir",
-        run_s,
-    ]);
+    let o = headless_search(&["--config", cfg.to_str().unwrap(), "--run-dir", run_s]);
     assert!(!o.status.success(), "{}", stderr(&o));
 
     // control: the live search is named.

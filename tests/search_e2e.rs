@@ -4,87 +4,31 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cli::search;
+use support::state::elites_and_history;
 use support::temp_dir;
-
-/// Crops of the embedded photographs, so training sees real image statistics.
-fn tiny_dataset(dir: &Path) {
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    for (split, sources, side) in [
-        (
-            "train",
-            vec![
-                "train/astronaut.png",
-                "train/brick.png",
-                "train/chelsea.png",
-            ],
-            48u32,
-        ),
-        ("val", vec!["val/coffee.png"], 24u32),
-    ] {
-        let out = dir.join(split);
-        std::fs::create_dir_all(&out).unwrap();
-        for (i, src) in sources.iter().enumerate() {
-            let img = image::open(assets.join(src)).unwrap().to_rgb8();
-            let crop = image::imageops::crop_imm(&img, 40, 40, side, side).to_image();
-            crop.save(out.join(format!("{i}.png"))).unwrap();
-        }
-    }
-}
+use support::tiny::{tiny_dataset, TinySearch};
 
 fn tiny_config(dir: &Path) -> PathBuf {
-    tiny_dataset(dir);
-    let text = r#"
-seed: 3
-nas:
-  search_space:
-    esrbody: {block_type: [S, G, C], conv_num: [4], growth_rate: [8, 16], type_prob: [1, 1, 1],
-              conv_prob: [1], growth_prob: [1, 1], G0: 8, scale: 2}
-  search_algorithm:
-    policy: {num_generation: 3, num_individual: 4, num_elitism: 2, mutation_rate: 0.1}
-    range: {node_num: 10, min_active: 4, max_params: 60000, min_params: 20000}
-  dataset:
-    train: {root_HR: train, upscale: 2, crop: 8, batch_size: 2}
-    test: {root_HR: val, upscale: 2}
-  trainer:
-    steps: 3
-    optimizer: {type: Adam, params: {lr: 0.001}}
-    lr_scheduler: {type: MultiStepLR, milestones: [2], gamma: 0.5, milestones_unit: steps}
-    loss: {type: L1Loss}
-"#;
-    let path = dir.join("tiny.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn search(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .arg("search")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Removes wall-clock fields, which differ between any two runs.
-fn without_times(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.remove("seconds");
-            map.values_mut().for_each(without_times);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(without_times),
-        _ => {}
+    tiny_dataset(
+        dir,
+        &[
+            "train/astronaut.png",
+            "train/brick.png",
+            "train/chelsea.png",
+        ],
+    );
+    TinySearch {
+        seed: 3,
+        generations: 3,
+        batch_size: 2,
+        steps: 3,
+        milestone: 2,
     }
-}
-
-/// Elites and history (as compact JSON text, so a mismatch prints readably).
-fn elites_and_history(run: &Path) -> (String, String) {
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
-    without_times(&mut state);
-    (state["elites"].to_string(), state["history"].to_string())
+    .write(dir, "tiny.yaml")
 }
 
 #[test]

@@ -3,57 +3,26 @@
 //! the weights it copies (it used to copy broken or foreign ones and exit 0).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("esr-ea-checks-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod support;
+
+use support::cli::{esr_ea, headless_search, one_line_error, stderr};
+use support::temp_dir;
+use support::tiny::{tiny_dataset, TinySearch};
 
 /// A finished tiny search (a second or two).
 fn finished_run(dir: &Path) -> PathBuf {
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    for (split, src, side) in [
-        ("train", "train/brick.png", 48u32),
-        ("val", "val/coffee.png", 24u32),
-    ] {
-        let out = dir.join(split);
-        std::fs::create_dir_all(&out).unwrap();
-        let img = image::open(assets.join(src)).unwrap().to_rgb8();
-        image::imageops::crop_imm(&img, 40, 40, side, side)
-            .to_image()
-            .save(out.join("0.png"))
-            .unwrap();
+    tiny_dataset(dir, &["train/brick.png"]);
+    let cfg = TinySearch {
+        seed: 9,
+        generations: 2,
+        batch_size: 1,
+        steps: 2,
+        milestone: 1,
     }
-    let cfg = dir.join("tiny.yaml");
-    std::fs::write(
-        &cfg,
-        r#"
-seed: 9
-nas:
-  search_space:
-    esrbody: {block_type: [S, G, C], conv_num: [4], growth_rate: [8, 16], type_prob: [1, 1, 1],
-              conv_prob: [1], growth_prob: [1, 1], G0: 8, scale: 2}
-  search_algorithm:
-    policy: {num_generation: 2, num_individual: 4, num_elitism: 2, mutation_rate: 0.1}
-    range: {node_num: 10, min_active: 4, max_params: 60000, min_params: 20000}
-  dataset:
-    train: {root_HR: train, upscale: 2, crop: 8, batch_size: 1}
-    test: {root_HR: val, upscale: 2}
-  trainer:
-    steps: 2
-    optimizer: {type: Adam, params: {lr: 0.001}}
-    lr_scheduler: {type: MultiStepLR, milestones: [1], gamma: 0.5, milestones_unit: steps}
-    loss: {type: L1Loss}
-"#,
-    )
-    .unwrap();
+    .write(dir, "tiny.yaml");
     let run = dir.join("run");
-    let o = esr_ea(&[
-        "search",
-        "--headless",
+    let o = headless_search(&[
         "--config",
         cfg.to_str().unwrap(),
         "--run-dir",
@@ -61,28 +30,6 @@ nas:
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     run
-}
-
-fn esr_ea(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn one_line_error(o: &Output, needle: &str) {
-    assert!(
-        !o.status.success(),
-        "should fail: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let err = stderr(o);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains(needle), "expected '{needle}' in: {err}");
 }
 
 #[test]

@@ -1,8 +1,13 @@
-//! Shared by the tests: temporary folders, a real engine driven by a
-//! stand-in trainer (no training) and waiting for its events, a recorded
-//! event sequence, and the dashboard's buffer helpers. Each test binary uses
-//! a part of it.
+//! Shared by the tests: temporary folders, running the binary (`cli`), a
+//! tiny photo dataset and search config (`tiny`), comparing runs' states
+//! (`state`), a real engine driven by a stand-in trainer (no training) and
+//! waiting for its events, a recorded event sequence, and the dashboard's
+//! buffer helpers. Each test binary uses a part of it.
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod state;
+pub mod tiny;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
