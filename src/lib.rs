@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod ops;
+pub mod report;
 pub mod search;
 pub mod space;
 pub mod train;

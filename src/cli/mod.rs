@@ -12,6 +12,7 @@ mod latency;
 mod onnx;
 mod progress;
 pub mod report;
+mod report_cmd;
 mod search;
 mod speed;
 mod train;
@@ -53,6 +54,8 @@ pub enum Command {
     Onnx(onnx::OnnxArgs),
     /// Milliseconds per frame of a model in candle or onnxruntime.
     Latency(latency::LatencyArgs),
+    /// (Re)write a run's report: report.md/csv/json, pareto.png, progress.png.
+    Report(report_cmd::ReportArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -76,6 +79,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Speed(args)) => speed::run(&args),
         Some(Command::Onnx(args)) => onnx::run(&args),
         Some(Command::Latency(args)) => latency::run(&args),
+        Some(Command::Report(args)) => report_cmd::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.

@@ -1,0 +1,357 @@
+//! `pareto.png` and `progress.png`, drawn with plotters into memory, encoded
+//! as PNG and written atomically (a reader never sees half an image).
+//!
+//! The font is DejaVu Sans compiled into the binary (`assets/fonts`), so the
+//! charts look the same on machines without system fonts.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::inputs::RunInputs;
+use super::pareto::pareto_front;
+use crate::search::Status;
+
+/// Width of both charts, pixels.
+pub const WIDTH: u32 = 1000;
+/// Height of both charts, pixels.
+pub const HEIGHT: u32 = 700;
+
+const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// The family plotters' own defaults (legends, meshes) ask for.
+const FAMILY: &str = "sans-serif";
+const CAPTION_PX: u32 = 24;
+const AXIS_PX: u32 = 19;
+const LABEL_PX: u32 = 16;
+
+/// Registers the embedded font with plotters, once per process.
+fn font() -> Result<&'static str> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT_BYTES).is_ok()
+    });
+    if !ok {
+        bail!("the embedded chart font (assets/fonts/DejaVuSans.ttf) could not be read");
+    }
+    Ok(FAMILY)
+}
+
+/// A chart's vertical axis: dB over bicubic when bicubic is known, else PSNR.
+struct Scale {
+    base: f64,
+    relative: bool,
+}
+
+impl Scale {
+    fn of(run: &RunInputs) -> Scale {
+        match run.bicubic.psnr() {
+            Some(base) => Scale {
+                base,
+                relative: true,
+            },
+            None => Scale {
+                base: 0.0,
+                relative: false,
+            },
+        }
+    }
+
+    fn y(&self, psnr: f64) -> f64 {
+        psnr - self.base
+    }
+
+    fn label(&self) -> String {
+        if self.relative {
+            format!("validation PSNR over bicubic, dB (bicubic {:.2} dB)", self.base)
+        } else {
+            "validation PSNR, dB (bicubic unknown)".into()
+        }
+    }
+}
+
+/// A range around `values` with some room, never empty.
+fn padded(values: impl IntoIterator<Item = f64>, room: f64, min_width: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.into_iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let width = (hi - lo).max(min_width);
+    let mid = (lo + hi) / 2.0;
+    let half = width / 2.0 * (1.0 + room);
+    (mid - half, mid + half)
+}
+
+/// Draws into an RGB buffer with `draw`, then writes it to `path` as PNG.
+fn write_png(
+    path: &Path,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    let mut buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw(&root)?;
+        root.present().map_err(plot_error)?;
+    }
+    let img = image::RgbImage::from_raw(WIDTH, HEIGHT, buf).expect("buffer of the chart's size");
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .with_context(|| format!("cannot encode {}", path.display()))?;
+    crate::fsutil::atomic_write(path, png.get_ref())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing the chart failed: {e}")
+}
+
+/// `pareto.png`: every evaluated member's fitness against its Multi-Adds,
+/// the Pareto front, the elites and the finalists.
+pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
+    let family = font()?;
+    let scale = Scale::of(run);
+    let g = |ma: u64| ma as f64 / 1e9;
+    let evaluated: Vec<(f64, f64)> = run
+        .state
+        .history
+        .iter()
+        .filter(|m| matches!(m.status, Status::Evaluated(_)))
+        .filter_map(|m| Some((g(m.multi_adds), scale.y(m.fitness()?))))
+        .collect();
+    let front = pareto_front(&evaluated);
+    let elites: Vec<(f64, f64)> = run
+        .state
+        .elites
+        .iter()
+        .filter_map(|m| Some((g(m.multi_adds), scale.y(m.fitness()?))))
+        .collect();
+    let finalists_search: Vec<(f64, f64)> = run
+        .finals
+        .iter()
+        .map(|f| (g(f.multi_adds), scale.y(f.fitness_psnr)))
+        .collect();
+    let finalists_full: Vec<(f64, f64)> = run
+        .finals
+        .iter()
+        .map(|f| (g(f.multi_adds), scale.y(f.val_psnr)))
+        .collect();
+
+    let all = || {
+        evaluated
+            .iter()
+            .chain(&elites)
+            .chain(&finalists_search)
+            .chain(&finalists_full)
+    };
+    let (x0, x1) = padded(all().map(|p| p.0), 0.1, 0.02);
+    let x0 = x0.max(0.0);
+    let (y0, y1) = padded(all().map(|p| p.1), 0.15, 0.2);
+    let title = format!(
+        "{}: {} evaluated networks (budget {}..{} params)",
+        run.name,
+        evaluated.len(),
+        crate::format::thousands(run.config.range.min_params),
+        crate::format::thousands(run.config.range.max_params)
+    );
+
+    write_png(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (family, CAPTION_PX))
+            .margin(24)
+            .x_label_area_size(64)
+            .y_label_area_size(84)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("Multi-Adds, G (one 1280x720 output)")
+            .y_desc(scale.label())
+            .axis_desc_style((family, AXIS_PX))
+            .label_style((family, LABEL_PX))
+            .x_label_formatter(&|v| format!("{v:.2}"))
+            .y_label_formatter(&|v| format!("{v:+.2}"))
+            .draw()
+            .map_err(plot_error)?;
+        if scale.relative && y0 < 0.0 && y1 > 0.0 {
+            chart
+                .draw_series(LineSeries::new(
+                    [(x0, 0.0), (x1, 0.0)],
+                    BLACK.mix(0.6).stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label("bicubic")
+                .legend(|(x, y)| PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2)));
+        }
+        let grey_blue = RGBColor(70, 110, 170);
+        chart
+            .draw_series(
+                evaluated
+                    .iter()
+                    .map(|&p| Circle::new(p, 4, grey_blue.mix(0.55).filled())),
+            )
+            .map_err(plot_error)?
+            .label("evaluated (quick-trained)")
+            .legend(move |(x, y)| Circle::new((x, y), 4, grey_blue.filled()));
+        if front.len() > 1 {
+            let green = RGBColor(30, 140, 70);
+            chart
+                .draw_series(LineSeries::new(front.iter().copied(), green.stroke_width(2)))
+                .map_err(plot_error)?
+                .label("Pareto front")
+                .legend(move |(x, y)| {
+                    PathElement::new([(x - 10, y), (x + 10, y)], green.stroke_width(2))
+                });
+        }
+        let orange = RGBColor(235, 140, 0);
+        chart
+            .draw_series(
+                elites
+                    .iter()
+                    .map(|&p| Circle::new(p, 8, orange.stroke_width(3))),
+            )
+            .map_err(plot_error)?
+            .label("elites")
+            .legend(move |(x, y)| Circle::new((x, y), 7, orange.stroke_width(3)));
+        if !run.finals.is_empty() {
+            let red = RGBColor(200, 30, 30);
+            chart
+                .draw_series(
+                    finalists_search
+                        .iter()
+                        .map(|&p| TriangleMarker::new(p, 10, red.filled())),
+                )
+                .map_err(plot_error)?
+                .label("finalists (search fitness)")
+                .legend(move |(x, y)| TriangleMarker::new((x, y), 8, red.filled()));
+            let purple = RGBColor(120, 40, 160);
+            chart
+                .draw_series(
+                    finalists_full
+                        .iter()
+                        .map(|&p| Cross::new(p, 9, purple.stroke_width(3))),
+                )
+                .map_err(plot_error)?
+                .label("finalists, fully trained")
+                .legend(move |(x, y)| Cross::new((x, y), 7, purple.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((family, LABEL_PX))
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+/// `progress.png`: best and mean fitness per completed generation.
+pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
+    let family = font()?;
+    let scale = Scale::of(run);
+    let summaries = &run.state.summaries;
+    let best: Vec<(f64, f64)> = summaries
+        .iter()
+        .filter_map(|s| Some((s.generation as f64, scale.y(s.best?))))
+        .collect();
+    let mean: Vec<(f64, f64)> = summaries
+        .iter()
+        .filter_map(|s| Some((s.generation as f64, scale.y(s.mean?))))
+        .collect();
+    let last = summaries.len().max(1) as f64 - 1.0;
+    let (x0, x1) = (-0.3, last + 0.3);
+    let (y0, y1) = padded(best.iter().chain(&mean).map(|p| p.1), 0.2, 0.2);
+    let title = if summaries.is_empty() {
+        format!("{}: no generation completed yet", run.name)
+    } else {
+        format!(
+            "{}: fitness per generation ({} of {})",
+            run.name,
+            summaries.len(),
+            run.config.policy.num_generation
+        )
+    };
+    let gens = summaries.len().max(1);
+
+    write_png(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (family, CAPTION_PX))
+            .margin(24)
+            .x_label_area_size(64)
+            .y_label_area_size(84)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("generation")
+            .y_desc(scale.label())
+            .axis_desc_style((family, AXIS_PX))
+            .label_style((family, LABEL_PX))
+            .x_labels(gens.min(20) + 1)
+            .x_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
+                    format!("{}", v.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v| format!("{v:+.2}"))
+            .draw()
+            .map_err(plot_error)?;
+        if scale.relative && y0 < 0.0 && y1 > 0.0 {
+            chart
+                .draw_series(LineSeries::new(
+                    [(x0, 0.0), (x1, 0.0)],
+                    BLACK.mix(0.6).stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label("bicubic")
+                .legend(|(x, y)| PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2)));
+        }
+        let red = RGBColor(200, 30, 30);
+        let blue = RGBColor(40, 90, 180);
+        for (points, color, name) in [(&best, red, "best"), (&mean, blue, "mean")] {
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(3)))
+                .map_err(plot_error)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x - 10, y), (x + 10, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((family, LABEL_PX))
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_ranges_are_never_empty() {
+        assert_eq!(padded([], 0.1, 1.0), (0.0, 1.0));
+        let (lo, hi) = padded([2.0], 0.0, 1.0);
+        assert_eq!((lo, hi), (1.5, 2.5));
+        let (lo, hi) = padded([1.0, 3.0, f64::NAN], 0.5, 0.1);
+        assert_eq!((lo, hi), (0.5, 3.5));
+    }
+}
