@@ -15,7 +15,7 @@ use esr_ea::engine::results::{
 };
 use esr_ea::report::{self, Report, RowKind};
 use esr_ea::search::SearchState;
-use support::cli::{esr_ea, error_line, search, stdout};
+use support::cli::{error_line, esr_ea, search, stdout};
 use support::temp_dir;
 use support::tiny::{tiny_dataset, TinySearch};
 
@@ -178,19 +178,34 @@ fn check_chart(path: &Path, must_hold: &[[u8; 3]]) {
     );
     assert_eq!((img.width(), img.height()), (1000, 700));
     let colours: BTreeSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
-    assert!(colours.len() >= 8, "{}: {} colours", path.display(), colours.len());
+    assert!(
+        colours.len() >= 8,
+        "{}: {} colours",
+        path.display(),
+        colours.len()
+    );
     let white = img.pixels().filter(|p| p.0 == [255, 255, 255]).count();
     let total = (img.width() * img.height()) as usize;
-    assert!(white < total * 98 / 100, "{} is nearly blank", path.display());
+    assert!(
+        white < total * 98 / 100,
+        "{} is nearly blank",
+        path.display()
+    );
     for c in must_hold {
-        assert!(colours.contains(c), "{} has no pixel of {c:?}", path.display());
+        assert!(
+            colours.contains(c),
+            "{} has no pixel of {c:?}",
+            path.display()
+        );
     }
 }
 
 /// (header, rows) of a CSV file without quoted fields.
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines().map(|l| l.split(',').map(String::from).collect());
+    let mut lines = text
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect());
     let header: Vec<String> = lines.next().unwrap();
     let rows: Vec<Vec<String>> = lines.collect();
     for r in &rows {
@@ -282,14 +297,25 @@ fn a_whole_pipeline_run_reports_every_set_bicubic_and_the_finalist() {
         assert!(md.contains(fact), "{fact} not in:\n{md}");
     }
     assert!(!md.contains("No finalist"));
+    let config = md.lines().find(|l| l.starts_with("| config |")).unwrap();
+    assert!(config.ends_with("tiny.yaml |"), "{config}");
 
     let (header, rows) = read_csv(&run.join("report.csv"));
     assert_eq!(rows.len(), 2, "bicubic + one finalist");
     let (bic, esr) = (&rows[0], &rows[1]);
     assert_eq!(cell(&header, bic, "model"), "Bicubic");
-    assert_eq!(cell(&header, bic, "Set5_psnr").parse::<f64>().unwrap(), 33.66);
-    assert_eq!(cell(&header, bic, "Urban7_ssim").parse::<f64>().unwrap(), 0.8403);
-    assert_eq!(cell(&header, bic, "val_psnr").parse::<f64>().unwrap(), 27.25);
+    assert_eq!(
+        cell(&header, bic, "Set5_psnr").parse::<f64>().unwrap(),
+        33.66
+    );
+    assert_eq!(
+        cell(&header, bic, "Urban7_ssim").parse::<f64>().unwrap(),
+        0.8403
+    );
+    assert_eq!(
+        cell(&header, bic, "val_psnr").parse::<f64>().unwrap(),
+        27.25
+    );
     assert_eq!(cell(&header, esr, "genes"), fin.genes.join(" "));
     assert_eq!(
         cell(&header, esr, "params").parse::<u64>().unwrap(),
@@ -299,19 +325,31 @@ fn a_whole_pipeline_run_reports_every_set_bicubic_and_the_finalist() {
         cell(&header, esr, "multi_adds").parse::<u64>().unwrap(),
         fin.multi_adds
     );
-    assert_eq!(cell(&header, esr, "Set5_psnr").parse::<f64>().unwrap(), 36.125);
-    assert_eq!(cell(&header, esr, "Urban7_psnr").parse::<f64>().unwrap(), 29.5);
+    assert_eq!(
+        cell(&header, esr, "Set5_psnr").parse::<f64>().unwrap(),
+        36.125
+    );
+    assert_eq!(
+        cell(&header, esr, "Urban7_psnr").parse::<f64>().unwrap(),
+        29.5
+    );
     assert_eq!(
         cell(&header, esr, "fitness_psnr").parse::<f64>().unwrap(),
         fin.fitness_psnr
     );
-    assert_eq!(cell(&header, esr, "train_seconds").parse::<f64>().unwrap(), 125.0);
+    assert_eq!(
+        cell(&header, esr, "train_seconds").parse::<f64>().unwrap(),
+        125.0
+    );
 
     let json: Report =
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(json.facts.seed, 3);
     assert_eq!(json.facts.devices, vec!["cpu".to_string()]);
-    assert_eq!(json.facts.members_evaluated + json.facts.cache_hits as usize, 12);
+    assert_eq!(
+        json.facts.members_evaluated + json.facts.cache_hits as usize,
+        12
+    );
     assert_eq!(json.facts.total_seconds, Some(152.0));
     assert_eq!(json.facts.finalists, 1);
     let names: Vec<&str> = json.sets.iter().map(|s| s.name.as_str()).collect();
@@ -347,7 +385,10 @@ fn a_run_that_only_searched_reports_its_best_and_says_no_finalist_was_trained() 
     let best = esr_ea::engine::export::best_members(&st, st.elites.len());
     let elite = &best[0];
     let row = md_row(&md, "search-1");
-    assert!(row.contains(&esr_ea::format::thousands(elite.params)), "{row}");
+    assert!(
+        row.contains(&esr_ea::format::thousands(elite.params)),
+        "{row}"
+    );
     assert!(md.contains(&format!("`{}`", elite.genes)), "{md}");
     assert!(md.contains("train --model"), "{md}");
 
@@ -377,7 +418,9 @@ fn a_run_that_only_searched_reports_its_best_and_says_no_finalist_was_trained() 
         bicubic
     );
     assert_eq!(
-        cell(&header, &rows[1], "fitness_psnr").parse::<f64>().unwrap(),
+        cell(&header, &rows[1], "fitness_psnr")
+            .parse::<f64>()
+            .unwrap(),
         elite.fitness().unwrap()
     );
 

@@ -65,7 +65,10 @@ impl Scale {
 
     fn label(&self) -> String {
         if self.relative {
-            format!("validation PSNR over bicubic, dB (bicubic {:.2} dB)", self.base)
+            format!(
+                "validation PSNR over bicubic, dB (bicubic {:.2} dB)",
+                self.base
+            )
         } else {
             "validation PSNR, dB (bicubic unknown)".into()
         }
@@ -153,6 +156,7 @@ pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
     let (x0, x1) = padded(all().map(|p| p.0), 0.1, 0.02);
     let x0 = x0.max(0.0);
     let (y0, y1) = padded(all().map(|p| p.1), 0.15, 0.2);
+    let (legend, (y0, y1)) = legend_place(all().copied(), (x0, x1), (y0, y1));
     let title = format!(
         "{}: {} evaluated networks (budget {}..{} params)",
         run.name,
@@ -187,7 +191,9 @@ pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
                 ))
                 .map_err(plot_error)?
                 .label("bicubic")
-                .legend(|(x, y)| PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2)));
+                .legend(|(x, y)| {
+                    PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2))
+                });
         }
         let grey_blue = RGBColor(70, 110, 170);
         chart
@@ -202,7 +208,7 @@ pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
         if front.len() > 1 {
             let green = RGBColor(30, 140, 70);
             chart
-                .draw_series(LineSeries::new(front.iter().copied(), green.stroke_width(2)))
+                .draw_series(LineSeries::new(staircase(&front), green.stroke_width(2)))
                 .map_err(plot_error)?
                 .label("Pareto front")
                 .legend(move |(x, y)| {
@@ -243,7 +249,7 @@ pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((family, LABEL_PX))
@@ -251,6 +257,51 @@ pub fn pareto_png(run: &RunInputs, path: &Path) -> Result<()> {
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// Where the legend goes: the corner of the plot where it hides no point
+/// (it covers less than 38% of the width and of the height), upper left
+/// first; when every corner holds a point, the vertical range grows upwards
+/// until the upper corners are empty. Returns the position and the range.
+fn legend_place(
+    points: impl Iterator<Item = (f64, f64)> + Clone,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> (SeriesLabelPosition, (f64, f64)) {
+    // Upper left first: above and left of a Pareto front nothing lies.
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let hides = |right: bool, upper: bool| {
+        points.clone().any(|(x, y)| {
+            let fx = (x - x0) / (x1 - x0);
+            let fy = (y - y0) / (y1 - y0);
+            (if right { fx > 0.62 } else { fx < 0.38 })
+                && (if upper { fy > 0.62 } else { fy < 0.38 })
+        })
+    };
+    match corners
+        .iter()
+        .find(|(_, right, upper)| !hides(*right, *upper))
+    {
+        Some((corner, _, _)) => (corner.clone(), (y0, y1)),
+        None => (SeriesLabelPosition::UpperLeft, (y0, y0 + (y1 - y0) / 0.6)),
+    }
+}
+
+/// The front as steps: a network's quality holds until a costlier one beats it.
+fn staircase(front: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut steps = Vec::with_capacity(front.len() * 2);
+    for (i, &p) in front.iter().enumerate() {
+        if i > 0 {
+            steps.push((p.0, front[i - 1].1));
+        }
+        steps.push(p);
+    }
+    steps
 }
 
 /// `progress.png`: best and mean fitness per completed generation.
@@ -269,6 +320,7 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
     let last = summaries.len().max(1) as f64 - 1.0;
     let (x0, x1) = (-0.3, last + 0.3);
     let (y0, y1) = padded(best.iter().chain(&mean).map(|p| p.1), 0.2, 0.2);
+    let (legend, (y0, y1)) = legend_place(best.iter().chain(&mean).copied(), (x0, x1), (y0, y1));
     let title = if summaries.is_empty() {
         format!("{}: no generation completed yet", run.name)
     } else {
@@ -314,13 +366,18 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
                 ))
                 .map_err(plot_error)?
                 .label("bicubic")
-                .legend(|(x, y)| PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2)));
+                .legend(|(x, y)| {
+                    PathElement::new([(x - 10, y), (x + 10, y)], BLACK.stroke_width(2))
+                });
         }
         let red = RGBColor(200, 30, 30);
         let blue = RGBColor(40, 90, 180);
         for (points, color, name) in [(&best, red, "best"), (&mean, blue, "mean")] {
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(3)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(3),
+                ))
                 .map_err(plot_error)?
                 .label(name)
                 .legend(move |(x, y)| {
@@ -332,7 +389,7 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((family, LABEL_PX))
@@ -353,5 +410,34 @@ mod tests {
         assert_eq!((lo, hi), (1.5, 2.5));
         let (lo, hi) = padded([1.0, 3.0, f64::NAN], 0.5, 0.1);
         assert_eq!((lo, hi), (0.5, 3.5));
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_no_point() {
+        let at =
+            |points: &[(f64, f64)]| legend_place(points.iter().copied(), (0.0, 1.0), (0.0, 1.0));
+        assert_eq!(at(&[]), (SeriesLabelPosition::UpperLeft, (0.0, 1.0)));
+        assert_eq!(
+            at(&[(0.1, 0.9), (0.5, 0.5)]),
+            (SeriesLabelPosition::UpperRight, (0.0, 1.0))
+        );
+        assert_eq!(
+            at(&[(0.1, 0.9), (0.9, 0.9)]),
+            (SeriesLabelPosition::LowerRight, (0.0, 1.0))
+        );
+        // Every corner taken: room is made above the points.
+        let (corner, (lo, hi)) = at(&[(0.1, 0.9), (0.9, 0.9), (0.1, 0.1), (0.9, 0.1)]);
+        assert_eq!(corner, SeriesLabelPosition::UpperLeft);
+        assert_eq!(lo, 0.0);
+        assert!((0.9 - lo) / (hi - lo) < 0.62, "{hi}");
+    }
+
+    #[test]
+    fn the_front_is_drawn_as_steps() {
+        assert_eq!(
+            staircase(&[(1.0, 5.0), (2.0, 6.0), (4.0, 7.0)]),
+            vec![(1.0, 5.0), (2.0, 5.0), (2.0, 6.0), (4.0, 6.0), (4.0, 7.0)]
+        );
+        assert!(staircase(&[]).is_empty());
     }
 }

@@ -62,6 +62,9 @@ pub struct RunInputs {
     pub name: String,
     /// The resolved configuration (`config.yaml`).
     pub config: Config,
+    /// The file (or embedded name) the run's configuration was resolved
+    /// from, as `config.yaml`'s first line records it.
+    pub config_origin: String,
     /// The search (`state.json`).
     pub state: SearchState,
     /// The stages, when the run has a `pipeline.json`.
@@ -82,6 +85,8 @@ impl RunInputs {
         let run = RunDir::open(dir)?;
         let state = run.load_state()?;
         let config = rundir::load_config(dir)?;
+        let config_origin = config_origin(&run.file(rundir::files::CONFIG))
+            .unwrap_or_else(|| config.source.clone());
         let pipeline: Option<PipelineState> = results::read_json(&dir.join(files::PIPELINE))?;
         let done = |stage: &str| {
             pipeline.as_ref().is_some_and(|p| {
@@ -108,6 +113,7 @@ impl RunInputs {
             dir: dir.to_path_buf(),
             name: run.name(),
             config,
+            config_origin,
             state,
             pipeline,
             finals,
@@ -116,6 +122,17 @@ impl RunInputs {
             bicubic,
         })
     }
+}
+
+/// What `config.yaml`'s header says it was resolved from (written by
+/// `Config::to_yaml`); the loaded config's own source is `config.yaml` itself.
+fn config_origin(config_yaml: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(config_yaml).ok()?;
+    let origin = text
+        .lines()
+        .next()?
+        .strip_prefix("# esr-ea configuration, resolved from ")?;
+    Some(origin.trim().to_string())
 }
 
 /// Every `final/<rank>/result.json`, by rank. A rank folder without one is a

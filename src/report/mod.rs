@@ -24,9 +24,7 @@ use anyhow::{Context, Result};
 pub use charts::{HEIGHT as CHART_HEIGHT, WIDTH as CHART_WIDTH};
 pub use inputs::{BicubicBaseline, RunInputs};
 pub use pareto::pareto_front;
-pub use table::{
-    finalist_name, Report, ReportRow, RowKind, RunFacts, SetCell, SetInfo, StageFact,
-};
+pub use table::{finalist_name, Report, ReportRow, RowKind, RunFacts, SetCell, SetInfo, StageFact};
 
 /// File names the report writes into the run directory.
 pub mod files {

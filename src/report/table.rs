@@ -375,7 +375,10 @@ impl Report {
         }
         match &f.upscale_command {
             Some(cmd) => {
-                let _ = writeln!(md, "\nUpscale an image with the best model:\n\n```sh\n{cmd}\n```");
+                let _ = writeln!(
+                    md,
+                    "\nUpscale an image with the best model:\n\n```sh\n{cmd}\n```"
+                );
             }
             None => {
                 let _ = writeln!(
@@ -568,7 +571,7 @@ fn facts(run: &RunInputs) -> RunFacts {
             )
         }),
         run_dir,
-        config: run.config.source.clone(),
+        config: run.config_origin.clone(),
         seed: run.config.seed,
         scale: run.config.search_space.scale,
         devices: run.devices.clone(),
@@ -662,7 +665,9 @@ mod tests {
         assert_eq!(csv_field("G_8_16_24 C_8_16_16"), "G_8_16_24 C_8_16_16");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(opt(Some(29.123456789012345_f64)), "29.123456789012345");
+        // Full precision: the text reads back as the same number.
+        let psnr = 29.0 + 1.0 / 7.0;
+        assert_eq!(opt(Some(psnr)).parse::<f64>().unwrap(), psnr);
         assert_eq!(opt::<f64>(None), "");
     }
 }
