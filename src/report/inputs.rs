@@ -211,11 +211,11 @@ fn last_devices(events: &Path) -> Vec<String> {
         return Vec::new();
     };
     text.lines()
-        .filter_map(|line| match serde_json::from_str::<Event>(line) {
+        .rev()
+        .find_map(|line| match serde_json::from_str::<Event>(line) {
             Ok(Event::RunStarted { devices, .. }) => Some(devices),
             _ => None,
         })
-        .last()
         .unwrap_or_default()
 }
 
