@@ -447,10 +447,12 @@ pub fn dense_shrink_features(
         shrink_geoms.push(checked(l, geom((j + 2) * growth, 1), j)?);
     }
     super::alloc::tune_allocator();
+    let keep_curs = xi.track_op() || all().any(|l| l.weight.track_op());
     let op = DenseShrinkOp {
         convs: conv_geoms,
         shrinks: shrink_geoms,
         with_bias,
+        keep_curs,
         curs: Default::default(),
     };
     let xi = xi.contiguous()?;
@@ -491,6 +493,9 @@ struct DenseShrinkOp {
     convs: Vec<ConvGeom>,
     shrinks: Vec<ConvGeom>,
     with_bias: bool,
+    /// Whether a backward will follow: then every `cur` is kept, else one
+    /// slot is reused (inference holds no more than the op chain would).
+    keep_curs: bool,
     /// `cur_1 ..` of the forward, `[n-1, B, G, H, W]`, kept for the
     /// backward (each is the input of a convolution; recomputing them would
     /// cost a 1x1 convolution each).
@@ -539,7 +544,9 @@ fn shrink_forward<T: Elem>(
     let (n, growth, piece, bs) = (op.convs.len(), op.growth(), op.piece(), op.batch_stride());
     let batch = op.convs[0].batch;
     let mut buf = OutBuf::<T>::new(batch * bs);
-    let mut curs = OutBuf::<T>::new((n - 1) * batch * piece);
+    let slots = if op.keep_curs { n - 1 } else { (n - 1).min(1) };
+    let slot = |j: usize| if op.keep_curs { j } else { 0 };
+    let mut curs = OutBuf::<T>::new(slots * batch * piece);
     if buf.is_empty() {
         return Ok((T::to_cpu_storage_owned(Vec::new()), op.out_shape()));
     }
@@ -563,7 +570,7 @@ fn shrink_forward<T: Elem>(
             let (src, x_batch) = if j == 0 {
                 (xi.as_ptr(), piece)
             } else {
-                (cur.add((j - 1) * batch * piece).cast_const(), piece)
+                (cur.add(slot(j - 1) * batch * piece).cast_const(), piece)
             };
             let planes = Planes {
                 x_batch,
@@ -577,7 +584,8 @@ fn shrink_forward<T: Elem>(
                     x_batch: bs,
                     y_batch: piece,
                 };
-                let y = SendPtr(cur.add(j * batch * piece));
+                // Without a backward, cur_{j-1} is dead once conv j ran.
+                let y = SendPtr(cur.add(slot(j) * batch * piece));
                 kernels::conv_forward_into(
                     out.0.cast_const(),
                     ws,
@@ -633,8 +641,8 @@ fn shrink_backward<T: Elem>(
     let grad = as_slice::<T>(grad, lg, "gradient")?;
     let w = as_slice::<T>(w, lw, "weights")?;
     let guard = op.curs.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(curs) = guard.as_ref() else {
-        bail!("dense S block: backward before forward");
+    let Some(curs) = guard.as_ref().filter(|_| op.keep_curs) else {
+        bail!("dense S block: backward without the forward's intermediate features");
     };
     let curs = T::cpu_storage_as_slice(curs)?;
     let (n, growth, piece, bs) = (op.convs.len(), op.growth(), op.piece(), op.batch_stride());
@@ -935,6 +943,27 @@ mod tests {
             (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
         };
         assert!(diff(&fused, &cat)? < 1e-12, "features differ");
+        // Without gradients (inference) the op reuses one slot for `cur`.
+        let frozen: Vec<(Tensor, Option<Tensor>)> = vars
+            .iter()
+            .map(|(wt, b)| {
+                (
+                    wt.as_tensor().detach(),
+                    b.as_ref().map(|b| b.as_tensor().detach()),
+                )
+            })
+            .collect();
+        let frozen_layers: Vec<DenseLayer> = frozen
+            .iter()
+            .map(|(wt, b)| DenseLayer {
+                weight: wt,
+                bias: b.as_ref(),
+                groups: 1,
+            })
+            .collect();
+        let (fc, fs) = frozen_layers.split_at(n);
+        let inferred = dense_shrink_features(&xi.as_tensor().detach(), fc, fs)?;
+        assert!(diff(&inferred, &cat)? < 1e-12, "inference features differ");
         let mut tracked: Vec<&Tensor> = vec![xi.as_tensor()];
         for (wt, b) in &vars {
             tracked.push(wt.as_tensor());
