@@ -6,10 +6,13 @@
 #   benches/compare.sh                 # 3 rounds, 2 threads, 5 timed steps
 #   ROUNDS=5 THREADS=1 STEPS=3 benches/compare.sh
 #
-# Cases: training step batch 16 x 3x32x32 (x2), training step batch 4 x
-# 3x48x48, inference 1x3x128x128. Prints a table (median over the rounds'
-# medians, min-max over every timed run, ratio candle/PyTorch, peak memory)
-# and writes every raw JSON to $OUT (default target/compare).
+# Cases: the seed network (17 blocks, G0 32): training step batch 16 x
+# 3x32x32 (x2), training step batch 4 x 3x48x48, inference 1x3x128x128; a
+# quick-config network (5 blocks, G0 16, 68,671 parameters): training step
+# batch 8 x 3x24x24. Prints a table (median over the rounds' medians,
+# min-max over every timed run, ratio candle/PyTorch, GFLOP/s at the
+# medians, peak memory) and writes every raw JSON to $OUT (default
+# target/compare).
 #
 # Setup on first use: benches/.venv with torch from PyPI (CPU use; PyPI's
 # Linux wheel links the CUDA runtime libraries, so when `--no-deps` alone
@@ -24,6 +27,8 @@ VENV=${VENV:-benches/.venv}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET/compare}
 PY=$VENV/bin/python
+# A quick-config network (configs/quick.yaml draws G0 16 networks like it).
+QUICK_ARCH=${QUICK_ARCH:-G_6_16_16 C_4_16_24 G_4_8_8 G_4_16_16 G_8_8_24}
 # PyTorch's OpenMP threads spin while they wait; on a loaded machine (other
 # builds) a spinning thread keeps the core from a preempted one and a 2-thread
 # forward became 10-20x slower than 1 thread. PASSIVE waits sleep instead:
@@ -58,6 +63,7 @@ CASES=(
   "train-b16-p32|--batch 16 --patch 32 --steps $STEPS --warmup 1 --inference none"
   "train-b4-p48|--batch 4 --patch 48 --steps $STEPS --warmup 1 --inference none"
   "infer-128|--steps 0 --inference 256x256 --inference-runs $STEPS --inference-warmup 1"
+  "quick-b8-p24|--arch $QUICK_ARCH --g0 16 --batch 8 --patch 24 --steps $((STEPS * 4)) --warmup 2 --inference none"
 )
 
 run_candle() { "$BIN" speed --threads "$THREADS" $2 --json >"$OUT/$1"; }
@@ -83,8 +89,8 @@ done
 import glob, json, os, statistics, sys
 
 out, rounds, threads, wait_policy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-cases = [("train-b16-p32", "train step 16x3x32x32"), ("train-b4-p48", "train step 4x3x48x48"),
-         ("infer-128", "inference 1x3x128x128")]
+cases = [("train-b16-p32", "seed train 16x3x32x32"), ("train-b4-p48", "seed train 4x3x48x48"),
+         ("infer-128", "seed infer 1x3x128x128"), ("quick-b8-p24", "quick train 8x3x24x24")]
 
 def load(impl, name):
     return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"{impl}-{name}-*.json")))]
@@ -93,6 +99,12 @@ def summary(runs, key):
     pick = (lambda r: r["inference"]["ms"]) if key == "inference" else (lambda r: r[key])
     s = [pick(r) for r in runs]
     return statistics.median(x["median"] for x in s), min(x["min"] for x in s), max(x["max"] for x in s)
+
+def gflops(runs, key):
+    """GFLOP/s at the median of the rounds' GFLOP/s (step or inference)."""
+    pick = (lambda r: r["inference"]["gflops"]) if key == "inference" else (lambda r: r["train_gflops"]["step"])
+    vals = [pick(r) for r in runs if pick(r)]
+    return statistics.median(vals) if vals else float("nan")
 
 def peak(runs, key):
     """Peak resident MiB over the runs, and that less the resident size
@@ -104,7 +116,7 @@ def peak(runs, key):
 loads = []
 print()
 print(f"candle (esr-ea speed) vs PyTorch, {threads} threads, {rounds} rounds alternated; times in ms")
-print(f"{'case':<24} {'phase':<10} {'candle median (min-max)':>26} {'PyTorch median (min-max)':>26} {'ratio':>6} {'candle MiB':>12} {'torch MiB':>12}")
+print(f"{'case':<24} {'phase':<10} {'candle median (min-max)':>26} {'PyTorch median (min-max)':>26} {'ratio':>6} {'GFLOP/s c/t':>12} {'candle MiB':>12} {'torch MiB':>12}")
 for name, label in cases:
     c, t = load("candle", name), load("torch", name)
     if not c or not t:
@@ -119,6 +131,7 @@ for name, label in cases:
         mem = phase in ("step", "infer")
         print(f"{label if phase in ('step', 'infer') else '':<24} {phase:<10} "
               f"{f'{cm:.1f} ({cmin:.1f}-{cmax:.1f})':>26} {f'{tm:.1f} ({tmin:.1f}-{tmax:.1f})':>26} {ratio:>6.2f} "
+              f"{'%.1f/%.1f' % (gflops(c, key), gflops(t, key)) if mem else '':>12} "
               f"{'%.0f (%.0f)' % peak(c, key) if mem else '':>12} {'%.0f (%.0f)' % peak(t, key) if mem else '':>12}")
 if loads:
     print(f"1-minute load average during the runs: {min(loads):.2f} .. {max(loads):.2f} (machine has {os.cpu_count()} CPUs)")

@@ -381,7 +381,7 @@ def measure(args):
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     mem = Memory(device)
     baseline = mem.current()
-    genes = args.arch.split() if args.arch else SEED_GENES.split()
+    genes = " ".join(args.arch).split() if args.arch else SEED_GENES.split()
     torch.manual_seed(args.seed)
     net = ESRN(genes, args.g0, args.scale, bias=not args.no_bias).to(device)
     params = sum(p.numel() for p in net.parameters())
@@ -503,7 +503,8 @@ def print_table(r):
 def build_parser():
     """The command line (the same options and defaults as `esr-ea speed`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default=None, help="genes, space separated (default: the seed's 17 blocks)")
+    ap.add_argument("--arch", default=None, nargs="+",
+                    help="genes, as separate arguments or space separated (default: the seed's 17 blocks)")
     ap.add_argument("--g0", type=int, default=32)
     ap.add_argument("--no-bias", action="store_true")
     ap.add_argument("--batch", type=int, default=16)

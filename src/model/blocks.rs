@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::conv::{Conv, ConvKind};
 use super::ops;
+use crate::ops::DenseLayer;
 use crate::space::cost::group_conv_groups;
 use crate::space::{BlockGene, BlockKind};
 
@@ -183,26 +184,32 @@ impl Block {
 }
 
 fn shrink_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
-    let mut cat = xi.clone();
-    let mut cur = xi.clone();
-    for (conv, shrink) in convs.iter().zip(shrinks) {
-        let t = conv.forward_relu(&cur)?;
-        cat = Tensor::cat(&[&cat, &t], 1)?;
-        cur = shrink.forward(&cat)?;
+    // cur_0 = xi; t_j = relu(conv_j(cur_j)) joins the running concatenation
+    // and cur_{j+1} = shrink_j(concatenation). On the CPU the whole dense
+    // part is one op writing into one buffer; the last shrink reads it.
+    let Some((last, inner)) = shrinks.split_last() else {
+        candle_core::bail!("shrink block without convolutions");
+    };
+    let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+    let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
+    last.forward(&crate::ops::dense_shrink_features(xi, &convs, &inner)?)
+}
+
+/// A layer as the dense-block ops take it.
+fn dense_layer(c: &Conv) -> DenseLayer<'_> {
+    DenseLayer {
+        weight: c.weight(),
+        bias: c.bias(),
+        groups: c.groups(),
     }
-    Ok(cur)
 }
 
 fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
-    let mut cat = xi.clone();
-    for (c, conv) in convs.iter().enumerate() {
-        // The shuffle only feeds the grouped conv; the running concat keeps
-        // its original channel order (reference `RDB_Conv`). The conv reads
-        // the shuffled channels in place (no shuffled copy).
-        let t = conv.forward_shuffled_relu(&cat, c + 1)?;
-        cat = Tensor::cat(&[&cat, &t], 1)?;
-    }
-    lff.forward(&cat)
+    // Layer c reads the running concatenation shuffled by c+1 groups; the
+    // concatenation keeps its original channel order (reference `RDB_Conv`).
+    // On the CPU the whole dense part is one op writing into one buffer.
+    let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+    lff.forward(&crate::ops::dense_group_features(xi, &layers)?)
 }
 
 fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {

@@ -120,6 +120,11 @@ impl Conv {
         self.kind
     }
 
+    /// Channel groups (1 unless grouped).
+    pub fn groups(&self) -> usize {
+        self.kind.groups()
+    }
+
     /// Appends `(name, tensor)` for the weight and bias of this layer.
     pub fn collect_tensors(&self, out: &mut Vec<(String, Tensor)>) {
         out.push((format!("{}.weight", self.name), self.weight.clone()));

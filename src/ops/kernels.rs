@@ -22,29 +22,29 @@ fn zero<T: Elem>() -> T {
 /// An output buffer of `len` elements left unwritten: saves zeroing buffers
 /// that the kernels overwrite whole anyway. Written through raw pointers,
 /// then turned into a `Vec` once every element is.
-struct OutBuf<T> {
+pub(super) struct OutBuf<T> {
     data: Vec<std::mem::MaybeUninit<T>>,
 }
 
 impl<T: Elem> OutBuf<T> {
-    fn new(len: usize) -> Self {
+    pub(super) fn new(len: usize) -> Self {
         let mut data = Vec::with_capacity(len);
         // SAFETY: MaybeUninit elements need no initialisation.
         unsafe { data.set_len(len) };
         OutBuf { data }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
-    fn ptr(&mut self) -> SendPtr<T> {
+    pub(super) fn ptr(&mut self) -> SendPtr<T> {
         SendPtr(self.data.as_mut_ptr().cast::<T>())
     }
 
     /// # Safety
     /// Every element must have been written.
-    unsafe fn assume_init(self) -> Vec<T> {
+    pub(super) unsafe fn assume_init(self) -> Vec<T> {
         let mut data = std::mem::ManuallyDrop::new(self.data);
         let (ptr, len, cap) = (data.as_mut_ptr(), data.len(), data.capacity());
         // SAFETY: MaybeUninit<T> has T's layout; the caller vouches that
@@ -174,15 +174,64 @@ pub fn conv_forward<T: Elem>(
     relu: bool,
 ) -> Vec<T> {
     debug_assert_eq!(x.len(), g.x_len());
-    debug_assert_eq!(weight.len(), g.w_len());
     let mut y = OutBuf::<T>::new(g.y_len());
     if y.is_empty() {
         return Vec::new();
     }
+    let planes = Planes {
+        x_batch: g.c_in * g.hw(),
+        y_batch: g.c_out * g.hw(),
+    };
+    // SAFETY: `x` and `y` hold exactly the dense tensors `planes` describes.
+    unsafe { conv_forward_into(x.as_ptr(), weight, bias, g, relu, y.ptr(), planes, false) };
+    // SAFETY: the items cover every (image, group, row) of `y`, and each
+    // writes its whole block (bias fill, or a GEMM that does not read the
+    // destination) before the ReLU reads it.
+    unsafe { y.assume_init() }
+}
+
+/// Batch strides of a convolution's input and output inside larger NCHW
+/// buffers: image `b`'s channel `c` plane starts `b·batch + c·h·w` elements
+/// after the buffer's start. A dense block keeps all its features in one
+/// buffer; each convolution reads a prefix of its channels and writes the
+/// next ones in place, with no concatenation copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planes {
+    /// Elements from one image of the input to the next.
+    pub x_batch: usize,
+    /// Elements from one image of the output to the next.
+    pub y_batch: usize,
+}
+
+/// The forward convolution written into a strided output (see [`Planes`]):
+/// `y[b] = [y[b] +] x[b] ⊛ weight (+ bias)`, then ReLU if `relu`. With
+/// `accumulate` the result is added to what `y` holds (no bias, no ReLU).
+///
+/// # Safety
+/// `x` must point at `batch` images of `c_in` planes `planes.x_batch` apart
+/// that stay unchanged during the call, `y` at `batch` images of `c_out`
+/// planes `planes.y_batch` apart, initialised when `accumulate`, that nothing
+/// else reads or writes during the call; the two regions must not overlap.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn conv_forward_into<T: Elem>(
+    x: *const T,
+    weight: &[T],
+    bias: Option<&[T]>,
+    g: &ConvGeom,
+    relu: bool,
+    y: SendPtr<T>,
+    planes: Planes,
+    accumulate: bool,
+) {
+    debug_assert_eq!(weight.len(), g.w_len());
+    debug_assert!(!accumulate || (bias.is_none() && !relu));
+    if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
+        return;
+    }
     let tiling = g.tiling(par::threads());
     let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
     let (cin_g, cout_g) = (g.cin_g(), g.cout_g());
-    let out = y.ptr();
+    let x = SendPtr(x.cast_mut());
     par::for_each(
         g.batch * tiling.count,
         || vec![zero::<T>(); scratch_len(g, tiling.rows)],
@@ -191,7 +240,10 @@ pub fn conv_forward<T: Elem>(
             let y0 = t * tiling.rows;
             let rows = tiling.rows.min(g.h - y0);
             let pt = rows * w;
-            let xb = &x[b * g.c_in * hw..][..g.c_in * hw];
+            // SAFETY: the caller vouches for `c_in` readable planes per image.
+            let xb = unsafe {
+                std::slice::from_raw_parts(x.add(b * planes.x_batch).cast_const(), g.c_in * hw)
+            };
             for grp in 0..g.groups {
                 let rhs = if g.k == 1 {
                     debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
@@ -213,11 +265,11 @@ pub fn conv_forward<T: Elem>(
                     rs: kr,
                     cs: 1,
                 };
-                let first = (b * g.c_out + grp * cout_g) * hw + y0 * w;
+                let first = b * planes.y_batch + grp * cout_g * hw + y0 * w;
                 // SAFETY: rows y0..y0+rows of this image's group channels
                 // belong to this item alone; `y` outlives the parallel loop.
                 unsafe {
-                    let dst = out.add(first);
+                    let dst = y.add(first);
                     if let Some(bias) = bias {
                         for co in 0..cout_g {
                             let v = bias[grp * cout_g + co];
@@ -225,7 +277,8 @@ pub fn conv_forward<T: Elem>(
                             (0..pt).for_each(|i| row.add(i).write(v));
                         }
                     }
-                    matmul((cout_g, pt, kr), (dst, hw, 1), bias.is_some(), lhs, rhs);
+                    let read_dst = accumulate || bias.is_some();
+                    matmul((cout_g, pt, kr), (dst, hw, 1), read_dst, lhs, rhs);
                     if relu {
                         let z = zero::<T>();
                         for co in 0..cout_g {
@@ -238,10 +291,6 @@ pub fn conv_forward<T: Elem>(
             }
         },
     );
-    // SAFETY: the items cover every (image, group, row) of `y`, and each
-    // writes its whole block (bias fill, or a GEMM that does not read the
-    // destination) before the ReLU reads it.
-    unsafe { y.assume_init() }
 }
 
 /// The weight for computing the input gradient as a forward convolution:
@@ -300,6 +349,55 @@ pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T
     unsafe { out.assume_init() }
 }
 
+/// The input gradient added into a strided buffer: `dx[b][in_channel(k)] +=
+/// (grad ⊛ flipped weight)[b][k]`, where `grad` is a dense `[batch, c_out,
+/// h, w]` and image `b` of `dx` starts `dx_batch` elements after `dx`.
+///
+/// # Safety
+/// `dx` must point at `batch` initialised images of `c_in` planes
+/// `dx_batch` apart that nothing else touches during the call.
+pub unsafe fn conv_grad_input_add<T: Elem>(
+    grad: &[T],
+    weight: &[T],
+    g: &ConvGeom,
+    dx: SendPtr<T>,
+    dx_batch: usize,
+) {
+    debug_assert_eq!(grad.len(), g.y_len());
+    let flipped = flip_weight(weight, g);
+    let gt = g.transposed();
+    let hw = g.hw();
+    if g.shuffle <= 1 {
+        let planes = Planes {
+            x_batch: g.c_out * hw,
+            y_batch: dx_batch,
+        };
+        // SAFETY: `grad` is dense; the caller vouches for `dx`.
+        unsafe { conv_forward_into(grad.as_ptr(), &flipped, None, &gt, false, dx, planes, true) };
+        return;
+    }
+    // With a shuffle the logical channels land on permuted stored planes,
+    // which no GEMM stride expresses: compute them densely, then add each
+    // plane where it belongs.
+    let part = conv_forward(grad, &flipped, None, &gt, false);
+    par::for_each(
+        g.batch * g.c_in,
+        || (),
+        |_, item| {
+            let (b, k) = (item / g.c_in, item % g.c_in);
+            let src = &part[item * hw..][..hw];
+            // SAFETY: `in_channel` is a permutation, so every (image,
+            // channel) plane of `dx` is updated by exactly one item.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(dx.add(b * dx_batch + g.in_channel(k) * hw), hw)
+            };
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d += v;
+            }
+        },
+    );
+}
+
 /// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
 /// followed, when `with_bias`, by the bias gradient `Σ_{b,pixels} grad`
 /// (`[c_out]`), in one buffer.
@@ -310,6 +408,23 @@ pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T
 pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: bool) -> Vec<T> {
     debug_assert_eq!(x.len(), g.x_len());
     debug_assert_eq!(grad.len(), g.y_len());
+    let planes = Planes {
+        x_batch: g.c_in * g.hw(),
+        y_batch: g.c_out * g.hw(),
+    };
+    conv_grad_weight_strided(x, grad, g, planes, with_bias)
+}
+
+/// [`conv_grad_weight`] with the input and the output gradient inside
+/// larger buffers ([`Planes`]; image `b` of `x` starts at `b·x_batch`, of
+/// `grad` at `b·y_batch`).
+pub fn conv_grad_weight_strided<T: Elem>(
+    x: &[T],
+    grad: &[T],
+    g: &ConvGeom,
+    planes: Planes,
+    with_bias: bool,
+) -> Vec<T> {
     let threads = par::threads();
     let tiling = g.tiling(threads);
     let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
@@ -328,7 +443,7 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
             let y0 = t * tiling.rows;
             let rows = tiling.rows.min(g.h - y0);
             let pt = rows * w;
-            let xb = &x[b * g.c_in * hw..][..g.c_in * hw];
+            let xb = &x[b * planes.x_batch..][..g.c_in * hw];
             for grp in 0..g.groups {
                 // colsᵀ as a (pixels × col_rows) operand.
                 let rhs = if g.k == 1 {
@@ -346,7 +461,7 @@ pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: b
                         cs: pt,
                     }
                 };
-                let gfirst = (b * g.c_out + grp * cout_g) * hw + y0 * w;
+                let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
                 let lhs = Mat {
                     ptr: grad[gfirst..].as_ptr(),
                     rs: hw,

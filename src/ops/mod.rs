@@ -9,6 +9,7 @@
 
 pub mod alloc;
 mod conv;
+mod dense;
 pub mod geom;
 pub mod kernels;
 pub mod mem;
@@ -16,6 +17,7 @@ pub mod par;
 pub mod pool;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
+pub use dense::{dense_group_features, dense_shrink_features, DenseLayer};
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
 /// thread exists (it writes environment variables, which candle reads once).

@@ -1,0 +1,1006 @@
+//! The dense part of a G block as one op: every convolution reads the
+//! channel-shuffled prefix of one feature buffer and writes its output
+//! channels into the buffer's next slice.
+//!
+//! Why: as a graph of candle ops, a dense block of `n` convolutions builds
+//! `n` ever longer concatenations (quadratic copies), and its backward
+//! splits each concatenation's gradient again and sums the pieces through a
+//! `zeros_like` and an `add` per piece. Here the forward writes each
+//! convolution's output in place, and the backward walks the convolutions in
+//! reverse over one gradient buffer, adding each input gradient into the
+//! prefix it came from. The arithmetic per convolution is that of
+//! [`super::conv2d_shuffled_relu`] (same kernels); only the summation order
+//! of the concatenation's gradient differs (rounding-level).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
+};
+
+use super::geom::ConvGeom;
+use super::kernels::{self, Elem, OutBuf, Planes};
+use super::par::{self, SendPtr};
+
+/// One convolution of a dense G block: `relu(conv3x3(channel_shuffle(prefix,
+/// j+1), weight, bias, groups))` for the `j`-th layer, whose prefix holds
+/// `(j+1)·growth` channels.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseLayer<'a> {
+    /// `[growth, (j+1)·growth/groups, 3, 3]`.
+    pub weight: &'a Tensor,
+    /// `[growth]`, when the network has biases.
+    pub bias: Option<&'a Tensor>,
+    /// Channel groups of the convolution.
+    pub groups: usize,
+}
+
+/// The features of a G block's dense part, `[B, (n+1)·G, H, W]`: `xi`
+/// (`[B, G, H, W]`) followed by each layer's `G` output channels, layer `j`
+/// reading `channel_shuffle(features[.., ..(j+1)·G], j+1)` (reference
+/// `RDB_Conv`: the shuffle feeds only the conv, the concatenation keeps the
+/// original order). Differentiable in `xi` and every weight and bias.
+///
+/// On the CPU (f32/f64, custom kernels on) it is one op; elsewhere it is the
+/// chain of [`super::conv2d_shuffled_relu`] and concatenations.
+pub fn dense_group_features(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor> {
+    let (batch, growth, h, w) = xi.dims4()?;
+    let with_bias = layers.first().is_some_and(|l| l.bias.is_some());
+    let uniform_bias = layers.iter().all(|l| l.bias.is_some() == with_bias);
+    let fused = xi.device().is_cpu()
+        && layers.iter().all(|l| l.weight.device().is_cpu())
+        && matches!(xi.dtype(), DType::F32 | DType::F64)
+        && super::custom_kernels_enabled()
+        && super::relu_fusion_enabled()
+        && uniform_bias
+        && !layers.is_empty();
+    if !fused {
+        return chained(xi, layers);
+    }
+    let mut geoms = Vec::with_capacity(layers.len());
+    let mut flat_w = Vec::with_capacity(layers.len());
+    let mut flat_b = Vec::with_capacity(layers.len());
+    for (j, l) in layers.iter().enumerate() {
+        let c_in = (j + 1) * growth;
+        let groups = l.groups;
+        let want = [growth, c_in / groups.max(1), 3, 3];
+        if groups == 0 || c_in % groups != 0 || growth % groups != 0 || l.weight.dims() != want {
+            bail!(
+                "dense layer {j}: expected weight {want:?} ({groups} groups over {c_in} channels), got {:?}",
+                l.weight.dims()
+            );
+        }
+        if l.bias.is_some_and(|b| b.dims() != [growth]) || l.weight.dtype() != xi.dtype() {
+            bail!("dense layer {j}: bias must be [{growth}] and every tensor share one dtype");
+        }
+        let mut g = ConvGeom {
+            batch,
+            c_in,
+            c_out: growth,
+            h,
+            w,
+            k: 3,
+            groups,
+            shuffle: 1,
+        };
+        g.shuffle = j + 1;
+        geoms.push(g);
+        flat_w.push(l.weight.flatten_all()?);
+        if let Some(b) = l.bias {
+            flat_b.push(b.clone());
+        }
+    }
+    super::alloc::tune_allocator();
+    let op = DenseGroupOp { geoms, with_bias };
+    let xi = xi.contiguous()?;
+    let weights = Tensor::cat(&flat_w, 0)?;
+    if with_bias {
+        xi.apply_op3(&weights, &Tensor::cat(&flat_b, 0)?, op)
+    } else {
+        xi.apply_op2(&weights, op)
+    }
+}
+
+/// The same features from per-layer convolutions and concatenations.
+fn chained(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor> {
+    let mut cat = xi.clone();
+    for (j, l) in layers.iter().enumerate() {
+        let t = super::conv2d_shuffled_relu(&cat, l.weight, l.bias, l.groups, j + 1)?;
+        cat = Tensor::cat(&[&cat, &t], 1)?;
+    }
+    Ok(cat)
+}
+
+/// The op; arguments `(xi, flat weights[, flat biases])`, each layer's
+/// weight (and bias) after the previous one's.
+#[derive(Debug, Clone)]
+struct DenseGroupOp {
+    /// Layer `j`'s convolution over the buffer's first `(j+1)·G` channels.
+    geoms: Vec<ConvGeom>,
+    with_bias: bool,
+}
+
+impl DenseGroupOp {
+    fn growth(&self) -> usize {
+        self.geoms[0].c_out
+    }
+
+    /// Channels of the whole buffer.
+    fn channels(&self) -> usize {
+        (self.geoms.len() + 1) * self.growth()
+    }
+
+    /// Elements from one image of the buffer to the next.
+    fn batch_stride(&self) -> usize {
+        self.channels() * self.geoms[0].hw()
+    }
+
+    fn w_total(&self) -> usize {
+        self.geoms.iter().map(|g| g.w_len()).sum()
+    }
+
+    fn out_shape(&self) -> Shape {
+        let g = &self.geoms[0];
+        Shape::from((g.batch, self.channels(), g.h, g.w))
+    }
+}
+
+/// Borrows a contiguous tensor's elements.
+fn as_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("dense block: {what} must be contiguous"),
+    }
+}
+
+/// Runs `$f::<T>` for the storage's dtype (f32 or f64).
+macro_rules! dispatch {
+    ($s:expr, $f:ident($($arg:expr),*)) => {
+        match $s.dtype() {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            d => bail!("dense block: the CPU kernel handles f32 and f64, got {d:?}"),
+        }
+    };
+}
+
+fn forward<T: Elem>(
+    op: &DenseGroupOp,
+    (xi, lx): (&CpuStorage, &Layout),
+    (w, lw): (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let xi = as_slice::<T>(xi, lx, "input")?;
+    let w = as_slice::<T>(w, lw, "weights")?;
+    let b = match bias {
+        Some((b, lb)) => Some(as_slice::<T>(b, lb, "biases")?),
+        None => None,
+    };
+    let first = &op.geoms[0];
+    let (batch, hw, growth) = (first.batch, first.hw(), op.growth());
+    let bs = op.batch_stride();
+    let mut buf = OutBuf::<T>::new(batch * bs);
+    if buf.is_empty() {
+        return Ok((T::to_cpu_storage_owned(Vec::new()), op.out_shape()));
+    }
+    let out = buf.ptr();
+    let piece = growth * hw;
+    for (b, src) in xi.chunks_exact(piece).enumerate() {
+        // SAFETY: image b's first `piece` elements of the buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.add(b * bs), piece) };
+    }
+    let (mut w_off, mut b_off) = (0, 0);
+    for (j, g) in op.geoms.iter().enumerate() {
+        let wj = &w[w_off..w_off + g.w_len()];
+        let bj = b.map(|b| &b[b_off..b_off + growth]);
+        let planes = Planes {
+            x_batch: bs,
+            y_batch: bs,
+        };
+        // SAFETY: layer j reads each image's first (j+1)·G planes, all
+        // written already (xi, then the layers before), and writes the next
+        // G planes, which no one reads during the call.
+        unsafe {
+            let y = SendPtr(out.add((j + 1) * piece));
+            kernels::conv_forward_into(out.0.cast_const(), wj, bj, g, true, y, planes, false);
+        }
+        w_off += g.w_len();
+        b_off += growth;
+    }
+    // SAFETY: piece 0 copied from xi, piece j+1 written by layer j (its
+    // forward writes every element of its output planes).
+    let buf = unsafe { buf.assume_init() };
+    Ok((T::to_cpu_storage_owned(buf), op.out_shape()))
+}
+
+impl DenseGroupOp {
+    fn backward(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let flat = res.contiguous()?.apply_op3_no_bwd(
+            &grad.contiguous()?,
+            w,
+            &DenseGroupGradOp { op: self.clone() },
+        )?;
+        let g = &self.geoms[0];
+        let x_len = g.batch * self.growth() * g.hw();
+        let w_len = self.w_total();
+        let dx = flat.narrow(0, 0, x_len)?.reshape(xi.shape())?;
+        let dw = flat.narrow(0, x_len, w_len)?;
+        let db = match bias {
+            Some(b) if b.track_op() => Some(flat.narrow(0, x_len + w_len, b.elem_count())?),
+            _ => None,
+        };
+        Ok((xi.track_op().then_some(dx), w.track_op().then_some(dw), db))
+    }
+}
+
+impl CustomOp2 for DenseGroupOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-group"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, forward(self, (s1, l1), (s2, l2), None))
+    }
+
+    fn bwd(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(xi, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for DenseGroupOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-group-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, forward(self, (s1, l1), (s2, l2), Some((s3, l3))))
+    }
+
+    fn bwd(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(xi, w, Some(b), res, grad)
+    }
+}
+
+/// Backward helper: `(features, their gradient, flat weights) → [input
+/// gradient, weight gradients, bias gradients]`, flat.
+struct DenseGroupGradOp {
+    op: DenseGroupOp,
+}
+
+fn backward<T: Elem>(
+    op: &DenseGroupOp,
+    (buf, lb): (&CpuStorage, &Layout),
+    (grad, lg): (&CpuStorage, &Layout),
+    (w, lw): (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, Shape)> {
+    let buf = as_slice::<T>(buf, lb, "features")?;
+    let grad = as_slice::<T>(grad, lg, "gradient")?;
+    let w = as_slice::<T>(w, lw, "weights")?;
+    let first = &op.geoms[0];
+    let (batch, hw, growth) = (first.batch, first.hw(), op.growth());
+    let (bs, piece) = (op.batch_stride(), growth * hw);
+    let w_total = op.w_total();
+    let b_total = if op.with_bias {
+        growth * op.geoms.len()
+    } else {
+        0
+    };
+    let mut dbuf = grad.to_vec();
+    let mut flat = vec![T::from_f64(0.0); batch * piece + w_total + b_total];
+    let mut dt = vec![T::from_f64(0.0); batch * piece];
+    let mut w_end = w_total;
+    for (j, g) in op.geoms.iter().enumerate().rev() {
+        let w_start = w_end - g.w_len();
+        // The gradient of layer j's output, through its ReLU.
+        let off = (j + 1) * piece;
+        let dptr = SendPtr(dt.as_mut_ptr());
+        let dsrc = &dbuf;
+        par::for_each(
+            batch,
+            || (),
+            |_, b| {
+                let (gs, ys) = (
+                    &dsrc[b * bs + off..][..piece],
+                    &buf[b * bs + off..][..piece],
+                );
+                let z = T::from_f64(0.0);
+                for (i, (&gv, &yv)) in gs.iter().zip(ys).enumerate() {
+                    // SAFETY: image b's slice of `dt` belongs to this item.
+                    unsafe { dptr.add(b * piece + i).write(if yv > z { gv } else { z }) };
+                }
+            },
+        );
+        let planes = Planes {
+            x_batch: bs,
+            y_batch: piece,
+        };
+        let gw = kernels::conv_grad_weight_strided(buf, &dt, g, planes, op.with_bias);
+        let x_len = batch * piece;
+        flat[x_len + w_start..x_len + w_end].copy_from_slice(&gw[..g.w_len()]);
+        if op.with_bias {
+            let b0 = x_len + w_total + j * growth;
+            flat[b0..b0 + growth].copy_from_slice(&gw[g.w_len()..]);
+        }
+        // SAFETY: `dbuf` holds `batch` images of the buffer's channels, the
+        // first (j+1)·G planes of each updated here and touched by no one
+        // else; `dt` and `w` are separate buffers.
+        unsafe {
+            kernels::conv_grad_input_add(&dt, &w[w_start..w_end], g, SendPtr(dbuf.as_mut_ptr()), bs)
+        };
+        w_end = w_start;
+    }
+    for (b, dst) in flat[..batch * piece].chunks_exact_mut(piece).enumerate() {
+        dst.copy_from_slice(&dbuf[b * bs..][..piece]);
+    }
+    let n = flat.len();
+    Ok((T::to_cpu_storage_owned(flat), Shape::from(n)))
+}
+
+impl CustomOp3 for DenseGroupGradOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-group-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, backward(&self.op, (s1, l1), (s2, l2), (s3, l3)))
+    }
+}
+
+/// The features of an S block's dense part, `[B, (n+1)·G, H, W]`: `xi`
+/// (`[B, G, H, W]`) followed by `t_j = relu(conv3x3_j(cur_j))` for each of
+/// the `n` `convs`, where `cur_0 = xi` and `cur_j = shrink_{j-1}(features[..,
+/// ..(j+1)·G])` (1x1). `shrinks` are the first `n-1` shrinks; the block's
+/// last one reads the returned features. Differentiable in `xi` and every
+/// weight and bias; one op on the CPU, the op chain elsewhere.
+pub fn dense_shrink_features(
+    xi: &Tensor,
+    convs: &[DenseLayer],
+    shrinks: &[DenseLayer],
+) -> Result<Tensor> {
+    let (batch, growth, h, w) = xi.dims4()?;
+    if convs.is_empty() || shrinks.len() + 1 != convs.len() {
+        bail!(
+            "dense S block: {} convolutions need {} shrinks before the last, got {}",
+            convs.len(),
+            convs.len().saturating_sub(1),
+            shrinks.len()
+        );
+    }
+    let all = || convs.iter().chain(shrinks);
+    let with_bias = convs[0].bias.is_some();
+    let fused = xi.device().is_cpu()
+        && all().all(|l| l.weight.device().is_cpu() && l.bias.is_some() == with_bias)
+        && matches!(xi.dtype(), DType::F32 | DType::F64)
+        && super::custom_kernels_enabled()
+        && super::relu_fusion_enabled();
+    if !fused {
+        let mut cat = xi.clone();
+        let mut cur = xi.clone();
+        for (j, c) in convs.iter().enumerate() {
+            let t = super::conv2d_relu(&cur, c.weight, c.bias, 1)?;
+            cat = Tensor::cat(&[&cat, &t], 1)?;
+            if let Some(s) = shrinks.get(j) {
+                cur = super::conv2d(&cat, s.weight, s.bias, 1)?;
+            }
+        }
+        return Ok(cat);
+    }
+    let geom = |c_in: usize, k: usize| ConvGeom {
+        batch,
+        c_in,
+        c_out: growth,
+        h,
+        w,
+        k,
+        groups: 1,
+        shuffle: 1,
+    };
+    let mut conv_geoms = Vec::with_capacity(convs.len());
+    let mut shrink_geoms = Vec::with_capacity(shrinks.len());
+    for (j, l) in convs.iter().enumerate() {
+        conv_geoms.push(checked(l, geom(growth, 3), j)?);
+    }
+    for (j, l) in shrinks.iter().enumerate() {
+        shrink_geoms.push(checked(l, geom((j + 2) * growth, 1), j)?);
+    }
+    super::alloc::tune_allocator();
+    let keep_curs = xi.track_op() || all().any(|l| l.weight.track_op());
+    let op = DenseShrinkOp {
+        convs: conv_geoms,
+        shrinks: shrink_geoms,
+        with_bias,
+        keep_curs,
+        curs: Default::default(),
+    };
+    let xi = xi.contiguous()?;
+    let weights = Tensor::cat(
+        &all()
+            .map(|l| l.weight.flatten_all())
+            .collect::<Result<Vec<_>>>()?,
+        0,
+    )?;
+    if with_bias {
+        let biases: Vec<Tensor> = all().filter_map(|l| l.bias.cloned()).collect();
+        xi.apply_op3(&weights, &Tensor::cat(&biases, 0)?, op)
+    } else {
+        xi.apply_op2(&weights, op)
+    }
+}
+
+/// `g` when layer `j`'s weight and bias have its shapes and dtype `xi`'s.
+fn checked(l: &DenseLayer, g: ConvGeom, j: usize) -> Result<ConvGeom> {
+    let want = [g.c_out, g.c_in, g.k, g.k];
+    if l.weight.dims() != want || l.groups != 1 {
+        bail!(
+            "dense layer {j}: expected an ungrouped weight {want:?}, got {:?} in {} groups",
+            l.weight.dims(),
+            l.groups
+        );
+    }
+    if l.bias.is_some_and(|b| b.dims() != [g.c_out]) {
+        bail!("dense layer {j}: bias must be [{}]", g.c_out);
+    }
+    Ok(g)
+}
+
+/// The S block op; arguments `(xi, flat weights[, flat biases])`: the
+/// convolutions' in order, then the shrinks'.
+#[derive(Debug, Clone)]
+struct DenseShrinkOp {
+    convs: Vec<ConvGeom>,
+    shrinks: Vec<ConvGeom>,
+    with_bias: bool,
+    /// Whether a backward will follow: then every `cur` is kept, else one
+    /// slot is reused (inference holds no more than the op chain would).
+    keep_curs: bool,
+    /// `cur_1 ..` of the forward, `[n-1, B, G, H, W]`, kept for the
+    /// backward (each is the input of a convolution; recomputing them would
+    /// cost a 1x1 convolution each).
+    curs: std::sync::Arc<std::sync::Mutex<Option<CpuStorage>>>,
+}
+
+impl DenseShrinkOp {
+    fn growth(&self) -> usize {
+        self.convs[0].c_out
+    }
+    fn piece(&self) -> usize {
+        self.growth() * self.convs[0].hw()
+    }
+    fn batch_stride(&self) -> usize {
+        (self.convs.len() + 1) * self.piece()
+    }
+    fn out_shape(&self) -> Shape {
+        let g = &self.convs[0];
+        Shape::from((g.batch, (self.convs.len() + 1) * g.c_out, g.h, g.w))
+    }
+    /// Offsets of each layer's weight in the flat weights (convolutions,
+    /// then shrinks), and the total.
+    fn w_offsets(&self) -> (Vec<usize>, usize) {
+        let mut offs = Vec::new();
+        let mut at = 0;
+        for g in self.convs.iter().chain(&self.shrinks) {
+            offs.push(at);
+            at += g.w_len();
+        }
+        (offs, at)
+    }
+}
+
+fn shrink_forward<T: Elem>(
+    op: &DenseShrinkOp,
+    (xi, lx): (&CpuStorage, &Layout),
+    (w, lw): (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let xi = as_slice::<T>(xi, lx, "input")?;
+    let w = as_slice::<T>(w, lw, "weights")?;
+    let b = match bias {
+        Some((b, lb)) => Some(as_slice::<T>(b, lb, "biases")?),
+        None => None,
+    };
+    let (n, growth, piece, bs) = (op.convs.len(), op.growth(), op.piece(), op.batch_stride());
+    let batch = op.convs[0].batch;
+    let mut buf = OutBuf::<T>::new(batch * bs);
+    let slots = if op.keep_curs { n - 1 } else { (n - 1).min(1) };
+    let slot = |j: usize| if op.keep_curs { j } else { 0 };
+    let mut curs = OutBuf::<T>::new(slots * batch * piece);
+    if buf.is_empty() {
+        return Ok((T::to_cpu_storage_owned(Vec::new()), op.out_shape()));
+    }
+    let (out, cur) = (buf.ptr(), curs.ptr());
+    for (b, src) in xi.chunks_exact(piece).enumerate() {
+        // SAFETY: image b's first `piece` elements of the buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.add(b * bs), piece) };
+    }
+    let (offs, _) = op.w_offsets();
+    let layer = |i: usize, g: &ConvGeom| {
+        let wi = &w[offs[i]..offs[i] + g.w_len()];
+        (wi, b.map(|b| &b[i * growth..(i + 1) * growth]))
+    };
+    for (j, g) in op.convs.iter().enumerate() {
+        let (wj, bj) = layer(j, g);
+        // SAFETY: the input (xi, or cur_j written by the shrink before) is
+        // initialised and unchanged; the output is features piece j+1,
+        // which no one else reads or writes meanwhile. Then shrink j reads
+        // pieces 0..=j+1 and writes cur_{j+1}, a separate buffer.
+        unsafe {
+            let (src, x_batch) = if j == 0 {
+                (xi.as_ptr(), piece)
+            } else {
+                (cur.add(slot(j - 1) * batch * piece).cast_const(), piece)
+            };
+            let planes = Planes {
+                x_batch,
+                y_batch: bs,
+            };
+            let y = SendPtr(out.add((j + 1) * piece));
+            kernels::conv_forward_into(src, wj, bj, g, true, y, planes, false);
+            if let Some(gs) = op.shrinks.get(j) {
+                let (ws, bsh) = layer(n + j, gs);
+                let planes = Planes {
+                    x_batch: bs,
+                    y_batch: piece,
+                };
+                // Without a backward, cur_{j-1} is dead once conv j ran.
+                let y = SendPtr(cur.add(slot(j) * batch * piece));
+                kernels::conv_forward_into(
+                    out.0.cast_const(),
+                    ws,
+                    bsh,
+                    gs,
+                    false,
+                    y,
+                    planes,
+                    false,
+                );
+            }
+        }
+    }
+    // SAFETY: every piece and every cur written above, whole.
+    let (buf, curs) = unsafe { (buf.assume_init(), curs.assume_init()) };
+    *op.curs.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(curs));
+    Ok((T::to_cpu_storage_owned(buf), op.out_shape()))
+}
+
+/// The relu-masked gradient of features piece `off..off+piece` of each
+/// image, densely: `grad` where the stored output is positive, else 0.
+fn masked_piece<T: Elem>(
+    dbuf: &[T],
+    buf: &[T],
+    (off, piece, bs): (usize, usize, usize),
+    dt: &mut [T],
+) {
+    let dptr = SendPtr(dt.as_mut_ptr());
+    par::for_each(
+        dt.len() / piece.max(1),
+        || (),
+        |_, b| {
+            let (gs, ys) = (
+                &dbuf[b * bs + off..][..piece],
+                &buf[b * bs + off..][..piece],
+            );
+            let z = T::from_f64(0.0);
+            for (i, (&gv, &yv)) in gs.iter().zip(ys).enumerate() {
+                // SAFETY: image b's slice of `dt` belongs to this item.
+                unsafe { dptr.add(b * piece + i).write(if yv > z { gv } else { z }) };
+            }
+        },
+    );
+}
+
+fn shrink_backward<T: Elem>(
+    op: &DenseShrinkOp,
+    (buf, lb): (&CpuStorage, &Layout),
+    (grad, lg): (&CpuStorage, &Layout),
+    (w, lw): (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, Shape)> {
+    let buf = as_slice::<T>(buf, lb, "features")?;
+    let grad = as_slice::<T>(grad, lg, "gradient")?;
+    let w = as_slice::<T>(w, lw, "weights")?;
+    let guard = op.curs.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(curs) = guard.as_ref().filter(|_| op.keep_curs) else {
+        bail!("dense S block: backward without the forward's intermediate features");
+    };
+    let curs = T::cpu_storage_as_slice(curs)?;
+    let (n, growth, piece, bs) = (op.convs.len(), op.growth(), op.piece(), op.batch_stride());
+    let batch = op.convs[0].batch;
+    let (offs, w_total) = op.w_offsets();
+    let x_len = batch * piece;
+    let b_total = if op.with_bias {
+        growth * (op.convs.len() + op.shrinks.len())
+    } else {
+        0
+    };
+    let mut dbuf = grad.to_vec();
+    let mut flat = vec![T::from_f64(0.0); x_len + w_total + b_total];
+    let mut dt = vec![T::from_f64(0.0); x_len];
+    // Layer i's weight (and bias) gradient into the flat result.
+    let mut store = |i: usize, g: &ConvGeom, gw: &[T]| {
+        flat[x_len + offs[i]..][..g.w_len()].copy_from_slice(&gw[..g.w_len()]);
+        if op.with_bias {
+            flat[x_len + w_total + i * growth..][..growth].copy_from_slice(&gw[g.w_len()..]);
+        }
+    };
+    let w_of = |i: usize, g: &ConvGeom| &w[offs[i]..offs[i] + g.w_len()];
+    for (j, g) in op.convs.iter().enumerate().rev() {
+        masked_piece(&dbuf, buf, ((j + 1) * piece, piece, bs), &mut dt);
+        let dense = Planes {
+            x_batch: piece,
+            y_batch: piece,
+        };
+        if j == 0 {
+            let planes = Planes {
+                x_batch: bs,
+                y_batch: piece,
+            };
+            store(
+                j,
+                g,
+                &kernels::conv_grad_weight_strided(buf, &dt, g, planes, op.with_bias),
+            );
+            // SAFETY: `dbuf` holds `batch` images of the features; piece 0
+            // of each (the input's gradient) is updated here alone.
+            unsafe {
+                kernels::conv_grad_input_add(&dt, w_of(j, g), g, SendPtr(dbuf.as_mut_ptr()), bs)
+            };
+            continue;
+        }
+        let cur = &curs[(j - 1) * x_len..][..x_len];
+        store(
+            j,
+            g,
+            &kernels::conv_grad_weight_strided(cur, &dt, g, dense, op.with_bias),
+        );
+        let dcur = kernels::conv_grad_input(&dt, w_of(j, g), g);
+        // cur_j came from shrink j-1 over features pieces 0..=j.
+        let gs = &op.shrinks[j - 1];
+        let planes = Planes {
+            x_batch: bs,
+            y_batch: piece,
+        };
+        store(
+            n + j - 1,
+            gs,
+            &kernels::conv_grad_weight_strided(buf, &dcur, gs, planes, op.with_bias),
+        );
+        // SAFETY: as above, the first j+1 pieces of each image of `dbuf`.
+        unsafe {
+            kernels::conv_grad_input_add(
+                &dcur,
+                w_of(n + j - 1, gs),
+                gs,
+                SendPtr(dbuf.as_mut_ptr()),
+                bs,
+            )
+        };
+    }
+    for (b, dst) in flat[..x_len].chunks_exact_mut(piece).enumerate() {
+        dst.copy_from_slice(&dbuf[b * bs..][..piece]);
+    }
+    let len = flat.len();
+    Ok((T::to_cpu_storage_owned(flat), Shape::from(len)))
+}
+
+impl DenseShrinkOp {
+    fn backward(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let flat = res.contiguous()?.apply_op3_no_bwd(
+            &grad.contiguous()?,
+            w,
+            &DenseShrinkGradOp { op: self.clone() },
+        )?;
+        let x_len = self.convs[0].batch * self.piece();
+        let (_, w_len) = self.w_offsets();
+        let dx = flat.narrow(0, 0, x_len)?.reshape(xi.shape())?;
+        let dw = flat.narrow(0, x_len, w_len)?;
+        let db = match bias {
+            Some(b) if b.track_op() => Some(flat.narrow(0, x_len + w_len, b.elem_count())?),
+            _ => None,
+        };
+        Ok((xi.track_op().then_some(dx), w.track_op().then_some(dw), db))
+    }
+}
+
+impl CustomOp2 for DenseShrinkOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-shrink"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, shrink_forward(self, (s1, l1), (s2, l2), None))
+    }
+
+    fn bwd(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(xi, w, None, res, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for DenseShrinkOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-shrink-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, shrink_forward(self, (s1, l1), (s2, l2), Some((s3, l3))))
+    }
+
+    fn bwd(
+        &self,
+        xi: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(xi, w, Some(b), res, grad)
+    }
+}
+
+/// Backward helper of [`DenseShrinkOp`], like [`DenseGroupGradOp`].
+struct DenseShrinkGradOp {
+    op: DenseShrinkOp,
+}
+
+impl CustomOp3 for DenseShrinkGradOp {
+    fn name(&self) -> &'static str {
+        "esr-dense-shrink-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch!(s1, shrink_backward(&self.op, (s1, l1), (s2, l2), (s3, l3)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn ramp(dims: &[usize], seed: f64) -> Result<Var> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37 + seed).sin()).collect();
+        Var::from_tensor(&Tensor::from_vec(v, dims, &Device::Cpu)?)
+    }
+
+    /// The fused op against the op-by-op chain: features and the gradients
+    /// of a weighted sum of them, for the input, every weight and bias.
+    fn check(growth: usize, groups: &[usize], bias: bool) -> Result<()> {
+        let (batch, h, w) = (2, 5, 4);
+        let xi = ramp(&[batch, growth, h, w], 0.1)?;
+        let mut params = Vec::new();
+        for (j, &grp) in groups.iter().enumerate() {
+            let c_in = (j + 1) * growth;
+            let wt = ramp(&[growth, c_in / grp, 3, 3], j as f64)?;
+            let b = if bias {
+                Some(ramp(&[growth], 2.0 + j as f64)?)
+            } else {
+                None
+            };
+            params.push((wt, b, grp));
+        }
+        let layers: Vec<DenseLayer> = params
+            .iter()
+            .map(|(wt, b, grp)| DenseLayer {
+                weight: wt.as_tensor(),
+                bias: b.as_ref().map(|b| b.as_tensor()),
+                groups: *grp,
+            })
+            .collect();
+        let fused = dense_group_features(&xi, &layers)?;
+        let plain = chained(&xi, &layers)?;
+        let mix = ramp(fused.dims(), 0.7)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&plain)?.backward()?);
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
+        };
+        assert!(diff(&fused, &plain)? < 1e-12, "features differ");
+        let mut tracked: Vec<&Tensor> = vec![xi.as_tensor()];
+        for (wt, b, _) in &params {
+            tracked.push(wt.as_tensor());
+            tracked.extend(b.as_ref().map(|b| b.as_tensor()));
+        }
+        for t in tracked {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(e < 1e-10, "gradient of {:?} differs by {e}", t.dims());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_dense_block_matches_the_op_chain() -> Result<()> {
+        check(4, &[1, 2, 2, 4], true)?;
+        check(8, &[1, 2], false)?;
+        check(3, &[1], true)
+    }
+
+    /// The S op against its op chain, as [`check`].
+    fn check_shrink(growth: usize, n: usize, bias: bool) -> Result<()> {
+        let (batch, h, w) = (2, 4, 5);
+        let xi = ramp(&[batch, growth, h, w], 0.2)?;
+        let mut vars = Vec::new();
+        let mut shapes = Vec::new();
+        for _ in 0..n {
+            shapes.push(vec![growth, growth, 3, 3]);
+        }
+        for j in 0..n - 1 {
+            shapes.push(vec![growth, (j + 2) * growth, 1, 1]);
+        }
+        for (i, sh) in shapes.iter().enumerate() {
+            let wt = ramp(sh, 0.5 * i as f64)?;
+            let b = if bias {
+                Some(ramp(&[growth], 3.0 + i as f64)?)
+            } else {
+                None
+            };
+            vars.push((wt, b));
+        }
+        let layers: Vec<DenseLayer> = vars
+            .iter()
+            .map(|(wt, b)| DenseLayer {
+                weight: wt.as_tensor(),
+                bias: b.as_ref().map(|b| b.as_tensor()),
+                groups: 1,
+            })
+            .collect();
+        let (convs, shrinks) = layers.split_at(n);
+        let fused = dense_shrink_features(&xi, convs, shrinks)?;
+        let mut cat = xi.as_tensor().clone();
+        let mut cur = cat.clone();
+        for (j, c) in convs.iter().enumerate() {
+            let t = super::super::conv2d_relu(&cur, c.weight, c.bias, 1)?;
+            cat = Tensor::cat(&[&cat, &t], 1)?;
+            if let Some(s) = shrinks.get(j) {
+                cur = super::super::conv2d(&cat, s.weight, s.bias, 1)?;
+            }
+        }
+        let mix = ramp(fused.dims(), 0.9)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&cat)?.backward()?);
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
+        };
+        assert!(diff(&fused, &cat)? < 1e-12, "features differ");
+        // Without gradients (inference) the op reuses one slot for `cur`.
+        let frozen: Vec<(Tensor, Option<Tensor>)> = vars
+            .iter()
+            .map(|(wt, b)| {
+                (
+                    wt.as_tensor().detach(),
+                    b.as_ref().map(|b| b.as_tensor().detach()),
+                )
+            })
+            .collect();
+        let frozen_layers: Vec<DenseLayer> = frozen
+            .iter()
+            .map(|(wt, b)| DenseLayer {
+                weight: wt,
+                bias: b.as_ref(),
+                groups: 1,
+            })
+            .collect();
+        let (fc, fs) = frozen_layers.split_at(n);
+        let inferred = dense_shrink_features(&xi.as_tensor().detach(), fc, fs)?;
+        assert!(diff(&inferred, &cat)? < 1e-12, "inference features differ");
+        let mut tracked: Vec<&Tensor> = vec![xi.as_tensor()];
+        for (wt, b) in &vars {
+            tracked.push(wt.as_tensor());
+            tracked.extend(b.as_ref().map(|b| b.as_tensor()));
+        }
+        for t in tracked {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(e < 1e-10, "gradient of {:?} differs by {e}", t.dims());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_shrink_block_matches_the_op_chain() -> Result<()> {
+        check_shrink(4, 4, true)?;
+        check_shrink(3, 2, false)?;
+        check_shrink(2, 1, true)
+    }
+
+    #[test]
+    fn wrong_weight_shape_is_rejected() -> Result<()> {
+        let xi = ramp(&[1, 4, 3, 3], 0.0)?;
+        let wt = ramp(&[4, 4, 3, 3], 0.0)?;
+        let layers = [DenseLayer {
+            weight: wt.as_tensor(),
+            bias: None,
+            groups: 2,
+        }];
+        let e = dense_group_features(&xi, &layers).unwrap_err().to_string();
+        assert!(
+            e.contains("dense layer 0") && e.contains("[4, 2, 3, 3]"),
+            "{e}"
+        );
+        Ok(())
+    }
+}
