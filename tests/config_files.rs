@@ -173,13 +173,23 @@ fn vega_file_loads_with_one_warning_listing_ignored_keys() {
     let stages: Vec<String> = c.pipeline.iter().map(|s| s.name()).collect();
     assert_eq!(
         stages,
-        ["nas", "fully_train", "benchmark_DIV2K", "benchmark_Set5", "benchmark_Set14", "benchmark_BSDS100"]
+        [
+            "nas",
+            "fully_train",
+            "benchmark_DIV2K",
+            "benchmark_Set5",
+            "benchmark_Set14",
+            "benchmark_BSDS100"
+        ]
     );
     assert_eq!(c.top_n, 1);
     let set5 = &c.benchmarks[1];
     assert_eq!(set5.name, "Set5");
     assert_eq!(set5.root_hr, Path::new("/cache/datasets/DIV2K/Set5/hr"));
-    assert_eq!(set5.root_lr.as_deref(), Some(Path::new("/cache/datasets/DIV2K/Set5/lr")));
+    assert_eq!(
+        set5.root_lr.as_deref(),
+        Some(Path::new("/cache/datasets/DIV2K/Set5/lr"))
+    );
     assert_eq!(c.full_dataset, c.dataset);
     assert_eq!(c.seed, 10);
     assert_eq!(c.search_space, SearchSpace::default());

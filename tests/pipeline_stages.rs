@@ -30,7 +30,9 @@ fn pipeline_config(dir: &Path, steps: usize, top_n: usize) -> PathBuf {
         milestone: 2,
     }
     .yaml();
-    let (nas, _) = search.split_once("fully_train:").expect("tiny yaml has fully_train");
+    let (nas, _) = search
+        .split_once("fully_train:")
+        .expect("tiny yaml has fully_train");
     let text = format!(
         r#"pipeline: [nas, fully_train, benchmark_Val, benchmark_Other]
 {nas}fully_train:
@@ -55,7 +57,9 @@ benchmark_Other:
 }
 
 fn stages(run: &Path) -> PipelineState {
-    read_json(&run.join(files::PIPELINE)).unwrap().expect("pipeline.json")
+    read_json(&run.join(files::PIPELINE))
+        .unwrap()
+        .expect("pipeline.json")
 }
 
 fn status(run: &Path, name: &str) -> StageStatus {
@@ -89,9 +93,18 @@ fn a_tiny_pipeline_searches_trains_and_benchmarks_both_sets() {
     let names: Vec<String> = stages(&run).stages.iter().map(|s| s.name.clone()).collect();
     assert_eq!(
         names,
-        ["search", "fully_train", "benchmark_Val", "benchmark_Other", "report"]
+        [
+            "search",
+            "fully_train",
+            "benchmark_Val",
+            "benchmark_Other",
+            "report"
+        ]
     );
-    assert!(stages(&run).stages.iter().all(|s| s.status == StageStatus::Done));
+    assert!(stages(&run)
+        .stages
+        .iter()
+        .all(|s| s.status == StageStatus::Done));
     for rank in [1, 2] {
         let r = final_result(&run, rank);
         assert_eq!(r.rank, rank);
@@ -132,7 +145,10 @@ fn a_tiny_pipeline_searches_trains_and_benchmarks_both_sets() {
     let again = headless_search(&["--resume", run.to_str().unwrap()]);
     assert!(again.status.success(), "{}", support::cli::stderr(&again));
     assert!(stdout(&again).contains("every stage"), "{}", stdout(&again));
-    assert_eq!(std::fs::read(final_dir(&run, 1).join(files::MODEL)).unwrap(), before);
+    assert_eq!(
+        std::fs::read(final_dir(&run, 1).join(files::MODEL)).unwrap(),
+        before
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -142,7 +158,14 @@ fn stop_after_search_then_train_then_resume_runs_each_stage_once() {
     let cfg = pipeline_config(&dir, 8, 1);
     let run = dir.join("run");
     let run_s = run.to_str().unwrap();
-    let out = headless_search(&["--config", cfg.to_str().unwrap(), "--run-dir", run_s, "--stop-after", "search"]);
+    let out = headless_search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run_s,
+        "--stop-after",
+        "search",
+    ]);
     assert!(out.status.success(), "{}", support::cli::stderr(&out));
     assert_eq!(status(&run, "search"), StageStatus::Done);
     assert_eq!(status(&run, "fully_train"), StageStatus::Pending);
@@ -163,8 +186,14 @@ fn stop_after_search_then_train_then_resume_runs_each_stage_once() {
     let text = stdout(&out);
     assert!(out.status.success(), "{}", support::cli::stderr(&out));
     assert!(!text.contains("[final #1] "), "fully trained again: {text}");
-    assert_eq!(std::fs::read(final_dir(&run, 1).join(files::MODEL)).unwrap(), model);
-    assert!(stages(&run).stages.iter().all(|s| s.status == StageStatus::Done));
+    assert_eq!(
+        std::fs::read(final_dir(&run, 1).join(files::MODEL)).unwrap(),
+        model
+    );
+    assert!(stages(&run)
+        .stages
+        .iter()
+        .all(|s| s.status == StageStatus::Done));
     let bench: BenchResults = read_json(&run.join(files::BENCH)).unwrap().unwrap();
     assert_eq!(bench.sets.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -185,8 +214,14 @@ fn kill_during_full_training(cfg: &Path, run: &Path) {
     let pointer = final_dir(run, 1).join("checkpoint.json");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pointer.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint of the full training");
-        assert!(child.try_wait().unwrap().is_none(), "ended before a checkpoint");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint of the full training"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before a checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -215,16 +250,35 @@ fn sigkill_during_full_training_resumes_to_the_same_weights() {
     let killed = dir.join("killed");
     kill_during_full_training(&cfg, &killed);
     assert_eq!(status(&killed, "fully_train"), StageStatus::Running);
-    let out = headless_search(&["--resume", killed.to_str().unwrap(), "--stop-after", "train"]);
+    let out = headless_search(&[
+        "--resume",
+        killed.to_str().unwrap(),
+        "--stop-after",
+        "train",
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", support::cli::stderr(&out));
     assert!(text.contains("resuming at step"), "{text}");
-    let weights = |run: &Path| std::fs::read(final_dir(run, 1).join(files::MODEL)).unwrap();
-    assert!(weights(&straight) == weights(&killed), "final weights differ");
     let (a, b) = (final_result(&straight, 1), final_result(&killed, 1));
-    assert_eq!(a.val_psnr, b.val_psnr);
-    let losses = |r: &FinalResult| r.curve.iter().map(|p| p.loss).collect::<Vec<_>>();
+    assert_eq!(a.genes, b.genes);
+    let losses = |r: &FinalResult| r.curve.iter().map(|p| (p.step, p.loss)).collect::<Vec<_>>();
     assert_eq!(losses(&a), losses(&b));
+    assert_eq!(a.val_psnr, b.val_psnr);
+    // Tensor by tensor: the file's metadata header is a map written in any order.
+    let weights = |run: &Path| {
+        let path = final_dir(run, 1).join(files::MODEL);
+        let mut all: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(name, t)| (name, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let (w1, w2) = (weights(&straight), weights(&killed));
+    assert!(!w1.is_empty());
+    assert!(w1 == w2, "final weights differ");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -232,7 +286,8 @@ fn sigkill_during_full_training_resumes_to_the_same_weights() {
 fn pipeline_keys_are_read_and_bad_ones_named() {
     use esr_ea::config::{Config, PipelineStep};
     let base = "nas: {search_space: {esrbody: {scale: 2}}}\n";
-    let load = |extra: &str| Config::from_yaml_str(&format!("{base}{extra}"), Path::new("/d"), "p.yaml");
+    let load =
+        |extra: &str| Config::from_yaml_str(&format!("{base}{extra}"), Path::new("/d"), "p.yaml");
     // No pipeline: search, then fully train the best one.
     let c = load("").unwrap().config;
     assert_eq!(c.pipeline, [PipelineStep::Nas, PipelineStep::FullyTrain]);
@@ -242,7 +297,14 @@ fn pipeline_keys_are_read_and_bad_ones_named() {
          benchmark_Set5: {dataset: {test: {root_HR: set5}}}\n",
     )
     .unwrap();
-    assert!(loaded.warnings.iter().all(|w| !w.contains("benchmark_Set5")), "{:?}", loaded.warnings);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|w| !w.contains("benchmark_Set5")),
+        "{:?}",
+        loaded.warnings
+    );
     let c = loaded.config;
     assert_eq!(c.top_n, 3);
     assert_eq!(c.benchmarks[0].root_hr, Path::new("/d/set5"));
@@ -252,11 +314,26 @@ fn pipeline_keys_are_read_and_bad_ones_named() {
     assert_eq!(again.config.pipeline, c.pipeline);
     assert_eq!(again.config.benchmarks, c.benchmarks);
     for (extra, needle) in [
-        ("pipeline: [nas, evaluate]\n", "pipeline[1]: \"evaluate\" is not a stage"),
-        ("pipeline: [fully_train, nas]\n", "must come right after nas"),
-        ("pipeline: [nas, benchmark_X]\nbenchmark_X: {dataset: {test: {root_HR: x}}}\n", "needs fully_train before it"),
-        ("pipeline: [nas, fully_train, benchmark_Y]\n", "benchmark_Y: missing"),
-        ("pipeline: [nas, fully_train, benchmark_Y]\nbenchmark_Y: {dataset: {test: {}}}\n", "benchmark_Y.dataset.test.root_HR: missing"),
+        (
+            "pipeline: [nas, evaluate]\n",
+            "pipeline[1]: \"evaluate\" is not a stage",
+        ),
+        (
+            "pipeline: [fully_train, nas]\n",
+            "must come right after nas",
+        ),
+        (
+            "pipeline: [nas, benchmark_X]\nbenchmark_X: {dataset: {test: {root_HR: x}}}\n",
+            "needs fully_train before it",
+        ),
+        (
+            "pipeline: [nas, fully_train, benchmark_Y]\n",
+            "benchmark_Y: missing",
+        ),
+        (
+            "pipeline: [nas, fully_train, benchmark_Y]\nbenchmark_Y: {dataset: {test: {}}}\n",
+            "benchmark_Y.dataset.test.root_HR: missing",
+        ),
         ("fully_train: {top_n: 0}\n", "fully_train.top_n"),
     ] {
         let err = load(extra).unwrap_err().to_string();

@@ -285,7 +285,10 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         _ => None,
     };
     if search.state.finished && pipeline::all_done(&pipeline::load_state(&run_path, &config)?) {
-        say(&format!("every stage of {} has finished", run_path.display()));
+        say(&format!(
+            "every stage of {} has finished",
+            run_path.display()
+        ));
         final_lines(&run_path);
         return Ok(());
     }

@@ -359,7 +359,10 @@ impl Config {
             }
         }
         for b in &self.benchmarks {
-            let roots = [("root_HR", Some(&b.root_hr)), ("root_LR", b.root_lr.as_ref())];
+            let roots = [
+                ("root_HR", Some(&b.root_hr)),
+                ("root_LR", b.root_lr.as_ref()),
+            ];
             for (key, path) in roots {
                 let Some(path) = path else { continue };
                 if !path.is_dir() {

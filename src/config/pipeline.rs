@@ -70,7 +70,10 @@ pub(crate) fn parse(
         } else {
             Err(r.error(
                 &item.path,
-                format!("{} is not a stage esr-ea runs (stages: {STEPS})", show(item.value)),
+                format!(
+                    "{} is not a stage esr-ea runs (stages: {STEPS})",
+                    show(item.value)
+                ),
             ))
         }
     })?;
@@ -85,9 +88,15 @@ pub(crate) fn parse(
                 return Err(order_error("must come right after nas"))
             }
             "fully_train" => steps.push(PipelineStep::FullyTrain),
-            _ if i == 0 => return Err(order_error("cannot come first: the pipeline starts with nas")),
+            _ if i == 0 => {
+                return Err(order_error(
+                    "cannot come first: the pipeline starts with nas",
+                ))
+            }
             _ if !steps.contains(&PipelineStep::FullyTrain) => {
-                return Err(order_error("needs fully_train before it (it scores the fully trained models)"))
+                return Err(order_error(
+                    "needs fully_train before it (it scores the fully trained models)",
+                ))
             }
             bench => {
                 let set = benchmark(r, root, bench, base_dir, scale)?;
@@ -119,9 +128,12 @@ fn benchmark(
             "missing: the section named in pipeline (dataset: {test: {root_HR: FOLDER}})",
         )
     })?;
-    let dataset = r
-        .section(&section, "dataset")?
-        .ok_or_else(|| r.error(&section.key_path("dataset"), "missing: {test: {root_HR: FOLDER}}"))?;
+    let dataset = r.section(&section, "dataset")?.ok_or_else(|| {
+        r.error(
+            &section.key_path("dataset"),
+            "missing: {test: {root_HR: FOLDER}}",
+        )
+    })?;
     let test = r.section(&dataset, "test")?.ok_or_else(|| {
         r.error(
             &dataset.key_path("test"),

@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::super::results::{self, files, BenchResults, BenchSet, FinalResult, ModelScore, SetScore};
+use super::super::results::{
+    self, files, BenchResults, BenchSet, FinalResult, ModelScore, SetScore,
+};
 use super::Pipeline;
 use crate::data::dataset::Dataset;
 use crate::data::upscale_bicubic;
@@ -16,7 +18,13 @@ use crate::train::trainer::upscale_image;
 impl Pipeline {
     /// Scores the set; `Ok(false)` when stopped (the set is redone on resume).
     pub(super) fn benchmark(&mut self, name: &str) -> Result<bool> {
-        let Some(set) = self.config.benchmarks.iter().find(|b| b.name == name).cloned() else {
+        let Some(set) = self
+            .config
+            .benchmarks
+            .iter()
+            .find(|b| b.name == name)
+            .cloned()
+        else {
             bail!("benchmark_{name}: the run's config.yaml has no such section");
         };
         let scale = self.config.search_space.scale;
@@ -86,8 +94,12 @@ impl Pipeline {
         all.sets.retain(|s| s.name != name);
         all.sets.push(bench_set.clone());
         results::write_json(&path, &all)?;
-        let rows = std::iter::once((None, bench_set.bicubic.clone()))
-            .chain(bench_set.models.iter().map(|m| (Some(m.rank), m.score.clone())));
+        let rows = std::iter::once((None, bench_set.bicubic.clone())).chain(
+            bench_set
+                .models
+                .iter()
+                .map(|m| (Some(m.rank), m.score.clone())),
+        );
         for (rank, score) in rows {
             self.emit(super::Event::BenchRow {
                 set: name.to_string(),

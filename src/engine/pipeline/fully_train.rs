@@ -369,7 +369,10 @@ fn curve(losses: &[f64], val: &[(usize, f64)]) -> Vec<CurvePoint> {
             Some(p) => p.val_psnr = Some(*psnr),
             None => points.push(CurvePoint {
                 step: *step,
-                loss: losses.get(step.saturating_sub(1)).copied().unwrap_or(f64::NAN),
+                loss: losses
+                    .get(step.saturating_sub(1))
+                    .copied()
+                    .unwrap_or(f64::NAN),
                 val_psnr: Some(*psnr),
             }),
         }

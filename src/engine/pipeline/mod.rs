@@ -316,7 +316,9 @@ impl Pipeline {
                 let verb = verb.split([' ', '{']).next().unwrap_or("that").to_string();
                 self.log(
                     "warn",
-                    format!("{verb}: the search has finished; now only pause, resume and stop apply"),
+                    format!(
+                        "{verb}: the search has finished; now only pause, resume and stop apply"
+                    ),
                 );
             }
             Inbox::Emit(event) => self.emit(event),
@@ -502,9 +504,7 @@ impl Pipeline {
 pub fn failure_counts(state: &crate::search::SearchState) -> String {
     use crate::search::{Member, Status};
     let failed = |m: &&Member| matches!(m.status, Status::Failed { .. });
-    let over = |m: &&Member| {
-        matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"))
-    };
+    let over = |m: &&Member| matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"));
     let all = state.history.iter().filter(failed).count();
     let rejected = state.history.iter().filter(over).count();
     let killed = state

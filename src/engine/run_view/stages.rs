@@ -105,10 +105,7 @@ impl RunView {
                     self.state = RunState::Running;
                     self.paused = false;
                 }
-                self.note(
-                    "info",
-                    format!("stage {}/{stages}: {stage}", index + 1),
-                );
+                self.note("info", format!("stage {}/{stages}: {stage}", index + 1));
             }
             Event::StageDone { stage, seconds } => {
                 match s.stages.iter_mut().find(|(n, _)| n == stage) {
@@ -145,7 +142,10 @@ impl RunView {
                 };
                 self.note(
                     "info",
-                    format!("fully training #{rank} on {device}{from}: {}", genes.join(" ")),
+                    format!(
+                        "fully training #{rank} on {device}{from}: {}",
+                        genes.join(" ")
+                    ),
                 );
             }
             Event::FinalProgress {

@@ -44,10 +44,7 @@ pub(super) fn stage_line(frame: &mut Frame, area: Rect, app: &App) {
     }
     if let Some(best) = &app.view.best {
         spans.push(Span::styled(
-            format!(
-                " search best {:.2} dB",
-                best.fitness().unwrap_or(f64::NAN)
-            ),
+            format!(" search best {:.2} dB", best.fitness().unwrap_or(f64::NAN)),
             look.dim(),
         ));
     }
@@ -94,14 +91,22 @@ fn finals_table(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.view.stages;
     if s.finals.is_empty() {
         frame.render_widget(
-            Paragraph::new(Span::styled("waiting for the first finalist", look.dim()))
-                .block(block),
+            Paragraph::new(Span::styled("waiting for the first finalist", look.dim())).block(block),
             area,
         );
         return;
     }
-    let header = Row::new(["#", "params", "step", "loss", "val PSNR", "vs bicubic", "ETA", "genes"])
-        .style(look.dim());
+    let header = Row::new([
+        "#",
+        "params",
+        "step",
+        "loss",
+        "val PSNR",
+        "vs bicubic",
+        "ETA",
+        "genes",
+    ])
+    .style(look.dim());
     let rows = s.finals.iter().map(|(rank, f)| {
         let psnr = f.psnr();
         let (eta, style) = if f.result.is_some() {
@@ -156,7 +161,11 @@ fn final_loss_chart(frame: &mut Frame, area: Rect, app: &App) {
     }
     let x_max = (f.steps.max(1) as f64).max(f.curve.iter().map(|p| p.0).fold(1.0, f64::max));
     let lo = f.curve.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let hi = f.curve.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let hi = f
+        .curve
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
     let data = Dataset::default()
         .name("L1")
         .marker(Marker::Dot)
@@ -236,14 +245,17 @@ fn val_chart(frame: &mut Frame, area: Rect, app: &App) {
 fn bench_table(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
     let s = &app.view.stages;
-    let header = Row::new(["set", "images", "method", "PSNR", "SSIM", "vs bicubic"]).style(look.dim());
+    let header =
+        Row::new(["set", "images", "method", "PSNR", "SSIM", "vs bicubic"]).style(look.dim());
     let rows = s.bench.iter().map(|r| {
         let bicubic = s
             .bench
             .iter()
             .find(|b| b.set == r.set && b.rank.is_none())
             .map(|b| b.psnr);
-        let method = r.rank.map_or_else(|| "bicubic".to_string(), |k| format!("#{k}"));
+        let method = r
+            .rank
+            .map_or_else(|| "bicubic".to_string(), |k| format!("#{k}"));
         let delta = match (r.rank, bicubic) {
             (Some(_), Some(b)) => format!("{:+.3} dB", r.psnr - b),
             _ => String::new(),
