@@ -248,6 +248,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             }
             let problem = problem_of(&config)?;
             config.validate_paths()?;
+            if let Some(e) = config.benchmark_path_problems().into_iter().next() {
+                return Err(e.into());
+            }
             let search = Search::new(problem, config.seed)?;
             let dir = args
                 .run_dir
@@ -514,6 +517,10 @@ fn check(config: &Config) -> Result<()> {
             .unwrap_or_else(|| format!("{} epochs", ft.epochs))
     );
     problems.extend(config.path_problems().iter().map(|e| e.to_string()));
+    // Benchmark sets often live on the machine that runs the search only.
+    for e in config.benchmark_path_problems() {
+        eprintln!("warning: {e} (the run would stop at start)");
+    }
     if problems.is_empty() {
         println!("config: {} (ok)", config.source);
         return Ok(());

@@ -358,6 +358,14 @@ impl Config {
                 }
             }
         }
+        problems
+    }
+
+    /// Every benchmark folder (`benchmark_<Name>.dataset.test.root_HR` /
+    /// `root_LR`) that is missing or not a folder: checked before a new run
+    /// starts, so a typo fails at once rather than after the training.
+    pub fn benchmark_path_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         for b in &self.benchmarks {
             let roots = [
                 ("root_HR", Some(&b.root_hr)),
