@@ -51,6 +51,106 @@ impl Printer {
         duration(self.view.elapsed().as_secs_f64())
     }
 
+    /// Lines for the stages after the search.
+    fn stage_lines(&mut self, event: &Event) -> Vec<String> {
+        let bicubic = |rank: &usize| {
+            self.view
+                .stages
+                .finals
+                .get(rank)
+                .map_or(f64::NAN, |f| f.bicubic_psnr)
+        };
+        match event {
+            Event::StageStarted {
+                stage,
+                index,
+                stages,
+            } => vec![format!("stage {}/{stages}: {stage}", index + 1)],
+            Event::StageDone { stage, seconds } => {
+                vec![format!("{stage} done in {}", duration(*seconds))]
+            }
+            Event::FinalStarted {
+                rank,
+                genes,
+                params,
+                step,
+                steps,
+                device,
+                bicubic_psnr,
+                ..
+            } => {
+                let from = if *step > 0 {
+                    format!(", resuming at step {step}")
+                } else {
+                    String::new()
+                };
+                vec![format!(
+                    "[final #{rank}] {} ({} params) training {steps} steps on {device}{from}; bicubic {bicubic_psnr:.3} dB",
+                    genes.join(" "),
+                    thousands(*params)
+                )]
+            }
+            Event::FinalProgress {
+                rank,
+                step,
+                steps,
+                loss,
+                eta_seconds,
+            } => {
+                // A line at every tenth of the training.
+                let key = u64::MAX - *rank as u64;
+                let tenth = (steps / 10).max(1);
+                let last = self.steps_printed.get(&key).copied().unwrap_or(0);
+                if *step / tenth > last / tenth || step == steps {
+                    self.steps_printed.insert(key, *step);
+                    vec![format!(
+                        "[final #{rank}]   step {step}/{steps}  loss {loss:.5}  ETA {}",
+                        duration(*eta_seconds)
+                    )]
+                } else {
+                    vec![]
+                }
+            }
+            Event::FinalValidated { rank, step, psnr } => vec![format!(
+                "[final #{rank}]   step {step}: validation PSNR {psnr:.3} dB ({:+.3} dB over bicubic)",
+                psnr - bicubic(rank)
+            )],
+            Event::FinalDone {
+                rank,
+                psnr,
+                ssim,
+                bicubic_psnr,
+                seconds,
+                model,
+            } => vec![format!(
+                "[final #{rank}] trained in {}: PSNR {psnr:.3} dB, SSIM {ssim:.4} ({:+.3} dB over bicubic {bicubic_psnr:.3}); {model}",
+                duration(*seconds),
+                psnr - bicubic_psnr
+            )],
+            Event::BenchRow {
+                set,
+                images,
+                rank,
+                psnr,
+                ssim,
+            } => {
+                let method = rank.map_or_else(|| "bicubic".to_string(), |r| format!("#{r}"));
+                vec![format!(
+                    "benchmark {set} ({images} images): {method:<8} PSNR {psnr:.3} dB  SSIM {ssim:.4}"
+                )]
+            }
+            Event::PipelineDone { complete, .. } => vec![if *complete {
+                format!("pipeline finished, elapsed {}", self.elapsed())
+            } else {
+                format!(
+                    "pipeline stopped and checkpointed; resume it with esr-ea search --resume {}",
+                    self.view.run_dir_text()
+                )
+            }],
+            _ => vec![],
+        }
+    }
+
     /// The lines to print for one event (often none).
     pub fn handle(&mut self, event: &Event) -> Vec<String> {
         let new_generation = matches!(event, Event::Generation { generation, .. }
@@ -203,6 +303,14 @@ impl Printer {
                 )]
             }
             Event::Queued { .. } => vec![],
+            Event::StageStarted { .. }
+            | Event::StageDone { .. }
+            | Event::FinalStarted { .. }
+            | Event::FinalProgress { .. }
+            | Event::FinalValidated { .. }
+            | Event::FinalDone { .. }
+            | Event::BenchRow { .. }
+            | Event::PipelineDone { .. } => self.stage_lines(event),
             Event::Finished {
                 complete,
                 elites,

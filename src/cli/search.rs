@@ -12,8 +12,9 @@ use super::headless::Printer;
 use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
 use crate::engine::executor::local::DeviceWorkers;
 use crate::engine::lock::RunLock;
+use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
-use crate::search::{plan, Problem, Search, Status};
+use crate::search::{plan, Problem, Search};
 use crate::train::fitness::QuickTrain;
 use crate::train::trainer::TrainPlan;
 
@@ -48,6 +49,10 @@ pub struct SearchArgs {
     /// Override the config's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// End after this stage: `search` (no full training) or `train` (no
+    /// benchmarks, no report); `--resume` runs the rest later.
+    #[arg(long, value_name = "STAGE", value_parser = ["search", "train"])]
+    pub stop_after: Option<String>,
     /// Where trainings run: `local` (worker threads, --devices) or `slurm`
     /// (one batch job each); default: the config's `executor.type`, else local.
     #[command(flatten)]
@@ -230,13 +235,6 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             let problem = problem_of(&config)?;
             let state = run.load_state()?;
             let search = Search::resume(problem, state)?;
-            if search.state.finished {
-                bail!(
-                    "the search in {} has already finished; export it with `esr-ea export --run {}`",
-                    dir.display(),
-                    dir.display()
-                );
-            }
             (config, run, search, true)
         }
         None => {
@@ -250,6 +248,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             }
             let problem = problem_of(&config)?;
             config.validate_paths()?;
+            if let Some(e) = config.benchmark_path_problems().into_iter().next() {
+                return Err(e.into());
+            }
             let search = Search::new(problem, config.seed)?;
             let dir = args
                 .run_dir
@@ -280,6 +281,123 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         );
         return Ok(());
     }
+    let run_path = run.path().to_path_buf();
+    let stop_after = match args.stop_after.as_deref() {
+        Some("search") => Some(StopAfter::Search),
+        Some("train") => Some(StopAfter::Train),
+        _ => None,
+    };
+    if search.state.finished && pipeline::all_done(&pipeline::load_state(&run_path, &config)?) {
+        say(&format!(
+            "every stage of {} has finished",
+            run_path.display()
+        ));
+        final_lines(&run_path);
+        return Ok(());
+    }
+    let devices = DeviceWorkers::expand(&args.devices);
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    let mut app = None;
+    if !headless {
+        let mut dashboard =
+            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess)
+                .with_run_dir(run.path());
+        if resumed || search.state.finished {
+            // Replay the history before the engine appends to the log, so nothing is seen twice.
+            for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {
+                dashboard.apply(&e);
+            }
+        }
+        app = Some(dashboard);
+    }
+    let search_stage = if search.state.finished {
+        SearchStage::Finished(Box::new(search))
+    } else {
+        let (setup, executor) = search_engine(&config, search, run, &devices, resumed)?;
+        SearchStage::Run(Box::new(setup), executor)
+    };
+    let (tx, rx) = mpsc::channel();
+    let handle = pipeline::spawn(
+        PipelineSetup {
+            run_dir: run_path.clone(),
+            config,
+            devices,
+            search: search_stage,
+            stop_after,
+            report: Box::new(write_report),
+        },
+        tx,
+    );
+    stop_on_signals(handle.sender());
+    match app {
+        Some(app) => {
+            crate::tui::run_dashboard(
+                crate::tui::EventSource::Engine(rx),
+                crate::tui::CommandSink::Engine(handle.sender()),
+                app,
+            )?;
+            // Leaving the dashboard never leaves stages running unseen: they checkpoint.
+            let _ = handle.sender().send(Inbox::Command(Command::Stop));
+        }
+        None => {
+            let mut printer = Printer::default();
+            for event in rx {
+                for line in printer.handle(&event) {
+                    say(&line);
+                }
+            }
+        }
+    }
+    let outcome = handle.join()?;
+    if let Some((out, n)) = &outcome.exported {
+        say(&format!(
+            "exported the best {n} architectures with their weights to {}",
+            out.display()
+        ));
+    }
+    match outcome.end {
+        PipelineEnd::Complete => {
+            final_lines(&run_path);
+            Ok(())
+        }
+        PipelineEnd::StoppedAfter(stage) => {
+            say(&format!(
+                "stopped after {stage} as asked; run the later stages with: esr-ea search --resume {}",
+                run_path.display()
+            ));
+            if stage == "search" {
+                say(&format!(
+                    "  upscale an image: esr-ea upscale --model {}/1.safetensors IN.png OUT.png",
+                    run_path.join("export").display()
+                ));
+            } else {
+                final_lines(&run_path);
+            }
+            Ok(())
+        }
+        PipelineEnd::Interrupted => {
+            let what = if outcome.search.state.finished {
+                "pipeline"
+            } else {
+                "search"
+            };
+            Err(super::report::Interrupted(format!(
+                "{what} interrupted, state saved: resume with: esr-ea search --resume {}",
+                run_path.display()
+            ))
+            .into())
+        }
+    }
+}
+
+/// The search engine for an unfinished search: data, trainer and executor.
+fn search_engine(
+    config: &Config,
+    search: Search,
+    run: RunDir,
+    devices: &[String],
+    resumed: bool,
+) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
     let scale = config.search_space.scale;
     let train = Arc::new(crate::train::datasets::load_split(
         &config.dataset.train,
@@ -296,26 +414,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         plan,
         latency: config.latency_limit.clone(),
     });
-    let run_path = run.path().to_path_buf();
-    let elites_to_export = config.policy.num_elitism;
-    let headless = args.headless || !std::io::stdout().is_terminal();
-    let mut app = None;
-    if !headless {
-        let mut dashboard =
-            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess)
-                .with_run_dir(run.path());
-        if resumed {
-            // Replay the history before the engine appends to the log, so nothing is seen twice.
-            for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {
-                dashboard.apply(&e);
-            }
-        }
-        app = Some(dashboard);
-    }
-    let devices = DeviceWorkers::expand(&args.devices);
     let executor: Box<dyn engine::executor::Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(
-            devices.clone(),
+            devices.to_vec(),
             fitness.clone(),
         )),
         ExecutorConfig::Slurm(settings) => Box::new(
@@ -323,70 +424,52 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?,
         ),
     };
-    let (tx, rx) = mpsc::channel();
-    let handle = engine::spawn_with(
-        EngineSetup {
-            search,
-            run,
-            seed: config.seed,
-            devices,
-            resumed,
-            fitness,
-        },
-        executor,
-        tx,
-    );
-    stop_on_signals(handle.sender());
-    match app {
-        Some(app) => {
-            crate::tui::run_dashboard(
-                crate::tui::EventSource::Engine(rx),
-                crate::tui::CommandSink::Engine(handle.sender()),
-                app,
-            )?;
-        }
-        None => {
-            let mut printer = Printer::default();
-            for event in rx {
-                for line in printer.handle(&event) {
-                    say(&line);
-                }
-            }
-        }
-    }
-    let search = handle.join()?;
-    if search.state.finished && search.state.elites.is_empty() {
-        bail!(
-            "the search finished but no member got a fitness: {} (reasons in {})",
-            failure_counts(&search.state),
-            run_path.join(engine::rundir::files::HISTORY).display()
-        );
-    }
-    if search.state.finished {
-        let out = run_path.join("export");
-        let n = crate::engine::export::export_top(
-            &search.state,
-            &search.problem.space,
-            &run_path,
-            elites_to_export,
-            &out,
-        )?;
-        say(&format!(
-            "exported the best {n} architectures with their weights to {}",
-            out.display()
-        ));
-        say(&format!(
-            "  upscale an image: esr-ea upscale --model {}/1.safetensors IN.png OUT.png",
-            out.display()
-        ));
-    } else {
-        return Err(super::report::Interrupted(format!(
-            "search interrupted, state saved: resume with: esr-ea search --resume {}",
-            run_path.display()
-        ))
-        .into());
-    }
+    let setup = EngineSetup {
+        search,
+        run,
+        seed: config.seed,
+        devices: devices.to_vec(),
+        resumed,
+        fitness,
+    };
+    Ok((setup, executor))
+}
+
+/// The report stage's writer: the one place the report module is called.
+fn write_report(_run_dir: &Path) -> Result<()> {
+    // Wired at merge: crate::report::write_report(run_dir) lives on the report branch.
     Ok(())
+}
+
+/// The run's last lines: where the model and the report are, and how to use the model.
+fn final_lines(run_dir: &Path) {
+    use engine::results::{files, final_dir, read_json, FinalResult};
+    let dir = final_dir(run_dir, 1);
+    if let Ok(Some(r)) = read_json::<FinalResult>(&dir.join(files::RESULT)) {
+        say(&format!(
+            "fully trained model: {} ({} params, {:.3} dB on the validation images, {:+.3} dB over bicubic {:.3})",
+            dir.join(files::MODEL).display(),
+            crate::format::thousands(r.params),
+            r.val_psnr,
+            r.val_psnr - r.bicubic_val_psnr,
+            r.bicubic_val_psnr
+        ));
+    }
+    let report = run_dir.join("report.md");
+    if report.is_file() {
+        say(&format!("report: {}", report.display()));
+    } else {
+        say(&format!(
+            "report: not written (esr-ea report {} once the report module is merged)",
+            run_dir.display()
+        ));
+    }
+    if dir.join(files::MODEL).is_file() {
+        say(&format!(
+            "upscale an image: esr-ea upscale --model {} IN.png OUT.png",
+            dir.join(files::MODEL).display()
+        ));
+    }
 }
 
 /// `search --check`: the plan and every problem found (not only the
@@ -419,7 +502,25 @@ fn check(config: &Config) -> Result<()> {
         config.dataset.train.root_hr.display(),
         config.dataset.test.root_hr.display()
     );
+    let ft = &config.full_trainer;
+    let stages: Vec<String> = pipeline::planned_stages(config)
+        .stages
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    println!(
+        "pipeline: {}; fully training the best {} for {}",
+        stages.join(" -> "),
+        config.top_n,
+        ft.steps
+            .map(|s| format!("{s} steps"))
+            .unwrap_or_else(|| format!("{} epochs", ft.epochs))
+    );
     problems.extend(config.path_problems().iter().map(|e| e.to_string()));
+    // Benchmark sets often live on the machine that runs the search only.
+    for e in config.benchmark_path_problems() {
+        eprintln!("warning: {e} (the run would stop at start)");
+    }
     if problems.is_empty() {
         println!("config: {} (ok)", config.source);
         return Ok(());
@@ -439,23 +540,6 @@ fn check(config: &Config) -> Result<()> {
 fn never_checkpointed(dir: &Path) -> bool {
     use engine::rundir::files;
     dir.join(files::CONFIG).is_file() && !dir.join(files::STATE).exists()
-}
-
-/// `3 over max_latency_ms, 1 failed otherwise` for a run that trained nothing.
-fn failure_counts(state: &crate::search::SearchState) -> String {
-    let failed = |m: &&crate::search::Member| matches!(m.status, Status::Failed { .. });
-    let over = |m: &&crate::search::Member| matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"));
-    let all = state.history.iter().filter(failed).count();
-    let rejected = state.history.iter().filter(over).count();
-    format!(
-        "{rejected} over max_latency_ms, {} failed otherwise, {} killed",
-        all - rejected,
-        state
-            .history
-            .iter()
-            .filter(|m| m.status == Status::Killed)
-            .count()
-    )
 }
 
 /// Prints a line; after a dropped SSH connection stdout may be gone, and

@@ -157,12 +157,21 @@ pub(crate) fn to_yaml(c: &Config) -> String {
         (
             "fully_train",
             map([
+                ("top_n", c.top_n.into()),
                 ("dataset", dataset(&c.full_dataset)),
                 ("trainer", trainer(&c.full_trainer)),
             ]),
         ),
         ("executor", super::executor::emit(&c.executor)),
     ]);
+    let (pipeline, benchmarks) = super::pipeline::emit(&c.pipeline, &c.benchmarks);
+    let mut doc = doc;
+    if let Value::Mapping(m) = &mut doc {
+        m.insert("pipeline".into(), pipeline);
+        for (name, section) in benchmarks {
+            m.insert(name.into(), section);
+        }
+    }
     let body = serde_yaml::to_string(&doc).expect("a tree of plain values always serialises");
     format!(
         "# esr-ea configuration, resolved from {}\n# (every default spelt out; paths absolute)\n{body}",

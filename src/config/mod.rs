@@ -22,6 +22,7 @@ mod error;
 mod executor;
 mod parse;
 mod paths;
+mod pipeline;
 mod reader;
 mod vega;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
+pub use pipeline::BenchmarkConfig;
 
 use crate::latency::LatencyLimit;
 use crate::search::{Policy, Range};
@@ -60,11 +62,52 @@ pub struct Config {
     pub full_trainer: TrainerConfig,
     /// `fully_train.dataset` (usually `{ref: nas.dataset}`; `nas.dataset` when absent).
     pub full_dataset: DatasetConfig,
+    /// `pipeline`: the stages in order; `[nas, fully_train]` when absent.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: Vec<PipelineStep>,
+    /// `fully_train.top_n`: how many of the search's best distinct
+    /// architectures are fully trained (default 1).
+    #[serde(default = "one")]
+    pub top_n: usize,
+    /// The `benchmark_<Name>` sections the pipeline names, in its order.
+    #[serde(default)]
+    pub benchmarks: Vec<BenchmarkConfig>,
     /// `executor` (esr-ea only): where the trainings run; local when absent.
     #[serde(default)]
     pub executor: ExecutorConfig,
     /// Where the settings came from: the path as given, or `embedded configs/quick.yaml`.
     pub source: String,
+}
+
+/// One stage of `pipeline:` (the report always follows the last one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineStep {
+    /// `nas`: the search.
+    Nas,
+    /// `fully_train`: the best architectures trained to the end.
+    FullyTrain,
+    /// `benchmark_<Name>`: the fully trained models scored on one set.
+    Benchmark(String),
+}
+
+impl PipelineStep {
+    /// The name as the file writes it: `nas`, `fully_train`, `benchmark_Set5`.
+    pub fn name(&self) -> String {
+        match self {
+            PipelineStep::Nas => "nas".into(),
+            PipelineStep::FullyTrain => "fully_train".into(),
+            PipelineStep::Benchmark(name) => format!("benchmark_{name}"),
+        }
+    }
+}
+
+fn default_pipeline() -> Vec<PipelineStep> {
+    vec![PipelineStep::Nas, PipelineStep::FullyTrain]
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A dataset: a training split and a validation split.
@@ -252,7 +295,10 @@ impl Config {
         let mut raw: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| syntax_error(&file, &e))?;
         raw.apply_merge().map_err(|e| syntax_error(&file, &e))?;
-        let resolved = vega::resolve_refs(&raw, &file, READ_SECTIONS)?;
+        let benchmarks = pipeline::named_benchmarks(&raw);
+        let mut read = READ_SECTIONS.to_vec();
+        read.extend(benchmarks.iter().map(String::as_str));
+        let resolved = vega::resolve_refs(&raw, &file, &read)?;
         let mut reader = reader::Reader::new(file.clone());
         let config = parse::config(&resolved.tree, &mut reader, &paths::normalize(base_dir))?;
         let mut warnings: Vec<String> = vega::ignored_keys_warning(&resolved, reader.used())
@@ -308,6 +354,35 @@ impl Config {
                         key: format!("{prefix}.{split_name}.{key}"),
                         path: path.clone(),
                         reason,
+                    });
+                }
+            }
+        }
+        problems
+    }
+
+    /// Every benchmark folder (`benchmark_<Name>.dataset.test.root_HR` /
+    /// `root_LR`) that is missing or not a folder: checked before a new run
+    /// starts, so a typo fails at once rather than after the training.
+    pub fn benchmark_path_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        for b in &self.benchmarks {
+            let roots = [
+                ("root_HR", Some(&b.root_hr)),
+                ("root_LR", b.root_lr.as_ref()),
+            ];
+            for (key, path) in roots {
+                let Some(path) = path else { continue };
+                if !path.is_dir() {
+                    problems.push(ConfigError::Path {
+                        file: self.source.clone(),
+                        key: format!("benchmark_{}.dataset.test.{key}", b.name),
+                        path: path.clone(),
+                        reason: if path.exists() {
+                            "is not a folder".into()
+                        } else {
+                            "does not exist".into()
+                        },
                     });
                 }
             }

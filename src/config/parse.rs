@@ -62,6 +62,7 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         }
     };
     let seed = top_seed.or(search_trainer.seed).unwrap_or(0);
+    let (pipeline, top_n, benchmarks) = super::pipeline::parse(r, &root, base_dir, scale)?;
     Ok(Config {
         seed,
         search_space,
@@ -72,6 +73,9 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         search_trainer,
         full_trainer,
         full_dataset,
+        pipeline,
+        top_n,
+        benchmarks,
         executor: super::executor::parse(r, &root)?,
         source: r.file().to_string(),
     })
@@ -382,7 +386,7 @@ fn dataset(
 }
 
 /// One split of a dataset; absent keys keep `defaults`.
-fn split(
+pub(super) fn split(
     r: &mut Reader,
     node: &Node,
     base_dir: &Path,

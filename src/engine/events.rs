@@ -144,6 +144,101 @@ pub enum Event {
         /// Members that reused a cached result.
         cache_hits: u64,
     },
+    /// A stage of the pipeline began (`search`, `fully_train`, `benchmark_<Name>`, `report`).
+    StageStarted {
+        /// Its name.
+        stage: String,
+        /// 0-based position in the pipeline.
+        index: usize,
+        /// Stages in the pipeline.
+        stages: usize,
+    },
+    /// A stage finished.
+    StageDone {
+        /// Its name.
+        stage: String,
+        /// Wall seconds spent in it (summed over resumed runs).
+        seconds: f64,
+    },
+    /// A finalist's full training began (or resumed from its checkpoint).
+    FinalStarted {
+        /// Rank in the search (1 = best).
+        rank: usize,
+        /// The search member it came from.
+        member_id: u64,
+        /// Its genes.
+        genes: Vec<String>,
+        /// Exact params.
+        params: u64,
+        /// Steps done already (from a checkpoint).
+        step: usize,
+        /// Steps planned.
+        steps: usize,
+        /// Device it trains on.
+        device: String,
+        /// Bicubic PSNR on the validation images (the line to beat).
+        bicubic_psnr: f64,
+    },
+    /// A finalist's training progress.
+    FinalProgress {
+        /// Rank.
+        rank: usize,
+        /// Steps done.
+        step: usize,
+        /// Steps planned.
+        steps: usize,
+        /// Training loss (L1) of the last step.
+        loss: f64,
+        /// Estimated seconds left for this finalist.
+        eta_seconds: f64,
+    },
+    /// A finalist was validated during its training.
+    FinalValidated {
+        /// Rank.
+        rank: usize,
+        /// Steps done.
+        step: usize,
+        /// Validation PSNR (dB).
+        psnr: f64,
+    },
+    /// A finalist finished its full training.
+    FinalDone {
+        /// Rank.
+        rank: usize,
+        /// Final validation PSNR (dB).
+        psnr: f64,
+        /// Final validation SSIM.
+        ssim: f64,
+        /// Bicubic PSNR on the same images.
+        bicubic_psnr: f64,
+        /// Wall seconds of its training.
+        seconds: f64,
+        /// Its weights file.
+        model: String,
+    },
+    /// One row of a benchmark table: a method's mean scores on one set.
+    BenchRow {
+        /// Set name (`Set5`).
+        set: String,
+        /// Images in the set.
+        images: usize,
+        /// Finalist rank, or `None` for bicubic.
+        rank: Option<usize>,
+        /// Mean Y-PSNR (dB).
+        psnr: f64,
+        /// Mean Y-SSIM.
+        ssim: f64,
+    },
+    /// The whole pipeline ended: every stage done, stopped, or ended early
+    /// by `--stop-after`.
+    PipelineDone {
+        /// True when every stage it was asked to run finished.
+        complete: bool,
+        /// The best finalist's weights, once trained.
+        model: Option<String>,
+        /// The report, once written.
+        report: Option<String>,
+    },
 }
 
 /// A request from a front end.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod executor;
 pub mod export;
 pub mod lock;
+pub mod pipeline;
 pub mod results;
 pub mod run_view;
 pub mod rundir;

@@ -10,6 +10,9 @@ use std::time::Duration;
 use super::events::Event;
 use crate::search::{Member, Problem, Status};
 
+mod stages;
+pub use stages::{BenchRowView, FinalLive, StagesView};
+
 /// Log lines kept for the log pane.
 pub const LOG_LINES: usize = 200;
 /// Loss points kept per member; longer curves are thinned (every other point).
@@ -124,6 +127,8 @@ pub struct RunView {
     pub clock: Duration,
     /// The run directory, when known: named in messages instead of a placeholder.
     pub run_dir: Option<PathBuf>,
+    /// The stages after the search (fully training, benchmarks).
+    pub stages: StagesView,
     state: RunState,
     paused: bool,
     trained_seconds: f64,
@@ -363,6 +368,14 @@ impl RunView {
             }
             Event::Log { level, message } => self.note(level, message.clone()),
             Event::Exported { .. } => {}
+            Event::StageStarted { .. }
+            | Event::StageDone { .. }
+            | Event::FinalStarted { .. }
+            | Event::FinalProgress { .. }
+            | Event::FinalValidated { .. }
+            | Event::FinalDone { .. }
+            | Event::BenchRow { .. }
+            | Event::PipelineDone { .. } => self.apply_stage(event),
             Event::Finished {
                 complete,
                 elites,

@@ -98,6 +98,15 @@ impl RunDir {
         })
     }
 
+    /// A handle on a run directory that only appends events (the pipeline's
+    /// later stages, beside the search engine's own handle).
+    pub fn for_events(path: &Path) -> RunDir {
+        RunDir {
+            path: path.to_path_buf(),
+            events: None,
+        }
+    }
+
     /// The folder.
     pub fn path(&self) -> &Path {
         &self.path

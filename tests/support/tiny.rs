@@ -31,7 +31,8 @@ pub fn tiny_dataset(dir: &Path, train_photos: &[&str]) {
 }
 
 /// The values in which the tests' tiny search configs differ; the rest (4
-/// individuals of 20k–60k parameters, crop 8, Adam at 1e-3, L1) is shared.
+/// individuals of 20k–60k parameters, crop 8, Adam at 1e-3, L1, a 20-step
+/// full training of the best) is shared.
 pub struct TinySearch {
     pub seed: u64,
     pub generations: usize,
@@ -70,6 +71,11 @@ nas:
     optimizer: {{type: Adam, params: {{lr: 0.001}}}}
     lr_scheduler: {{type: MultiStepLR, milestones: [{milestone}], gamma: 0.5, milestones_unit: steps}}
     loss: {{type: L1Loss}}
+fully_train:
+  trainer:
+    steps: 20
+    optimizer: {{type: Adam, params: {{lr: 0.001}}}}
+    lr_scheduler: {{type: MultiStepLR, milestones: [15], gamma: 0.5, milestones_unit: steps}}
 "#
         )
     }

@@ -6,6 +6,7 @@ mod bars;
 mod charts;
 mod detail;
 mod overlay;
+mod stages;
 mod tables;
 mod widgets;
 
@@ -45,11 +46,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
         ])
         .split(area);
         header(frame, rows[0], app);
-        best_line(frame, rows[1], app);
-        if area.width >= LARGE_SIZE.0 && area.height >= LARGE_SIZE.1 {
-            large(frame, rows[2], app);
+        let is_large = area.width >= LARGE_SIZE.0 && area.height >= LARGE_SIZE.1;
+        if app.view.stages.after_search() {
+            stages::stage_line(frame, rows[1], app);
+            stages::stages_body(frame, rows[2], app, is_large);
         } else {
-            compact(frame, rows[2], app);
+            best_line(frame, rows[1], app);
+            if is_large {
+                large(frame, rows[2], app);
+            } else {
+                compact(frame, rows[2], app);
+            }
         }
         footer(frame, rows[3], app);
         if let Some(overlay) = &app.overlay {

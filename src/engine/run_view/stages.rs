@@ -1,0 +1,245 @@
+//! What a viewer knows of the pipeline's stages after the search: the
+//! fully-training finalists and the benchmark rows, from their events.
+
+use std::collections::BTreeMap;
+
+use super::{RunState, RunView};
+use crate::engine::events::Event;
+
+/// A finalist as its events tell it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FinalLive {
+    /// Its genes.
+    pub genes: Vec<String>,
+    /// Exact params.
+    pub params: u64,
+    /// Device it trains on.
+    pub device: String,
+    /// Steps done.
+    pub step: usize,
+    /// Steps planned.
+    pub steps: usize,
+    /// Last training loss.
+    pub loss: Option<f64>,
+    /// Estimated seconds left.
+    pub eta_seconds: Option<f64>,
+    /// (step, loss) points.
+    pub curve: Vec<(f64, f64)>,
+    /// (step, validation PSNR) points.
+    pub val: Vec<(f64, f64)>,
+    /// Bicubic PSNR on the validation images.
+    pub bicubic_psnr: f64,
+    /// Final (PSNR, SSIM) once trained.
+    pub result: Option<(f64, f64)>,
+    /// Its weights file once trained.
+    pub model: Option<String>,
+    /// True while it trains.
+    pub training: bool,
+}
+
+impl FinalLive {
+    /// The latest validation PSNR (final when trained).
+    pub fn psnr(&self) -> Option<f64> {
+        self.result
+            .map(|r| r.0)
+            .or_else(|| self.val.last().map(|v| v.1))
+    }
+}
+
+/// One benchmark row: a method's means on one set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRowView {
+    /// Set name.
+    pub set: String,
+    /// Images.
+    pub images: usize,
+    /// Finalist rank; `None` for bicubic.
+    pub rank: Option<usize>,
+    /// Mean PSNR.
+    pub psnr: f64,
+    /// Mean SSIM.
+    pub ssim: f64,
+}
+
+/// The stages after the search.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StagesView {
+    /// Stages seen, in order, with whether each is done.
+    pub stages: Vec<(String, bool)>,
+    /// The stage running now, or the last one.
+    pub current: Option<String>,
+    /// Finalists by rank.
+    pub finals: BTreeMap<usize, FinalLive>,
+    /// Benchmark rows in arrival order.
+    pub bench: Vec<BenchRowView>,
+    /// Set once the pipeline ended: (complete, model, report).
+    pub done: Option<(bool, Option<String>, Option<String>)>,
+}
+
+impl StagesView {
+    /// True once a stage after the search has started: the dashboard then
+    /// shows the stages instead of the search.
+    pub fn after_search(&self) -> bool {
+        self.current.as_deref().is_some_and(|s| s != "search")
+    }
+}
+
+/// Loss points kept per finalist before thinning.
+const POINTS: usize = 600;
+
+impl RunView {
+    /// The stage events' part of [`RunView::apply`].
+    pub(super) fn apply_stage(&mut self, event: &Event) {
+        let s = &mut self.stages;
+        match event {
+            Event::StageStarted {
+                stage,
+                index,
+                stages,
+            } => {
+                if !s.stages.iter().any(|(n, _)| n == stage) {
+                    s.stages.push((stage.clone(), false));
+                }
+                s.current = Some(stage.clone());
+                if stage != "search" {
+                    self.state = RunState::Running;
+                    self.paused = false;
+                }
+                self.note("info", format!("stage {}/{stages}: {stage}", index + 1));
+            }
+            Event::StageDone { stage, seconds } => {
+                match s.stages.iter_mut().find(|(n, _)| n == stage) {
+                    Some(entry) => entry.1 = true,
+                    None => s.stages.push((stage.clone(), true)),
+                }
+                self.note(
+                    "info",
+                    format!("{stage} done in {}", crate::format::duration(*seconds)),
+                );
+            }
+            Event::FinalStarted {
+                rank,
+                genes,
+                params,
+                step,
+                steps,
+                device,
+                bicubic_psnr,
+                ..
+            } => {
+                let f = s.finals.entry(*rank).or_default();
+                f.genes = genes.clone();
+                f.params = *params;
+                f.step = *step;
+                f.steps = *steps;
+                f.device = device.clone();
+                f.bicubic_psnr = *bicubic_psnr;
+                f.training = true;
+                let from = if *step > 0 {
+                    format!(" from step {step}")
+                } else {
+                    String::new()
+                };
+                self.note(
+                    "info",
+                    format!(
+                        "fully training #{rank} on {device}{from}: {}",
+                        genes.join(" ")
+                    ),
+                );
+            }
+            Event::FinalProgress {
+                rank,
+                step,
+                steps,
+                loss,
+                eta_seconds,
+            } => {
+                let f = s.finals.entry(*rank).or_default();
+                f.step = *step;
+                f.steps = *steps;
+                f.loss = Some(*loss);
+                f.eta_seconds = Some(*eta_seconds);
+                f.training = true;
+                if loss.is_finite() {
+                    f.curve.push((*step as f64, *loss));
+                    if f.curve.len() > POINTS {
+                        let mut i = 0;
+                        f.curve.retain(|_| {
+                            i += 1;
+                            i % 2 == 0
+                        });
+                    }
+                }
+            }
+            Event::FinalValidated { rank, step, psnr } => {
+                let f = s.finals.entry(*rank).or_default();
+                f.val.push((*step as f64, *psnr));
+            }
+            Event::FinalDone {
+                rank,
+                psnr,
+                ssim,
+                bicubic_psnr,
+                model,
+                ..
+            } => {
+                let f = s.finals.entry(*rank).or_default();
+                f.result = Some((*psnr, *ssim));
+                f.bicubic_psnr = *bicubic_psnr;
+                f.model = Some(model.clone());
+                f.training = false;
+                f.eta_seconds = None;
+                f.step = f.step.max(f.steps);
+                self.note(
+                    "info",
+                    format!(
+                        "#{rank} fully trained: {psnr:.3} dB ({:+.3} dB over bicubic)",
+                        psnr - bicubic_psnr
+                    ),
+                );
+            }
+            Event::BenchRow {
+                set,
+                images,
+                rank,
+                psnr,
+                ssim,
+            } => s.bench.push(BenchRowView {
+                set: set.clone(),
+                images: *images,
+                rank: *rank,
+                psnr: *psnr,
+                ssim: *ssim,
+            }),
+            Event::PipelineDone {
+                complete,
+                model,
+                report,
+            } => {
+                s.done = Some((*complete, model.clone(), report.clone()));
+                for f in s.finals.values_mut() {
+                    f.training = false;
+                }
+                self.state = if *complete {
+                    RunState::Finished
+                } else {
+                    RunState::Stopped
+                };
+                let text = if *complete {
+                    match model {
+                        Some(m) => format!("pipeline finished: model {m}; q to leave"),
+                        None => "pipeline finished: q to leave".into(),
+                    }
+                } else {
+                    format!(
+                        "stopped and checkpointed: resume with esr-ea search --resume {}",
+                        self.run_dir_text()
+                    )
+                };
+                self.note("info", text);
+            }
+            _ => {}
+        }
+    }
+}
