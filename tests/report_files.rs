@@ -48,6 +48,8 @@ fn searched() -> &'static Path {
             "--run-dir",
             run.to_str().unwrap(),
             "--headless",
+            "--stop-after",
+            "search",
         ]);
         assert!(o.status.success(), "{}", support::cli::stderr(&o));
         run
@@ -380,7 +382,7 @@ fn a_run_that_only_searched_reports_its_best_and_says_no_finalist_was_trained() 
     assert_eq!(files.markdown, run.join("report.md"));
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(md.contains("No finalist was fully trained"), "{md}");
-    assert!(md.contains("No `pipeline.json`"), "{md}");
+    assert!(md.contains("fully_train"), "{md}");
     let st = state(&run);
     let best = esr_ea::engine::export::best_members(&st, st.elites.len());
     let elite = &best[0];

@@ -436,9 +436,8 @@ fn search_engine(
 }
 
 /// The report stage's writer: the one place the report module is called.
-fn write_report(_run_dir: &Path) -> Result<()> {
-    // Wired at merge: crate::report::write_report(run_dir) lives on the report branch.
-    Ok(())
+fn write_report(run_dir: &Path) -> Result<()> {
+    crate::report::write_report(run_dir).map(|_| ())
 }
 
 /// The run's last lines: where the model and the report are, and how to use the model.
@@ -457,11 +456,9 @@ fn final_lines(run_dir: &Path) {
     }
     let report = run_dir.join("report.md");
     if report.is_file() {
-        say(&format!("report: {}", report.display()));
-    } else {
         say(&format!(
-            "report: not written (esr-ea report {} once the report module is merged)",
-            run_dir.display()
+            "report: {} (pareto.png, progress.png beside it)",
+            report.display()
         ));
     }
     if dir.join(files::MODEL).is_file() {

@@ -475,13 +475,7 @@ impl Pipeline {
             } else if name == "report" {
                 (self.report)(&self.run_dir)?;
                 let report = self.run_dir.join("report.md");
-                let message = if report.is_file() {
-                    format!("report: {}", report.display())
-                } else {
-                    "report step: wired at merge (crate::report::write_report); nothing written"
-                        .to_string()
-                };
-                self.log("info", message);
+                self.log("info", format!("report: {}", report.display()));
                 true
             } else {
                 bail!("pipeline.json names a stage esr-ea does not know: {name}");
