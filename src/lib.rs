@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod ops;
 pub mod search;
 pub mod space;
+pub mod study;
 pub mod train;
 pub mod tui;
 

@@ -59,6 +59,7 @@ fn a_job_trains_like_the_local_worker() {
         val: Arc::new(val),
         plan,
         latency: None,
+        common_seed: None,
     };
     let mut local_losses = Vec::new();
     let job = Job {

@@ -14,6 +14,7 @@ mod progress;
 pub mod report;
 mod search;
 mod speed;
+mod study;
 mod train;
 mod upscale;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Onnx(onnx::OnnxArgs),
     /// Milliseconds per frame of a model in candle or onnxruntime.
     Latency(latency::LatencyArgs),
+    /// How far the search's fitness can be trusted: rank correlation with a longer training, seed noise.
+    Study(study::StudyArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -76,6 +79,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Speed(args)) => speed::run(&args),
         Some(Command::Onnx(args)) => onnx::run(&args),
         Some(Command::Latency(args)) => latency::run(&args),
+        Some(Command::Study(args)) => study::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.

@@ -15,7 +15,6 @@ use crate::engine::lock::RunLock;
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search, Status};
 use crate::train::fitness::QuickTrain;
-use crate::train::trainer::TrainPlan;
 
 /// Arguments of `search`.
 #[derive(Debug, Args, Default)]
@@ -289,13 +288,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         &config.dataset.test,
         scale,
     )?);
-    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-    let fitness = Arc::new(QuickTrain {
-        train,
-        val,
-        plan,
-        latency: config.latency_limit.clone(),
-    });
+    let fitness = Arc::new(QuickTrain::from_config(&config, train, val));
     let run_path = run.path().to_path_buf();
     let elites_to_export = config.policy.num_elitism;
     let headless = args.headless || !std::io::stdout().is_terminal();

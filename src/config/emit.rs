@@ -58,6 +58,7 @@ fn trainer(t: &TrainerConfig) -> Value {
         ("steps", opt(t.steps)),
         ("batch_size", opt(t.batch_size)),
         ("seed", opt(t.seed)),
+        ("common_random_numbers", opt(t.common_random_numbers.then_some(true))),
         (
             "optimizer",
             map([
