@@ -28,7 +28,10 @@ fn crn_config(dir: &Path, seed: u64, crn: &str) -> std::path::PathBuf {
         milestone: 2,
     }
     .yaml()
-    .replace("  trainer:\n", &format!("  trainer:\n    common_random_numbers: {crn}\n"));
+    .replace(
+        "  trainer:\n",
+        &format!("  trainer:\n    common_random_numbers: {crn}\n"),
+    );
     let path = dir.join("crn.yaml");
     std::fs::write(&path, yaml).unwrap();
     path

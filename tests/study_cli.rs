@@ -59,7 +59,11 @@ fn study_writes_its_files_with_every_row() {
     let text = stdout(&o);
     assert!(o.status.success(), "{text}{}", support::cli::stderr(&o));
     // 4 fitness + 2 repeats + 4 references, each with a progress line.
-    assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), 10, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('[')).count(),
+        10,
+        "{text}"
+    );
     assert!(text.contains("[10/10] reference"), "{text}");
     assert!(text.contains("Spearman"), "{text}");
     let v = table(&out);
@@ -115,7 +119,17 @@ fn study_rejects_bad_settings_in_one_line() {
         "--archs",
     );
     one_line_error(
-        &esr_ea(&["study", "--config", &config, "--out", s, "--archs", "3", "--reference-steps", "0"]),
+        &esr_ea(&[
+            "study",
+            "--config",
+            &config,
+            "--out",
+            s,
+            "--archs",
+            "3",
+            "--reference-steps",
+            "0",
+        ]),
         "--reference-steps",
     );
     one_line_error(
@@ -158,7 +172,18 @@ fn study_killed_with_sigkill_resumes_to_the_same_table() {
         .spawn()
         .unwrap();
     let records = killed.join("trainings");
-    let count = || std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0);
+    // Finished records only, not a temporary file the kill may leave.
+    let count = || {
+        std::fs::read_dir(&records)
+            .map(|d| {
+                d.filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".json")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
     let start = Instant::now();
     while count() < 4 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(20));

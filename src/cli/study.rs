@@ -101,7 +101,9 @@ pub fn run(args: &StudyArgs) -> Result<()> {
     stop_on_signals(Arc::clone(&cancel));
     let devices = DeviceWorkers::expand(&args.devices);
     let bicubic = plan.bicubic_psnr;
-    let complete = study.run(&devices, Arc::clone(&cancel), |f| say(&progress_line(f, bicubic)))?;
+    let complete = study.run(&devices, Arc::clone(&cancel), |f| {
+        say(&progress_line(f, bicubic))
+    })?;
     let report = study.report()?;
     study.write_outputs(&report)?;
     for line in summary(&report) {

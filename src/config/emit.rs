@@ -58,7 +58,10 @@ fn trainer(t: &TrainerConfig) -> Value {
         ("steps", opt(t.steps)),
         ("batch_size", opt(t.batch_size)),
         ("seed", opt(t.seed)),
-        ("common_random_numbers", opt(t.common_random_numbers.then_some(true))),
+        (
+            "common_random_numbers",
+            opt(t.common_random_numbers.then_some(true)),
+        ),
         (
             "optimizer",
             map([

@@ -278,8 +278,13 @@ fn load_images(config: &Config) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
     let scale = config.search_space.scale;
     let train = crate::train::datasets::load_split(&config.dataset.train, scale)
         .with_context(|| format!("training images {}", config.dataset.train.root_hr.display()))?;
-    let val = crate::train::datasets::load_split(&config.dataset.test, scale)
-        .with_context(|| format!("validation images {}", config.dataset.test.root_hr.display()))?;
+    let val =
+        crate::train::datasets::load_split(&config.dataset.test, scale).with_context(|| {
+            format!(
+                "validation images {}",
+                config.dataset.test.root_hr.display()
+            )
+        })?;
     Ok((Arc::new(train), Arc::new(val)))
 }
 
@@ -320,8 +325,13 @@ impl Study {
         let (train, val) = load_images(&config)?;
         let archs = draw_archs(&problem, settings.archs, settings.seed)?;
         let bicubic = bicubic_psnr(&val, config.search_space.scale)?;
-        let fitness = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-        let full = TrainPlan::from_config(&config.full_trainer, &config.full_dataset.train, train.len());
+        let fitness =
+            TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+        let full = TrainPlan::from_config(
+            &config.full_trainer,
+            &config.full_dataset.train,
+            train.len(),
+        );
         let reference = match settings.reference_steps {
             Some(n) => full.with_steps(n),
             None => full,
@@ -354,15 +364,18 @@ impl Study {
     pub fn open(dir: &Path) -> Result<Study> {
         let plan_path = dir.join(files::PLAN);
         let text = std::fs::read_to_string(&plan_path).with_context(|| {
-            format!("cannot read {} (is {} a study directory?)", plan_path.display(), dir.display())
+            format!(
+                "cannot read {} (is {} a study directory?)",
+                plan_path.display(),
+                dir.display()
+            )
         })?;
         let plan: StudyPlan = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a study plan", plan_path.display()))?;
         let config_path = dir.join(files::CONFIG);
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("cannot read {}", config_path.display()))?;
-        let config =
-            Config::from_yaml_str(&text, dir, config_path.display().to_string())?.config;
+        let config = Config::from_yaml_str(&text, dir, config_path.display().to_string())?.config;
         // The config must still make the same problem (a hand-edited file
         // would silently change what the records mean).
         problem_of(&config)?;
@@ -386,7 +399,9 @@ impl Study {
     pub fn tasks(&self) -> Vec<Task> {
         let s = &self.plan.settings;
         let k = self.plan.archs.len();
-        let mut tasks: Vec<Task> = (0..k).map(|arch| Task::Fitness { arch, repeat: 0 }).collect();
+        let mut tasks: Vec<Task> = (0..k)
+            .map(|arch| Task::Fitness { arch, repeat: 0 })
+            .collect();
         for repeat in 1..=s.repeats {
             tasks.extend((0..s.repeat_archs).map(|arch| Task::Fitness { arch, repeat }));
         }
@@ -411,7 +426,10 @@ impl Study {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let record: TrainingRecord = serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a training record: delete it to train it again", path.display())
+                format!(
+                    "{} is not a training record: delete it to train it again",
+                    path.display()
+                )
             })?;
             out.insert(task.key(), record);
         }
@@ -427,7 +445,12 @@ impl Study {
     }
 
     /// Runs one training to its record; `None` when cancelled.
-    fn train_one(&self, task: Task, device: &str, cancel: &Arc<AtomicBool>) -> Option<TrainingRecord> {
+    fn train_one(
+        &self,
+        task: Task,
+        device: &str,
+        cancel: &Arc<AtomicBool>,
+    ) -> Option<TrainingRecord> {
         let start = Instant::now();
         let planned = &self.plan.archs[task.arch()];
         let arch = self.config.search_space.arch(planned.genes.clone());
@@ -436,7 +459,10 @@ impl Study {
             .join(files::MODELS)
             .join(format!("{}.safetensors", task.key()));
         let outcome: Result<f64, String> = match task {
-            Task::Fitness { arch: index, repeat } => {
+            Task::Fitness {
+                arch: index,
+                repeat,
+            } => {
                 let run_seed = self.plan.settings.seed.wrapping_add(repeat as u64);
                 let fitness = self.fitness_for(run_seed);
                 let job = Job {
@@ -511,7 +537,10 @@ impl Study {
         };
         // Its own seed, unrelated to any fitness run's: shared luck would
         // inflate the correlation.
-        let seed = mix(self.plan.settings.seed ^ 0x5EF0_0000_0000_0000, index as u64);
+        let seed = mix(
+            self.plan.settings.seed ^ 0x5EF0_0000_0000_0000,
+            index as u64,
+        );
         let mut trainer = Trainer::new(arch, self.plan.reference.clone(), train, seed, &dev)?;
         trainer.run(|_| !cancel.load(Ordering::SeqCst))?;
         let score = trainer.validate(&self.val)?;
@@ -615,7 +644,8 @@ impl Study {
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    crate::fsutil::atomic_write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    crate::fsutil::atomic_write(path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The table from a plan and its records (pure: what the tests check).
@@ -630,23 +660,46 @@ pub fn report_of(
     let mut rows = Vec::with_capacity(plan.archs.len());
     let mut noise_groups = Vec::new();
     for (index, arch) in plan.archs.iter().enumerate() {
-        let fitness = psnr(Task::Fitness { arch: index, repeat: 0 });
+        let fitness = psnr(Task::Fitness {
+            arch: index,
+            repeat: 0,
+        });
         let repeats: Vec<f64> = (1..=plan.settings.repeats)
-            .filter_map(|repeat| psnr(Task::Fitness { arch: index, repeat }))
+            .filter_map(|repeat| {
+                psnr(Task::Fitness {
+                    arch: index,
+                    repeat,
+                })
+            })
             .collect();
-        let group: Vec<f64> = fitness.iter().copied().chain(repeats.iter().copied()).collect();
-        let fitness_sd = if repeats.is_empty() { None } else { stats::sample_sd(&group) };
+        let group: Vec<f64> = fitness
+            .iter()
+            .copied()
+            .chain(repeats.iter().copied())
+            .collect();
+        let fitness_sd = if repeats.is_empty() {
+            None
+        } else {
+            stats::sample_sd(&group)
+        };
         if !repeats.is_empty() {
             noise_groups.push(group);
         }
         let reference = psnr(Task::Reference { arch: index });
         let mut tasks: Vec<Task> = (0..=plan.settings.repeats)
-            .map(|repeat| Task::Fitness { arch: index, repeat })
+            .map(|repeat| Task::Fitness {
+                arch: index,
+                repeat,
+            })
             .collect();
         tasks.push(Task::Reference { arch: index });
         let errors = tasks
             .into_iter()
-            .filter_map(|t| get(t).and_then(|r| r.error.clone()).map(|e| format!("{}: {e}", t.key())))
+            .filter_map(|t| {
+                get(t)
+                    .and_then(|r| r.error.clone())
+                    .map(|e| format!("{}: {e}", t.key()))
+            })
             .collect();
         rows.push(StudyRow {
             index,
@@ -723,7 +776,8 @@ mod tests {
     use super::*;
 
     fn plan(archs: usize, repeats: usize, repeat_archs: usize) -> StudyPlan {
-        let genes = |i: usize| GeneList::parse_args(&[format!("G_4_8_{}", [8, 16, 24][i % 3])]).unwrap();
+        let genes =
+            |i: usize| GeneList::parse_args(&[format!("G_4_8_{}", [8, 16, 24][i % 3])]).unwrap();
         let train = TrainPlan {
             steps: 10,
             lr: 1e-3,
@@ -806,7 +860,11 @@ mod tests {
         assert_eq!((r.fitness_minutes, r.reference_minutes), (7.0, 5.0));
         let csv = to_csv(&r);
         assert_eq!(csv.lines().count(), 6);
-        assert!(csv.lines().nth(1).unwrap().starts_with("0,\"G_4_8_8\",1000,1.0000,-29.0000,"));
+        assert!(csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("0,\"G_4_8_8\",1000,1.0000,-29.0000,"));
     }
 
     #[test]
@@ -828,7 +886,10 @@ mod tests {
         assert_eq!(r.compared, 2);
         assert_eq!(r.spearman, Some(1.0));
         assert_eq!(r.seed_noise_sd, None);
-        assert_eq!(r.rows[2].errors, vec!["fitness-02-r0: training diverged".to_string()]);
+        assert_eq!(
+            r.rows[2].errors,
+            vec!["fitness-02-r0: training diverged".to_string()]
+        );
     }
 
     #[test]

@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn overlap_and_spreads() {
-        assert_eq!(top_overlap(&[5.0, 4.0, 3.0, 2.0], &[5.0, 1.0, 3.0, 4.0], 2), 1);
+        assert_eq!(
+            top_overlap(&[5.0, 4.0, 3.0, 2.0], &[5.0, 1.0, 3.0, 4.0], 2),
+            1
+        );
         assert_eq!(top_overlap(&[1.0, 2.0], &[1.0, 2.0], 3), 2);
         close(sample_sd(&[1.0, 2.0, 3.0, 4.0]), (5.0f64 / 3.0).sqrt());
         // Groups {1, 3} and {10, 12, 14}: squares 2 + 8 over 1 + 2 freedoms.

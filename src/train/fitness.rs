@@ -49,7 +49,8 @@ impl QuickTrain {
         train: Arc<Dataset>,
         val: Arc<Dataset>,
     ) -> QuickTrain {
-        let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+        let plan =
+            TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
         QuickTrain {
             train,
             val,
