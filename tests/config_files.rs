@@ -126,8 +126,10 @@ fn quick_config_is_small_and_its_budget_is_easy_to_hit() {
         .filter(|ind| problem.is_valid(ind))
         .count();
     let rate = hits as f64 / draws as f64;
+    // The wide window (25k..150k, median draw 99k) holds most draws, but
+    // not all: it still constrains.
     eprintln!("hit rate {rate}");
-    assert!((0.12..0.35).contains(&rate), "hit rate {rate}");
+    assert!((0.3..0.95).contains(&rate), "hit rate {rate}");
     for _ in 0..50 {
         let ind = problem.random_individual(&mut rng).unwrap();
         assert!(problem.is_valid(&ind));

@@ -564,10 +564,13 @@ impl Study {
             .into_iter()
             .filter(|t| !done_before.contains_key(&t.key()))
             .collect();
-        let steps_of = |t: &Task| match t {
-            Task::Fitness { .. } => self.plan.fitness.steps,
-            Task::Reference { .. } => self.plan.reference.steps,
-        } as f64;
+        let steps_of = |t: &Task| -> f64 {
+            let steps = match t {
+                Task::Fitness { .. } => self.plan.fitness.steps,
+                Task::Reference { .. } => self.plan.reference.steps,
+            };
+            steps as f64
+        };
         let mut steps_left: f64 = queue.iter().map(steps_of).sum();
         let queue = Mutex::new(queue);
         let start = Instant::now();
