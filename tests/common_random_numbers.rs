@@ -38,7 +38,7 @@ fn crn_config(dir: &Path, seed: u64, crn: &str) -> std::path::PathBuf {
 }
 
 fn job(id: u64, seed: u64, config: &Config, dir: &Path) -> Job {
-    let genes = GeneList::parse_args(&["G_4_8_16", "S_4_16_8"]).unwrap();
+    let genes = GeneList::parse_args(&["G_4_8_16", "S_4_8_16"]).unwrap();
     let arch = config.search_space.arch(genes.clone());
     Job {
         member: Member {
@@ -96,7 +96,7 @@ fn members_share_the_run_streams_only_when_switched_on() {
     };
     assert_ne!(psnr(&on, 1, 11), psnr(&other_run, 1, 11));
     // The switch survives the resolved config a run saves.
-    let again = Config::from_yaml_str(&on.to_yaml(), &dir, "saved".into())
+    let again = Config::from_yaml_str(&on.to_yaml(), &dir, "saved")
         .unwrap()
         .config;
     assert!(again.search_trainer.common_random_numbers);
