@@ -31,7 +31,7 @@ printf '   mean submission-to-start: %.3f s\n' "$(echo "$total / $N" | bc -l)"
 
 echo "2. a tiny search ($GENS generations x 4 members, $STEPS steps each), one training at a time, 1 thread"
 sed -e "s#\.\./assets#$PWD/assets#" -e "s/num_generation: 3 /num_generation: $GENS /" \
-    -e "s/^    steps: 60 /    steps: $STEPS /" configs/quick.yaml > "$WORK/local.yaml"
+    -e "s/^    steps: 300 /    steps: $STEPS /" configs/quick.yaml > "$WORK/local.yaml"
 cp "$WORK/local.yaml" "$WORK/slurm.yaml"
 printf 'executor:\n  type: slurm\n  max_in_flight: 1\n  poll_seconds: 0.2\n' >> "$WORK/slurm.yaml"
 for kind in local slurm; do

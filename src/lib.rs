@@ -17,6 +17,7 @@ pub mod ops;
 pub mod report;
 pub mod search;
 pub mod space;
+pub mod study;
 pub mod train;
 pub mod tui;
 

@@ -41,8 +41,8 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn an_unreachable_budget_without_a_dataset_reports_both_facts() {
     let cfg = without_dataset(&quick_yaml())
-        .replace("max_params: 75000", "max_params: 20000")
-        .replace("min_params: 50000", "min_params: 10000");
+        .replace("max_params: 150000", "max_params: 20000")
+        .replace("min_params: 25000", "min_params: 10000");
     let o = check("budget", &cfg);
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(!o.status.success(), "{out}");

@@ -97,8 +97,8 @@ fn an_infeasible_budget_stops_at_start_with_the_reachable_range() {
     let dir = temp_dir("budget");
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quick.yaml"))
         .unwrap()
-        .replace("max_params: 75000", "max_params: 20000")
-        .replace("min_params: 50000", "min_params: 10000")
+        .replace("max_params: 150000", "max_params: 20000")
+        .replace("min_params: 25000", "min_params: 10000")
         .replace("../assets", concat!(env!("CARGO_MANIFEST_DIR"), "/assets"));
     let cfg = dir.join("tight.yaml");
     std::fs::write(&cfg, text).unwrap();

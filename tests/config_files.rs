@@ -99,7 +99,9 @@ fn quick_config_is_small_and_its_budget_is_easy_to_hit() {
     assert_eq!(c.search_space.g0, 16);
     assert_eq!(c.dataset.train.crop, 24);
     assert_eq!(c.dataset.train.batch_size, 8);
-    assert_eq!(c.search_trainer.steps, Some(60));
+    assert_eq!(c.search_trainer.steps, Some(300));
+    assert!(c.search_trainer.common_random_numbers);
+    assert_eq!((c.range.min_params, c.range.max_params), (25_000, 150_000));
     assert!(c.search_trainer.milestones_in_steps);
     assert_eq!(c.search_trainer.lr, 2e-3);
     assert_eq!(c.policy.selection, Selection::Roulette);
@@ -124,7 +126,10 @@ fn quick_config_is_small_and_its_budget_is_easy_to_hit() {
         .filter(|ind| problem.is_valid(ind))
         .count();
     let rate = hits as f64 / draws as f64;
-    assert!((0.12..0.35).contains(&rate), "hit rate {rate}");
+    // The wide window (25k..150k, median draw 99k) holds most draws, but
+    // not all: it still constrains.
+    eprintln!("hit rate {rate}");
+    assert!((0.3..0.95).contains(&rate), "hit rate {rate}");
     for _ in 0..50 {
         let ind = problem.random_individual(&mut rng).unwrap();
         assert!(problem.is_valid(&ind));

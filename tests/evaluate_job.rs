@@ -13,7 +13,6 @@ use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, Prog
 use esr_ea::engine::{member_seed, Fitness, Job};
 use esr_ea::search::{Problem, Search};
 use esr_ea::train::fitness::QuickTrain;
-use esr_ea::train::trainer::TrainPlan;
 use support::cli::esr_ea;
 
 const STEPS: usize = 3;
@@ -53,13 +52,7 @@ fn a_job_trains_like_the_local_worker() {
     let scale = config.search_space.scale;
     let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
     let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
-    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-    let local = QuickTrain {
-        train: Arc::new(train),
-        val: Arc::new(val),
-        plan,
-        latency: None,
-    };
+    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
     let mut local_losses = Vec::new();
     let job = Job {
         arch: problem.space.arch(member.genes.clone()),

@@ -203,6 +203,7 @@ fn a_cached_latency_is_not_measured_again() {
         val: data(8),
         plan,
         latency: Some(limit),
+        common_seed: None,
     };
     let run_dir = temp_run("latency-cache-run");
     let (tx, rx) = mpsc::channel();

@@ -93,8 +93,8 @@ impl Case {
                 "num_generation: 3 ",
                 &format!("num_generation: {generations} "),
             )
-            .replace("    steps: 60 ", &format!("    steps: {steps} "))
-            .replace("milestones: [45]", "milestones: [1000000]");
+            .replace("    steps: 300 ", &format!("    steps: {steps} "))
+            .replace("milestones: [225]", "milestones: [1000000]");
         let path = self.dir.join(format!("g{generations}-s{steps}.yaml"));
         std::fs::write(&path, format!("{text}\n{executor}")).unwrap();
         path

@@ -18,7 +18,6 @@ use crate::engine::executor::jobfile::{self, JobResult, JobSpec, ProgressLine};
 use crate::engine::{Failure, Fitness, Job};
 use crate::search::Evaluation;
 use crate::train::fitness::QuickTrain;
-use crate::train::trainer::TrainPlan;
 
 /// Arguments of `evaluate`.
 #[derive(Debug, Args)]
@@ -57,13 +56,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         .map_err(|e| format!("training images: {e}"))?;
     let val = crate::train::datasets::load_split(&config.dataset.test, scale)
         .map_err(|e| format!("validation images: {e}"))?;
-    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-    let fitness = QuickTrain {
-        train: Arc::new(train),
-        val: Arc::new(val),
-        plan,
-        latency: config.latency_limit.clone(),
-    };
+    let fitness = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
     let job = Job {
         arch: config.search_space.arch(spec.member.genes.clone()),
         member: spec.member.clone(),

@@ -15,6 +15,7 @@ pub mod report;
 mod report_cmd;
 mod search;
 mod speed;
+mod study;
 mod train;
 mod upscale;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Latency(latency::LatencyArgs),
     /// (Re)write a run's report: report.md/csv/json, pareto.png, progress.png.
     Report(report_cmd::ReportArgs),
+    /// How far the search's fitness can be trusted: rank correlation with a longer training, seed noise.
+    Study(study::StudyArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -80,6 +83,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Onnx(args)) => onnx::run(&args),
         Some(Command::Latency(args)) => latency::run(&args),
         Some(Command::Report(args)) => report_cmd::run(&args),
+        Some(Command::Study(args)) => study::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.

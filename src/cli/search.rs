@@ -16,7 +16,6 @@ use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, Sto
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::{plan, Problem, Search};
 use crate::train::fitness::QuickTrain;
-use crate::train::trainer::TrainPlan;
 
 /// Arguments of `search`.
 #[derive(Debug, Args, Default)]
@@ -407,13 +406,7 @@ fn search_engine(
         &config.dataset.test,
         scale,
     )?);
-    let plan = TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
-    let fitness = Arc::new(QuickTrain {
-        train,
-        val,
-        plan,
-        latency: config.latency_limit.clone(),
-    });
+    let fitness = Arc::new(QuickTrain::from_config(config, train, val));
     let executor: Box<dyn engine::executor::Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(
             devices.to_vec(),

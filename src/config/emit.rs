@@ -59,6 +59,10 @@ fn trainer(t: &TrainerConfig) -> Value {
         ("batch_size", opt(t.batch_size)),
         ("seed", opt(t.seed)),
         (
+            "common_random_numbers",
+            opt(t.common_random_numbers.then_some(true)),
+        ),
+        (
             "optimizer",
             map([
                 ("type", "Adam".into()),

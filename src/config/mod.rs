@@ -198,6 +198,12 @@ pub struct TrainerConfig {
     /// reference's convention: MultiStepLR stepped once per epoch) or `steps`
     /// (true: milestones count optimiser steps, for `steps`-based training).
     pub milestones_in_steps: bool,
+    /// `common_random_numbers` (esr-ea only): every member of a run trains
+    /// on the same patch stream and starts from the same weight stream
+    /// (seeded by the run, not the member), so fitness differences come
+    /// from the architecture rather than from luck.
+    #[serde(default)]
+    pub common_random_numbers: bool,
 }
 
 impl TrainerConfig {
@@ -213,6 +219,7 @@ impl TrainerConfig {
             batch_size: None,
             seed: None,
             milestones_in_steps: false,
+            common_random_numbers: false,
         }
     }
 

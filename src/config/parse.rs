@@ -452,6 +452,9 @@ fn trainer(
     if let Some(n) = r.get(&node, "scale")? {
         check_scale(r, &n, scale)?;
     }
+    if let Some(n) = r.get(&node, "common_random_numbers")? {
+        t.common_random_numbers = r.boolean(&n)?;
+    }
     if let Some(opt) = r.section(&node, "optimizer")? {
         if let Some(n) = r.get(&opt, "type")? {
             r.word(&n, &["Adam"])?;

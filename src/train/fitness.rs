@@ -24,6 +24,49 @@ pub struct QuickTrain {
     pub plan: TrainPlan,
     /// The latency constraint: members over it are not trained.
     pub latency: Option<LatencyLimit>,
+    /// Common random numbers: when set, every member trains with this seed
+    /// (patch stream and initial weights) instead of its own job seed, so
+    /// members of one run differ by their architecture only.
+    pub common_seed: Option<u64>,
+}
+
+/// The seed every member of a run shares under common random numbers: a
+/// SplitMix64 step of the run seed, so it is not the seed of member 0.
+pub fn common_seed(run_seed: u64) -> u64 {
+    let mut z = run_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl QuickTrain {
+    /// The search's fitness as a config defines it (`nas.trainer`,
+    /// `nas.dataset`, `range.max_latency_ms`, the run seed for common random
+    /// numbers), on already loaded images: what `search`, a Slurm job and
+    /// `study` all evaluate with.
+    pub fn from_config(
+        config: &crate::config::Config,
+        train: Arc<Dataset>,
+        val: Arc<Dataset>,
+    ) -> QuickTrain {
+        let plan =
+            TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+        QuickTrain {
+            train,
+            val,
+            plan,
+            latency: config.latency_limit.clone(),
+            common_seed: config
+                .search_trainer
+                .common_random_numbers
+                .then(|| common_seed(config.seed)),
+        }
+    }
+
+    /// The seed a job trains with: the run's common seed, else its own.
+    pub fn training_seed(&self, job: &Job) -> u64 {
+        self.common_seed.unwrap_or(job.seed)
+    }
 }
 
 /// One training job handed to a worker.
@@ -126,7 +169,7 @@ impl Fitness for QuickTrain {
             &job.arch,
             self.plan.clone(),
             Arc::clone(&self.train),
-            job.seed,
+            self.training_seed(job),
             &device,
         )
         .map_err(fail)?;

@@ -253,6 +253,17 @@ pub fn validate(model: &Esrn, val: &Dataset, device: &Device) -> Result<Score, T
     })
 }
 
+/// Mean Y-PSNR of plain bicubic upscaling on a validation set, scored as
+/// [`validate`] scores a network: the reference every fitness is compared to.
+pub fn bicubic_psnr(val: &Dataset, scale: usize) -> Result<f64, TrainError> {
+    let mut sum = 0.0;
+    for pair in &val.pairs {
+        let sr = crate::data::upscale_bicubic(&pair.lr, scale)?;
+        sum += psnr_y(&sr, &pair.hr, scale)?;
+    }
+    Ok(sum / val.pairs.len().max(1) as f64)
+}
+
 impl Trainer {
     /// A fresh network of `arch`, weights and patches seeded by `seed`.
     pub fn new(

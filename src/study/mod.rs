@@ -1,0 +1,907 @@
+//! The fidelity study of a search's fitness (`esr-ea study`): does the quick
+//! training rank architectures as a longer training does?
+//!
+//! K architectures are drawn from the config's space exactly as the search
+//! draws its first generation (random individual + repair, seeded), each is
+//! evaluated with the search's own fitness ([`QuickTrain`]) and with a
+//! reference training, and a few are evaluated again with other run seeds to
+//! measure the seed noise. Every finished training is one JSON file in the
+//! study directory, written atomically, so a killed study resumes where it
+//! stopped and ends with the same table.
+
+pub mod plot;
+pub mod stats;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::search::{Member, Origin, Problem, Status};
+use crate::space::GeneList;
+use crate::train::fitness::{Failure, Fitness, Job, QuickTrain};
+use crate::train::trainer::{bicubic_psnr, TrainError, TrainPlan, Trainer};
+
+/// File names inside a study directory.
+pub mod files {
+    /// The resolved configuration the study measures.
+    pub const CONFIG: &str = "config.yaml";
+    /// Settings, drawn architectures, bicubic PSNR and both training plans.
+    pub const PLAN: &str = "plan.json";
+    /// One `<key>.json` per finished training.
+    pub const TRAININGS: &str = "trainings";
+    /// Weights of every training (`<key>.safetensors`).
+    pub const MODELS: &str = "models";
+    /// The summary and every row.
+    pub const JSON: &str = "study.json";
+    /// Every row as CSV.
+    pub const CSV: &str = "study.csv";
+    /// Fitness against reference, seed noise as error bars.
+    pub const PNG: &str = "study.png";
+}
+
+/// What a study measures, beside the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudySettings {
+    /// Architectures drawn (K).
+    pub archs: usize,
+    /// Extra fitness evaluations with other run seeds, per repeated arch (R).
+    pub repeats: usize,
+    /// How many of the architectures (the first ones drawn) are repeated.
+    pub repeat_archs: usize,
+    /// Reference training length; `None`: the config's `fully_train`.
+    pub reference_steps: Option<usize>,
+    /// Seed of the draw and run seed of the first fitness evaluation
+    /// (repeat r runs with seed + r).
+    pub seed: u64,
+}
+
+/// One drawn architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedArch {
+    /// Its blocks.
+    pub genes: GeneList,
+    /// Exact parameters.
+    pub params: u64,
+}
+
+/// Everything fixed when a study starts (`plan.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyPlan {
+    /// What was asked.
+    pub settings: StudySettings,
+    /// The K architectures, in drawing order.
+    pub archs: Vec<PlannedArch>,
+    /// Bicubic's mean Y-PSNR on the validation images.
+    pub bicubic_psnr: f64,
+    /// The fitness training (the search's `nas.trainer`).
+    pub fitness: TrainPlan,
+    /// The reference training.
+    pub reference: TrainPlan,
+    /// Where the config came from.
+    pub config_source: String,
+}
+
+/// Which training of which architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// The search's fitness, run seed `settings.seed + repeat`.
+    Fitness {
+        /// Index of the architecture.
+        arch: usize,
+        /// 0 for the main evaluation, 1..=R for the seed repeats.
+        repeat: usize,
+    },
+    /// The reference training.
+    Reference {
+        /// Index of the architecture.
+        arch: usize,
+    },
+}
+
+impl Task {
+    /// The file stem of its record (`fitness-03-r0`, `reference-03`).
+    pub fn key(&self) -> String {
+        match self {
+            Task::Fitness { arch, repeat } => format!("fitness-{arch:02}-r{repeat}"),
+            Task::Reference { arch } => format!("reference-{arch:02}"),
+        }
+    }
+
+    /// The architecture's index.
+    pub fn arch(&self) -> usize {
+        match self {
+            Task::Fitness { arch, .. } | Task::Reference { arch } => *arch,
+        }
+    }
+}
+
+/// A finished training (`trainings/<key>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// What was trained.
+    pub task: Task,
+    /// Validation Y-PSNR; `None` when the training failed.
+    pub psnr: Option<f64>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// The device it ran on.
+    pub device: String,
+}
+
+/// One row of the table: an architecture and all it scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyRow {
+    /// Index in drawing order.
+    pub index: usize,
+    /// Its blocks.
+    pub genes: String,
+    /// Exact parameters.
+    pub params: u64,
+    /// The fitness (run seed `settings.seed`).
+    pub fitness: Option<f64>,
+    /// Fitness minus bicubic (dB).
+    pub fitness_over_bicubic: Option<f64>,
+    /// The fitness with the repeat seeds (without the main one).
+    pub repeats: Vec<f64>,
+    /// Standard deviation over the main and repeat fitness values.
+    pub fitness_sd: Option<f64>,
+    /// The reference training's PSNR.
+    pub reference: Option<f64>,
+    /// Reference minus bicubic (dB).
+    pub reference_over_bicubic: Option<f64>,
+    /// Failures, when any training of this arch failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// What a study found (`study.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyReport {
+    /// The plan it ran.
+    pub plan: StudyPlan,
+    /// Trainings finished of those planned.
+    pub done: usize,
+    /// Trainings planned.
+    pub total: usize,
+    /// Spearman rank correlation of fitness and reference (rows with both).
+    pub spearman: Option<f64>,
+    /// Kendall's tau-b of the same.
+    pub kendall_tau_b: Option<f64>,
+    /// How many of the fitness's top 3 are in the reference's top 3.
+    pub top3_overlap: usize,
+    /// Rows with both a fitness and a reference.
+    pub compared: usize,
+    /// Pooled standard deviation of the fitness over run seeds (same arch).
+    pub seed_noise_sd: Option<f64>,
+    /// Standard deviation of the fitness between architectures.
+    pub spread_sd: Option<f64>,
+    /// Standard deviation of the reference between architectures.
+    pub reference_spread_sd: Option<f64>,
+    /// Minutes of fitness training (sum of wall times).
+    pub fitness_minutes: f64,
+    /// Minutes of reference training.
+    pub reference_minutes: f64,
+    /// Every architecture.
+    pub rows: Vec<StudyRow>,
+}
+
+impl StudyReport {
+    /// Seed noise over spread; the fitness tells architectures apart when
+    /// this is well below 1 (the target is under 1/3).
+    pub fn noise_ratio(&self) -> Option<f64> {
+        match (self.seed_noise_sd, self.spread_sd) {
+            (Some(n), Some(s)) if s > 0.0 => Some(n / s),
+            _ => None,
+        }
+    }
+}
+
+/// A training that just finished, for progress lines.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Its record (already saved).
+    pub record: TrainingRecord,
+    /// The architecture's genes.
+    pub genes: String,
+    /// Trainings finished so far (this one included).
+    pub done: usize,
+    /// Trainings planned.
+    pub total: usize,
+    /// Rough seconds left: the wall time per training step so far (all
+    /// workers together) times the steps left.
+    pub eta_seconds: f64,
+}
+
+/// A study directory with its config, plan and finished trainings.
+pub struct Study {
+    dir: PathBuf,
+    config: Config,
+    /// What it measures.
+    pub plan: StudyPlan,
+    train: Arc<Dataset>,
+    val: Arc<Dataset>,
+}
+
+/// A seed for one (run seed, index) pair: a SplitMix64 step, as the engine
+/// derives member seeds, so different archs never share a stream by accident.
+fn mix(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The K architectures a study measures: the search's own random
+/// individuals (fair coin per slot, weighted choice, repair to depth and
+/// budget), drawn from one seeded stream, repeated architectures skipped.
+pub fn draw_archs(problem: &Problem, count: usize, seed: u64) -> Result<Vec<PlannedArch>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out: Vec<PlannedArch> = Vec::with_capacity(count);
+    // A small space may hold fewer than K distinct networks: give up after
+    // many duplicates rather than loop forever.
+    let mut attempts = 0;
+    while out.len() < count {
+        attempts += 1;
+        if attempts > count * 200 + 1000 {
+            bail!(
+                "the search space holds fewer than {count} distinct architectures in the budget (found {}); ask for fewer with --archs",
+                out.len()
+            );
+        }
+        let individual = problem.random_individual(&mut rng)?;
+        let genes = individual.genes(&problem.table);
+        if out.iter().any(|a| a.genes == genes) {
+            continue;
+        }
+        out.push(PlannedArch {
+            params: problem.params(&individual),
+            genes,
+        });
+    }
+    Ok(out)
+}
+
+fn load_images(config: &Config) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
+    let scale = config.search_space.scale;
+    let train = crate::train::datasets::load_split(&config.dataset.train, scale)
+        .with_context(|| format!("training images {}", config.dataset.train.root_hr.display()))?;
+    let val =
+        crate::train::datasets::load_split(&config.dataset.test, scale).with_context(|| {
+            format!(
+                "validation images {}",
+                config.dataset.test.root_hr.display()
+            )
+        })?;
+    Ok((Arc::new(train), Arc::new(val)))
+}
+
+fn problem_of(config: &Config) -> Result<Problem> {
+    Problem::new(
+        config.search_space.clone(),
+        config.policy.clone(),
+        config.range.clone(),
+    )
+    .with_context(|| config.source.clone())
+}
+
+impl Study {
+    /// Starts a study in `dir` (created; refused when it already holds one).
+    pub fn create(dir: &Path, config: Config, settings: StudySettings) -> Result<Study> {
+        if settings.archs < 2 {
+            bail!("--archs: {} is too few to rank (2 or more)", settings.archs);
+        }
+        if settings.repeat_archs > settings.archs {
+            bail!(
+                "--repeat-archs: {} is more than the {} architectures drawn (--archs)",
+                settings.repeat_archs,
+                settings.archs
+            );
+        }
+        if settings.reference_steps == Some(0) {
+            bail!("--reference-steps: 0 is not allowed (1 or more)");
+        }
+        if dir.join(files::PLAN).exists() {
+            bail!(
+                "{} already holds a study: continue it with `esr-ea study --resume {}` or choose another --out",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let problem = problem_of(&config)?;
+        config.validate_paths()?;
+        let (train, val) = load_images(&config)?;
+        let archs = draw_archs(&problem, settings.archs, settings.seed)?;
+        let bicubic = bicubic_psnr(&val, config.search_space.scale)?;
+        let fitness =
+            TrainPlan::from_config(&config.search_trainer, &config.dataset.train, train.len());
+        let full = TrainPlan::from_config(
+            &config.full_trainer,
+            &config.full_dataset.train,
+            train.len(),
+        );
+        let reference = match settings.reference_steps {
+            Some(n) => full.with_steps(n),
+            None => full,
+        };
+        let plan = StudyPlan {
+            settings,
+            archs,
+            bicubic_psnr: bicubic,
+            fitness,
+            reference,
+            config_source: config.source.clone(),
+        };
+        for sub in [files::TRAININGS, files::MODELS] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        }
+        crate::fsutil::atomic_write(&dir.join(files::CONFIG), config.to_yaml().as_bytes())
+            .with_context(|| format!("cannot write {}", dir.join(files::CONFIG).display()))?;
+        write_json(&dir.join(files::PLAN), &plan)?;
+        Ok(Study {
+            dir: dir.to_path_buf(),
+            config,
+            plan,
+            train,
+            val,
+        })
+    }
+
+    /// Opens a study started before (to resume it or redo its table).
+    pub fn open(dir: &Path) -> Result<Study> {
+        let plan_path = dir.join(files::PLAN);
+        let text = std::fs::read_to_string(&plan_path).with_context(|| {
+            format!(
+                "cannot read {} (is {} a study directory?)",
+                plan_path.display(),
+                dir.display()
+            )
+        })?;
+        let plan: StudyPlan = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a study plan", plan_path.display()))?;
+        let config_path = dir.join(files::CONFIG);
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let config = Config::from_yaml_str(&text, dir, config_path.display().to_string())?.config;
+        // The config must still make the same problem (a hand-edited file
+        // would silently change what the records mean).
+        problem_of(&config)?;
+        let (train, val) = load_images(&config)?;
+        Ok(Study {
+            dir: dir.to_path_buf(),
+            config,
+            plan,
+            train,
+            val,
+        })
+    }
+
+    /// The study directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every training, in the order they run: the fitness of each arch,
+    /// then the seed repeats, then the (longer) reference trainings.
+    pub fn tasks(&self) -> Vec<Task> {
+        let s = &self.plan.settings;
+        let k = self.plan.archs.len();
+        let mut tasks: Vec<Task> = (0..k)
+            .map(|arch| Task::Fitness { arch, repeat: 0 })
+            .collect();
+        for repeat in 1..=s.repeats {
+            tasks.extend((0..s.repeat_archs).map(|arch| Task::Fitness { arch, repeat }));
+        }
+        tasks.extend((0..k).map(|arch| Task::Reference { arch }));
+        tasks
+    }
+
+    fn record_path(&self, task: &Task) -> PathBuf {
+        self.dir
+            .join(files::TRAININGS)
+            .join(format!("{}.json", task.key()))
+    }
+
+    /// The trainings finished so far, by key.
+    pub fn records(&self) -> Result<BTreeMap<String, TrainingRecord>> {
+        let mut out = BTreeMap::new();
+        for task in self.tasks() {
+            let path = self.record_path(&task);
+            if !path.exists() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let record: TrainingRecord = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a training record: delete it to train it again",
+                    path.display()
+                )
+            })?;
+            out.insert(task.key(), record);
+        }
+        Ok(out)
+    }
+
+    /// The search's fitness for run seed `run_seed`: the config as the
+    /// search would run it with that seed.
+    fn fitness_for(&self, run_seed: u64) -> QuickTrain {
+        let mut config = self.config.clone();
+        config.seed = run_seed;
+        QuickTrain::from_config(&config, Arc::clone(&self.train), Arc::clone(&self.val))
+    }
+
+    /// Runs one training to its record; `None` when cancelled.
+    fn train_one(
+        &self,
+        task: Task,
+        device: &str,
+        cancel: &Arc<AtomicBool>,
+    ) -> Option<TrainingRecord> {
+        let start = Instant::now();
+        let planned = &self.plan.archs[task.arch()];
+        let arch = self.config.search_space.arch(planned.genes.clone());
+        let weights = self
+            .dir
+            .join(files::MODELS)
+            .join(format!("{}.safetensors", task.key()));
+        let outcome: Result<f64, String> = match task {
+            Task::Fitness {
+                arch: index,
+                repeat,
+            } => {
+                let run_seed = self.plan.settings.seed.wrapping_add(repeat as u64);
+                let fitness = self.fitness_for(run_seed);
+                let job = Job {
+                    member: Member {
+                        id: index as u64,
+                        generation: 0,
+                        individual: crate::search::Individual { slots: Vec::new() },
+                        genes: planned.genes.clone(),
+                        params: planned.params,
+                        multi_adds: 0,
+                        origin: Origin::Initial,
+                        status: Status::Pending,
+                    },
+                    arch,
+                    seed: mix(run_seed, index as u64),
+                    device: device.to_string(),
+                    weights,
+                    cancel: Arc::clone(cancel),
+                    adopt: None,
+                    latency_ms: None,
+                };
+                match fitness.evaluate(&job, &mut |_| {}) {
+                    Ok(e) => Ok(e.psnr),
+                    Err(Failure::Cancelled | Failure::Detached) => return None,
+                    Err(Failure::Error(e) | Failure::Storage(e)) => Err(e),
+                    Err(Failure::Rejected { reason, .. }) => Err(reason),
+                }
+            }
+            Task::Reference { arch: index } => {
+                match self.reference_training(&arch, index, device, &weights, cancel) {
+                    Ok(psnr) => Ok(psnr),
+                    Err(TrainError::Stopped(_)) => return None,
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        if cancel.load(Ordering::SeqCst) {
+            return None;
+        }
+        let (psnr, error) = match outcome {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(e)),
+        };
+        Some(TrainingRecord {
+            task,
+            psnr,
+            error,
+            seconds: start.elapsed().as_secs_f64(),
+            device: device.to_string(),
+        })
+    }
+
+    /// The reference: the full training's plan (or `--reference-steps`) on
+    /// the full dataset's training images, validated on the fitness's
+    /// validation images so both scores compare.
+    fn reference_training(
+        &self,
+        arch: &crate::space::Arch,
+        index: usize,
+        device: &str,
+        weights: &Path,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<f64, TrainError> {
+        let dev = crate::device::open(device).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let train = if self.config.full_dataset == self.config.dataset {
+            Arc::clone(&self.train)
+        } else {
+            Arc::new(crate::train::datasets::load_split(
+                &self.config.full_dataset.train,
+                self.config.search_space.scale,
+            )?)
+        };
+        // Its own seed, unrelated to any fitness run's: shared luck would
+        // inflate the correlation.
+        let seed = mix(
+            self.plan.settings.seed ^ 0x5EF0_0000_0000_0000,
+            index as u64,
+        );
+        let mut trainer = Trainer::new(arch, self.plan.reference.clone(), train, seed, &dev)?;
+        trainer.run(|_| !cancel.load(Ordering::SeqCst))?;
+        let score = trainer.validate(&self.val)?;
+        trainer.save_weights(weights)?;
+        Ok(score.psnr)
+    }
+
+    /// Runs every training not yet recorded, one worker thread per entry
+    /// of `devices`, saving each record as it finishes and reporting it.
+    /// Returns false when `cancel` stopped it (what finished is kept).
+    pub fn run(
+        &self,
+        devices: &[String],
+        cancel: Arc<AtomicBool>,
+        mut on_finished: impl FnMut(&Finished),
+    ) -> Result<bool> {
+        let done_before = self.records()?;
+        let total = self.tasks().len();
+        let queue: VecDeque<Task> = self
+            .tasks()
+            .into_iter()
+            .filter(|t| !done_before.contains_key(&t.key()))
+            .collect();
+        let steps_of = |t: &Task| -> f64 {
+            let steps = match t {
+                Task::Fitness { .. } => self.plan.fitness.steps,
+                Task::Reference { .. } => self.plan.reference.steps,
+            };
+            steps as f64
+        };
+        let mut steps_left: f64 = queue.iter().map(steps_of).sum();
+        let queue = Mutex::new(queue);
+        let start = Instant::now();
+        let mut done = done_before.len();
+        let mut storage_error = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<TrainingRecord>();
+            for device in devices {
+                let tx = tx.clone();
+                let (queue, cancel) = (&queue, &cancel);
+                scope.spawn(move || loop {
+                    if cancel.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Some(task) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    match self.train_one(task, device, cancel) {
+                        Some(record) => {
+                            if tx.send(record).is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                });
+            }
+            drop(tx);
+            let mut steps_done = 0.0;
+            for record in rx {
+                if let Err(e) = write_json(&self.record_path(&record.task), &record) {
+                    // Losing a record loses only its training; stop rather
+                    // than go on with results that cannot be kept.
+                    storage_error.get_or_insert(e);
+                    cancel.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                done += 1;
+                steps_done += steps_of(&record.task);
+                steps_left -= steps_of(&record.task);
+                // Elapsed wall time already spans all workers.
+                let per_step = start.elapsed().as_secs_f64() / steps_done.max(1.0);
+                on_finished(&Finished {
+                    genes: self.plan.archs[record.task.arch()].genes.to_string(),
+                    record,
+                    done,
+                    total,
+                    eta_seconds: per_step * steps_left.max(0.0),
+                });
+            }
+        });
+        if let Some(e) = storage_error {
+            return Err(e);
+        }
+        Ok(!cancel.load(Ordering::SeqCst) && done == total)
+    }
+
+    /// The table and statistics of what is recorded so far.
+    pub fn report(&self) -> Result<StudyReport> {
+        let records = self.records()?;
+        Ok(report_of(&self.plan, &records, self.tasks().len()))
+    }
+
+    /// Writes `study.json`, `study.csv` and `study.png`.
+    pub fn write_outputs(&self, report: &StudyReport) -> Result<()> {
+        write_json(&self.dir.join(files::JSON), report)?;
+        let csv = self.dir.join(files::CSV);
+        crate::fsutil::atomic_write(&csv, to_csv(report).as_bytes())
+            .with_context(|| format!("cannot write {}", csv.display()))?;
+        plot::scatter(report, &self.dir.join(files::PNG))
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    crate::fsutil::atomic_write(path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The table from a plan and its records (pure: what the tests check).
+pub fn report_of(
+    plan: &StudyPlan,
+    records: &BTreeMap<String, TrainingRecord>,
+    total: usize,
+) -> StudyReport {
+    let bicubic = plan.bicubic_psnr;
+    let get = |task: Task| records.get(&task.key());
+    let psnr = |task: Task| get(task).and_then(|r| r.psnr);
+    let mut rows = Vec::with_capacity(plan.archs.len());
+    let mut noise_groups = Vec::new();
+    for (index, arch) in plan.archs.iter().enumerate() {
+        let fitness = psnr(Task::Fitness {
+            arch: index,
+            repeat: 0,
+        });
+        let repeats: Vec<f64> = (1..=plan.settings.repeats)
+            .filter_map(|repeat| {
+                psnr(Task::Fitness {
+                    arch: index,
+                    repeat,
+                })
+            })
+            .collect();
+        let group: Vec<f64> = fitness
+            .iter()
+            .copied()
+            .chain(repeats.iter().copied())
+            .collect();
+        let fitness_sd = if repeats.is_empty() {
+            None
+        } else {
+            stats::sample_sd(&group)
+        };
+        if !repeats.is_empty() {
+            noise_groups.push(group);
+        }
+        let reference = psnr(Task::Reference { arch: index });
+        let mut tasks: Vec<Task> = (0..=plan.settings.repeats)
+            .map(|repeat| Task::Fitness {
+                arch: index,
+                repeat,
+            })
+            .collect();
+        tasks.push(Task::Reference { arch: index });
+        let errors = tasks
+            .into_iter()
+            .filter_map(|t| {
+                get(t)
+                    .and_then(|r| r.error.clone())
+                    .map(|e| format!("{}: {e}", t.key()))
+            })
+            .collect();
+        rows.push(StudyRow {
+            index,
+            genes: arch.genes.to_string(),
+            params: arch.params,
+            fitness,
+            fitness_over_bicubic: fitness.map(|f| f - bicubic),
+            repeats,
+            fitness_sd,
+            reference,
+            reference_over_bicubic: reference.map(|r| r - bicubic),
+            errors,
+        });
+    }
+    let (xs, ys): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .filter_map(|r| Some((r.fitness?, r.reference?)))
+        .unzip();
+    let fitnesses: Vec<f64> = rows.iter().filter_map(|r| r.fitness).collect();
+    let references: Vec<f64> = rows.iter().filter_map(|r| r.reference).collect();
+    let minutes = |reference: bool| {
+        records
+            .values()
+            .filter(|r| matches!(r.task, Task::Reference { .. }) == reference)
+            .map(|r| r.seconds)
+            .sum::<f64>()
+            / 60.0
+    };
+    StudyReport {
+        plan: plan.clone(),
+        done: records.len(),
+        total,
+        spearman: stats::spearman(&xs, &ys),
+        kendall_tau_b: stats::kendall_tau_b(&xs, &ys),
+        top3_overlap: stats::top_overlap(&xs, &ys, 3),
+        compared: xs.len(),
+        seed_noise_sd: stats::pooled_sd(&noise_groups),
+        spread_sd: stats::sample_sd(&fitnesses),
+        reference_spread_sd: stats::sample_sd(&references),
+        fitness_minutes: minutes(false),
+        reference_minutes: minutes(true),
+        rows,
+    }
+}
+
+/// The rows as CSV (one line per architecture; empty cells where a
+/// training is missing or failed).
+pub fn to_csv(report: &StudyReport) -> String {
+    let cell = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+    let mut out = String::from(
+        "index,genes,params,fitness_psnr,fitness_over_bicubic_db,fitness_seed_sd,repeats,reference_psnr,reference_over_bicubic_db,bicubic_psnr\n",
+    );
+    for r in &report.rows {
+        let repeats: Vec<String> = r.repeats.iter().map(|v| format!("{v:.4}")).collect();
+        out.push_str(&format!(
+            "{},\"{}\",{},{},{},{},\"{}\",{},{},{:.4}\n",
+            r.index,
+            r.genes,
+            r.params,
+            cell(r.fitness),
+            cell(r.fitness_over_bicubic),
+            cell(r.fitness_sd),
+            repeats.join(" "),
+            cell(r.reference),
+            cell(r.reference_over_bicubic),
+            report.plan.bicubic_psnr
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(archs: usize, repeats: usize, repeat_archs: usize) -> StudyPlan {
+        let genes =
+            |i: usize| GeneList::parse_args(&[format!("G_4_8_{}", [8, 16, 24][i % 3])]).unwrap();
+        let train = TrainPlan {
+            steps: 10,
+            lr: 1e-3,
+            milestones: vec![],
+            gamma: 0.5,
+            batch_size: 1,
+            crop: 8,
+            augment: crate::data::patches::Augment {
+                hflip: false,
+                vflip: false,
+                rot90: false,
+            },
+        };
+        StudyPlan {
+            settings: StudySettings {
+                archs,
+                repeats,
+                repeat_archs,
+                reference_steps: Some(10),
+                seed: 0,
+            },
+            archs: (0..archs)
+                .map(|i| PlannedArch {
+                    genes: genes(i),
+                    params: 1000 + i as u64,
+                })
+                .collect(),
+            bicubic_psnr: 30.0,
+            fitness: train.clone(),
+            reference: train,
+            config_source: "test".into(),
+        }
+    }
+
+    fn record(task: Task, psnr: f64) -> (String, TrainingRecord) {
+        (
+            task.key(),
+            TrainingRecord {
+                task,
+                psnr: Some(psnr),
+                error: None,
+                seconds: 60.0,
+                device: "cpu".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn table_from_known_records() {
+        let plan = plan(5, 1, 2);
+        // scipy's example again: fitness 1..5 against references with a tie.
+        let fitness = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let reference = [5.0, 6.0, 7.0, 8.0, 7.0];
+        let mut records: BTreeMap<_, _> = (0..5)
+            .flat_map(|arch| {
+                [
+                    record(Task::Fitness { arch, repeat: 0 }, fitness[arch]),
+                    record(Task::Reference { arch }, reference[arch]),
+                ]
+            })
+            .collect();
+        records.extend([
+            record(Task::Fitness { arch: 0, repeat: 1 }, 1.2),
+            record(Task::Fitness { arch: 1, repeat: 1 }, 2.4),
+        ]);
+        let r = report_of(&plan, &records, 12);
+        assert_eq!((r.done, r.total, r.compared), (12, 12, 5));
+        assert!((r.spearman.unwrap() - 0.820_782_681_668_123_3).abs() < 1e-12);
+        assert!(r.kendall_tau_b.unwrap() > 0.7 && r.kendall_tau_b.unwrap() < 0.8);
+        // Top 3 of the fitness: 4, 3, 2; of the reference: 3 (8.0), then 2 and
+        // 4 (7.0 each).
+        assert_eq!(r.top3_overlap, 3);
+        // Pairs (1.0, 1.2) and (2.0, 2.4): squares 0.02 + 0.08 over 2.
+        assert!((r.seed_noise_sd.unwrap() - 0.05f64.sqrt()).abs() < 1e-12);
+        assert!((r.spread_sd.unwrap() - 2.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(r.rows[0].fitness_over_bicubic, Some(-29.0));
+        assert_eq!(r.rows[3].reference_over_bicubic, Some(-22.0));
+        assert_eq!(r.rows[1].repeats, vec![2.4]);
+        assert_eq!(r.rows[2].fitness_sd, None);
+        assert_eq!((r.fitness_minutes, r.reference_minutes), (7.0, 5.0));
+        let csv = to_csv(&r);
+        assert_eq!(csv.lines().count(), 6);
+        assert!(csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("0,\"G_4_8_8\",1000,1.0000,-29.0000,"));
+    }
+
+    #[test]
+    fn missing_and_failed_trainings_leave_rows_out_of_the_correlation() {
+        let plan = plan(3, 0, 0);
+        let mut records: BTreeMap<_, _> = [
+            record(Task::Fitness { arch: 0, repeat: 0 }, 1.0),
+            record(Task::Reference { arch: 0 }, 1.0),
+            record(Task::Fitness { arch: 1, repeat: 0 }, 2.0),
+            record(Task::Reference { arch: 1 }, 3.0),
+        ]
+        .into_iter()
+        .collect();
+        let mut failed = record(Task::Fitness { arch: 2, repeat: 0 }, 0.0);
+        failed.1.psnr = None;
+        failed.1.error = Some("training diverged".into());
+        records.insert(failed.0, failed.1);
+        let r = report_of(&plan, &records, 6);
+        assert_eq!(r.compared, 2);
+        assert_eq!(r.spearman, Some(1.0));
+        assert_eq!(r.seed_noise_sd, None);
+        assert_eq!(
+            r.rows[2].errors,
+            vec!["fitness-02-r0: training diverged".to_string()]
+        );
+    }
+
+    #[test]
+    fn task_keys_are_distinct_and_sorted_by_arch() {
+        let keys = [
+            Task::Fitness { arch: 3, repeat: 0 }.key(),
+            Task::Fitness { arch: 3, repeat: 1 }.key(),
+            Task::Reference { arch: 3 }.key(),
+        ];
+        assert_eq!(keys, ["fitness-03-r0", "fitness-03-r1", "reference-03"]);
+    }
+}
