@@ -24,6 +24,7 @@ mod parse;
 mod paths;
 mod pipeline;
 mod reader;
+mod split;
 mod vega;
 
 use std::path::{Path, PathBuf};

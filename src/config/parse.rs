@@ -7,13 +7,11 @@ use serde_yaml::Value;
 
 use super::error::ConfigError;
 use super::reader::{show, Node, Reader};
-use super::{paths, Config, DataSplit, DatasetConfig, TrainerConfig};
+use super::split::{scale_value, split};
+use super::{Config, DataSplit, DatasetConfig, TrainerConfig};
 use crate::latency::{parse_size, LatencyLimit, Runtime};
 use crate::search::{Policy, Range, Selection};
 use crate::space::{BlockKind, SearchSpace};
-
-/// Scales the upsampler supports.
-const SCALES: [u64; 3] = [2, 3, 4];
 
 /// Reads a whole configuration document.
 pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Config, ConfigError> {
@@ -173,17 +171,6 @@ fn growth(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
         ));
     }
     Ok(g)
-}
-
-/// A scale factor the upsampler supports.
-fn scale_value(r: &Reader, node: &Node) -> Result<usize, ConfigError> {
-    match node.value.as_u64() {
-        Some(s) if SCALES.contains(&s) => Ok(s as usize),
-        _ => Err(r.error(
-            &node.path,
-            format!("{} is not supported (allowed: 2, 3, 4)", show(node.value)),
-        )),
-    }
 }
 
 /// A probability list (`type_prob`, …): one weight >= 0 per value of `of`,
@@ -383,47 +370,6 @@ fn dataset(
     let train = split_of(r, "train", DataSplit::train_defaults)?;
     let test = split_of(r, "test", DataSplit::test_defaults)?;
     Ok(DatasetConfig { train, test })
-}
-
-/// One split of a dataset; absent keys keep `defaults`.
-pub(super) fn split(
-    r: &mut Reader,
-    node: &Node,
-    base_dir: &Path,
-    scale: usize,
-    defaults: fn(std::path::PathBuf, usize) -> DataSplit,
-) -> Result<DataSplit, ConfigError> {
-    let hr = r.require(node, "root_HR", "the folder of high-resolution images")?;
-    let mut s = defaults(paths::resolve(base_dir, &r.string(&hr)?), scale);
-    if let Some(n) = r.get(node, "root_LR")? {
-        s.root_lr = Some(paths::resolve(base_dir, &r.string(&n)?));
-    }
-    if let Some(n) = r.get(node, "upscale")? {
-        let up = scale_value(r, &n)?;
-        if up != scale {
-            return Err(r.error(
-                &n.path,
-                format!("{up} does not match nas.search_space.esrbody.scale = {scale}"),
-            ));
-        }
-    }
-    if let Some(n) = r.get(node, "crop")? {
-        s.crop = r.count(&n, 1)?;
-    }
-    for (key, field) in [
-        ("hflip", &mut s.hflip),
-        ("vflip", &mut s.vflip),
-        ("rot90", &mut s.rot90),
-        ("shuffle", &mut s.shuffle),
-    ] {
-        if let Some(n) = r.get(node, key)? {
-            *field = r.boolean(&n)?;
-        }
-    }
-    if let Some(n) = r.get(node, "batch_size")? {
-        s.batch_size = r.count(&n, 1)?;
-    }
-    Ok(s)
 }
 
 /// A trainer section (`nas.trainer`, `fully_train.trainer`); absent keys keep `defaults`.

@@ -140,7 +140,7 @@ fn benchmark(
             "missing: the benchmark images ({root_HR: FOLDER, root_LR: FOLDER})",
         )
     })?;
-    let split = super::parse::split(r, &test, base_dir, scale, DataSplit::test_defaults)?;
+    let split = super::split::split(r, &test, base_dir, scale, DataSplit::test_defaults)?;
     Ok(BenchmarkConfig {
         name,
         root_hr: split.root_hr,
