@@ -274,7 +274,7 @@ s_search() {
     -e "s#milestones: \[[0-9]*\]#milestones: [$((SEARCH_STEPS * 3 / 4))]#" \
     configs/quick.yaml >"$cfg"
   grep -nE 'root_HR|num_generation|^    steps|milestones: \[' "$cfg"
-  "$BIN" search --headless --devices "$DEVICE" --config "$cfg" --run-dir "$TMP/run" >"$TMP/search.log" 2>&1
+  "$BIN" search --headless --stop-after search --devices "$DEVICE" --config "$cfg" --run-dir "$TMP/run" >"$TMP/search.log" 2>&1
   rc=$?
   tail -n 200 "$TMP/search.log" >"$OUT/search-log.txt"
   tail -n 30 "$TMP/search.log"

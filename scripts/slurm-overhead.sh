@@ -36,7 +36,7 @@ cp "$WORK/local.yaml" "$WORK/slurm.yaml"
 printf 'executor:\n  type: slurm\n  max_in_flight: 1\n  poll_seconds: 0.2\n' >> "$WORK/slurm.yaml"
 for kind in local slurm; do
     t0=$(now)
-    RAYON_NUM_THREADS=1 "$BIN" search --headless --config "$WORK/$kind.yaml" --run-dir "$WORK/run-$kind" > "$WORK/$kind.log" 2>&1
+    RAYON_NUM_THREADS=1 "$BIN" search --headless --stop-after search --config "$WORK/$kind.yaml" --run-dir "$WORK/run-$kind" > "$WORK/$kind.log" 2>&1
     t1=$(now)
     evals=$(grep -c '"event":"evaluated"' "$WORK/run-$kind/events.jsonl")
     train=$(python3 -c "import csv,sys; print(sum(float(r['seconds']) for r in csv.DictReader(open('$WORK/run-$kind/history.csv')) if r['seconds']))")

@@ -125,6 +125,9 @@ fn search(config: &Path, run: &Path, extra: &[&str]) -> Command {
         .arg(config)
         .arg("--run-dir")
         .arg(run)
+        // The executor is what is under test: the later stages (a 3000-step
+        // local full training) are the pipeline's tests' business.
+        .args(["--stop-after", "search"])
         .args(extra)
         // Local and Slurm trainings on the same number of threads: on CPU the
         // results are then identical (a job trains on its cpus_per_task).
@@ -376,7 +379,7 @@ fn a_killed_coordinator_resumes_by_adopting_its_jobs() {
     }
     let mut resume = Command::new(bin());
     resume
-        .args(["search", "--headless", "--resume"])
+        .args(["search", "--headless", "--stop-after", "search", "--resume"])
         .arg(&run)
         .env("RAYON_NUM_THREADS", "1");
     let out = finish(resume);
