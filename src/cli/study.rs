@@ -34,6 +34,10 @@ pub struct StudyArgs {
     /// How many architectures (the first drawn) get the seed repeats.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub repeat_archs: usize,
+    /// Extra reference trainings with other seeds on each repeated architecture
+    /// (the reference's own noise).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub reference_repeats: usize,
     /// Reference training length in steps (default: the config's `fully_train`).
     #[arg(long, value_name = "N")]
     pub reference_steps: Option<usize>,
@@ -70,6 +74,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
                 repeats: args.repeats,
                 repeat_archs: args.repeat_archs.min(args.archs),
                 reference_steps: args.reference_steps,
+                reference_repeats: args.reference_repeats,
                 seed: config.seed,
             };
             let dir = args.out.clone().unwrap_or_else(|| {
@@ -132,7 +137,8 @@ fn progress_line(f: &Finished, bicubic: f64) -> String {
     let what = match f.record.task {
         crate::study::Task::Fitness { arch, repeat: 0 } => format!("fitness   #{arch:02}"),
         crate::study::Task::Fitness { arch, repeat } => format!("repeat {repeat}  #{arch:02}"),
-        crate::study::Task::Reference { arch } => format!("reference #{arch:02}"),
+        crate::study::Task::Reference { arch, repeat: 0 } => format!("reference #{arch:02}"),
+        crate::study::Task::Reference { arch, repeat } => format!("ref rep {repeat} #{arch:02}"),
     };
     let score = match (f.record.psnr, &f.record.error) {
         (Some(p), _) => format!("{p:.3} dB ({:+.3} vs bicubic)", p - bicubic),
@@ -189,6 +195,28 @@ pub fn summary(r: &StudyReport) -> Vec<String> {
         fmt(r.noise_ratio()),
         fmt(r.reference_spread_sd)
     ));
+    if r.reference_noise_sd.is_some() {
+        lines.push(format!(
+            "reference seed-noise SD {} dB (reference spread / noise {})",
+            fmt(r.reference_noise_sd),
+            fmt(r
+                .reference_spread_sd
+                .zip(r.reference_noise_sd)
+                .filter(|(_, n)| *n > 0.0)
+                .map(|(s, n)| s / n))
+        ));
+    }
+    if !r.curve_ranks.is_empty() {
+        let cells: Vec<String> = r
+            .curve_ranks
+            .iter()
+            .map(|c| format!("{}: {}/{}", c.step, fmt(c.vs_final), fmt(c.vs_fitness)))
+            .collect();
+        lines.push(format!(
+            "reference part way (step: Spearman vs its final / vs fitness): {}",
+            cells.join("  ")
+        ));
+    }
     lines.push(format!(
         "training time: fitness {:.1} min, reference {:.1} min; bicubic {:.3} dB",
         r.fitness_minutes, r.reference_minutes, r.plan.bicubic_psnr

@@ -58,6 +58,10 @@ pub struct StudySettings {
     pub repeat_archs: usize,
     /// Reference training length; `None`: the config's `fully_train`.
     pub reference_steps: Option<usize>,
+    /// Extra reference trainings with other seeds on each repeated arch:
+    /// the reference's own noise, which caps any correlation with it.
+    #[serde(default)]
+    pub reference_repeats: usize,
     /// Seed of the draw and run seed of the first fitness evaluation
     /// (repeat r runs with seed + r).
     pub seed: u64,
@@ -104,6 +108,9 @@ pub enum Task {
     Reference {
         /// Index of the architecture.
         arch: usize,
+        /// 0 for the main reference, 1.. for its seed repeats.
+        #[serde(default)]
+        repeat: usize,
     },
 }
 
@@ -112,14 +119,15 @@ impl Task {
     pub fn key(&self) -> String {
         match self {
             Task::Fitness { arch, repeat } => format!("fitness-{arch:02}-r{repeat}"),
-            Task::Reference { arch } => format!("reference-{arch:02}"),
+            Task::Reference { arch, repeat: 0 } => format!("reference-{arch:02}"),
+            Task::Reference { arch, repeat } => format!("reference-{arch:02}-r{repeat}"),
         }
     }
 
     /// The architecture's index.
     pub fn arch(&self) -> usize {
         match self {
-            Task::Fitness { arch, .. } | Task::Reference { arch } => *arch,
+            Task::Fitness { arch, .. } | Task::Reference { arch, .. } => *arch,
         }
     }
 }
@@ -138,6 +146,31 @@ pub struct TrainingRecord {
     pub seconds: f64,
     /// The device it ran on.
     pub device: String,
+    /// Validation PSNR during a reference training (every tenth of it):
+    /// how early the final ranking shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<CurvePoint>,
+}
+
+/// Validation PSNR after `step` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Steps trained.
+    pub step: usize,
+    /// Validation Y-PSNR then.
+    pub psnr: f64,
+}
+
+/// How the reference ranked the architectures part way through its
+/// training (main reference runs only).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurveRank {
+    /// Steps trained.
+    pub step: usize,
+    /// Spearman between the reference at `step` and the reference's final.
+    pub vs_final: Option<f64>,
+    /// Spearman between the fitness and the reference at `step`.
+    pub vs_fitness: Option<f64>,
 }
 
 /// One row of the table: an architecture and all it scored.
@@ -157,8 +190,12 @@ pub struct StudyRow {
     pub repeats: Vec<f64>,
     /// Standard deviation over the main and repeat fitness values.
     pub fitness_sd: Option<f64>,
-    /// The reference training's PSNR.
+    /// The reference training's PSNR (the mean over its seed repeats
+    /// where it has them).
     pub reference: Option<f64>,
+    /// Each reference run's PSNR, main first, where repeated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_runs: Vec<f64>,
     /// Reference minus bicubic (dB).
     pub reference_over_bicubic: Option<f64>,
     /// Failures, when any training of this arch failed.
@@ -189,6 +226,12 @@ pub struct StudyReport {
     pub spread_sd: Option<f64>,
     /// Standard deviation of the reference between architectures.
     pub reference_spread_sd: Option<f64>,
+    /// Pooled standard deviation of the reference over seeds (same arch).
+    #[serde(default)]
+    pub reference_noise_sd: Option<f64>,
+    /// The reference's ranking part way through its training.
+    #[serde(default)]
+    pub curve_ranks: Vec<CurveRank>,
     /// Minutes of fitness training (sum of wall times).
     pub fitness_minutes: f64,
     /// Minutes of reference training.
@@ -405,7 +448,10 @@ impl Study {
         for repeat in 1..=s.repeats {
             tasks.extend((0..s.repeat_archs).map(|arch| Task::Fitness { arch, repeat }));
         }
-        tasks.extend((0..k).map(|arch| Task::Reference { arch }));
+        tasks.extend((0..k).map(|arch| Task::Reference { arch, repeat: 0 }));
+        for repeat in 1..=s.reference_repeats {
+            tasks.extend((0..s.repeat_archs).map(|arch| Task::Reference { arch, repeat }));
+        }
         tasks
     }
 
@@ -458,6 +504,7 @@ impl Study {
             .dir
             .join(files::MODELS)
             .join(format!("{}.safetensors", task.key()));
+        let mut curve = Vec::new();
         let outcome: Result<f64, String> = match task {
             Task::Fitness {
                 arch: index,
@@ -491,13 +538,17 @@ impl Study {
                     Err(Failure::Rejected { reason, .. }) => Err(reason),
                 }
             }
-            Task::Reference { arch: index } => {
-                match self.reference_training(&arch, index, device, &weights, cancel) {
-                    Ok(psnr) => Ok(psnr),
-                    Err(TrainError::Stopped(_)) => return None,
-                    Err(e) => Err(e.to_string()),
+            Task::Reference {
+                arch: index,
+                repeat,
+            } => match self.reference_training(&arch, index, repeat, device, &weights, cancel) {
+                Ok((psnr, points)) => {
+                    curve = points;
+                    Ok(psnr)
                 }
-            }
+                Err(TrainError::Stopped(_)) => return None,
+                Err(e) => Err(e.to_string()),
+            },
         };
         if cancel.load(Ordering::SeqCst) {
             return None;
@@ -512,6 +563,7 @@ impl Study {
             error,
             seconds: start.elapsed().as_secs_f64(),
             device: device.to_string(),
+            curve,
         })
     }
 
@@ -522,10 +574,11 @@ impl Study {
         &self,
         arch: &crate::space::Arch,
         index: usize,
+        repeat: usize,
         device: &str,
         weights: &Path,
         cancel: &Arc<AtomicBool>,
-    ) -> Result<f64, TrainError> {
+    ) -> Result<(f64, Vec<CurvePoint>), TrainError> {
         let dev = crate::device::open(device).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         let train = if self.config.full_dataset == self.config.dataset {
             Arc::clone(&self.train)
@@ -538,14 +591,33 @@ impl Study {
         // Its own seed, unrelated to any fitness run's: shared luck would
         // inflate the correlation.
         let seed = mix(
-            self.plan.settings.seed ^ 0x5EF0_0000_0000_0000,
+            (self.plan.settings.seed ^ 0x5EF0_0000_0000_0000).wrapping_add(repeat as u64),
             index as u64,
         );
         let mut trainer = Trainer::new(arch, self.plan.reference.clone(), train, seed, &dev)?;
-        trainer.run(|_| !cancel.load(Ordering::SeqCst))?;
+        let steps = self.plan.reference.steps;
+        let every = (steps / 10).max(1);
+        let mut curve = Vec::new();
+        while trainer.step() < steps {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(TrainError::Stopped(trainer.step()));
+            }
+            trainer.train_step()?;
+            if trainer.step() % every == 0 && trainer.step() < steps {
+                let psnr = trainer.validate(&self.val)?.psnr;
+                curve.push(CurvePoint {
+                    step: trainer.step(),
+                    psnr,
+                });
+            }
+        }
         let score = trainer.validate(&self.val)?;
+        curve.push(CurvePoint {
+            step: steps,
+            psnr: score.psnr,
+        });
         trainer.save_weights(weights)?;
-        Ok(score.psnr)
+        Ok((score.psnr, curve))
     }
 
     /// Runs every training not yet recorded, one worker thread per entry
@@ -662,6 +734,7 @@ pub fn report_of(
     let psnr = |task: Task| get(task).and_then(|r| r.psnr);
     let mut rows = Vec::with_capacity(plan.archs.len());
     let mut noise_groups = Vec::new();
+    let mut reference_groups = Vec::new();
     for (index, arch) in plan.archs.iter().enumerate() {
         let fitness = psnr(Task::Fitness {
             arch: index,
@@ -688,14 +761,34 @@ pub fn report_of(
         if !repeats.is_empty() {
             noise_groups.push(group);
         }
-        let reference = psnr(Task::Reference { arch: index });
+        let reference_runs: Vec<f64> = (0..=plan.settings.reference_repeats)
+            .filter_map(|repeat| {
+                psnr(Task::Reference {
+                    arch: index,
+                    repeat,
+                })
+            })
+            .collect();
+        let reference = psnr(Task::Reference {
+            arch: index,
+            repeat: 0,
+        })
+        .map(|_| reference_runs.iter().sum::<f64>() / reference_runs.len() as f64);
+        if reference_runs.len() > 1 {
+            reference_groups.push(reference_runs.clone());
+        }
         let mut tasks: Vec<Task> = (0..=plan.settings.repeats)
             .map(|repeat| Task::Fitness {
                 arch: index,
                 repeat,
             })
             .collect();
-        tasks.push(Task::Reference { arch: index });
+        tasks.extend(
+            (0..=plan.settings.reference_repeats).map(|repeat| Task::Reference {
+                arch: index,
+                repeat,
+            }),
+        );
         let errors = tasks
             .into_iter()
             .filter_map(|t| {
@@ -714,6 +807,11 @@ pub fn report_of(
             fitness_sd,
             reference,
             reference_over_bicubic: reference.map(|r| r - bicubic),
+            reference_runs: if reference_runs.len() > 1 {
+                reference_runs
+            } else {
+                Vec::new()
+            },
             errors,
         });
     }
@@ -742,10 +840,57 @@ pub fn report_of(
         seed_noise_sd: stats::pooled_sd(&noise_groups),
         spread_sd: stats::sample_sd(&fitnesses),
         reference_spread_sd: stats::sample_sd(&references),
+        reference_noise_sd: stats::pooled_sd(&reference_groups),
+        curve_ranks: curve_ranks(plan, records),
         fitness_minutes: minutes(false),
         reference_minutes: minutes(true),
         rows,
     }
+}
+
+/// Spearman of the main reference runs at each recorded step against their
+/// final PSNR and against the fitness (archs with both).
+fn curve_ranks(plan: &StudyPlan, records: &BTreeMap<String, TrainingRecord>) -> Vec<CurveRank> {
+    let curves: Vec<(usize, &[CurvePoint], Option<f64>)> = (0..plan.archs.len())
+        .filter_map(|arch| {
+            let reference = records.get(&Task::Reference { arch, repeat: 0 }.key())?;
+            let fitness = records
+                .get(&Task::Fitness { arch, repeat: 0 }.key())
+                .and_then(|r| r.psnr);
+            Some((arch, reference.curve.as_slice(), fitness))
+        })
+        .filter(|(_, curve, _)| !curve.is_empty())
+        .collect();
+    let Some((_, first, _)) = curves.first() else {
+        return Vec::new();
+    };
+    let steps: Vec<usize> = first.iter().map(|p| p.step).collect();
+    let at =
+        |curve: &[CurvePoint], step: usize| curve.iter().find(|p| p.step == step).map(|p| p.psnr);
+    steps
+        .into_iter()
+        .map(|step| {
+            let mut now_final = (Vec::new(), Vec::new());
+            let mut now_fitness = (Vec::new(), Vec::new());
+            for (_, curve, fitness) in &curves {
+                let (Some(now), Some(last)) = (at(curve, step), curve.last().map(|p| p.psnr))
+                else {
+                    continue;
+                };
+                now_final.0.push(now);
+                now_final.1.push(last);
+                if let Some(f) = fitness {
+                    now_fitness.0.push(*f);
+                    now_fitness.1.push(now);
+                }
+            }
+            CurveRank {
+                step,
+                vs_final: stats::spearman(&now_final.0, &now_final.1),
+                vs_fitness: stats::spearman(&now_fitness.0, &now_fitness.1),
+            }
+        })
+        .collect()
 }
 
 /// The rows as CSV (one line per architecture; empty cells where a
@@ -800,6 +945,7 @@ mod tests {
                 repeats,
                 repeat_archs,
                 reference_steps: Some(10),
+                reference_repeats: 0,
                 seed: 0,
             },
             archs: (0..archs)
@@ -824,8 +970,69 @@ mod tests {
                 error: None,
                 seconds: 60.0,
                 device: "cpu".into(),
+                curve: Vec::new(),
             },
         )
+    }
+
+    #[test]
+    fn reference_repeats_are_averaged_and_their_noise_pooled() {
+        let mut plan = plan(3, 0, 2);
+        plan.settings.reference_repeats = 1;
+        let mut records: BTreeMap<_, _> = (0..3)
+            .flat_map(|arch| {
+                [
+                    record(Task::Fitness { arch, repeat: 0 }, arch as f64),
+                    record(Task::Reference { arch, repeat: 0 }, 10.0 + arch as f64),
+                ]
+            })
+            .collect();
+        // Repeats of archs 0 and 1: 10.0/10.4 and 11.0/11.2.
+        records.extend([
+            record(Task::Reference { arch: 0, repeat: 1 }, 10.4),
+            record(Task::Reference { arch: 1, repeat: 1 }, 11.2),
+        ]);
+        let r = report_of(&plan, &records, 8);
+        assert!((r.rows[0].reference.unwrap() - 10.2).abs() < 1e-12);
+        assert!((r.rows[1].reference.unwrap() - 11.1).abs() < 1e-12);
+        assert_eq!(r.rows[2].reference, Some(12.0));
+        assert!(r.rows[2].reference_runs.is_empty());
+        assert_eq!(r.rows[0].reference_runs, vec![10.0, 10.4]);
+        // Squares 0.08 + 0.02 over 2 degrees of freedom.
+        assert!((r.reference_noise_sd.unwrap() - 0.05f64.sqrt()).abs() < 1e-12);
+        assert_eq!(
+            Task::Reference { arch: 1, repeat: 1 }.key(),
+            "reference-01-r1"
+        );
+    }
+
+    #[test]
+    fn curve_ranks_compare_the_reference_part_way_with_its_end() {
+        let plan = plan(3, 0, 0);
+        let mut records = BTreeMap::new();
+        // At step 5 the order is reversed, at step 10 (the end) it is 0 < 1 < 2.
+        for arch in 0..3 {
+            let (key, mut rec) = record(Task::Reference { arch, repeat: 0 }, arch as f64);
+            rec.curve = vec![
+                CurvePoint {
+                    step: 5,
+                    psnr: -(arch as f64),
+                },
+                CurvePoint {
+                    step: 10,
+                    psnr: arch as f64,
+                },
+            ];
+            records.insert(key, rec);
+            let (key, rec) = record(Task::Fitness { arch, repeat: 0 }, arch as f64);
+            records.insert(key, rec);
+        }
+        let r = report_of(&plan, &records, 6);
+        assert_eq!(r.curve_ranks.len(), 2);
+        assert_eq!(r.curve_ranks[0].step, 5);
+        assert!((r.curve_ranks[0].vs_final.unwrap() + 1.0).abs() < 1e-12);
+        assert!((r.curve_ranks[0].vs_fitness.unwrap() + 1.0).abs() < 1e-12);
+        assert!((r.curve_ranks[1].vs_final.unwrap() - 1.0).abs() < 1e-12);
     }
 
     #[test]
@@ -838,7 +1045,7 @@ mod tests {
             .flat_map(|arch| {
                 [
                     record(Task::Fitness { arch, repeat: 0 }, fitness[arch]),
-                    record(Task::Reference { arch }, reference[arch]),
+                    record(Task::Reference { arch, repeat: 0 }, reference[arch]),
                 ]
             })
             .collect();
@@ -875,9 +1082,9 @@ mod tests {
         let plan = plan(3, 0, 0);
         let mut records: BTreeMap<_, _> = [
             record(Task::Fitness { arch: 0, repeat: 0 }, 1.0),
-            record(Task::Reference { arch: 0 }, 1.0),
+            record(Task::Reference { arch: 0, repeat: 0 }, 1.0),
             record(Task::Fitness { arch: 1, repeat: 0 }, 2.0),
-            record(Task::Reference { arch: 1 }, 3.0),
+            record(Task::Reference { arch: 1, repeat: 0 }, 3.0),
         ]
         .into_iter()
         .collect();
@@ -900,7 +1107,7 @@ mod tests {
         let keys = [
             Task::Fitness { arch: 3, repeat: 0 }.key(),
             Task::Fitness { arch: 3, repeat: 1 }.key(),
-            Task::Reference { arch: 3 }.key(),
+            Task::Reference { arch: 3, repeat: 0 }.key(),
         ];
         assert_eq!(keys, ["fitness-03-r0", "fitness-03-r1", "reference-03"]);
     }
