@@ -125,7 +125,10 @@ fn a_tiny_search_reads_every_fitness_against_bicubic() {
         "{out}"
     );
     let mut member_lines = 0;
-    for line in out.lines().filter(|l| l.contains("   PSNR ")) {
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("[g") && l.contains("   PSNR "))
+    {
         let psnr: f64 = line
             .split("   PSNR ")
             .nth(1)

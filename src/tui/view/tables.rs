@@ -260,6 +260,13 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
         },
     ];
     const VS_BIC: usize = 3;
+    const PARAMS: usize = 4;
+    // A narrow pane (the large layout's side pane) gives the vs-bicubic
+    // column the room of the params (the detail pane has them).
+    let drop_params = with_bicubic && area.width < 50;
+    if drop_params {
+        columns.remove(PARAMS);
+    }
     if !with_bicubic {
         columns.remove(VS_BIC);
     }
@@ -282,6 +289,9 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
                 Cell::from(short(m.params)),
                 Cell::from(Line::from(gene_spans(&m.genes, genes_w, look))),
             ];
+            if drop_params {
+                cells.remove(PARAMS);
+            }
             if !with_bicubic {
                 cells.remove(VS_BIC);
             }
