@@ -238,25 +238,50 @@ fn a_tiny_search_reads_every_fitness_against_bicubic() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_run_saved_without_bicubic_scores_it_on_resume() {
-    let dir = temp_dir("bicubic-resume");
-    let cfg = tiny_config(&dir);
-    // A run as an older esr-ea left it: config and first checkpoint, no
-    // bicubic in state.json.
-    let loaded = Config::load(&cfg).unwrap().config;
+/// A run at `run` as killed after its first checkpoint (nothing evaluated),
+/// its state recording `bicubic_psnr`.
+fn checkpointed_run(cfg: &Path, run: &Path, bicubic_psnr: Option<f64>) {
+    let loaded = Config::load(cfg).unwrap().config;
     let problem = Problem::new(
         loaded.search_space.clone(),
         loaded.policy.clone(),
         loaded.range.clone(),
     )
     .unwrap();
-    let run = dir.join("run");
-    let run_dir = RunDir::create(&run).unwrap();
+    let run_dir = RunDir::create(run).unwrap();
     run_dir.write_config(&loaded.to_yaml()).unwrap();
-    let search = Search::new(problem, loaded.seed).unwrap();
+    let mut search = Search::new(problem, loaded.seed).unwrap();
     assert_eq!(search.state.bicubic_psnr, None);
+    search.state.bicubic_psnr = bicubic_psnr;
     run_dir.save_state(&search.state).unwrap();
+}
+
+#[test]
+fn a_resumed_run_reads_its_recorded_bicubic_rather_than_measuring_again() {
+    let dir = temp_dir("bicubic-kept");
+    let cfg = tiny_config(&dir);
+    let run = dir.join("run");
+    // A value no measurement gives: seen only if the record is what is used.
+    checkpointed_run(&cfg, &run, Some(12.5));
+    let out = run_search(&["--resume", run.to_str().unwrap(), "--stop-after", "search"]);
+    assert!(
+        out.contains("bicubic 12.500 dB on the validation images"),
+        "{out}"
+    );
+    assert_eq!(state(&run).bicubic_psnr, Some(12.5));
+    assert!(check_history(&run, 12.5) >= 4);
+    assert_eq!(replayed_view(&run).run.bicubic_psnr, Some(12.5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_saved_without_bicubic_scores_it_on_resume() {
+    let dir = temp_dir("bicubic-resume");
+    let cfg = tiny_config(&dir);
+    // A run as an older esr-ea left it: config and first checkpoint, no
+    // bicubic in state.json.
+    let run = dir.join("run");
+    checkpointed_run(&cfg, &run, None);
     let saved = std::fs::read_to_string(run.join("state.json")).unwrap();
     assert!(!saved.contains("bicubic"), "{saved}");
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
