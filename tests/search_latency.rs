@@ -77,6 +77,14 @@ fn search(config: &Path, run: &Path) -> Output {
         .unwrap()
 }
 
+/// Every row of `history.csv` fills its `latency_ms` column.
+fn every_row_has_a_latency(csv: &str) -> bool {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = header.iter().position(|c| *c == "latency_ms").unwrap();
+    lines.all(|l| !l.split(',').nth(column).unwrap_or_default().is_empty())
+}
+
 fn state(run: &Path) -> esr_ea::search::SearchState {
     serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap()
 }
@@ -121,10 +129,13 @@ fn an_absurdly_low_limit_rejects_every_member_and_the_search_ends_clearly() {
     }
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert!(
-        csv.lines().next().unwrap().ends_with(",latency_ms"),
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",latency_ms,psnr_over_bicubic"),
         "{csv}"
     );
-    assert!(csv.lines().skip(1).all(|l| !l.ends_with(',')), "{csv}");
+    assert!(every_row_has_a_latency(&csv), "{csv}");
     let written = std::fs::read_to_string(run.join("config.yaml")).unwrap();
     assert!(written.contains("max_latency_ms: 0.0001"), "{written}");
     assert!(!run.join("export").exists());
@@ -159,7 +170,11 @@ fn a_high_limit_trains_every_member_and_records_its_latency() {
     }
     assert_eq!(trained, 8);
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
-    assert!(csv.lines().skip(1).all(|l| !l.ends_with(',')), "{csv}");
+    assert!(every_row_has_a_latency(&csv), "{csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| !l.ends_with(',')),
+        "trained rows have a psnr_over_bicubic: {csv}"
+    );
 }
 
 #[test]

@@ -163,3 +163,98 @@ fn ascii_glyphs_draw_only_ascii() {
         assert!(screen.contains('*'), "ASCII chart points:\n{screen}");
     }
 }
+
+/// The recorded run as if its engine had told a bicubic PSNR between its
+/// members' fitnesses: some above, some below.
+fn with_bicubic(events: &[Event]) -> (Vec<Event>, f64) {
+    let fits: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated { evaluation, .. } => Some(evaluation.psnr),
+            _ => None,
+        })
+        .collect();
+    let (lo, hi) = fits
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), f| (lo.min(*f), hi.max(*f)));
+    assert!(hi > lo, "the stand-in trainer scores differ");
+    let bicubic = (lo + hi) / 2.0;
+    let events = events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if let Event::RunStarted { bicubic_psnr, .. } = &mut e {
+                *bicubic_psnr = Some(bicubic);
+            }
+            e
+        })
+        .collect();
+    (events, bicubic)
+}
+
+#[test]
+fn tables_show_each_fitness_as_db_over_bicubic_at_80x24_and_large() {
+    let (events, bicubic) = with_bicubic(&recorded());
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("vs bic"), "{screen}");
+    let done: Vec<f64> = app
+        .view
+        .population
+        .iter()
+        .filter_map(|m| m.fitness())
+        .collect();
+    assert!(!done.is_empty());
+    for f in &done {
+        let cell = format!("{:+.2}", f - bicubic);
+        assert!(screen.contains(&cell), "{cell} missing:\n{screen}");
+    }
+    // Still usable: every row shows its first gene, its state, and fits.
+    for m in &app.view.population {
+        let first = m.genes.iter().next().unwrap().to_string();
+        assert!(
+            screen.contains(&first),
+            "#{} {first} missing:\n{screen}",
+            m.id
+        );
+    }
+    assert!(
+        screen.contains("train 50%") && screen.contains("queued"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("dB vs bicubic)"),
+        "best-so-far line: {screen}"
+    );
+    for line in screen.lines() {
+        assert_eq!(line.chars().count(), 80);
+    }
+
+    // The elites table, compact and in the large layout.
+    app.focus = Pane::Elites;
+    for (w, h) in [(80, 24), (120, 34)] {
+        let screen = text(&render(&app, w, h));
+        assert!(screen.contains("vs bic"), "{w}x{h}:\n{screen}");
+        for m in &app.view.elites {
+            let cell = format!("{:+.2}", m.fitness().unwrap() - bicubic);
+            assert!(screen.contains(&cell), "{w}x{h}: {cell} missing:\n{screen}");
+        }
+    }
+
+    // Without a known bicubic (an older run) there is no such column.
+    let plain = app_from(&mid_run(&recorded()), Mode::InProcess);
+    assert!(!text(&render(&plain, 80, 24)).contains("vs bic"));
+
+    // The end of the search logs where the best stands against bicubic.
+    let finished = app_from(&events, Mode::InProcess);
+    let best = finished.view.elites[0].fitness().unwrap();
+    assert!(best > bicubic);
+    assert!(
+        finished.view.log.iter().any(|l| l
+            .text
+            .contains(&format!("{:.2} dB above bicubic", best - bicubic))),
+        "{:?}",
+        finished.view.log
+    );
+}

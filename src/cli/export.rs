@@ -33,7 +33,11 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let config = run.load_config()?;
-    let state = run.load_state()?;
+    let mut state = run.load_state()?;
+    if state.bicubic_psnr.is_none() {
+        // A run saved before bicubic was recorded: score it now if the images are there.
+        state.bicubic_psnr = crate::engine::bicubic::of_config(&config).ok();
+    }
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
     let latency = match &args.latency {
         Some(size) => {
@@ -62,10 +66,11 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         out.display()
     );
     for m in crate::engine::export::best_members(&state, n) {
+        let psnr = m.fitness().unwrap_or(f64::NAN);
         println!(
-            "  #{:<4} {:.3} dB  {} params  {}",
+            "  #{:<4} {psnr:.3} dB{}  {} params  {}",
             m.id,
-            m.fitness().unwrap_or(f64::NAN),
+            crate::engine::bicubic::vs_bicubic_note(psnr, state.bicubic_psnr),
             thousands(m.params),
             m.genes
         );

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::engine::bicubic::{signed_db, vs_bicubic_note};
 use crate::engine::{Event, RunView};
 use crate::format::{duration, plural, thousands};
 
@@ -26,6 +27,18 @@ impl Default for Printer {
 }
 
 impl Printer {
+    /// A printer for the run in `run_dir`, named in the lines that tell what to do next.
+    pub fn for_run(run_dir: &std::path::Path) -> Printer {
+        let mut printer = Printer::default();
+        printer.view.run_dir = Some(run_dir.to_path_buf());
+        printer
+    }
+
+    /// ` (+0.45 dB vs bicubic)` when the run told its bicubic PSNR.
+    fn vs_bicubic(&self, psnr: f64) -> String {
+        vs_bicubic_note(psnr, self.view.run.bicubic_psnr)
+    }
+
     /// `[g1/3 2/8] #5`: generation and position of a member of the current one.
     fn tag(&self, id: u64) -> String {
         let members = &self.view.population;
@@ -165,9 +178,15 @@ impl Printer {
                 min_params,
                 max_params,
                 resumed,
+                bicubic_psnr,
             } => {
+                let bicubic = bicubic_psnr
+                    .map(|b| {
+                        format!("; bicubic {b:.3} dB on the validation images (the line to beat)")
+                    })
+                    .unwrap_or_default();
                 vec![format!(
-                    "{} run '{run}': {generations} generations x {individuals} individuals on {}, budget {}..{} params",
+                    "{} run '{run}': {generations} generations x {individuals} individuals on {}, budget {}..{} params{bicubic}",
                     if *resumed { "resuming" } else { "starting" },
                     devices.join(","),
                     thousands(*min_params),
@@ -242,9 +261,10 @@ impl Printer {
                     .map(|ms| format!("  latency {ms:.0} ms"))
                     .unwrap_or_default();
                 vec![format!(
-                    "{}   PSNR {:.3} dB  SSIM {:.4}{latency}  ({}) {}",
+                    "{}   PSNR {:.3} dB{}  SSIM {:.4}{latency}  ({}) {}",
                     self.tag(*id),
                     evaluation.psnr,
+                    self.vs_bicubic(evaluation.psnr),
                     evaluation.ssim,
                     duration(evaluation.seconds),
                     self.eta()
@@ -252,9 +272,10 @@ impl Printer {
             }
             Event::Cached { id, evaluation } => {
                 vec![format!(
-                    "{}   same architecture as before: PSNR {:.3} dB (cached, not trained again)",
+                    "{}   same architecture as before: PSNR {:.3} dB{} (cached, not trained again)",
                     self.tag(*id),
-                    evaluation.psnr
+                    evaluation.psnr,
+                    self.vs_bicubic(evaluation.psnr)
                 )]
             }
             Event::Failed { id, reason } => vec![format!("{}   FAILED: {reason}", self.tag(*id))],
@@ -265,22 +286,24 @@ impl Printer {
                 mean,
                 elites,
             } => {
-                let f =
-                    |v: &Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+                let f = |v: &Option<f64>| match v {
+                    Some(x) => format!("{x:.3} dB{}", self.vs_bicubic(*x)),
+                    None => "- dB".into(),
+                };
+                let (best, mean) = (f(best), f(mean));
                 let elapsed = self.elapsed();
                 let mut lines = vec![format!(
-                    "generation {}/{} done: best {} dB, mean {} dB, elapsed {elapsed}",
+                    "generation {}/{} done: best {best}, mean {mean}, elapsed {elapsed}",
                     generation + 1,
                     self.view.run.generations,
-                    f(best),
-                    f(mean),
                 )];
                 lines.extend(elites.iter().enumerate().map(|(i, m)| {
+                    let psnr = m.fitness().unwrap_or(f64::NAN);
                     format!(
-                        "  elite {}: #{} {:.3} dB {} params {}",
+                        "  elite {}: #{} {psnr:.3} dB{} {} params {}",
                         i + 1,
                         m.id,
-                        m.fitness().unwrap_or(f64::NAN),
+                        self.vs_bicubic(psnr),
                         thousands(m.params),
                         m.genes
                     )
@@ -325,9 +348,10 @@ impl Printer {
                 } else {
                     "search stopped; resume it with --resume".to_string()
                 }];
+                let bicubic = self.view.run.bicubic_psnr;
                 lines.push(format!(
-                    "{:>4} {:>6} {:>9} {:>7} {:>10}  genes",
-                    "rank", "id", "PSNR", "SSIM", "params"
+                    "{:>4} {:>6} {:>9} {:>7} {:>7} {:>10}  genes",
+                    "rank", "id", "PSNR", "vs bic", "SSIM", "params"
                 ));
                 for (i, m) in elites.iter().enumerate() {
                     let ssim = match &m.status {
@@ -336,15 +360,18 @@ impl Printer {
                         }
                         _ => f64::NAN,
                     };
+                    let psnr = m.fitness().unwrap_or(f64::NAN);
                     lines.push(format!(
-                        "{:>4} {:>6} {:>9.3} {:>7.4} {:>10}  {}",
+                        "{:>4} {:>6} {psnr:>9.3} {:>7} {ssim:>7.4} {:>10}  {}",
                         i + 1,
                         m.id,
-                        m.fitness().unwrap_or(f64::NAN),
-                        ssim,
+                        bicubic.map_or_else(|| "-".into(), |b| signed_db(psnr, b)),
                         thousands(m.params),
                         m.genes
                     ));
+                }
+                if *complete {
+                    lines.extend(self.view.bicubic_verdict());
                 }
                 lines
             }
@@ -375,6 +402,55 @@ mod tests {
     }
 
     #[test]
+    fn lines_read_each_fitness_against_bicubic_when_known() {
+        let mut p = Printer::for_run(std::path::Path::new("runs/r"));
+        let start = p.handle(&Event::RunStarted {
+            run: "r".into(),
+            devices: vec!["cpu".into()],
+            generations: 1,
+            individuals: 1,
+            min_params: 1,
+            max_params: 2,
+            resumed: false,
+            bicubic_psnr: Some(29.0),
+        });
+        assert!(start[0].ends_with("bicubic 29.000 dB on the validation images (the line to beat)"));
+        let evaluation = crate::search::Evaluation {
+            psnr: 29.45,
+            ssim: 0.9,
+            final_loss: None,
+            seconds: 1.0,
+            latency_ms: None,
+        };
+        let line = p
+            .handle(&Event::Evaluated {
+                id: 1,
+                evaluation: evaluation.clone(),
+                params: 1,
+                multi_adds: 1,
+            })
+            .remove(0);
+        assert!(
+            line.contains("PSNR 29.450 dB (+0.45 dB vs bicubic)  SSIM"),
+            "{line}"
+        );
+        let cached = p.handle(&Event::Cached { id: 2, evaluation }).remove(0);
+        assert!(cached.contains("(+0.45 dB vs bicubic) (cached"), "{cached}");
+        let done = p.handle(&Event::GenerationDone {
+            generation: 0,
+            best: Some(29.45),
+            mean: Some(28.0),
+            elites: vec![],
+        });
+        assert!(
+            done[0].contains(
+                "best 29.450 dB (+0.45 dB vs bicubic), mean 28.000 dB (-1.00 dB vs bicubic)"
+            ),
+            "{done:?}"
+        );
+    }
+
+    #[test]
     fn eta_is_the_run_views_and_counts_the_devices() {
         let eta_with = |devices: usize| {
             let mut p = Printer::default();
@@ -386,6 +462,7 @@ mod tests {
                 min_params: 1,
                 max_params: 2,
                 resumed: false,
+                bicubic_psnr: None,
             });
             let evaluation = crate::search::Evaluation {
                 psnr: 30.0,

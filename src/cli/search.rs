@@ -339,7 +339,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             let _ = handle.sender().send(Inbox::Command(Command::Stop));
         }
         None => {
-            let mut printer = Printer::default();
+            let mut printer = Printer::for_run(&run_path);
             for event in rx {
                 for line in printer.handle(&event) {
                     say(&line);
@@ -392,7 +392,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
 /// The search engine for an unfinished search: data, trainer and executor.
 fn search_engine(
     config: &Config,
-    search: Search,
+    mut search: Search,
     run: RunDir,
     devices: &[String],
     resumed: bool,
@@ -406,6 +406,10 @@ fn search_engine(
         &config.dataset.test,
         scale,
     )?);
+    if search.state.bicubic_psnr.is_none() {
+        // Once per run (saved in state.json): the line every fitness is read against.
+        search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
+    }
     let fitness = Arc::new(QuickTrain::from_config(config, train, val));
     let executor: Box<dyn engine::executor::Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(

@@ -28,6 +28,10 @@ pub enum Event {
         max_params: u64,
         /// True when continuing a saved state.
         resumed: bool,
+        /// Bicubic PSNR on the fitness's validation images, when known: every
+        /// fitness is also shown as dB over it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bicubic_psnr: Option<f64>,
     },
     /// A generation's members are known (new population, or after a hand change).
     Generation {

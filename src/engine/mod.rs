@@ -3,6 +3,7 @@
 //! touches the terminal; front ends (TUI, headless printer, other processes
 //! through `control.jsonl`) only read events and send commands.
 
+pub mod bicubic;
 pub mod control;
 pub mod events;
 pub mod executor;
@@ -253,6 +254,7 @@ impl Engine {
             min_params: p.range.min_params,
             max_params: p.range.max_params,
             resumed: self.resumed,
+            bicubic_psnr: self.search.state.bicubic_psnr,
         };
         self.emit(started);
         self.checkpoint();

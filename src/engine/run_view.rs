@@ -35,6 +35,8 @@ pub struct RunInfo {
     pub max_params: u64,
     /// True when the run continues a saved state.
     pub resumed: bool,
+    /// Bicubic PSNR on the fitness's validation images, when the run told it.
+    pub bicubic_psnr: Option<f64>,
 }
 
 /// Live training data of one member.
@@ -98,6 +100,7 @@ impl RunInfo {
             min_params: problem.range.min_params,
             max_params: problem.range.max_params,
             resumed: false,
+            bicubic_psnr: None,
         }
     }
 }
@@ -236,7 +239,10 @@ impl RunView {
                 min_params,
                 max_params,
                 resumed,
+                bicubic_psnr,
             } => {
+                // A run saved by an older esr-ea restates no bicubic line; keep the known one.
+                let bicubic_psnr = bicubic_psnr.or(self.run.bicubic_psnr);
                 self.run = RunInfo {
                     run: run.clone(),
                     devices: devices.clone(),
@@ -245,6 +251,7 @@ impl RunView {
                     min_params: *min_params,
                     max_params: *max_params,
                     resumed: *resumed,
+                    bicubic_psnr,
                 };
                 self.state = RunState::Running;
                 self.paused = false;
@@ -390,6 +397,11 @@ impl RunView {
                 };
                 for live in self.live.values_mut() {
                     live.training = false;
+                }
+                if *complete {
+                    if let Some(verdict) = self.bicubic_verdict() {
+                        self.note("info", verdict);
+                    }
                 }
                 self.note(
                     "info",

@@ -270,13 +270,16 @@ fn origin_name(m: &Member) -> &'static str {
 
 /// `history.csv`: one row per evaluated (or failed/killed/cached) individual.
 /// A `latency_ms` column is added when latencies were measured (the run has
-/// `range.max_latency_ms`), so files of other runs keep their columns.
+/// `range.max_latency_ms`), so files of other runs keep their columns; the
+/// last column, `psnr_over_bicubic`, is the fitness minus the bicubic PSNR
+/// of the same validation images (empty without a fitness or a known bicubic).
 pub fn history_csv(state: &SearchState) -> String {
     let with_latency = !state.latency.is_empty();
     let mut out = String::from(
         "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made",
     );
-    out.push_str(if with_latency { ",latency_ms\n" } else { "\n" });
+    out.push_str(if with_latency { ",latency_ms" } else { "" });
+    out.push_str(",psnr_over_bicubic\n");
     for m in &state.history {
         let (psnr, ssim, secs) = outcome(m);
         out.push_str(&format!(
@@ -294,25 +297,42 @@ pub fn history_csv(state: &SearchState) -> String {
             origin_name(m),
             m.origin.is_hand_made()
         ));
+        out.pop();
         if with_latency {
-            out.pop();
             let ms = state.latency.get(&m.key());
             out.push_str(&format!(
-                ",{}\n",
+                ",{}",
                 ms.map(|v| format!("{v:.1}")).unwrap_or_default()
             ));
         }
+        let over = m.fitness().zip(state.bicubic_psnr).map(|(f, b)| f - b);
+        out.push_str(&format!(
+            ",{}\n",
+            over.map(|v| format!("{v:.4}")).unwrap_or_default()
+        ));
     }
     out
 }
 
 /// The reference's `arch.txt` (elites) or `arch_child.txt` (all individuals),
 /// one block per generation: fitness, params, flops (2 x Multi-Adds), genes.
+/// With a known bicubic PSNR, a first `#` line names it and each fitness
+/// line ends in a `# +0.45 dB vs bicubic` comment (Python's parser, which
+/// reads the reference's list form, skips comments).
 pub fn arch_txt(state: &SearchState, children: bool) -> String {
     let mut out = String::new();
+    if let Some(b) = state.bicubic_psnr {
+        out.push_str(&format!(
+            "# fitness: validation PSNR (dB) after quick training; bicubic on the same images: {b:.4} dB\n"
+        ));
+    }
     let line = |m: &Member| {
+        let over = match (m.fitness(), state.bicubic_psnr) {
+            (Some(f), Some(b)) => format!("  # {}", super::bicubic::vs_bicubic(f, b)),
+            _ => String::new(),
+        };
         format!(
-            "fitness: {}, params: {}, flops: {}, arch: {}\n",
+            "fitness: {}, params: {}, flops: {}, arch: {}{over}\n",
             m.fitness()
                 .map(|f| format!("{f:.4}"))
                 .unwrap_or_else(|| m.status.name().into()),

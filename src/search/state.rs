@@ -49,6 +49,11 @@ pub struct SearchState {
     /// adopts a job instead of submitting the member again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jobs: BTreeMap<u64, String>,
+    /// Mean PSNR of plain bicubic upscaling on the fitness's validation
+    /// images: the line every fitness is read against. Computed once when the
+    /// run starts (again on resuming a run saved without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bicubic_psnr: Option<f64>,
 }
 
 /// A summary of one completed generation.
@@ -96,6 +101,7 @@ impl Search {
                 rng,
                 summaries: Vec::new(),
                 jobs: BTreeMap::new(),
+                bicubic_psnr: None,
             },
         };
         search.set_population(

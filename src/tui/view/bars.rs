@@ -94,10 +94,12 @@ pub(super) fn best_line(frame: &mut Frame, area: Rect, app: &App) {
     let mut spans = vec![Span::styled("best so far ", look.dim())];
     match &app.view.best {
         Some(m) => {
-            spans.push(Span::styled(
-                format!("{:.3} dB", m.fitness().unwrap_or(f64::NAN)),
-                look.good(),
-            ));
+            let psnr = m.fitness().unwrap_or(f64::NAN);
+            spans.push(Span::styled(format!("{psnr:.3} dB"), look.good()));
+            spans.push(Span::raw(crate::engine::bicubic::vs_bicubic_note(
+                psnr,
+                app.view.run.bicubic_psnr,
+            )));
             spans.push(Span::raw(format!(
                 "  #{} g{}  {} params  ",
                 m.id,

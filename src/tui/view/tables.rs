@@ -87,8 +87,10 @@ pub(super) fn population_table(
         .max()
         .unwrap_or(3)
         .max(3) as u16;
-    // Below 76 columns Multi-Adds give their room to the genes (the detail pane has them).
-    let narrow = area.width < 76;
+    let with_bicubic = app.view.run.bicubic_psnr.is_some();
+    // Below 76 columns (86 with the vs-bicubic column) Multi-Adds give their
+    // room to the genes (the detail pane has them).
+    let narrow = area.width < if with_bicubic { 86 } else { 76 };
     let mut columns = vec![
         Column {
             title: "id",
@@ -119,6 +121,10 @@ pub(super) fn population_table(
             width: if wide { 7 } else { 5 },
         },
         Column {
+            title: VS_BICUBIC,
+            width: VS_BICUBIC_WIDTH,
+        },
+        Column {
             title: "state",
             // Slurm rows carry a job id: "R 123456 45%".
             width: if app.view.live.values().any(|l| l.job.is_some()) {
@@ -129,6 +135,10 @@ pub(super) fn population_table(
         },
     ];
     const MADDS: usize = 4;
+    const VS_BIC: usize = 7;
+    if !with_bicubic {
+        columns.remove(VS_BIC);
+    }
     if narrow {
         columns.remove(MADDS);
     }
@@ -178,8 +188,12 @@ pub(super) fn population_table(
                 Cell::from(short(m.multi_adds)),
                 Cell::from(last_loss.map(loss).unwrap_or_else(|| "-".into())),
                 Cell::from(psnr),
+                over_bicubic_cell(app, m.fitness()),
                 Cell::from(Span::styled(label, look.tone(tone))),
             ];
+            if !with_bicubic {
+                cells.remove(VS_BIC);
+            }
             if narrow {
                 cells.remove(MADDS);
             }
@@ -195,9 +209,31 @@ pub(super) fn population_table(
     show_table(frame, area, look, &columns, rows, widths, pane);
 }
 
+/// Title of the column of fitness as dB over bicubic.
+const VS_BICUBIC: &str = "vs bic";
+/// Its width: `-12.34`.
+const VS_BICUBIC_WIDTH: u16 = 6;
+
+/// A fitness as signed dB over bicubic, red below it.
+fn over_bicubic_cell(app: &App, psnr: Option<f64>) -> Cell<'static> {
+    let text = app.view.over_bicubic_cell(psnr);
+    let below = psnr
+        .zip(app.view.run.bicubic_psnr)
+        .is_some_and(|(p, b)| p < b);
+    Cell::from(Span::styled(
+        text,
+        if below {
+            app.look.error()
+        } else {
+            Style::new()
+        },
+    ))
+}
+
 pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line, focused: bool) {
     let look = &app.look;
-    let columns = [
+    let with_bicubic = app.view.run.bicubic_psnr.is_some();
+    let mut columns = vec![
         Column {
             title: "#",
             width: 2,
@@ -211,6 +247,10 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
             width: 7,
         },
         Column {
+            title: VS_BICUBIC,
+            width: VS_BICUBIC_WIDTH,
+        },
+        Column {
             title: "params",
             width: 6,
         },
@@ -219,6 +259,17 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
             width: 0,
         },
     ];
+    const VS_BIC: usize = 3;
+    const PARAMS: usize = 4;
+    // A narrow pane (the large layout's side pane) gives the vs-bicubic
+    // column the room of the params (the detail pane has them).
+    let drop_params = with_bicubic && area.width < 50;
+    if drop_params {
+        columns.remove(PARAMS);
+    }
+    if !with_bicubic {
+        columns.remove(VS_BIC);
+    }
     let (widths, genes_w) = table_layout(&columns, area.width.saturating_sub(2));
     let rows: Vec<Row> = app
         .view
@@ -226,7 +277,7 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from((i + 1).to_string()),
                 Cell::from(id_text(m)),
                 Cell::from(
@@ -234,9 +285,17 @@ pub(super) fn elites_table(frame: &mut Frame, area: Rect, app: &App, title: Line
                         .map(|f| format!("{f:.3}"))
                         .unwrap_or_else(|| "-".into()),
                 ),
+                over_bicubic_cell(app, m.fitness()),
                 Cell::from(short(m.params)),
                 Cell::from(Line::from(gene_spans(&m.genes, genes_w, look))),
-            ])
+            ];
+            if drop_params {
+                cells.remove(PARAMS);
+            }
+            if !with_bicubic {
+                cells.remove(VS_BIC);
+            }
+            Row::new(cells)
         })
         .collect();
     let pane = Framed {
