@@ -197,13 +197,14 @@ pub fn summary(r: &StudyReport) -> Vec<String> {
     ));
     if r.reference_noise_sd.is_some() {
         lines.push(format!(
-            "reference seed-noise SD {} dB (reference spread / noise {})",
+            "reference seed-noise SD {} dB (reference spread / noise {}); highest correlation this noise allows {}",
             fmt(r.reference_noise_sd),
             fmt(r
                 .reference_spread_sd
                 .zip(r.reference_noise_sd)
                 .filter(|(_, n)| *n > 0.0)
-                .map(|(s, n)| s / n))
+                .map(|(s, n)| s / n)),
+            fmt(r.correlation_ceiling)
         ));
     }
     if !r.curve_ranks.is_empty() {

@@ -229,6 +229,12 @@ pub struct StudyReport {
     /// Pooled standard deviation of the reference over seeds (same arch).
     #[serde(default)]
     pub reference_noise_sd: Option<f64>,
+    /// The highest correlation the two measurements' noise allows
+    /// (Spearman's correction for attenuation: the square root of the
+    /// product of their reliabilities, 1 - noise²/spread² each); needs both
+    /// seed noises.
+    #[serde(default)]
+    pub correlation_ceiling: Option<f64>,
     /// The reference's ranking part way through its training.
     #[serde(default)]
     pub curve_ranks: Vec<CurveRank>,
@@ -841,11 +847,25 @@ pub fn report_of(
         spread_sd: stats::sample_sd(&fitnesses),
         reference_spread_sd: stats::sample_sd(&references),
         reference_noise_sd: stats::pooled_sd(&reference_groups),
+        correlation_ceiling: ceiling(
+            stats::pooled_sd(&noise_groups).zip(stats::sample_sd(&fitnesses)),
+            stats::pooled_sd(&reference_groups).zip(stats::sample_sd(&references)),
+        ),
         curve_ranks: curve_ranks(plan, records),
         fitness_minutes: minutes(false),
         reference_minutes: minutes(true),
         rows,
     }
+}
+
+/// Spearman's correction for attenuation from (noise SD, spread SD) of
+/// each measurement: the correlation two measurements with this much noise
+/// reach at most, even if the quantities behind them agree perfectly.
+fn ceiling(fitness: Option<(f64, f64)>, reference: Option<(f64, f64)>) -> Option<f64> {
+    let reliability = |(noise, spread): (f64, f64)| {
+        (spread > 0.0).then(|| (1.0 - (noise * noise) / (spread * spread)).max(0.0))
+    };
+    Some((reliability(fitness?)? * reliability(reference?)?).sqrt())
 }
 
 /// Spearman of the main reference runs at each recorded step against their
@@ -1000,6 +1020,13 @@ mod tests {
         assert_eq!(r.rows[0].reference_runs, vec![10.0, 10.4]);
         // Squares 0.08 + 0.02 over 2 degrees of freedom.
         assert!((r.reference_noise_sd.unwrap() - 0.05f64.sqrt()).abs() < 1e-12);
+        // No fitness repeats: no ceiling.
+        assert_eq!(r.correlation_ceiling, None);
+        // Noise half the spread in one, none in the other: sqrt(0.75).
+        assert!(
+            (ceiling(Some((0.5, 1.0)), Some((0.0, 2.0))).unwrap() - 0.75f64.sqrt()).abs() < 1e-12
+        );
+        assert_eq!(ceiling(Some((2.0, 1.0)), Some((0.0, 2.0))), Some(0.0));
         assert_eq!(
             Task::Reference { arch: 1, repeat: 1 }.key(),
             "reference-01-r1"
