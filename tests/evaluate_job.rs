@@ -63,6 +63,7 @@ fn a_job_trains_like_the_local_worker() {
         cancel: Arc::new(AtomicBool::new(false)),
         adopt: None,
         latency_ms: None,
+        checks: Vec::new(),
     };
     let expected = local
         .evaluate(&job, &mut |r| local_losses.push(r.loss))
@@ -79,6 +80,7 @@ fn a_job_trains_like_the_local_worker() {
         weights: dir.join(format!("models/{}.safetensors", member.id)),
         progress: paths.progress.clone(),
         result: paths.result.clone(),
+        checks: Vec::new(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -117,6 +119,7 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
         weights: dir.join("models/x.safetensors"),
         progress: paths.progress.clone(),
         result: paths.result.clone(),
+        checks: Vec::new(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);

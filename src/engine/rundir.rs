@@ -253,6 +253,7 @@ fn outcome(m: &Member) -> (String, String, String) {
             format!("{:.5}", e.ssim),
             format!("{:.1}", e.seconds),
         ),
+        Status::Stopped(s) => (String::new(), String::new(), format!("{:.1}", s.seconds)),
         _ => (String::new(), String::new(), String::new()),
     }
 }
@@ -268,15 +269,22 @@ fn origin_name(m: &Member) -> &'static str {
     }
 }
 
-/// `history.csv`: one row per evaluated (or failed/killed/cached) individual.
-/// A `latency_ms` column is added when latencies were measured (the run has
-/// `range.max_latency_ms`), so files of other runs keep their columns.
+/// `history.csv`: one row per evaluated (or failed/killed/cached/stopped)
+/// individual. A `latency_ms` column is added when latencies were measured
+/// (the run has `range.max_latency_ms`), and a `stopped_at` column (steps
+/// trained, of how many) once the median stopping rule stopped a member, so
+/// files of other runs keep their columns.
 pub fn history_csv(state: &SearchState) -> String {
     let with_latency = !state.latency.is_empty();
+    let with_stops = state
+        .history
+        .iter()
+        .any(|m| matches!(m.status, Status::Stopped(_)));
     let mut out = String::from(
         "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made",
     );
-    out.push_str(if with_latency { ",latency_ms\n" } else { "\n" });
+    out.push_str(if with_latency { ",latency_ms" } else { "" });
+    out.push_str(if with_stops { ",stopped_at\n" } else { "\n" });
     for m in &state.history {
         let (psnr, ssim, secs) = outcome(m);
         out.push_str(&format!(
@@ -301,6 +309,14 @@ pub fn history_csv(state: &SearchState) -> String {
                 ",{}\n",
                 ms.map(|v| format!("{v:.1}")).unwrap_or_default()
             ));
+        }
+        if with_stops {
+            out.pop();
+            let at = match &m.status {
+                Status::Stopped(s) => format!("{}/{}", s.step, s.steps),
+                _ => String::new(),
+            };
+            out.push_str(&format!(",{at}\n"));
         }
     }
     out

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::individual::Individual;
 use super::problem::Problem;
-use super::{Evaluation, Member, Origin, SearchError, Status};
+use super::{Evaluation, Member, Origin, SearchError, Status, Stop};
 use crate::space::SearchSpace;
 
 /// Everything a search needs to continue: serialise it, restore it, go on.
@@ -49,6 +49,11 @@ pub struct SearchState {
     /// adopts a job instead of submitting the member again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jobs: BTreeMap<u64, String>,
+    /// Architectures the median stopping rule stopped, by architecture: a
+    /// later copy is stopped the same way without training (as the cache
+    /// does for results), so the rule never pays twice for one network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stopped: BTreeMap<String, Stop>,
 }
 
 /// A summary of one completed generation.
@@ -96,6 +101,7 @@ impl Search {
                 rng,
                 summaries: Vec::new(),
                 jobs: BTreeMap::new(),
+                stopped: BTreeMap::new(),
             },
         };
         search.set_population(
@@ -176,12 +182,17 @@ impl Search {
         if member.status != Status::Pending {
             return;
         }
-        if let Some(eval) = self.state.cache.get(&member.key()).cloned() {
-            self.state.population[index].status = Status::Cached(eval);
-            self.state.cache_hits += 1;
-            let done = self.state.population[index].clone();
-            self.state.history.push(done);
-        }
+        let status = match self.state.cache.get(&member.key()) {
+            Some(eval) => Status::Cached(eval.clone()),
+            None => match self.state.stopped.get(&member.key()) {
+                Some(stop) => Status::Stopped(stop.clone()),
+                None => return,
+            },
+        };
+        self.state.population[index].status = status;
+        self.state.cache_hits += 1;
+        let done = self.state.population[index].clone();
+        self.state.history.push(done);
     }
 
     /// Index of the next member to train, skipping architectures already
@@ -214,6 +225,10 @@ impl Search {
                 self.state.latency.insert(key.clone(), ms);
             }
             self.state.cache.insert(key, eval.clone());
+        }
+        if let Status::Stopped(stop) = &status {
+            let key = self.state.population[index].key();
+            self.state.stopped.insert(key, stop.clone());
         }
         self.state.population[index].status = status;
         let done = self.state.population[index].clone();
