@@ -174,7 +174,12 @@ fn check_decisions(state: &SearchState) -> (usize, usize) {
                 stopped += 1;
             }
             (Status::Evaluated(e), None) => {
-                assert_eq!(e.checkpoint_losses.len(), 2, "#{} has its whole curve", m.id);
+                assert_eq!(
+                    e.checkpoint_losses.len(),
+                    2,
+                    "#{} has its whole curve",
+                    m.id
+                );
                 if m.generation > 0 {
                     survived += 1;
                 }
@@ -200,7 +205,10 @@ fn the_rule_stops_exactly_the_members_the_curves_say_and_replays_with_two_worker
     assert!(s.finished);
     let (stopped, survived) = check_decisions(&s);
     assert!(stopped >= 1, "the tiny search stops someone:\n{out}");
-    assert!(survived >= 1, "and lets someone of a later generation finish");
+    assert!(
+        survived >= 1,
+        "and lets someone of a later generation finish"
+    );
     assert!(
         s.history
             .iter()
@@ -220,9 +228,15 @@ fn the_rule_stops_exactly_the_members_the_curves_say_and_replays_with_two_worker
         "{out}"
     );
     let csv = std::fs::read_to_string(one.join("history.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with(",stopped_at"), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().ends_with(",stopped_at"),
+        "{csv}"
+    );
     assert!(csv.contains(&format!(",stopped,,,")), "{csv}");
-    assert!(csv.contains(&format!(",{}/{STEPS}", STEPS / 4)) || csv.contains(&format!(",{}/{STEPS}", STEPS / 2)));
+    assert!(
+        csv.contains(&format!(",{}/{STEPS}", STEPS / 4))
+            || csv.contains(&format!(",{}/{STEPS}", STEPS / 2))
+    );
     let config_yaml = std::fs::read_to_string(one.join("config.yaml")).unwrap();
     assert!(config_yaml.contains("median_stop:"), "{config_yaml}");
 
