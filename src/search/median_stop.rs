@@ -80,6 +80,29 @@ impl MedianStop {
         out
     }
 
+    /// One line for `search --check`: where members are checked (in steps
+    /// when the training's length is known in steps).
+    pub fn describe(&self, steps: Option<usize>) -> String {
+        let at = match steps {
+            Some(steps) => self
+                .schedule(steps)
+                .iter()
+                .map(|(step, window)| format!("step {step} (mean of {window})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => self
+                .checkpoints
+                .iter()
+                .map(|c| format!("{:.0}%", c * 100.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        format!(
+            "median stopping rule: at {at}, a member whose mean training loss is above the median of earlier generations (once {} reached it) stops",
+            self.min_history
+        )
+    }
+
     /// The checks a member of `generation` is held to: at each checkpoint,
     /// the median of the values that members of earlier generations in
     /// `history` recorded there (each architecture once, its first
@@ -252,6 +275,10 @@ mod tests {
     #[test]
     fn the_schedule_rounds_fractions_to_steps_below_the_end() {
         assert_eq!(rule(1).schedule(100), vec![(25, 2), (50, 2)]);
+        assert!(rule(1)
+            .describe(Some(100))
+            .contains("at step 25 (mean of 2), step 50 (mean of 2),"));
+        assert!(rule(1).describe(None).contains("at 25%, 50%,"));
         let r = MedianStop {
             checkpoints: vec![0.01, 0.02, 0.999],
             min_history: 1,
