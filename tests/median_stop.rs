@@ -232,7 +232,7 @@ fn the_rule_stops_exactly_the_members_the_curves_say_and_replays_with_two_worker
         csv.lines().next().unwrap().ends_with(",stopped_at"),
         "{csv}"
     );
-    assert!(csv.contains(&format!(",stopped,,,")), "{csv}");
+    assert!(csv.contains(",stopped,,,"), "{csv}");
     assert!(
         csv.contains(&format!(",{}/{STEPS}", STEPS / 4))
             || csv.contains(&format!(",{}/{STEPS}", STEPS / 2))
