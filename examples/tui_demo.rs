@@ -76,6 +76,7 @@ impl Fitness for Demo {
             final_loss: Some(0.07),
             seconds: start.elapsed().as_secs_f64(),
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         })
     }
 }

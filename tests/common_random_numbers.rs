@@ -58,6 +58,7 @@ fn job(id: u64, seed: u64, config: &Config, dir: &Path) -> Job {
         cancel: Arc::new(AtomicBool::new(false)),
         adopt: None,
         latency_ms: None,
+        checks: Vec::new(),
     }
 }
 

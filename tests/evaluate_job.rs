@@ -10,8 +10,8 @@ mod support;
 
 use esr_ea::config::Config;
 use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
-use esr_ea::engine::{member_seed, Fitness, Job};
-use esr_ea::search::{Problem, Search};
+use esr_ea::engine::{member_seed, Failure, Fitness, Job};
+use esr_ea::search::{Problem, Search, StopCheck};
 use esr_ea::train::fitness::QuickTrain;
 use support::cli::esr_ea;
 
@@ -63,6 +63,7 @@ fn a_job_trains_like_the_local_worker() {
         cancel: Arc::new(AtomicBool::new(false)),
         adopt: None,
         latency_ms: None,
+        checks: Vec::new(),
     };
     let expected = local
         .evaluate(&job, &mut |r| local_losses.push(r.loss))
@@ -79,6 +80,7 @@ fn a_job_trains_like_the_local_worker() {
         weights: dir.join(format!("models/{}.safetensors", member.id)),
         progress: paths.progress.clone(),
         result: paths.result.clone(),
+        checks: Vec::new(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -117,6 +119,7 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
         weights: dir.join("models/x.safetensors"),
         progress: paths.progress.clone(),
         result: paths.result.clone(),
+        checks: Vec::new(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -127,5 +130,93 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
         Some(JobResult::Failed { reason }) => assert!(reason.contains("tpu:0"), "{reason}"),
         other => panic!("expected a failed result, got {other:?}"),
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
+    let (dir, config) = tiny_run("median");
+    let problem = problem_of(&config);
+    let member = Search::new(problem.clone(), config.seed)
+        .unwrap()
+        .state
+        .population[1]
+        .clone();
+    let seed = member_seed(config.seed, member.id);
+    // Recorded at step 1; at step 2 no loss is below a limit of 0.
+    let checks = vec![
+        StopCheck {
+            step: 1,
+            window: 1,
+            limit: None,
+        },
+        StopCheck {
+            step: 2,
+            window: 2,
+            limit: Some(0.0),
+        },
+    ];
+    let scale = config.search_space.scale;
+    let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
+    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
+    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
+    let job = Job {
+        arch: problem.space.arch(member.genes.clone()),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join("models/local.safetensors"),
+        cancel: Arc::new(AtomicBool::new(false)),
+        adopt: None,
+        latency_ms: None,
+        checks: checks.clone(),
+    };
+    let mut local_losses = Vec::new();
+    let Err(Failure::Stopped(expected)) = local.evaluate(&job, &mut |r| local_losses.push(r.loss))
+    else {
+        panic!("the local worker should stop at step 2");
+    };
+    assert_eq!((expected.step, expected.steps), (2, STEPS));
+    assert_eq!(expected.median, 0.0);
+    assert_eq!(
+        expected.checkpoint_losses,
+        vec![local_losses[0], (local_losses[0] + local_losses[1]) / 2.0]
+    );
+    assert!(!job.weights.exists(), "a stopped member saves no weights");
+
+    let paths = JobPaths::new(&dir, member.id);
+    let spec = JobSpec {
+        run_dir: dir.clone(),
+        config: dir.join("config.yaml"),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join(format!("models/{}.safetensors", member.id)),
+        progress: paths.progress.clone(),
+        result: paths.result.clone(),
+        checks,
+    };
+    jobfile::write_spec(&paths.spec, &spec).unwrap();
+    let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "a stop is a result, not a failure: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped by the median rule after 2 of"));
+    let Some(JobResult::Stopped { stop }) = jobfile::read_result(&paths.result).unwrap() else {
+        panic!("no stopped result");
+    };
+    assert_eq!(
+        (stop.step, stop.loss, stop.median, &stop.checkpoint_losses),
+        (
+            expected.step,
+            expected.loss,
+            expected.median,
+            &expected.checkpoint_losses
+        ),
+        "the job decides exactly as the local worker"
+    );
+    assert_eq!(ProgressTail::new(paths.progress.clone()).poll().len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

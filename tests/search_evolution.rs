@@ -63,6 +63,7 @@ impl Evaluator for FakeTrainer {
             final_loss: Some(0.05),
             seconds: 0.0,
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         })
     }
 }
@@ -189,6 +190,7 @@ impl Evaluator for ConstantTrainer {
             final_loss: None,
             seconds: 0.0,
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         })
     }
 }

@@ -453,3 +453,53 @@ fn pause_submits_nothing_new() {
     });
     stop_and_wait(&run, child);
 }
+
+#[test]
+fn the_median_rule_decides_on_slurm_as_it_does_locally() {
+    require_slurm!();
+    let case = Case::new("median");
+    let with_rule = |executor: &str| {
+        let path = case.config(2, 8, executor);
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "  trainer:\n",
+            "  trainer:\n    median_stop: {checkpoints: [0.25, 0.5], min_history: 2}\n",
+            1,
+        );
+        let path = path.with_extension("median.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let local_run = case.run_dir("local");
+    let slurm_run = case.run_dir("slurm");
+    finish(search(&with_rule(""), &local_run, &["--executor", "local"]));
+    finish(search(&with_rule(SLURM), &slurm_run, &[]));
+    // Each member's outcome, by id: jobs finish in any order on Slurm.
+    let outcomes = |run: &Path| {
+        let mut v: Vec<(u64, String, Option<f64>, Option<usize>)> = read_state(run)
+            .unwrap()
+            .history
+            .iter()
+            .map(|m| {
+                let stopped_at = match &m.status {
+                    Status::Stopped(s) => Some(s.step),
+                    _ => None,
+                };
+                (m.id, m.status.name().to_string(), m.fitness(), stopped_at)
+            })
+            .collect();
+        v.sort_by_key(|o| o.0);
+        v
+    };
+    assert_eq!(outcomes(&slurm_run), outcomes(&local_run));
+    // The limits travelled with the second generation's jobs.
+    let specs: Vec<String> = std::fs::read_dir(slurm_run.join("jobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains(".result")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(specs.iter().any(|s| s.contains("\"limit\"")), "{specs:?}");
+}

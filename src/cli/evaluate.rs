@@ -16,7 +16,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::executor::jobfile::{self, JobResult, JobSpec, ProgressLine};
 use crate::engine::{Failure, Fitness, Job};
-use crate::search::Evaluation;
+use crate::search::{Evaluation, Stop};
 use crate::train::fitness::QuickTrain;
 
 /// Arguments of `evaluate`.
@@ -33,7 +33,8 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let spec = jobfile::read_spec(&args.job)?;
     let result = match evaluate(&spec) {
         Ok(evaluation) => JobResult::Evaluated { evaluation },
-        Err(reason) => JobResult::Failed { reason },
+        Err(Ended::Stopped(stop)) => JobResult::Stopped { stop },
+        Err(Ended::Failed(reason)) => JobResult::Failed { reason },
     };
     jobfile::write_result(&spec.result, &result)?;
     match result {
@@ -44,11 +45,32 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             );
             Ok(())
         }
+        JobResult::Stopped { stop } => {
+            println!(
+                "member #{}: stopped by the median rule after {} of {} steps (mean loss {:.5} > median {:.5})",
+                spec.member.id, stop.step, stop.steps, stop.loss, stop.median
+            );
+            Ok(())
+        }
         JobResult::Failed { reason } => bail!("member #{}: {reason}", spec.member.id),
     }
 }
 
-fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
+/// How a job ended without an evaluation.
+enum Ended {
+    /// The median stopping rule stopped it: a result, not a failure.
+    Stopped(Stop),
+    /// It failed, one line.
+    Failed(String),
+}
+
+impl From<String> for Ended {
+    fn from(reason: String) -> Ended {
+        Ended::Failed(reason)
+    }
+}
+
+fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
     let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let config = loaded.config;
     let scale = config.search_space.scale;
@@ -67,6 +89,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         adopt: None,
         // Measured on the node when the run has a latency limit.
         latency_ms: None,
+        checks: spec.checks.clone(),
     };
     let mut progress = std::fs::File::create(&spec.progress)
         .map_err(|e| format!("cannot create {}: {e}", spec.progress.display()))?;
@@ -84,9 +107,12 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, String> {
         eprintln!("warning: cannot append to {}: {e}", spec.progress.display());
     }
     outcome.map_err(|f| match f {
-        Failure::Error(reason) | Failure::Rejected { reason, .. } => reason,
+        Failure::Stopped(stop) => Ended::Stopped(stop),
+        Failure::Error(reason) | Failure::Rejected { reason, .. } => Ended::Failed(reason),
         // The job cannot tell the coordinator to stop: the member fails, saying why.
-        Failure::Storage(reason) => format!("cannot write the run's files: {reason}"),
-        Failure::Cancelled | Failure::Detached => "cancelled".into(),
+        Failure::Storage(reason) => {
+            Ended::Failed(format!("cannot write the run's files: {reason}"))
+        }
+        Failure::Cancelled | Failure::Detached => Ended::Failed("cancelled".into()),
     })
 }

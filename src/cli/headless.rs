@@ -280,6 +280,14 @@ impl Printer {
             }
             Event::Failed { id, reason } => vec![format!("{}   FAILED: {reason}", self.tag(*id))],
             Event::Killed { id } => vec![format!("{}   killed", self.tag(*id))],
+            Event::Stopped { id, stop } => vec![format!(
+                "{}   stopped at step {}/{}: mean loss {:.5} above the median {:.5} of earlier generations",
+                self.tag(*id),
+                stop.step,
+                stop.steps,
+                stop.loss,
+                stop.median
+            )],
             Event::GenerationDone {
                 generation,
                 best,
@@ -421,6 +429,7 @@ mod tests {
             final_loss: None,
             seconds: 1.0,
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         };
         let line = p
             .handle(&Event::Evaluated {
@@ -470,6 +479,7 @@ mod tests {
                 final_loss: None,
                 seconds: 10.0,
                 latency_ms: None,
+                checkpoint_losses: Vec::new(),
             };
             let line = p
                 .handle(&Event::Evaluated {

@@ -491,6 +491,9 @@ fn check(config: &Config) -> Result<()> {
         t.milestones,
         t.gamma
     );
+    if let Some(rule) = &t.median_stop {
+        println!("{}", rule.describe(t.steps));
+    }
     println!(
         "data: train {}, validation {}",
         config.dataset.train.root_hr.display(),

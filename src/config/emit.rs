@@ -63,6 +63,10 @@ fn trainer(t: &TrainerConfig) -> Value {
             opt(t.common_random_numbers.then_some(true)),
         ),
         (
+            "median_stop",
+            opt(t.median_stop.as_ref().map(super::median_stop::emit)),
+        ),
+        (
             "optimizer",
             map([
                 ("type", "Adam".into()),

@@ -20,6 +20,7 @@
 mod emit;
 mod error;
 mod executor;
+mod median_stop;
 mod parse;
 mod paths;
 mod pipeline;
@@ -205,6 +206,10 @@ pub struct TrainerConfig {
     /// from the architecture rather than from luck.
     #[serde(default)]
     pub common_random_numbers: bool,
+    /// `median_stop` (esr-ea only, `nas.trainer`): the median stopping rule
+    /// ([`crate::search::MedianStop`]); `None` (absent) is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_stop: Option<crate::search::MedianStop>,
 }
 
 impl TrainerConfig {
@@ -221,6 +226,7 @@ impl TrainerConfig {
             seed: None,
             milestones_in_steps: false,
             common_random_numbers: false,
+            median_stop: None,
         }
     }
 

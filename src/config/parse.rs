@@ -44,7 +44,9 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         None => super::embedded_photographs(scale),
     };
     let trainer_node = r.section(&nas, "trainer")?;
-    let search_trainer = trainer(r, trainer_node, TrainerConfig::search_defaults(), scale)?;
+    let median_stop = super::median_stop::parse(r, trainer_node.as_ref())?;
+    let mut search_trainer = trainer(r, trainer_node, TrainerConfig::search_defaults(), scale)?;
+    search_trainer.median_stop = median_stop;
 
     let fully_train = r.section(&root, "fully_train")?;
     let (full_trainer, full_dataset) = match fully_train {

@@ -91,6 +91,7 @@ mod tests {
             final_loss: None,
             seconds: 1.0,
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         });
         m
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::search::{Evaluation, Member};
+use crate::search::{Evaluation, Member, Stop};
 
 /// One thing that happened in a search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +109,13 @@ pub enum Event {
     Killed {
         /// Member id.
         id: u64,
+    },
+    /// The median stopping rule stopped a member (`nas.trainer.median_stop`).
+    Stopped {
+        /// Member id.
+        id: u64,
+        /// Where and why.
+        stop: Stop,
     },
     /// A generation finished; elitism done.
     GenerationDone {
@@ -293,7 +300,8 @@ impl Event {
             | Event::Evaluated { id, .. }
             | Event::Cached { id, .. }
             | Event::Failed { id, .. }
-            | Event::Killed { id } => Some(*id),
+            | Event::Killed { id }
+            | Event::Stopped { id, .. } => Some(*id),
             _ => None,
         }
     }

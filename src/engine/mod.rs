@@ -281,6 +281,10 @@ impl Engine {
             }
         };
         self.checkpoint();
+        if self.fitness.median_stop().is_some() {
+            let message = self.stop_summary();
+            self.log("info", message);
+        }
         let finished = Event::Finished {
             complete,
             elites: self.search.state.elites.clone(),
@@ -298,6 +302,26 @@ impl Engine {
             );
         }
         Ok(self.search)
+    }
+
+    /// What the median stopping rule did, for the end of the search.
+    fn stop_summary(&self) -> String {
+        let history = &self.search.state.history;
+        let tally = crate::search::StopTally::of(history);
+        let trained = history
+            .iter()
+            .filter(|m| matches!(m.status, Status::Evaluated(_)))
+            .count()
+            + tally.stopped;
+        let planned = trained * self.fitness.steps();
+        format!(
+            "median stopping rule: stopped {} of {} trainings, saving {} of {} training steps ({:.0}%)",
+            tally.stopped,
+            trained,
+            tally.steps_saved,
+            planned,
+            100.0 * tally.steps_saved as f64 / planned.max(1) as f64
+        )
     }
 
     fn announce_generation(&mut self) {
@@ -351,6 +375,17 @@ impl Engine {
                 cancel: Arc::clone(&cancel),
                 adopt: self.search.state.jobs.get(&member.id).cloned(),
                 latency_ms: self.search.known_latency(&member),
+                checks: self
+                    .fitness
+                    .median_stop()
+                    .map(|rule| {
+                        rule.checks(
+                            self.fitness.steps(),
+                            &self.search.state.history,
+                            member.generation,
+                        )
+                    })
+                    .unwrap_or_default(),
                 member: member.clone(),
             };
             self.in_flight.insert(
@@ -446,6 +481,11 @@ impl Engine {
             Err(Failure::Storage(reason)) => {
                 self.storage_failed(reason);
                 return;
+            }
+            Err(Failure::Stopped(stop)) => {
+                if self.search.record(id, Status::Stopped(stop.clone())) {
+                    self.emit(Event::Stopped { id, stop });
+                }
             }
             Err(Failure::Rejected { reason, latency_ms }) => {
                 if self.search.record_rejected(id, reason.clone(), latency_ms) {

@@ -152,6 +152,7 @@ pub fn ended_member(event: &Event) -> Option<(u64, Status)> {
             },
         )),
         Event::Killed { id } => Some((*id, Status::Killed)),
+        Event::Stopped { id, stop } => Some((*id, Status::Stopped(stop.clone()))),
         _ => None,
     }
 }
@@ -358,6 +359,16 @@ impl RunView {
                     self.note("info", format!("#{id} killed: its training was stopped"));
                 }
                 self.finish_member(*id, Status::Killed)
+            }
+            Event::Stopped { id, stop } => {
+                self.finish_member(*id, Status::Stopped(stop.clone()));
+                self.note(
+                    "info",
+                    format!(
+                        "#{id} stopped by the median rule after {}/{} steps",
+                        stop.step, stop.steps
+                    ),
+                );
             }
             Event::GenerationDone {
                 generation,

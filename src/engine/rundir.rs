@@ -253,6 +253,7 @@ fn outcome(m: &Member) -> (String, String, String) {
             format!("{:.5}", e.ssim),
             format!("{:.1}", e.seconds),
         ),
+        Status::Stopped(s) => (String::new(), String::new(), format!("{:.1}", s.seconds)),
         _ => (String::new(), String::new(), String::new()),
     }
 }
@@ -268,17 +269,24 @@ fn origin_name(m: &Member) -> &'static str {
     }
 }
 
-/// `history.csv`: one row per evaluated (or failed/killed/cached) individual.
-/// A `latency_ms` column is added when latencies were measured (the run has
-/// `range.max_latency_ms`), so files of other runs keep their columns; the
-/// last column, `psnr_over_bicubic`, is the fitness minus the bicubic PSNR
-/// of the same validation images (empty without a fitness or a known bicubic).
+/// `history.csv`: one row per evaluated (or failed/killed/cached/stopped)
+/// individual. A `latency_ms` column is added when latencies were measured
+/// (the run has `range.max_latency_ms`), and a `stopped_at` column (steps
+/// trained, of how many) once the median stopping rule stopped a member, so
+/// files of other runs keep their columns; the last column,
+/// `psnr_over_bicubic`, is the fitness minus the bicubic PSNR of the same
+/// validation images (empty without a fitness or a known bicubic).
 pub fn history_csv(state: &SearchState) -> String {
     let with_latency = !state.latency.is_empty();
+    let with_stops = state
+        .history
+        .iter()
+        .any(|m| matches!(m.status, Status::Stopped(_)));
     let mut out = String::from(
         "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made",
     );
     out.push_str(if with_latency { ",latency_ms" } else { "" });
+    out.push_str(if with_stops { ",stopped_at" } else { "" });
     out.push_str(",psnr_over_bicubic\n");
     for m in &state.history {
         let (psnr, ssim, secs) = outcome(m);
@@ -304,6 +312,13 @@ pub fn history_csv(state: &SearchState) -> String {
                 ",{}",
                 ms.map(|v| format!("{v:.1}")).unwrap_or_default()
             ));
+        }
+        if with_stops {
+            let at = match &m.status {
+                Status::Stopped(s) => format!("{}/{}", s.step, s.steps),
+                _ => String::new(),
+            };
+            out.push_str(&format!(",{at}"));
         }
         let over = m.fitness().zip(state.bicubic_psnr).map(|(f, b)| f - b);
         out.push_str(&format!(

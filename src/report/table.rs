@@ -142,6 +142,9 @@ pub struct RunFacts {
     pub failures: usize,
     /// Members stopped by hand.
     pub killed: usize,
+    /// What the median stopping rule saved, when it stopped anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_stop: Option<crate::search::StopTally>,
     /// Quick-training seconds summed over the evaluated members.
     pub search_train_seconds: f64,
     /// The stages (empty when the run has no `pipeline.json`).
@@ -395,7 +398,7 @@ impl Report {
         } else {
             f.devices.join(", ")
         };
-        let facts = [
+        let mut facts = vec![
             ("run directory", format!("`{}`", f.run_dir)),
             ("config", f.config.clone()),
             ("seed", f.seed.to_string()),
@@ -422,6 +425,18 @@ impl Report {
             ("cache hits", f.cache_hits.to_string()),
             ("failures", f.failures.to_string()),
             ("killed by hand", f.killed.to_string()),
+        ];
+        if let Some(t) = f.median_stop {
+            facts.push((
+                "stopped by the median rule",
+                format!(
+                    "{} ({} training steps saved)",
+                    t.stopped,
+                    thousands(t.steps_saved as u64)
+                ),
+            ));
+        }
+        facts.extend([
             (
                 "quick training, summed over members",
                 duration(f.search_train_seconds),
@@ -430,7 +445,7 @@ impl Report {
                 "validation images",
                 f.bicubic_source.clone().unwrap_or_else(dash),
             ),
-        ];
+        ]);
         for (k, v) in facts {
             let _ = writeln!(md, "| {k} | {v} |");
         }
@@ -593,11 +608,13 @@ fn facts(run: &RunInputs) -> RunFacts {
             .iter()
             .filter(|m| matches!(m.status, Status::Killed))
             .count(),
+        median_stop: Some(crate::search::StopTally::of(&state.history)).filter(|t| t.stopped > 0),
         search_train_seconds: state
             .history
             .iter()
             .filter_map(|m| match &m.status {
                 Status::Evaluated(e) => Some(e.seconds),
+                Status::Stopped(s) => Some(s.seconds),
                 _ => None,
             })
             .sum(),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::individual::Individual;
+use super::median_stop::Stop;
 use crate::space::GeneList;
 
 /// What a finished quick-training of one network measured.
@@ -21,6 +22,11 @@ pub struct Evaluation {
     /// (`range.max_latency_ms`); absent in older state files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// Mean training loss at each checkpoint of the median stopping rule
+    /// (`nas.trainer.median_stop`), its curve for the medians of later
+    /// generations; empty (and not written) when the rule is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_losses: Vec<f64>,
 }
 
 /// How a member came to be.
@@ -72,6 +78,9 @@ pub enum Status {
     },
     /// Stopped by hand: no fitness.
     Killed,
+    /// Stopped by the median stopping rule: no fitness, so it ranks below
+    /// every member that finished its training.
+    Stopped(Stop),
 }
 
 impl Status {
@@ -96,6 +105,7 @@ impl Status {
             Status::Cached(_) => "cached",
             Status::Failed { .. } => "failed",
             Status::Killed => "killed",
+            Status::Stopped(_) => "stopped",
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod check;
 mod evolve;
 pub mod individual;
+pub mod median_stop;
 pub mod member;
 pub mod plan;
 pub mod problem;
@@ -13,6 +14,7 @@ mod steer;
 use serde::{Deserialize, Serialize};
 
 pub use individual::{Individual, Slot};
+pub use median_stop::{MedianStop, Stop, StopCheck, StopTally};
 pub use member::{Evaluation, Member, Origin, Status};
 pub use problem::{Problem, Reach, RepairCost, RepairRounds};
 pub use state::{GenerationSummary, Search, SearchState};

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::individual::Individual;
 use super::problem::Problem;
-use super::{Evaluation, Member, Origin, SearchError, Status};
+use super::{Evaluation, Member, Origin, SearchError, Status, Stop};
 use crate::space::SearchSpace;
 
 /// Everything a search needs to continue: serialise it, restore it, go on.
@@ -54,6 +54,11 @@ pub struct SearchState {
     /// run starts (again on resuming a run saved without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bicubic_psnr: Option<f64>,
+    /// Architectures the median stopping rule stopped, by architecture: a
+    /// later copy is stopped the same way without training (as the cache
+    /// does for results), so the rule never pays twice for one network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stopped: BTreeMap<String, Stop>,
 }
 
 /// A summary of one completed generation.
@@ -102,6 +107,7 @@ impl Search {
                 summaries: Vec::new(),
                 jobs: BTreeMap::new(),
                 bicubic_psnr: None,
+                stopped: BTreeMap::new(),
             },
         };
         search.set_population(
@@ -182,12 +188,17 @@ impl Search {
         if member.status != Status::Pending {
             return;
         }
-        if let Some(eval) = self.state.cache.get(&member.key()).cloned() {
-            self.state.population[index].status = Status::Cached(eval);
-            self.state.cache_hits += 1;
-            let done = self.state.population[index].clone();
-            self.state.history.push(done);
-        }
+        let status = match self.state.cache.get(&member.key()) {
+            Some(eval) => Status::Cached(eval.clone()),
+            None => match self.state.stopped.get(&member.key()) {
+                Some(stop) => Status::Stopped(stop.clone()),
+                None => return,
+            },
+        };
+        self.state.population[index].status = status;
+        self.state.cache_hits += 1;
+        let done = self.state.population[index].clone();
+        self.state.history.push(done);
     }
 
     /// Index of the next member to train, skipping architectures already
@@ -220,6 +231,10 @@ impl Search {
                 self.state.latency.insert(key.clone(), ms);
             }
             self.state.cache.insert(key, eval.clone());
+        }
+        if let Status::Stopped(stop) = &status {
+            let key = self.state.population[index].key();
+            self.state.stopped.insert(key, stop.clone());
         }
         self.state.population[index].status = status;
         let done = self.state.population[index].clone();

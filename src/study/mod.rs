@@ -536,12 +536,18 @@ impl Study {
                     cancel: Arc::clone(cancel),
                     adopt: None,
                     latency_ms: None,
+                    // The study measures the whole fitness: no median stopping.
+                    checks: Vec::new(),
                 };
                 match fitness.evaluate(&job, &mut |_| {}) {
                     Ok(e) => Ok(e.psnr),
                     Err(Failure::Cancelled | Failure::Detached) => return None,
                     Err(Failure::Error(e) | Failure::Storage(e)) => Err(e),
                     Err(Failure::Rejected { reason, .. }) => Err(reason),
+                    Err(Failure::Stopped(stop)) => Err(format!(
+                        "stopped by the median rule after {} steps",
+                        stop.step
+                    )),
                 }
             }
             Task::Reference {

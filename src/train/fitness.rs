@@ -11,7 +11,8 @@ use super::trainer::{TrainError, TrainPlan, Trainer};
 use super::StepReport;
 use crate::data::dataset::Dataset;
 use crate::latency::LatencyLimit;
-use crate::search::{Evaluation, Member};
+use crate::search::median_stop::StopWatch;
+use crate::search::{Evaluation, MedianStop, Member, Stop, StopCheck};
 use crate::space::Arch;
 
 /// Quick training as the search's fitness.
@@ -28,6 +29,9 @@ pub struct QuickTrain {
     /// (patch stream and initial weights) instead of its own job seed, so
     /// members of one run differ by their architecture only.
     pub common_seed: Option<u64>,
+    /// The median stopping rule (`nas.trainer.median_stop`), when on: the
+    /// engine turns it into each job's [`Job::checks`].
+    pub median_stop: Option<MedianStop>,
 }
 
 /// The seed every member of a run shares under common random numbers: a
@@ -60,6 +64,7 @@ impl QuickTrain {
                 .search_trainer
                 .common_random_numbers
                 .then(|| common_seed(config.seed)),
+            median_stop: config.search_trainer.median_stop.clone(),
         }
     }
 
@@ -91,6 +96,10 @@ pub struct Job {
     /// Its architecture's latency when measured before (the search state's
     /// latency cache), so it is not measured again.
     pub latency_ms: Option<f64>,
+    /// The median stopping rule's checkpoints for this member, limits
+    /// included, fixed by the coordinator from earlier generations
+    /// ([`MedianStop::checks`]); empty when the rule is off.
+    pub checks: Vec<StopCheck>,
 }
 
 /// Why an evaluation produced no fitness.
@@ -113,6 +122,8 @@ pub enum Failure {
         /// The measured median ms per frame.
         latency_ms: f64,
     },
+    /// Stopped by the median stopping rule at one of its checkpoints.
+    Stopped(Stop),
 }
 
 /// Turns a job into a fitness. Implementations must check `job.cancel`
@@ -120,6 +131,10 @@ pub enum Failure {
 pub trait Fitness: Send + Sync {
     /// Training steps per evaluation (for progress and ETA).
     fn steps(&self) -> usize;
+    /// The median stopping rule this fitness is evaluated under, if any.
+    fn median_stop(&self) -> Option<&MedianStop> {
+        None
+    }
     /// Trains and validates the job's network, reporting each step.
     fn evaluate(
         &self,
@@ -131,6 +146,10 @@ pub trait Fitness: Send + Sync {
 impl Fitness for QuickTrain {
     fn steps(&self) -> usize {
         self.plan.steps
+    }
+
+    fn median_stop(&self) -> Option<&MedianStop> {
+        self.median_stop.as_ref()
     }
 
     fn evaluate(
@@ -173,12 +192,24 @@ impl Fitness for QuickTrain {
             &device,
         )
         .map_err(fail)?;
-        trainer
-            .run(|r| {
-                report(r);
-                !job.cancel.load(Ordering::SeqCst)
-            })
-            .map_err(fail)?;
+        let mut watch = StopWatch::new(job.checks.clone());
+        let mut stopped = None;
+        let run = trainer.run(|r| {
+            report(r);
+            stopped = watch.step(r.step, r.loss);
+            stopped.is_none() && !job.cancel.load(Ordering::SeqCst)
+        });
+        if let Some(point) = stopped {
+            return Err(Failure::Stopped(Stop {
+                step: point.step,
+                steps: self.plan.steps,
+                loss: point.loss,
+                median: point.median,
+                checkpoint_losses: watch.checkpoint_losses,
+                seconds: start.elapsed().as_secs_f64(),
+            }));
+        }
+        run.map_err(fail)?;
         if job.cancel.load(Ordering::SeqCst) {
             return Err(Failure::Cancelled);
         }
@@ -192,6 +223,7 @@ impl Fitness for QuickTrain {
             final_loss: trainer.losses.last().copied(),
             seconds: start.elapsed().as_secs_f64(),
             latency_ms,
+            checkpoint_losses: watch.checkpoint_losses,
         })
     }
 }

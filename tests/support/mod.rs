@@ -93,6 +93,7 @@ impl Fitness for Stand {
             final_loss: Some(self.first_loss / 4.0),
             seconds: self.seconds,
             latency_ms: None,
+            checkpoint_losses: Vec::new(),
         })
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write;
-use crate::search::{Evaluation, Member};
+use crate::search::{Evaluation, Member, Stop, StopCheck};
 use crate::train::StepReport;
 
 /// The folder of the job files inside a run directory.
@@ -39,6 +39,11 @@ pub struct JobSpec {
     pub progress: PathBuf,
     /// Where to write the result.
     pub result: PathBuf,
+    /// The median stopping rule's checks for the member, limits fixed by
+    /// the coordinator ([`crate::train::fitness::Job::checks`]); absent when
+    /// the rule is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<StopCheck>,
 }
 
 /// One training step, a JSON line of the progress file.
@@ -89,6 +94,11 @@ pub enum JobResult {
     Failed {
         /// Why, one line.
         reason: String,
+    },
+    /// The median stopping rule stopped the training at a checkpoint.
+    Stopped {
+        /// Where and why.
+        stop: Stop,
     },
 }
 

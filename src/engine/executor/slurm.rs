@@ -330,6 +330,7 @@ impl Submitter {
             weights: std::path::absolute(&job.weights).unwrap_or_else(|_| job.weights.clone()),
             progress: paths.progress.clone(),
             result: paths.result.clone(),
+            checks: job.checks.clone(),
         };
         for stale in [&paths.result, &paths.progress] {
             let _ = std::fs::remove_file(stale);
@@ -508,6 +509,9 @@ fn monitor(
                 Ok(Some(JobResult::Failed { reason })) => {
                     finished.push((*id, Err(Failure::Error(reason))))
                 }
+                Ok(Some(JobResult::Stopped { stop })) => {
+                    finished.push((*id, Err(Failure::Stopped(stop))))
+                }
                 Ok(None) => {}
                 Err(e) => finished.push((*id, Err(Failure::Error(format!("{e:#}"))))),
             }
@@ -560,6 +564,10 @@ fn monitor(
                             }
                             Ok(Some(JobResult::Failed { reason })) => {
                                 finished.push((*id, Err(Failure::Error(reason))));
+                                continue;
+                            }
+                            Ok(Some(JobResult::Stopped { stop })) => {
+                                finished.push((*id, Err(Failure::Stopped(stop))));
                                 continue;
                             }
                             _ => {}

@@ -239,6 +239,7 @@ impl App {
             Status::Cached(_) => ("cached".into(), Tone::Cached),
             Status::Failed { .. } => ("failed".into(), Tone::Failed),
             Status::Killed => ("killed".into(), Tone::Killed),
+            Status::Stopped(_) => ("stopped".into(), Tone::Killed),
         }
     }
 }
