@@ -340,7 +340,7 @@ fn off_the_search_writes_what_it_wrote_before() {
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert_eq!(
         csv.lines().next().unwrap(),
-        "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made"
+        "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made,psnr_over_bicubic"
     );
     let config_yaml = std::fs::read_to_string(run.join("config.yaml")).unwrap();
     assert!(!config_yaml.contains("median_stop"));
