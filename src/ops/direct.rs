@@ -410,7 +410,119 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernels::{conv_forward, conv_forward_into};
     use super::*;
+
+    /// The definition, in f64, with the shuffle applied to the input reads:
+    /// `[acc +] bias + Σ w · x`, then ReLU.
+    fn naive(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeom, relu: bool) -> Vec<f64> {
+        let (h, w, k, p) = (g.h as isize, g.w as isize, g.k, g.pad() as isize);
+        let mut y = vec![0.0; g.y_len()];
+        for b in 0..g.batch {
+            for o in 0..g.c_out {
+                let grp = o / g.cout_g();
+                for yy in 0..h {
+                    for xx in 0..w {
+                        let mut s = bias.map_or(0.0, |b| f64::from(b[o]));
+                        for ci in 0..g.cin_g() {
+                            let c = g.in_channel(grp * g.cin_g() + ci);
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (yy + ky as isize - p, xx + kx as isize - p);
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                                        let wv = wt[((o * g.cin_g() + ci) * k + ky) * k + kx];
+                                        let xv = x[((b * g.c_in + c) * g.h + iy as usize) * g.w
+                                            + ix as usize];
+                                        s += f64::from(wv) * f64::from(xv);
+                                    }
+                                }
+                            }
+                        }
+                        let i = ((b * g.c_out + o) * g.h + yy as usize) * g.w + xx as usize;
+                        y[i] = if relu { s.max(0.0) } else { s };
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn ramp(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}: element {i}: {a} vs {b}"
+            );
+        }
+    }
+
+    /// Whatever path runs (direct on AVX-512, GEMM elsewhere), the f32
+    /// forward equals the definition: 1x1 and 3x3, groups, shuffles,
+    /// widths around the 16-lane vectors, bias, ReLU, accumulation.
+    #[test]
+    fn forward_matches_the_definition() {
+        let cases = [
+            // (batch, c_in, c_out, h, w, k, groups, shuffle)
+            (2, 4, 8, 5, 7, 3, 1, 1),
+            (1, 8, 4, 3, 17, 3, 2, 2),
+            (1, 12, 24, 4, 33, 3, 4, 3),
+            (2, 6, 3, 6, 16, 3, 1, 1),
+            (1, 5, 9, 2, 50, 1, 1, 1),
+            (3, 16, 16, 1, 1, 3, 4, 4),
+            (1, 3, 20, 7, 40, 3, 1, 1),
+            (1, 40, 6, 3, 21, 1, 2, 1),
+        ];
+        for (batch, c_in, c_out, h, w, k, groups, shuffle) in cases {
+            let g = ConvGeom {
+                batch,
+                c_in,
+                c_out,
+                h,
+                w,
+                k,
+                groups,
+                shuffle,
+            };
+            let x = ramp(g.x_len(), 0.3);
+            let wt = ramp(g.w_len(), 1.1);
+            let bias = ramp(c_out, 2.0);
+            for (b, relu) in [(None, false), (Some(&bias[..]), true)] {
+                let got = conv_forward(&x, &wt, b, &g, relu);
+                close(&got, &naive(&x, &wt, b, &g, relu), &format!("{g:?}"));
+            }
+            // Accumulating into what the output holds.
+            let start = ramp(g.y_len(), 0.9);
+            let mut acc = start.clone();
+            let planes = Planes {
+                x_batch: c_in * g.hw(),
+                y_batch: c_out * g.hw(),
+            };
+            // SAFETY: dense buffers of the convolution's sizes.
+            unsafe {
+                conv_forward_into(
+                    x.as_ptr(),
+                    &wt,
+                    None,
+                    &g,
+                    false,
+                    SendPtr(acc.as_mut_ptr()),
+                    planes,
+                    true,
+                )
+            };
+            let want: Vec<f64> = naive(&x, &wt, None, &g, false)
+                .iter()
+                .zip(&start)
+                .map(|(a, &s)| a + f64::from(s))
+                .collect();
+            close(&acc, &want, &format!("accumulate {g:?}"));
+        }
+    }
 
     #[test]
     fn channel_blocks_cover_every_channel_once() {
