@@ -386,7 +386,11 @@ mod x86 {
                                 // SAFETY: row iy of channel c of image b.
                                 Some(iy) => unsafe {
                                     let s = x.add(b * planes.x_batch + c * hw + iy * w);
-                                    std::ptr::copy_nonoverlapping(s.cast_const(), row.as_mut_ptr(), w);
+                                    std::ptr::copy_nonoverlapping(
+                                        s.cast_const(),
+                                        row.as_mut_ptr(),
+                                        w,
+                                    );
                                 },
                                 None => row.fill(0.0),
                             }
