@@ -6,10 +6,12 @@
 #   benches/compare.sh                 # 3 rounds, 2 threads, 5 timed steps
 #   ROUNDS=5 THREADS=1 STEPS=3 benches/compare.sh
 #
-# Cases: the seed network (17 blocks, G0 32): training step batch 16 x
-# 3x32x32 (x2), training step batch 4 x 3x48x48, inference 1x3x128x128; a
-# quick-config network (5 blocks, G0 16, 68,671 parameters): training step
-# batch 8 x 3x24x24. Prints a table (median over the rounds' medians,
+# Cases, both networks in one run: the seed network (17 blocks, G0 32):
+# training step batch 16 x 3x32x32 (x2), training step batch 4 x 3x48x48,
+# inference 1x3x128x128 and 1x3x360x640 (a 1280x720 output); the
+# quick-config network (`esr-ea speed --arch quick`: 5 blocks, G0 16, 68,671
+# parameters): training step batch 8 x 3x24x24 and the 1280x720 inference.
+# Prints a table (median over the rounds' medians,
 # min-max over every timed run, ratio candle/PyTorch, GFLOP/s at the
 # medians, peak memory) and writes every raw JSON to $OUT (default
 # target/compare).
@@ -27,8 +29,10 @@ VENV=${VENV:-benches/.venv}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET/compare}
 PY=$VENV/bin/python
-# A quick-config network (configs/quick.yaml draws G0 16 networks like it).
-QUICK_ARCH=${QUICK_ARCH:-G_6_16_16 C_4_16_24 G_4_8_8 G_4_16_16 G_8_8_24}
+# The two networks, by the names both programs know (`--arch seed|quick`;
+# the quick one is of the size configs/quick.yaml draws, G0 16).
+SEED="--arch seed --g0 32"
+QUICK="--arch quick --g0 16"
 # PyTorch's OpenMP threads spin while they wait; on a loaded machine (other
 # builds) a spinning thread keeps the core from a preempted one and a 2-thread
 # forward became 10-20x slower than 1 thread. PASSIVE waits sleep instead:
@@ -60,10 +64,12 @@ echo "== checking the PyTorch network against the reference vectors"
 "$PY" benches/pytorch/esrn.py --check
 
 CASES=(
-  "train-b16-p32|--batch 16 --patch 32 --steps $STEPS --warmup 1 --inference none"
-  "train-b4-p48|--batch 4 --patch 48 --steps $STEPS --warmup 1 --inference none"
-  "infer-128|--steps 0 --inference 256x256 --inference-runs $STEPS --inference-warmup 1"
-  "quick-b8-p24|--arch $QUICK_ARCH --g0 16 --batch 8 --patch 24 --steps $((STEPS * 4)) --warmup 2 --inference none"
+  "train-b16-p32|$SEED --batch 16 --patch 32 --steps $STEPS --warmup 1 --inference none"
+  "train-b4-p48|$SEED --batch 4 --patch 48 --steps $STEPS --warmup 1 --inference none"
+  "infer-128|$SEED --steps 0 --inference 256x256 --inference-runs $STEPS --inference-warmup 1"
+  "infer-720p|$SEED --steps 0 --inference 1280x720 --inference-runs 2"
+  "quick-b8-p24|$QUICK --batch 8 --patch 24 --steps $((STEPS * 4)) --warmup 2 --inference none"
+  "quick-infer-720p|$QUICK --steps 0 --inference 1280x720 --inference-runs 3 --inference-warmup 1"
 )
 
 run_candle() { "$BIN" speed --threads "$THREADS" $2 --json >"$OUT/$1"; }
@@ -90,7 +96,8 @@ import glob, json, os, statistics, sys
 
 out, rounds, threads, wait_policy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cases = [("train-b16-p32", "seed train 16x3x32x32"), ("train-b4-p48", "seed train 4x3x48x48"),
-         ("infer-128", "seed infer 1x3x128x128"), ("quick-b8-p24", "quick train 8x3x24x24")]
+         ("infer-128", "seed infer 1x3x128x128"), ("infer-720p", "seed infer 1x3x360x640"),
+         ("quick-b8-p24", "quick train 8x3x24x24"), ("quick-infer-720p", "quick infer 1x3x360x640")]
 
 def load(impl, name):
     return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"{impl}-{name}-*.json")))]
@@ -122,7 +129,7 @@ for name, label in cases:
     if not c or not t:
         continue
     loads += [r["load_average"][0] for r in c + t if r.get("load_average")]
-    keys = [("inference", "infer")] if name.startswith("infer") else [
+    keys = [("inference", "infer")] if "infer" in name else [
         ("step_ms", "step"), ("forward_ms", "forward"), ("backward_ms", "backward"), ("optimizer_ms", "Adam")]
     for key, phase in keys:
         cm, cmin, cmax = summary(c, key)

@@ -60,3 +60,37 @@ fn speed_rejects_bad_inference_size() {
     assert!(err.contains("--inference '720p'"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn speed_times_both_networks_by_default() {
+    let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args([
+            "speed",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch",
+            "1",
+            "--patch",
+            "8",
+            "--inference",
+            "none",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run esr-ea");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON array");
+    let nets = v.as_array().expect("an array of reports");
+    let names: Vec<&str> = nets.iter().filter_map(|r| r["network"].as_str()).collect();
+    assert_eq!(names, ["seed", "quick"]);
+    let params: Vec<u64> = nets.iter().filter_map(|r| r["params"].as_u64()).collect();
+    assert_eq!(params, [520_595, 68_671]);
+    for r in nets {
+        assert!(r["train_gflops"]["step"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The quick-config network of `esr-ea speed` (use it with --g0 16).
+QUICK_GENES = "G_6_16_16 C_4_16_24 G_4_8_8 G_4_16_16 G_8_8_24"
 SEED_GENES = (
     "G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 "
     "G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 "
@@ -381,7 +383,9 @@ def measure(args):
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     mem = Memory(device)
     baseline = mem.current()
-    genes = " ".join(args.arch).split() if args.arch else SEED_GENES.split()
+    named = {"seed": SEED_GENES, "quick": QUICK_GENES}
+    arch = " ".join(args.arch) if args.arch else "seed"
+    genes = named.get(arch, arch).split()
     torch.manual_seed(args.seed)
     net = ESRN(genes, args.g0, args.scale, bias=not args.no_bias).to(device)
     params = sum(p.numel() for p in net.parameters())
@@ -504,7 +508,7 @@ def build_parser():
     """The command line (the same options and defaults as `esr-ea speed`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default=None, nargs="+",
-                    help="genes, as separate arguments or space separated (default: the seed's 17 blocks)")
+                    help="genes, as separate arguments or space separated, or seed / quick (default: the seed's 17 blocks)")
     ap.add_argument("--g0", type=int, default=32)
     ap.add_argument("--no-bias", action="store_true")
     ap.add_argument("--batch", type=int, default=16)

@@ -12,21 +12,28 @@ use crate::space::{Arch, GeneList, SEED_GENES};
 /// Arguments of `speed`.
 #[derive(Debug, Args)]
 pub struct SpeedArgs {
-    /// Architecture to time (default: the reference's 17-block seed network).
-    #[arg(long, value_name = "GENES", num_args = 1..)]
+    /// Architecture to time: genes, `seed` (the reference's 17-block seed
+    /// network) or `quick` (a network like those configs/quick.yaml draws,
+    /// G0 16). Default: both named networks, one after the other.
+    #[arg(long, value_name = "GENES|seed|quick", num_args = 1..)]
     pub arch: Vec<String>,
-    /// Channels of the shallow features and global fusion (a multiple of 4).
-    #[arg(long, default_value_t = 32)]
-    pub g0: usize,
+    /// Channels of the shallow features and global fusion (a multiple of
+    /// 4); default 32, the quick network's 16. Given, it applies to every
+    /// network timed.
+    #[arg(long)]
+    pub g0: Option<usize>,
     /// Convolutions without biases (the reference's 1.x network).
     #[arg(long)]
     pub no_bias: bool,
-    /// Training batch size.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// LR patch side in pixels (the HR patch is `scale` times larger).
-    #[arg(long, default_value_t = 32)]
-    pub patch: usize,
+    /// Training batch size; default 16, the quick network's 8. Given, it
+    /// applies to every network timed.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// LR patch side in pixels (the HR patch is `scale` times larger);
+    /// default 32, the quick network's 24. Given, it applies to every
+    /// network timed.
+    #[arg(long)]
+    pub patch: Option<usize>,
     /// Upscaling factor.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
     pub scale: u8,
@@ -71,48 +78,108 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
     }
     // Before anything touches candle: its thread pools read these once.
     crate::ops::configure_threads(args.threads);
-    let arch = parse_arch(args)?;
-    if args.batch == 0 || args.patch == 0 {
+    let networks = networks(args)?;
+    if networks.iter().any(|n| n.batch == 0 || n.patch == 0) {
         bail!(
             "--batch {} --patch {}: both must be at least 1",
-            args.batch,
-            args.patch
+            args.batch.unwrap_or(0),
+            args.patch.unwrap_or(0)
         );
     }
-    let inference = parse_inference(&args.inference, arch.scale)?;
-    if let Some(lr) = inference {
-        check_inference_memory(&arch, lr)
-            .with_context(|| format!("--inference {}", args.inference))?;
-    }
-    let plan = SpeedPlan {
-        batch: args.batch,
-        patch: args.patch,
-        steps: args.steps,
-        warmup: args.warmup,
-        inference,
-        inference_runs: args.inference_runs,
-        inference_warmup: args.inference_warmup,
-        seed: args.seed,
-    };
     let dev = args.device.open().context("--device")?;
-    let report = measure(&plan, &arch, &args.device.to_string(), &dev)?;
+    let mut reports = Vec::with_capacity(networks.len());
+    for net in &networks {
+        let inference = parse_inference(&args.inference, net.arch.scale)?;
+        if let Some(lr) = inference {
+            check_inference_memory(&net.arch, lr).with_context(|| {
+                format!("--inference {} ({} network)", args.inference, net.name)
+            })?;
+        }
+        let plan = SpeedPlan {
+            batch: net.batch,
+            patch: net.patch,
+            steps: args.steps,
+            warmup: args.warmup,
+            inference,
+            inference_runs: args.inference_runs,
+            inference_warmup: args.inference_warmup,
+            seed: args.seed,
+        };
+        // What the previous network freed would otherwise count in this
+        // one's peaks (the allocator keeps freed memory for reuse).
+        crate::ops::alloc::release_freed_memory();
+        let mut report = measure(&plan, &net.arch, &args.device.to_string(), &dev)?;
+        report.network = Some(net.name.to_string());
+        if !args.json {
+            print!("{}", table(&report));
+        }
+        reports.push(report);
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", table(&report));
+        // One network: its object, as before; both: an array of them.
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string(one)?),
+            all => println!("{}", serde_json::to_string(all)?),
+        }
     }
     Ok(())
 }
 
-fn parse_arch(args: &SpeedArgs) -> Result<Arch> {
-    let genes = if args.arch.is_empty() {
-        GeneList::parse_args(&[SEED_GENES])?
-    } else {
-        GeneList::parse_args(&args.arch)?
+/// A network `speed` times, with its training shape.
+#[derive(Debug, Clone, PartialEq)]
+struct Network {
+    /// `seed`, `quick` or `custom` (genes given).
+    name: &'static str,
+    arch: Arch,
+    batch: usize,
+    patch: usize,
+}
+
+/// The quick-config network: 5 blocks, G0 16, 68,671 parameters, of the
+/// size configs/quick.yaml's search draws (`benches/compare.sh` times it
+/// beside PyTorch at batch 8 x 24x24).
+pub const QUICK_GENES: &str = "G_6_16_16 C_4_16_24 G_4_8_8 G_4_16_16 G_8_8_24";
+
+/// The networks to time: the one `--arch` names, or the seed and the
+/// quick network.
+fn networks(args: &SpeedArgs) -> Result<Vec<Network>> {
+    let named = |name: &'static str, genes: &str, (g0, batch, patch)| -> Result<Network> {
+        let arch = make_arch(args, GeneList::parse_args(&[genes])?, args.g0.unwrap_or(g0))?;
+        Ok(Network {
+            name,
+            arch,
+            batch: args.batch.unwrap_or(batch),
+            patch: args.patch.unwrap_or(patch),
+        })
     };
+    let seed = || named("seed", SEED_GENES, (32, 16, 32));
+    let quick = || named("quick", QUICK_GENES, (16, 8, 24));
+    match args
+        .arch
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Ok(vec![seed()?, quick()?]),
+        ["seed"] => Ok(vec![seed()?]),
+        ["quick"] => Ok(vec![quick()?]),
+        _ => {
+            let genes = GeneList::parse_args(&args.arch)?;
+            Ok(vec![Network {
+                name: "custom",
+                arch: make_arch(args, genes, args.g0.unwrap_or(32))?,
+                batch: args.batch.unwrap_or(16),
+                patch: args.patch.unwrap_or(32),
+            }])
+        }
+    }
+}
+
+fn make_arch(args: &SpeedArgs, genes: GeneList, g0: usize) -> Result<Arch> {
     let arch = Arch {
         genes,
-        g0: args.g0,
+        g0,
         scale: args.scale as usize,
         bias: !args.no_bias,
     };
@@ -144,7 +211,8 @@ const MAX_THREADS: usize = 1024;
 fn table(r: &SpeedReport) -> String {
     let or_null = |v: Option<usize>| v.map_or("null".to_string(), |v| v.to_string());
     let mut out = format!(
-        "{} blocks, G0 {}, x{}, {} params, {:.1} G Multi-Adds at 720p; device {}, threads {}\n",
+        "{} network: {} blocks, G0 {}, x{}, {} params, {:.1} G Multi-Adds at 720p; device {}, threads {}\n",
+        r.network.as_deref().unwrap_or("custom"),
         r.arch.split_whitespace().count(),
         r.g0,
         r.scale,
@@ -192,6 +260,45 @@ fn table(r: &SpeedReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        speed: SpeedArgs,
+    }
+
+    fn nets(args: &[&str]) -> Result<Vec<Network>> {
+        let cli = Cli::try_parse_from(std::iter::once("speed").chain(args.iter().copied()))?;
+        networks(&cli.speed)
+    }
+
+    #[test]
+    fn default_times_the_seed_and_the_quick_network() -> Result<()> {
+        let both = nets(&[])?;
+        let names: Vec<&str> = both.iter().map(|n| n.name).collect();
+        assert_eq!(names, ["seed", "quick"]);
+        let params: Vec<u64> = both.iter().map(|n| n.arch.cost().params).collect();
+        assert_eq!(params, [520_595, 68_671]);
+        let shapes: Vec<(usize, usize, usize)> =
+            both.iter().map(|n| (n.arch.g0, n.batch, n.patch)).collect();
+        assert_eq!(shapes, [(32, 16, 32), (16, 8, 24)]);
+        // Given sizes apply to both; a name or genes pick one network.
+        let small = nets(&["--batch", "2", "--patch", "8"])?;
+        assert!(small.iter().all(|n| (n.batch, n.patch) == (2, 8)));
+        assert_eq!(nets(&["--arch", "quick"])?, vec![both[1].clone()]);
+        assert_eq!(nets(&["--arch", "seed"])?, vec![both[0].clone()]);
+        let custom = nets(&["--arch", "S_4_8_8"])?;
+        assert_eq!(
+            (custom[0].name, custom[0].arch.g0, custom[0].batch),
+            ("custom", 32, 16)
+        );
+        let e = nets(&["--arch", "quick", "--g0", "18"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--arch") && e.contains("18"), "{e}");
+        Ok(())
+    }
 
     #[test]
     fn inference_size_is_an_output_size() {

@@ -90,6 +90,9 @@ pub struct Peaks {
 /// What `speed` measured (its `--json` output, field for field).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpeedReport {
+    /// Which network `esr-ea speed` timed (`seed`, `quick`, `custom`), if
+    /// it names one.
+    pub network: Option<String>,
     /// The genes, space-separated.
     pub arch: String,
     /// G0.
@@ -260,6 +263,7 @@ pub fn measure(plan: &SpeedPlan, arch: &Arch, device: &str, dev: &Device) -> Res
         .unwrap_or(0);
     let threads = crate::ops::par::threads();
     Ok(SpeedReport {
+        network: None,
         arch: arch.genes.to_string(),
         g0: arch.g0,
         scale: arch.scale,

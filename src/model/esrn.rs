@@ -174,12 +174,35 @@ impl Esrn {
         }
         let x0 = self.sfe1.forward(lr)?;
         let mut x = self.sfe2.forward(&x0)?;
-        let mut kept = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            x = block.forward(&x)?;
-            kept.push(x.clone());
-        }
-        let fused = self.gff_fuse.forward(&Tensor::cat(&kept, 1)?)?;
+        let fused = if self.records_gradients(lr) {
+            let mut kept = Vec::with_capacity(self.blocks.len());
+            for block in &self.blocks {
+                x = block.forward(&x)?;
+                kept.push(x.clone());
+            }
+            self.gff_fuse.forward(&Tensor::cat(&kept, 1)?)?
+        } else {
+            // Inference: the global fusion's 1x1 conv over the concatenation
+            // is the sum of its slices' convs over each block's output, so
+            // each block's share is added as soon as it is done, and no
+            // block output is kept (see `crate::ops::add_conv1x1`).
+            let mut fused: Option<Tensor> = None;
+            let mut offset = 0;
+            for block in &self.blocks {
+                x = block.forward(&x)?;
+                let width = x.dim(1)?;
+                let slice = self.gff_fuse.weight().narrow(1, offset, width)?;
+                fused = Some(match fused {
+                    None => ops::conv1x1(&x, &slice.contiguous()?, self.gff_fuse.bias())?,
+                    Some(acc) => crate::ops::add_conv1x1(acc, &x, &slice)?,
+                });
+                offset += width;
+            }
+            match fused {
+                Some(f) => f,
+                None => bail!("the network needs at least one block"),
+            }
+        };
         let mut y = (self.gff_conv.forward(&fused)? + x0)?;
         for step in &self.up {
             y = match step {
@@ -188,6 +211,13 @@ impl Esrn {
             };
         }
         Ok(y)
+    }
+
+    /// Whether a forward on `lr` records a gradient graph (the input or
+    /// any weight is a variable); without one the forward may take
+    /// inference-only shortcuts.
+    fn records_gradients(&self, lr: &Tensor) -> bool {
+        lr.track_op() || self.convs().iter().any(|c| c.weight().track_op())
     }
 
     /// The blocks, in order.

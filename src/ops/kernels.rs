@@ -11,8 +11,44 @@ use super::geom::ConvGeom;
 use super::par::{self, SendPtr};
 
 /// Element types the kernels run on (those the `gemm` crate multiplies).
-pub trait Elem: WithDType {}
-impl Elem for f32 {}
+pub trait Elem: WithDType {
+    /// Runs [`conv_forward_into`] with the direct kernels of
+    /// [`super::direct`] where they apply (f32 on AVX-512); returns false
+    /// when the caller must run the GEMM path.
+    ///
+    /// # Safety
+    /// As [`conv_forward_into`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn direct_forward(
+        _x: *const Self,
+        _weight: &[Self],
+        _bias: Option<&[Self]>,
+        _g: &ConvGeom,
+        _relu: bool,
+        _y: SendPtr<Self>,
+        _planes: Planes,
+        _accumulate: bool,
+    ) -> bool {
+        false
+    }
+}
+
+impl Elem for f32 {
+    unsafe fn direct_forward(
+        x: *const f32,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        g: &ConvGeom,
+        relu: bool,
+        y: SendPtr<f32>,
+        planes: Planes,
+        accumulate: bool,
+    ) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { super::direct::conv_forward_f32(x, weight, bias, g, relu, y, planes, accumulate) }
+    }
+}
+
 impl Elem for f64 {}
 
 fn zero<T: Elem>() -> T {
@@ -226,6 +262,10 @@ pub unsafe fn conv_forward_into<T: Elem>(
     debug_assert_eq!(weight.len(), g.w_len());
     debug_assert!(!accumulate || (bias.is_none() && !relu));
     if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
+        return;
+    }
+    // SAFETY: forwarded to the caller.
+    if unsafe { T::direct_forward(x, weight, bias, g, relu, y, planes, accumulate) } {
         return;
     }
     let tiling = g.tiling(par::threads());

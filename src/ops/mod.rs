@@ -10,6 +10,8 @@
 pub mod alloc;
 mod conv;
 mod dense;
+pub mod direct;
+mod fuse;
 pub mod geom;
 pub mod kernels;
 pub mod mem;
@@ -18,6 +20,7 @@ pub mod pool;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
 pub use dense::{dense_group_features, dense_shrink_features, DenseLayer};
+pub use fuse::add_conv1x1;
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
 /// thread exists (it writes environment variables, which candle reads once).
