@@ -53,7 +53,7 @@ pub fn default_train(scale: usize) -> Result<Dataset, DataError> {
     decode(&TRAIN, scale, "embedded default training set")
 }
 
-/// The embedded validation set (2 images of 120x120 HR) for `scale`.
+/// The embedded validation set (2 images, 288x192 and 240x240 HR) for `scale`.
 pub fn default_val(scale: usize) -> Result<Dataset, DataError> {
     decode(&VAL, scale, "embedded default validation set")
 }
