@@ -14,8 +14,7 @@
 //! The sums run over input channels, then taps, in a fixed order per
 //! output value: results do not depend on the thread count or timing.
 
-use super::geom::ConvGeom;
-use super::kernels::Planes;
+use super::geom::{ConvGeom, Planes};
 use super::par::SendPtr;
 
 /// Whether this module's kernels run the f32 forward convolutions: the CPU
@@ -110,8 +109,7 @@ fn co_blocks(cout: usize) -> impl Iterator<Item = (usize, usize)> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::geom::ConvGeom;
-    use super::super::kernels::Planes;
+    use super::super::geom::{ConvGeom, Planes};
     use super::super::par::{self, SendPtr};
     use super::{co_blocks, pack_weights};
 

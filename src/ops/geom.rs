@@ -174,6 +174,19 @@ impl ConvGeom {
     }
 }
 
+/// Batch strides of a convolution's input and output inside larger NCHW
+/// buffers: image `b`'s channel `c` plane starts `b·batch + c·h·w` elements
+/// after the buffer's start. A dense block keeps all its features in one
+/// buffer; each convolution reads a prefix of its channels and writes the
+/// next ones in place, with no concatenation copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planes {
+    /// Elements from one image of the input to the next.
+    pub x_batch: usize,
+    /// Elements from one image of the output to the next.
+    pub y_batch: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

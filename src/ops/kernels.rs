@@ -8,6 +8,7 @@
 use candle_core::WithDType;
 
 use super::geom::ConvGeom;
+pub use super::geom::Planes;
 use super::par::{self, SendPtr};
 
 /// Element types the kernels run on (those the `gemm` crate multiplies).
@@ -224,19 +225,6 @@ pub fn conv_forward<T: Elem>(
     // writes its whole block (bias fill, or a GEMM that does not read the
     // destination) before the ReLU reads it.
     unsafe { y.assume_init() }
-}
-
-/// Batch strides of a convolution's input and output inside larger NCHW
-/// buffers: image `b`'s channel `c` plane starts `b·batch + c·h·w` elements
-/// after the buffer's start. A dense block keeps all its features in one
-/// buffer; each convolution reads a prefix of its channels and writes the
-/// next ones in place, with no concatenation copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Planes {
-    /// Elements from one image of the input to the next.
-    pub x_batch: usize,
-    /// Elements from one image of the output to the next.
-    pub y_batch: usize,
 }
 
 /// The forward convolution written into a strided output (see [`Planes`]):
