@@ -1,15 +1,20 @@
-//! Direct (im2col-free) f32 convolution kernels for CPUs with AVX-512.
+//! Direct (im2col-free) f32 convolution kernels for CPUs with AVX-512 or
+//! AVX2 + FMA.
 //!
 //! Why: the im2col + GEMM forward copies every input value nine times
 //! for a 3x3 convolution (memmove was 18% of a 1280x720 inference's
 //! profile), and the `gemm` crate's stable build only has 256-bit (AVX2)
 //! microkernels, half the width of the AVX-512 FMA units such CPUs have.
-//! Here a block of `CO` output channels × `NB`·16 pixels stays in
-//! registers while the input channels and the kernel taps stream past. A
-//! 3x3 convolution reads a zero-padded copy of its input rows (one copy
+//! Here a block of output channels × pixel vectors stays in registers
+//! while the input channels and the kernel taps stream past. A 3x3
+//! convolution reads a zero-padded copy of its input rows (one copy
 //! instead of nine, and no border tests in the inner loop); a 1x1
-//! convolution reads the input planes as they are. Off x86-64, without
-//! AVX-512, or with `ESR_EA_NO_DIRECT=1` the GEMM kernels run instead.
+//! convolution reads the input planes as they are. The tiling, packing and
+//! the block's arithmetic are written once, over a vector type: 16-lane
+//! AVX-512 vectors (32 registers) or 8-lane AVX2 ones (16 registers), each
+//! with its own register block. Which runs is [`selected`] once per
+//! process; off x86-64, without AVX2 + FMA, or with `ESR_EA_NO_DIRECT=1`
+//! the GEMM kernels run instead.
 //!
 //! The sums run over input channels, then taps, in a fixed order per
 //! output value: results do not depend on the thread count or timing.
@@ -17,27 +22,116 @@
 use super::geom::{ConvGeom, Planes};
 use super::par::SendPtr;
 
-/// Whether this module's kernels run the f32 forward convolutions: the CPU
-/// has AVX-512F and `ESR_EA_NO_DIRECT` is not set. Read once per process.
-pub fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| cpu_has_avx512() && !super::env_flag("ESR_EA_NO_DIRECT"))
+/// The kernels that run the f32 forward convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// im2col + GEMM ([`super::kernels`]).
+    Gemm,
+    /// This module's kernels on 256-bit AVX2 + FMA vectors.
+    Avx2,
+    /// This module's kernels on 512-bit AVX-512F vectors.
+    Avx512,
 }
 
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
+impl Kernels {
+    /// Every choice, fastest first.
+    pub const ALL: [Kernels; 3] = [Kernels::Avx512, Kernels::Avx2, Kernels::Gemm];
+
+    /// The name `ESR_EA_DIRECT` takes for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Gemm => "gemm",
+            Kernels::Avx2 => "avx2",
+            Kernels::Avx512 => "avx512",
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Kernels::Gemm => true,
+                Kernels::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+                Kernels::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernels::Gemm
+        }
+    }
+}
+
+/// The kernels this process runs, chosen once: the fastest this CPU has,
+/// unless `ESR_EA_NO_DIRECT=1` (GEMM) or `ESR_EA_DIRECT=avx512|avx2|gemm`
+/// asks for one (to compare them in one binary). A choice this CPU cannot
+/// run, or an unknown name, is said on stderr once and the default runs.
+pub fn selected() -> Kernels {
+    static ON: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let wanted = std::env::var("ESR_EA_DIRECT").ok();
+        let (kernels, warning) = choose(
+            super::env_flag("ESR_EA_NO_DIRECT"),
+            wanted.as_deref(),
+            Kernels::available,
+        );
+        if let Some(w) = warning {
+            eprintln!("esr-ea: {w}");
+        }
+        kernels
+    })
+}
+
+/// Whether this module's kernels run the f32 forward convolutions (see
+/// [`selected`]).
+pub fn enabled() -> bool {
+    selected() != Kernels::Gemm
+}
+
+/// [`selected`]'s rule, for given settings and CPU: the kernels and, when
+/// the request cannot be honoured, why.
+fn choose(
+    no_direct: bool,
+    wanted: Option<&str>,
+    available: impl Fn(Kernels) -> bool,
+) -> (Kernels, Option<String>) {
+    let best = Kernels::ALL
+        .into_iter()
+        .find(|&k| available(k))
+        .unwrap_or(Kernels::Gemm);
+    if no_direct {
+        return (Kernels::Gemm, None);
+    }
+    let Some(name) = wanted.map(str::trim).filter(|n| !n.is_empty()) else {
+        return (best, None);
+    };
+    match Kernels::ALL.into_iter().find(|k| k.name() == name) {
+        Some(k) if available(k) => (k, None),
+        Some(k) => (
+            best,
+            Some(format!(
+                "ESR_EA_DIRECT={}: this CPU cannot run it; using {}",
+                k.name(),
+                best.name()
+            )),
+        ),
+        None => (
+            best,
+            Some(format!(
+                "ESR_EA_DIRECT={name}: unknown kernels (allowed: avx512, avx2, gemm); using {}",
+                best.name()
+            )),
+        ),
     }
 }
 
 /// The forward convolution of [`super::kernels::conv_forward_into`] with
-/// this module's kernels; returns false (nothing done) where they do not
-/// apply (see [`enabled`]; kernel sides other than 1 and 3).
+/// this module's [`selected`] kernels; returns false (nothing done) where
+/// they do not apply (GEMM selected; kernel sides other than 1 and 3).
 ///
 /// # Safety
 /// As [`super::kernels::conv_forward_into`].
@@ -52,14 +146,35 @@ pub(super) unsafe fn conv_forward_f32(
     planes: Planes,
     accumulate: bool,
 ) -> bool {
-    if !enabled() || !matches!(g.k, 1 | 3) {
+    // SAFETY: forwarded to the caller.
+    unsafe { conv_with(selected(), x, weight, bias, g, relu, y, planes, accumulate) }
+}
+
+/// [`conv_forward_f32`] with the given kernels; false (nothing done) for
+/// GEMM, kernels this CPU cannot run, and kernel sides other than 1 and 3.
+///
+/// # Safety
+/// As [`super::kernels::conv_forward_into`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_with(
+    kernels: Kernels,
+    x: *const f32,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    relu: bool,
+    y: SendPtr<f32>,
+    planes: Planes,
+    accumulate: bool,
+) -> bool {
+    if kernels == Kernels::Gemm || !kernels.available() || !matches!(g.k, 1 | 3) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: AVX-512F is present (`enabled`); the caller vouches for
-        // the buffers.
-        unsafe { x86::conv(x, weight, bias, g, relu, y, planes, accumulate) };
+        // SAFETY: the CPU has the kernels' features (`available`); the
+        // caller vouches for the buffers.
+        unsafe { x86::conv(kernels, x, weight, bias, g, relu, y, planes, accumulate) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -69,19 +184,15 @@ pub(super) unsafe fn conv_forward_f32(
     }
 }
 
-/// Output channels per register block: as many as fit beside the pixel
-/// vectors (at most 8, see [`x86`]).
-const MAX_CO: usize = 8;
-
 /// Weights reordered for the kernels: for each group and each block of at
-/// most [`MAX_CO`] output channels, `[cin_g][k·k][block]`, the block's
+/// most `max_co` output channels, `[cin_g][k·k][block]`, the block's
 /// channels side by side. Block `(grp, co0)` starts at `(grp·cout_g +
 /// co0)·cin_g·k·k`, where the plain layout has its first channel.
-fn pack_weights(weight: &[f32], g: &ConvGeom) -> Vec<f32> {
+fn pack_weights(weight: &[f32], g: &ConvGeom, max_co: usize) -> Vec<f32> {
     let (cin_g, cout_g, kk) = (g.cin_g(), g.cout_g(), g.k * g.k);
     let mut packed = vec![0f32; weight.len()];
     for grp in 0..g.groups {
-        for (co0, cnt) in co_blocks(cout_g) {
+        for (co0, cnt) in co_blocks(cout_g, max_co) {
             let base = (grp * cout_g + co0) * cin_g * kk;
             for ci in 0..cin_g {
                 for t in 0..kk {
@@ -97,9 +208,9 @@ fn pack_weights(weight: &[f32], g: &ConvGeom) -> Vec<f32> {
 }
 
 /// The blocks `(first channel, count)` that `cout` output channels are
-/// cut into: full blocks of `min(cout, MAX_CO)`, then the rest.
-fn co_blocks(cout: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = cout.clamp(1, MAX_CO);
+/// cut into: full blocks of `min(cout, max_co)`, then the rest.
+fn co_blocks(cout: usize, max_co: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = cout.clamp(1, max_co);
     (0..cout)
         .step_by(step)
         .map(move |co0| (co0, step.min(cout - co0)))
@@ -111,10 +222,7 @@ mod x86 {
 
     use super::super::geom::{ConvGeom, Planes};
     use super::super::par::{self, SendPtr};
-    use super::{co_blocks, pack_weights};
-
-    /// f32 lanes of a 512-bit vector.
-    const LANES: usize = 16;
+    use super::{co_blocks, pack_weights, Kernels};
 
     /// Floats of zero-padded input rows per thread (512 KiB: a tile's rows
     /// of every input channel of a group stay in the core's L2 cache, and
@@ -145,26 +253,72 @@ mod x86 {
         /// Add to what `dst` holds instead of overwriting it.
         accumulate: bool,
         relu: bool,
-        /// Lanes of the block's last vector that are inside the image.
-        last_mask: u16,
+        /// Lanes of the block's last vector that are inside the image
+        /// (1 to the vector's lanes).
+        tail: usize,
+    }
+
+    /// The vector operations a register block needs, and the block shapes
+    /// that fit a register file. The operations are `#[inline(always)]`
+    /// and run inside the `#[target_feature]` entry ([`Isa::run`]'s
+    /// blocks), so their intrinsics inline there.
+    trait Isa {
+        type V: Copy;
+        /// Which lanes of a vector to load or store.
+        type Mask: Copy;
+        /// f32 lanes of a vector.
+        const LANES: usize;
+        /// Output channels per register block, at most.
+        const MAX_CO: usize;
+        /// Pixel vectors per register block of `co` channels: `co·nb`
+        /// accumulators, the `nb` input vectors and a weight in registers.
+        fn wide_nb(co: usize) -> usize;
+        /// Runs [`block`] for `co` channels and `nb` (`wide_nb(co)` or 1)
+        /// vectors, compiled for this instruction set.
+        ///
+        /// # Safety
+        /// As [`block`].
+        unsafe fn run(co: usize, nb: usize, a: &Block);
+        /// The first `tail` lanes (1 to `LANES`).
+        fn mask(tail: usize) -> Self::Mask;
+        fn zero() -> Self::V;
+        fn splat(x: f32) -> Self::V;
+        /// # Safety
+        /// The CPU has the set; `p` readable for `LANES` floats.
+        unsafe fn load(p: *const f32) -> Self::V;
+        /// # Safety
+        /// The CPU has the set; `p` readable where `m` is set.
+        unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self::V;
+        /// # Safety
+        /// The CPU has the set; `p` writable where `m` is set.
+        unsafe fn store_masked(p: *mut f32, m: Self::Mask, v: Self::V);
+        /// `a·b + c`.
+        fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        fn max0(v: Self::V) -> Self::V;
     }
 
     /// `dst[co][px] = [dst +] bias[co] + Σ_ci Σ_t weights · src`, for `CO`
     /// channels × `NB` vectors of pixels, accumulated in registers.
     ///
     /// # Safety
-    /// AVX-512F must be present; every address the block reads (masked-off
-    /// lanes excepted) and writes must be inside live buffers.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn block<const CO: usize, const NB: usize>(a: &Block) {
-        let mask = |v: usize| if v + 1 == NB { a.last_mask } else { 0xFFFF };
-        let mut acc = [[_mm512_setzero_ps(); NB]; CO];
+    /// The CPU has `I`'s instruction set, and this is inlined into a
+    /// function compiled for it; every address the block reads
+    /// (masked-off lanes excepted) and writes must be inside live buffers.
+    #[inline(always)]
+    unsafe fn block<I: Isa, const CO: usize, const NB: usize>(a: &Block) {
+        let last = I::mask(a.tail);
+        let mut acc = [[I::zero(); NB]; CO];
         for (co, row) in acc.iter_mut().enumerate() {
             for (v, r) in row.iter_mut().enumerate() {
                 if a.accumulate {
-                    *r = _mm512_maskz_loadu_ps(mask(v), a.dst.add(co * a.dst_stride + v * LANES));
+                    let p = a.dst.add(co * a.dst_stride + v * I::LANES);
+                    *r = if v + 1 == NB {
+                        I::load_masked(p, last)
+                    } else {
+                        I::load(p)
+                    };
                 } else if let Some(b) = a.bias {
-                    *r = _mm512_set1_ps(*b.add(co));
+                    *r = I::splat(*b.add(co));
                 }
             }
         }
@@ -173,57 +327,206 @@ mod x86 {
             let base = a.src.add(ci * a.ch_stride);
             for t in 0..a.ntaps {
                 let p = base.offset(*a.taps.add(t));
-                let mut inp = [_mm512_setzero_ps(); NB];
+                let mut inp = [I::zero(); NB];
                 for (v, x) in inp.iter_mut().enumerate() {
-                    *x = _mm512_maskz_loadu_ps(mask(v), p.add(v * LANES));
+                    let pv = p.add(v * I::LANES);
+                    *x = if v + 1 == NB {
+                        I::load_masked(pv, last)
+                    } else {
+                        I::load(pv)
+                    };
                 }
                 for (co, row) in acc.iter_mut().enumerate() {
-                    let wv = _mm512_set1_ps(*w.add(co));
+                    let wv = I::splat(*w.add(co));
                     for (r, x) in row.iter_mut().zip(&inp) {
-                        *r = _mm512_fmadd_ps(*x, wv, *r);
+                        *r = I::fmadd(*x, wv, *r);
                     }
                 }
                 w = w.add(CO);
             }
         }
+        let full = I::mask(I::LANES);
         for (co, row) in acc.iter().enumerate() {
             for (v, r) in row.iter().enumerate() {
-                let out = if a.relu {
-                    _mm512_max_ps(*r, _mm512_setzero_ps())
-                } else {
-                    *r
-                };
-                _mm512_mask_storeu_ps(a.dst.add(co * a.dst_stride + v * LANES), mask(v), out);
+                let out = if a.relu { I::max0(*r) } else { *r };
+                let m = if v + 1 == NB { last } else { full };
+                I::store_masked(a.dst.add(co * a.dst_stride + v * I::LANES), m, out);
             }
         }
     }
 
-    /// Pixel vectors per register block for `co` channels: `co·nb`
-    /// accumulators plus `nb` input vectors within the 32 registers.
-    fn wide_nb(co: usize) -> usize {
-        match co {
-            1 | 2 => 8,
-            3 | 4 => 6,
-            5 | 6 => 4,
-            _ => 3,
+    /// 512-bit vectors, 32 registers.
+    struct Avx512;
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block_avx512<const CO: usize, const NB: usize>(a: &Block) {
+        // SAFETY: forwarded to the caller; compiled for AVX-512F.
+        unsafe { block::<Avx512, CO, NB>(a) }
+    }
+
+    impl Isa for Avx512 {
+        type V = __m512;
+        type Mask = u16;
+        const LANES: usize = 16;
+        const MAX_CO: usize = 8;
+        fn wide_nb(co: usize) -> usize {
+            match co {
+                1 | 2 => 8,
+                3 | 4 => 6,
+                5 | 6 => 4,
+                _ => 3,
+            }
+        }
+        unsafe fn run(co: usize, nb: usize, a: &Block) {
+            macro_rules! arms {
+                ($($c:literal => $n:literal),*) => {
+                    match (co, nb == 1) {
+                        $(($c, false) => block_avx512::<$c, $n>(a),
+                          ($c, true) => block_avx512::<$c, 1>(a),)*
+                        _ => unreachable!("AVX-512 register blocks hold 1 to 8 channels"),
+                    }
+                };
+            }
+            // SAFETY: forwarded to the caller.
+            unsafe { arms!(1 => 8, 2 => 8, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3) }
+        }
+        #[inline(always)]
+        fn mask(tail: usize) -> u16 {
+            if tail >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << tail) - 1
+            }
+        }
+        #[inline(always)]
+        fn zero() -> __m512 {
+            // SAFETY: only ever inlined into AVX-512F code (see `Isa`).
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> __m512 {
+            // SAFETY: as `zero`.
+            unsafe { _mm512_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            // SAFETY: forwarded to the caller.
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: u16) -> __m512 {
+            // SAFETY: forwarded to the caller.
+            unsafe { _mm512_maskz_loadu_ps(m, p) }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: u16, v: __m512) {
+            // SAFETY: forwarded to the caller.
+            unsafe { _mm512_mask_storeu_ps(p, m, v) }
+        }
+        #[inline(always)]
+        fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+            // SAFETY: as `zero`.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max0(v: __m512) -> __m512 {
+            // SAFETY: as `zero`.
+            unsafe { _mm512_max_ps(v, _mm512_setzero_ps()) }
         }
     }
 
-    /// Runs [`block`] for `co` channels and `nb` (`wide_nb(co)` or 1) vectors.
-    ///
-    /// # Safety
-    /// As [`block`].
-    unsafe fn run(co: usize, nb: usize, a: &Block) {
-        macro_rules! arms {
-            ($($c:literal => $n:literal),*) => {
-                match (co, nb == 1) {
-                    $(($c, false) => block::<$c, $n>(a), ($c, true) => block::<$c, 1>(a),)*
-                    _ => unreachable!("register blocks hold 1 to 8 channels"),
-                }
-            };
+    /// 256-bit vectors, 16 registers: blocks of at most 4 channels x 3
+    /// vectors (12 accumulators, 3 inputs, a weight).
+    struct Avx2;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_avx2<const CO: usize, const NB: usize>(a: &Block) {
+        // SAFETY: forwarded to the caller; compiled for AVX2 + FMA.
+        unsafe { block::<Avx2, CO, NB>(a) }
+    }
+
+    impl Isa for Avx2 {
+        type V = __m256;
+        /// `None`: all lanes (a plain load or store, cheaper than a masked one).
+        type Mask = Option<__m256i>;
+        const LANES: usize = 8;
+        const MAX_CO: usize = 4;
+        fn wide_nb(co: usize) -> usize {
+            match co {
+                1 => 8,
+                2 => 5,
+                3 => 4,
+                _ => 3,
+            }
         }
-        // SAFETY: forwarded to the caller.
-        unsafe { arms!(1 => 8, 2 => 8, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3) }
+        unsafe fn run(co: usize, nb: usize, a: &Block) {
+            macro_rules! arms {
+                ($($c:literal => $n:literal),*) => {
+                    match (co, nb == 1) {
+                        $(($c, false) => block_avx2::<$c, $n>(a),
+                          ($c, true) => block_avx2::<$c, 1>(a),)*
+                        _ => unreachable!("AVX2 register blocks hold 1 to 4 channels"),
+                    }
+                };
+            }
+            // SAFETY: forwarded to the caller.
+            unsafe { arms!(1 => 8, 2 => 5, 3 => 4, 4 => 3) }
+        }
+        #[inline(always)]
+        fn mask(tail: usize) -> Option<__m256i> {
+            // SAFETY: only ever inlined into AVX2 code (see `Isa`).
+            (tail < 8).then(|| unsafe {
+                _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(tail as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                )
+            })
+        }
+        #[inline(always)]
+        fn zero() -> __m256 {
+            // SAFETY: as `mask`.
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> __m256 {
+            // SAFETY: as `mask`.
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY: forwarded to the caller.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: Option<__m256i>) -> __m256 {
+            // SAFETY: forwarded to the caller.
+            unsafe {
+                match m {
+                    None => _mm256_loadu_ps(p),
+                    Some(m) => _mm256_maskload_ps(p, m),
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: Option<__m256i>, v: __m256) {
+            // SAFETY: forwarded to the caller.
+            unsafe {
+                match m {
+                    None => _mm256_storeu_ps(p, v),
+                    Some(m) => _mm256_maskstore_ps(p, m, v),
+                }
+            }
+        }
+        #[inline(always)]
+        fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            // SAFETY: as `mask`.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max0(v: __m256) -> __m256 {
+            // SAFETY: as `mask`.
+            unsafe { _mm256_max_ps(v, _mm256_setzero_ps()) }
+        }
     }
 
     /// What stays the same over one row pass of one group.
@@ -250,41 +553,36 @@ mod x86 {
     ///
     /// # Safety
     /// As [`block`], for the whole run.
-    unsafe fn row_pass(p: &Pass, src: *const f32, dst: *mut f32, n: usize) {
-        let kk = p.ntaps;
-        let chunk = wide_nb(p.cout.min(super::MAX_CO)) * LANES;
+    unsafe fn row_pass<I: Isa>(p: &Pass, src: *const f32, dst: *mut f32, n: usize) {
+        let (kk, lanes) = (p.ntaps, I::LANES);
+        let chunk = I::wide_nb(p.cout.min(I::MAX_CO)) * lanes;
         let mut x0 = 0;
         while x0 < n {
             let cw = chunk.min(n - x0);
-            for (co0, cnt) in co_blocks(p.cout) {
-                let nbw = wide_nb(cnt);
-                let vecs = cw.div_ceil(LANES);
+            for (co0, cnt) in co_blocks(p.cout, I::MAX_CO) {
+                let nbw = I::wide_nb(cnt);
+                let vecs = cw.div_ceil(lanes);
                 let mut v0 = 0;
                 while v0 < vecs {
                     let nb = if vecs - v0 >= nbw { nbw } else { 1 };
-                    let end_px = ((v0 + nb) * LANES).min(cw);
-                    let tail = end_px - (v0 + nb - 1) * LANES;
+                    let end_px = ((v0 + nb) * lanes).min(cw);
                     let a = Block {
-                        src: src.add(x0 + v0 * LANES),
+                        src: src.add(x0 + v0 * lanes),
                         ch_stride: p.ch_stride,
                         taps: p.taps.as_ptr(),
                         ntaps: kk,
                         cin: p.cin,
                         weights: p.weights[co0 * p.cin * kk..].as_ptr(),
-                        dst: dst.add(co0 * p.dst_stride + x0 + v0 * LANES),
+                        dst: dst.add(co0 * p.dst_stride + x0 + v0 * lanes),
                         dst_stride: p.dst_stride,
                         bias: p.bias.map(|b| b[co0..].as_ptr()),
                         accumulate: p.accumulate,
                         relu: p.relu,
-                        last_mask: if tail == LANES {
-                            0xFFFF
-                        } else {
-                            (1u16 << tail) - 1
-                        },
+                        tail: end_px - (v0 + nb - 1) * lanes,
                     };
                     // SAFETY: forwarded to the caller; `tail` masks the
                     // lanes past the run's end.
-                    unsafe { run(cnt, nb, &a) };
+                    unsafe { I::run(cnt, nb, &a) };
                     v0 += nb;
                 }
             }
@@ -292,13 +590,41 @@ mod x86 {
         }
     }
 
-    /// See [`super::conv_forward_f32`].
+    /// See [`super::conv_with`] (`kernels` is AVX2 or AVX-512).
     ///
     /// # Safety
-    /// AVX-512F must be present; buffers as
+    /// The CPU has `kernels`' instruction set; buffers as
     /// [`super::super::kernels::conv_forward_into`].
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn conv(
+        kernels: Kernels,
+        x: *const f32,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        g: &ConvGeom,
+        relu: bool,
+        y: SendPtr<f32>,
+        planes: Planes,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            match kernels {
+                Kernels::Avx512 => {
+                    conv_isa::<Avx512>(x, weight, bias, g, relu, y, planes, accumulate)
+                }
+                Kernels::Avx2 => conv_isa::<Avx2>(x, weight, bias, g, relu, y, planes, accumulate),
+                Kernels::Gemm => unreachable!("the GEMM path is not this module's"),
+            }
+        }
+    }
+
+    /// [`conv`] on `I`'s vectors.
+    ///
+    /// # Safety
+    /// As [`conv`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn conv_isa<I: Isa>(
         x: *const f32,
         weight: &[f32],
         bias: Option<&[f32]>,
@@ -311,9 +637,9 @@ mod x86 {
         if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
             return;
         }
-        let (h, w, hw) = (g.h, g.w, g.hw());
+        let (h, w, hw, lanes) = (g.h, g.w, g.hw(), I::LANES);
         let (cin_g, cout_g, kk) = (g.cin_g(), g.cout_g(), g.k * g.k);
-        let packed = pack_weights(weight, g);
+        let packed = pack_weights(weight, g, I::MAX_CO);
         let threads = par::threads();
         let x = SendPtr(x.cast_mut());
         let pass = |grp: usize, ch_stride: usize, taps: [isize; 9]| Pass {
@@ -345,7 +671,7 @@ mod x86 {
                         unsafe {
                             let src = x.add(b * planes.x_batch + grp * cin_g * hw + y0 * w);
                             let dst = y.add(b * planes.y_batch + grp * cout_g * hw + y0 * w);
-                            row_pass(&p, src.cast_const(), dst, n);
+                            row_pass::<I>(&p, src.cast_const(), dst, n);
                         }
                     }
                 },
@@ -356,7 +682,7 @@ mod x86 {
         // zero column on the left and zeros from column w+1 on; strip
         // column c holds image column c-1, so tap (ky, kx) of output
         // (r, col) is at strip row r+ky, column col+kx.
-        let pw = w.div_ceil(LANES) * LANES + LANES;
+        let pw = w.div_ceil(lanes) * lanes + lanes;
         let budget_rows = (STRIP_BUDGET / (cin_g * pw).max(1)).saturating_sub(2);
         let wanted = (threads * ITEMS_PER_THREAD).div_ceil(g.batch);
         let rows = budget_rows.min(h.div_ceil(wanted)).clamp(1, h);
@@ -401,7 +727,7 @@ mod x86 {
                         // output row y0+r of this group is this item's.
                         unsafe {
                             let dst = y.add(b * planes.y_batch + grp * cout_g * hw + (y0 + r) * w);
-                            row_pass(&p, strip[r * pw..].as_ptr(), dst, w);
+                            row_pass::<I>(&p, strip[r * pw..].as_ptr(), dst, w);
                         }
                     }
                 }
@@ -463,12 +789,10 @@ mod tests {
         }
     }
 
-    /// Whatever path runs (direct on AVX-512, GEMM elsewhere), the f32
-    /// forward equals the definition: 1x1 and 3x3, groups, shuffles,
-    /// widths around the 16-lane vectors, bias, ReLU, accumulation.
-    #[test]
-    fn forward_matches_the_definition() {
-        let cases = [
+    /// The cases the kernels are checked on: 1x1 and 3x3, groups,
+    /// shuffles, widths around the 8- and 16-lane vectors.
+    fn cases() -> Vec<ConvGeom> {
+        [
             // (batch, c_in, c_out, h, w, k, groups, shuffle)
             (2, 4, 8, 5, 7, 3, 1, 1),
             (1, 8, 4, 3, 17, 3, 2, 2),
@@ -478,62 +802,156 @@ mod tests {
             (3, 16, 16, 1, 1, 3, 4, 4),
             (1, 3, 20, 7, 40, 3, 1, 1),
             (1, 40, 6, 3, 21, 1, 2, 1),
-        ];
-        for (batch, c_in, c_out, h, w, k, groups, shuffle) in cases {
-            let g = ConvGeom {
-                batch,
-                c_in,
-                c_out,
-                h,
-                w,
-                k,
-                groups,
-                shuffle,
-            };
+            (1, 7, 13, 3, 9, 3, 1, 1),
+            (1, 2, 5, 2, 25, 1, 1, 1),
+        ]
+        .into_iter()
+        .map(|(batch, c_in, c_out, h, w, k, groups, shuffle)| ConvGeom {
+            batch,
+            c_in,
+            c_out,
+            h,
+            w,
+            k,
+            groups,
+            shuffle,
+        })
+        .collect()
+    }
+
+    /// `run(x, weight, bias, geometry, relu, y, accumulate)` equals the
+    /// definition on every case: with and without bias and ReLU, and
+    /// accumulating into what the output holds.
+    fn check(
+        what: &str,
+        run: impl Fn(&[f32], &[f32], Option<&[f32]>, &ConvGeom, bool, &mut [f32], bool),
+    ) {
+        for g in cases() {
             let x = ramp(g.x_len(), 0.3);
             let wt = ramp(g.w_len(), 1.1);
-            let bias = ramp(c_out, 2.0);
-            for (b, relu) in [(None, false), (Some(&bias[..]), true)] {
-                let got = conv_forward(&x, &wt, b, &g, relu);
-                close(&got, &naive(&x, &wt, b, &g, relu), &format!("{g:?}"));
+            let bias = ramp(g.c_out, 2.0);
+            for (b, relu) in [
+                (None, false),
+                (Some(&bias[..]), true),
+                (Some(&bias[..]), false),
+            ] {
+                let mut got = vec![f32::NAN; g.y_len()];
+                run(&x, &wt, b, &g, relu, &mut got, false);
+                close(&got, &naive(&x, &wt, b, &g, relu), &format!("{what} {g:?}"));
             }
-            // Accumulating into what the output holds.
             let start = ramp(g.y_len(), 0.9);
             let mut acc = start.clone();
-            let planes = Planes {
-                x_batch: c_in * g.hw(),
-                y_batch: c_out * g.hw(),
-            };
-            // SAFETY: dense buffers of the convolution's sizes.
-            unsafe {
-                conv_forward_into(
-                    x.as_ptr(),
-                    &wt,
-                    None,
-                    &g,
-                    false,
-                    SendPtr(acc.as_mut_ptr()),
-                    planes,
-                    true,
-                )
-            };
+            run(&x, &wt, None, &g, false, &mut acc, true);
             let want: Vec<f64> = naive(&x, &wt, None, &g, false)
                 .iter()
                 .zip(&start)
                 .map(|(a, &s)| a + f64::from(s))
                 .collect();
-            close(&acc, &want, &format!("accumulate {g:?}"));
+            close(&acc, &want, &format!("{what} accumulate {g:?}"));
+        }
+    }
+
+    fn dense_planes(g: &ConvGeom) -> Planes {
+        Planes {
+            x_batch: g.c_in * g.hw(),
+            y_batch: g.c_out * g.hw(),
+        }
+    }
+
+    /// Whatever path this process selected (direct on AVX-512 or AVX2,
+    /// GEMM elsewhere), the f32 forward equals the definition.
+    #[test]
+    fn forward_matches_the_definition() {
+        check("selected", |x, wt, b, g, relu, y, accumulate| {
+            // SAFETY: dense buffers of the convolution's sizes.
+            unsafe {
+                conv_forward_into(
+                    x.as_ptr(),
+                    wt,
+                    b,
+                    g,
+                    relu,
+                    SendPtr(y.as_mut_ptr()),
+                    dense_planes(g),
+                    accumulate,
+                )
+            };
+        });
+        let g = &cases()[0];
+        let (x, wt) = (ramp(g.x_len(), 0.3), ramp(g.w_len(), 1.1));
+        close(
+            &conv_forward(&x, &wt, None, g, false),
+            &naive(&x, &wt, None, g, false),
+            "conv_forward",
+        );
+    }
+
+    /// Each direct kernel set this CPU has (AVX-512, AVX2), whatever the
+    /// process selected, equals the definition.
+    #[test]
+    fn every_available_direct_kernel_matches_the_definition() {
+        for kernels in [Kernels::Avx512, Kernels::Avx2] {
+            if !kernels.available() {
+                eprintln!("{}: not on this CPU, not checked", kernels.name());
+                continue;
+            }
+            check(kernels.name(), |x, wt, b, g, relu, y, accumulate| {
+                // SAFETY: dense buffers of the convolution's sizes.
+                let ran = unsafe {
+                    conv_with(
+                        kernels,
+                        x.as_ptr(),
+                        wt,
+                        b,
+                        g,
+                        relu,
+                        SendPtr(y.as_mut_ptr()),
+                        dense_planes(g),
+                        accumulate,
+                    )
+                };
+                assert!(ran, "{} did not run {g:?}", kernels.name());
+            });
         }
     }
 
     #[test]
+    fn kernel_choice_follows_the_settings_and_the_cpu() {
+        let all = |_: Kernels| true;
+        let no_avx512 = |k: Kernels| k != Kernels::Avx512;
+        let none = |k: Kernels| k == Kernels::Gemm;
+        assert_eq!(choose(false, None, all), (Kernels::Avx512, None));
+        assert_eq!(choose(false, None, no_avx512), (Kernels::Avx2, None));
+        assert_eq!(choose(false, None, none), (Kernels::Gemm, None));
+        assert_eq!(choose(false, Some("avx2"), all), (Kernels::Avx2, None));
+        assert_eq!(choose(false, Some("gemm"), all), (Kernels::Gemm, None));
+        assert_eq!(choose(true, Some("avx2"), all), (Kernels::Gemm, None));
+        assert_eq!(choose(false, Some(""), no_avx512), (Kernels::Avx2, None));
+        let (k, warning) = choose(false, Some("avx512"), no_avx512);
+        assert_eq!(k, Kernels::Avx2);
+        assert_eq!(
+            warning.as_deref(),
+            Some("ESR_EA_DIRECT=avx512: this CPU cannot run it; using avx2")
+        );
+        let (k, warning) = choose(false, Some("sse"), none);
+        assert_eq!(k, Kernels::Gemm);
+        assert_eq!(
+            warning.as_deref(),
+            Some("ESR_EA_DIRECT=sse: unknown kernels (allowed: avx512, avx2, gemm); using gemm")
+        );
+    }
+
+    #[test]
     fn channel_blocks_cover_every_channel_once() {
-        for cout in [1, 3, 4, 8, 9, 16, 24, 27, 96] {
-            let blocks: Vec<(usize, usize)> = co_blocks(cout).collect();
+        for (cout, max_co) in [1, 3, 4, 8, 9, 16, 24, 27, 96]
+            .into_iter()
+            .flat_map(|c| [(c, 4), (c, 8)])
+        {
+            let blocks: Vec<(usize, usize)> = co_blocks(cout, max_co).collect();
             let mut next = 0;
             for &(co0, cnt) in &blocks {
                 assert_eq!(co0, next);
-                assert!((1..=MAX_CO).contains(&cnt));
+                assert!((1..=max_co).contains(&cnt));
                 next += cnt;
             }
             assert_eq!(next, cout, "{blocks:?}");
