@@ -146,36 +146,22 @@ pub(super) unsafe fn conv_forward_f32(
     planes: Planes,
     accumulate: bool,
 ) -> bool {
-    // SAFETY: forwarded to the caller.
-    unsafe { conv_with(selected(), x, weight, bias, g, relu, y, planes, accumulate) }
-}
-
-/// [`conv_forward_f32`] with the given kernels; false (nothing done) for
-/// GEMM, kernels this CPU cannot run, and kernel sides other than 1 and 3.
-///
-/// # Safety
-/// As [`super::kernels::conv_forward_into`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_with(
-    kernels: Kernels,
-    x: *const f32,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeom,
-    relu: bool,
-    y: SendPtr<f32>,
-    planes: Planes,
-    accumulate: bool,
-) -> bool {
-    if kernels == Kernels::Gemm || !kernels.available() || !matches!(g.k, 1 | 3) {
+    if !matches!(g.k, 1 | 3) {
         return false;
     }
+    // SAFETY (both arms): `selected` only picks kernels the CPU has; the
+    // caller vouches for the buffers.
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the CPU has the kernels' features (`available`); the
-        // caller vouches for the buffers.
-        unsafe { x86::conv(kernels, x, weight, bias, g, relu, y, planes, accumulate) };
-        true
+    match selected() {
+        Kernels::Avx512 => unsafe {
+            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, accumulate);
+            true
+        },
+        Kernels::Avx2 => unsafe {
+            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, accumulate);
+            true
+        },
+        Kernels::Gemm => false,
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -222,7 +208,7 @@ mod x86 {
 
     use super::super::geom::{ConvGeom, Planes};
     use super::super::par::{self, SendPtr};
-    use super::{co_blocks, pack_weights, Kernels};
+    use super::{co_blocks, pack_weights};
 
     /// Floats of zero-padded input rows per thread (512 KiB: a tile's rows
     /// of every input channel of a group stay in the core's L2 cache, and
@@ -233,7 +219,7 @@ mod x86 {
     const ITEMS_PER_THREAD: usize = 4;
 
     /// One register block's operands.
-    struct Block {
+    pub(super) struct Block {
         /// The input at this block's first pixel, channel 0, tap offset 0.
         src: *const f32,
         /// Elements from one input channel to the next.
@@ -263,7 +249,7 @@ mod x86 {
     /// that fit a register file. The operations are `#[inline(always)]`
     /// and run inside the `#[target_feature]` entry ([`Isa::run`]'s
     /// blocks), so their intrinsics inline there.
-    trait Isa {
+    pub(super) trait Isa {
         type V: Copy;
         /// Which lanes of a vector to load or store.
         type Mask: Copy;
@@ -359,14 +345,62 @@ mod x86 {
         }
     }
 
-    /// 512-bit vectors, 32 registers.
-    struct Avx512;
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn block_avx512<const CO: usize, const NB: usize>(a: &Block) {
-        // SAFETY: forwarded to the caller; compiled for AVX-512F.
-        unsafe { block::<Avx512, CO, NB>(a) }
+    /// The [`Isa`] operations that are one intrinsic each, alike for every
+    /// vector width.
+    macro_rules! plain_ops {
+        ($v:ty, $zero:ident, $set1:ident, $load:ident, $fmadd:ident, $max:ident) => {
+            #[inline(always)]
+            fn zero() -> $v {
+                // SAFETY: only ever inlined into code compiled for the
+                // set (see `Isa`).
+                unsafe { $zero() }
+            }
+            #[inline(always)]
+            fn splat(x: f32) -> $v {
+                // SAFETY: as `zero`.
+                unsafe { $set1(x) }
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> $v {
+                // SAFETY: forwarded to the caller.
+                unsafe { $load(p) }
+            }
+            #[inline(always)]
+            fn fmadd(a: $v, b: $v, c: $v) -> $v {
+                // SAFETY: as `zero`.
+                unsafe { $fmadd(a, b, c) }
+            }
+            #[inline(always)]
+            fn max0(v: $v) -> $v {
+                // SAFETY: as `zero`.
+                unsafe { $max(v, $zero()) }
+            }
+        };
     }
+
+    /// [`Isa::run`] for `$isa`: [`block`] compiled for `$features`, for
+    /// `$c` channels by `$n` vectors (and by one vector).
+    macro_rules! run_blocks {
+        ($isa:ty, $features:literal, $($c:literal => $n:literal),*) => {
+            unsafe fn run(co: usize, nb: usize, a: &Block) {
+                #[target_feature(enable = $features)]
+                unsafe fn entry<const CO: usize, const NB: usize>(a: &Block) {
+                    // SAFETY: forwarded to the caller; compiled for the set.
+                    unsafe { block::<$isa, CO, NB>(a) }
+                }
+                // SAFETY: forwarded to the caller.
+                unsafe {
+                    match (co, nb == 1) {
+                        $(($c, false) => entry::<$c, $n>(a), ($c, true) => entry::<$c, 1>(a),)*
+                        _ => unreachable!("{} register blocks hold 1 to {} channels", $features, Self::MAX_CO),
+                    }
+                }
+            }
+        };
+    }
+
+    /// 512-bit vectors, 32 registers.
+    pub(super) struct Avx512;
 
     impl Isa for Avx512 {
         type V = __m512;
@@ -381,19 +415,7 @@ mod x86 {
                 _ => 3,
             }
         }
-        unsafe fn run(co: usize, nb: usize, a: &Block) {
-            macro_rules! arms {
-                ($($c:literal => $n:literal),*) => {
-                    match (co, nb == 1) {
-                        $(($c, false) => block_avx512::<$c, $n>(a),
-                          ($c, true) => block_avx512::<$c, 1>(a),)*
-                        _ => unreachable!("AVX-512 register blocks hold 1 to 8 channels"),
-                    }
-                };
-            }
-            // SAFETY: forwarded to the caller.
-            unsafe { arms!(1 => 8, 2 => 8, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3) }
-        }
+        run_blocks!(Avx512, "avx512f", 1 => 8, 2 => 8, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3);
         #[inline(always)]
         fn mask(tail: usize) -> u16 {
             if tail >= 16 {
@@ -402,21 +424,14 @@ mod x86 {
                 (1u16 << tail) - 1
             }
         }
-        #[inline(always)]
-        fn zero() -> __m512 {
-            // SAFETY: only ever inlined into AVX-512F code (see `Isa`).
-            unsafe { _mm512_setzero_ps() }
-        }
-        #[inline(always)]
-        fn splat(x: f32) -> __m512 {
-            // SAFETY: as `zero`.
-            unsafe { _mm512_set1_ps(x) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m512 {
-            // SAFETY: forwarded to the caller.
-            unsafe { _mm512_loadu_ps(p) }
-        }
+        plain_ops!(
+            __m512,
+            _mm512_setzero_ps,
+            _mm512_set1_ps,
+            _mm512_loadu_ps,
+            _mm512_fmadd_ps,
+            _mm512_max_ps
+        );
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: u16) -> __m512 {
             // SAFETY: forwarded to the caller.
@@ -427,16 +442,6 @@ mod x86 {
             // SAFETY: forwarded to the caller.
             unsafe { _mm512_mask_storeu_ps(p, m, v) }
         }
-        #[inline(always)]
-        fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
-            // SAFETY: as `zero`.
-            unsafe { _mm512_fmadd_ps(a, b, c) }
-        }
-        #[inline(always)]
-        fn max0(v: __m512) -> __m512 {
-            // SAFETY: as `zero`.
-            unsafe { _mm512_max_ps(v, _mm512_setzero_ps()) }
-        }
     }
 
     /// 256-bit vectors, 16 registers: blocks of at most 6 channels x 2
@@ -444,13 +449,7 @@ mod x86 {
     /// 16 registers (4 x 3, 3 x 4) made LLVM shuffle and spill accumulators
     /// in the inner loop: 4 x 3 ran 25-35% slower than 6 x 2 (1280x720
     /// inference, Zen 5 with AVX-512 off).
-    struct Avx2;
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block_avx2<const CO: usize, const NB: usize>(a: &Block) {
-        // SAFETY: forwarded to the caller; compiled for AVX2 + FMA.
-        unsafe { block::<Avx2, CO, NB>(a) }
-    }
+    pub(super) struct Avx2;
 
     impl Isa for Avx2 {
         type V = __m256;
@@ -466,19 +465,7 @@ mod x86 {
                 _ => 2,
             }
         }
-        unsafe fn run(co: usize, nb: usize, a: &Block) {
-            macro_rules! arms {
-                ($($c:literal => $n:literal),*) => {
-                    match (co, nb == 1) {
-                        $(($c, false) => block_avx2::<$c, $n>(a),
-                          ($c, true) => block_avx2::<$c, 1>(a),)*
-                        _ => unreachable!("AVX2 register blocks hold 1 to 6 channels"),
-                    }
-                };
-            }
-            // SAFETY: forwarded to the caller.
-            unsafe { arms!(1 => 7, 2 => 4, 3 => 3, 4 => 2, 5 => 2, 6 => 2) }
-        }
+        run_blocks!(Avx2, "avx2,fma", 1 => 7, 2 => 4, 3 => 3, 4 => 2, 5 => 2, 6 => 2);
         #[inline(always)]
         fn mask(tail: usize) -> Option<__m256i> {
             // SAFETY: only ever inlined into AVX2 code (see `Isa`).
@@ -489,21 +476,14 @@ mod x86 {
                 )
             })
         }
-        #[inline(always)]
-        fn zero() -> __m256 {
-            // SAFETY: as `mask`.
-            unsafe { _mm256_setzero_ps() }
-        }
-        #[inline(always)]
-        fn splat(x: f32) -> __m256 {
-            // SAFETY: as `mask`.
-            unsafe { _mm256_set1_ps(x) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m256 {
-            // SAFETY: forwarded to the caller.
-            unsafe { _mm256_loadu_ps(p) }
-        }
+        plain_ops!(
+            __m256,
+            _mm256_setzero_ps,
+            _mm256_set1_ps,
+            _mm256_loadu_ps,
+            _mm256_fmadd_ps,
+            _mm256_max_ps
+        );
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: Option<__m256i>) -> __m256 {
             // SAFETY: forwarded to the caller.
@@ -523,16 +503,6 @@ mod x86 {
                     Some(m) => _mm256_maskstore_ps(p, m, v),
                 }
             }
-        }
-        #[inline(always)]
-        fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
-            // SAFETY: as `mask`.
-            unsafe { _mm256_fmadd_ps(a, b, c) }
-        }
-        #[inline(always)]
-        fn max0(v: __m256) -> __m256 {
-            // SAFETY: as `mask`.
-            unsafe { _mm256_max_ps(v, _mm256_setzero_ps()) }
         }
     }
 
@@ -602,41 +572,13 @@ mod x86 {
         }
     }
 
-    /// See [`super::conv_with`] (`kernels` is AVX2 or AVX-512).
+    /// See [`super::conv_forward_f32`], on `I`'s vectors.
     ///
     /// # Safety
-    /// The CPU has `kernels`' instruction set; buffers as
+    /// The CPU has `I`'s instruction set; buffers as
     /// [`super::super::kernels::conv_forward_into`].
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn conv(
-        kernels: Kernels,
-        x: *const f32,
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        g: &ConvGeom,
-        relu: bool,
-        y: SendPtr<f32>,
-        planes: Planes,
-        accumulate: bool,
-    ) {
-        // SAFETY: forwarded to the caller.
-        unsafe {
-            match kernels {
-                Kernels::Avx512 => {
-                    conv_isa::<Avx512>(x, weight, bias, g, relu, y, planes, accumulate)
-                }
-                Kernels::Avx2 => conv_isa::<Avx2>(x, weight, bias, g, relu, y, planes, accumulate),
-                Kernels::Gemm => unreachable!("the GEMM path is not this module's"),
-            }
-        }
-    }
-
-    /// [`conv`] on `I`'s vectors.
-    ///
-    /// # Safety
-    /// As [`conv`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn conv_isa<I: Isa>(
+    pub(super) unsafe fn conv<I: Isa>(
         x: *const f32,
         weight: &[f32],
         bias: Option<&[f32]>,
@@ -900,6 +842,7 @@ mod tests {
 
     /// Each direct kernel set this CPU has (AVX-512, AVX2), whatever the
     /// process selected, equals the definition.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_available_direct_kernel_matches_the_definition() {
         for kernels in [Kernels::Avx512, Kernels::Avx2] {
@@ -908,21 +851,33 @@ mod tests {
                 continue;
             }
             check(kernels.name(), |x, wt, b, g, relu, y, accumulate| {
-                // SAFETY: dense buffers of the convolution's sizes.
-                let ran = unsafe {
-                    conv_with(
-                        kernels,
-                        x.as_ptr(),
-                        wt,
-                        b,
-                        g,
-                        relu,
-                        SendPtr(y.as_mut_ptr()),
-                        dense_planes(g),
-                        accumulate,
-                    )
-                };
-                assert!(ran, "{} did not run {g:?}", kernels.name());
+                let (y, planes) = (SendPtr(y.as_mut_ptr()), dense_planes(g));
+                // SAFETY: the CPU has the kernels' set (`available`); dense
+                // buffers of the convolution's sizes.
+                unsafe {
+                    match kernels {
+                        Kernels::Avx512 => x86::conv::<x86::Avx512>(
+                            x.as_ptr(),
+                            wt,
+                            b,
+                            g,
+                            relu,
+                            y,
+                            planes,
+                            accumulate,
+                        ),
+                        _ => x86::conv::<x86::Avx2>(
+                            x.as_ptr(),
+                            wt,
+                            b,
+                            g,
+                            relu,
+                            y,
+                            planes,
+                            accumulate,
+                        ),
+                    }
+                }
             });
         }
     }
