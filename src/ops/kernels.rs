@@ -14,8 +14,8 @@ use super::par::{self, SendPtr};
 /// Element types the kernels run on (those the `gemm` crate multiplies).
 pub trait Elem: WithDType {
     /// Runs [`conv_forward_into`] with the direct kernels of
-    /// [`super::direct`] where they apply (f32 on AVX-512); returns false
-    /// when the caller must run the GEMM path.
+    /// [`super::direct`] where they apply (f32 on AVX-512 or AVX2 + FMA);
+    /// returns false when the caller must run the GEMM path.
     ///
     /// # Safety
     /// As [`conv_forward_into`].
