@@ -615,21 +615,19 @@ impl Study {
                 return Err(TrainError::Stopped(trainer.step()));
             }
             trainer.train_step()?;
-            if trainer.step() % every == 0 && trainer.step() < steps {
+            let step = trainer.step();
+            if step % every == 0 || step == steps {
                 let psnr = trainer.validate(&self.val)?.psnr;
-                curve.push(CurvePoint {
-                    step: trainer.step(),
-                    psnr,
-                });
+                curve.push(CurvePoint { step, psnr });
             }
         }
-        let score = trainer.validate(&self.val)?;
-        curve.push(CurvePoint {
-            step: steps,
-            psnr: score.psnr,
-        });
+        // The last point is the final score (a zero-step plan still gets one).
+        if curve.last().is_none_or(|p| p.step != steps) {
+            let psnr = trainer.validate(&self.val)?.psnr;
+            curve.push(CurvePoint { step: steps, psnr });
+        }
         trainer.save_weights(weights)?;
-        Ok((score.psnr, curve))
+        Ok((curve[curve.len() - 1].psnr, curve))
     }
 
     /// Runs every training not yet recorded, one worker thread per entry
