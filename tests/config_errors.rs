@@ -397,3 +397,40 @@ fn validate_paths_names_the_key_and_the_folder() {
     assert!(message.ends_with("is not a folder"), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn schedule_and_clipping_errors() {
+    assert_has(
+        &err("nas: {trainer: {lr_scheduler: {type: CosineAnnealingLR, params: {milestones: [1, 2]}}}}"),
+        &[
+            "nas.trainer.lr_scheduler.params.milestones",
+            "belongs to type: MultiStepLR",
+            "eta_min",
+        ],
+    );
+    assert_has(
+        &err("nas: {trainer: {lr_scheduler: {params: {eta_min: 0.00001}}}}"),
+        &[
+            "nas.trainer.lr_scheduler.params.eta_min",
+            "eta_min belongs to type: CosineAnnealingLR",
+        ],
+    );
+    assert_has(
+        &err("nas: {trainer: {lr_scheduler: {type: CosineAnnealingLR, params: {eta_min: 0.001}}}}"),
+        &[
+            "nas.trainer.lr_scheduler.params.eta_min",
+            "0 <= eta_min < the optimizer's lr (0.0001)",
+        ],
+    );
+    assert_has(
+        &err("nas: {trainer: {lr_scheduler: {type: Cosine}}}"),
+        &["nas.trainer.lr_scheduler.type", "CosineAnnealingLR"],
+    );
+    assert_has(
+        &err("nas: {trainer: {clip_grad_norm: 0}}"),
+        &[
+            "nas.trainer.clip_grad_norm",
+            "expected a number > 0, found 0",
+        ],
+    );
+}

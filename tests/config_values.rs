@@ -96,3 +96,30 @@ fn pyyaml_booleans_anchors_and_ref_overlays() {
     assert_eq!(ft.root_lr, Some(PathBuf::from("/cfg/lr")));
     assert_eq!(c.full_dataset.test, c.dataset.test);
 }
+
+#[test]
+fn cosine_schedule_and_gradient_clipping() {
+    use esr_ea::config::ScheduleKind;
+    let c = load(
+        "  trainer: {clip_grad_norm: 0.5, optimizer: {lr: 0.002}, lr_scheduler: {type: CosineAnnealingLR, eta_min: 1.0e-5}}\n",
+        "fully_train: {trainer: {lr_scheduler: {type: CosineAnnealingLR}}}\n",
+    );
+    assert_eq!(
+        c.search_trainer.scheduler,
+        ScheduleKind::Cosine { eta_min: 1e-5 }
+    );
+    assert_eq!(c.search_trainer.clip_grad_norm, Some(0.5));
+    // eta_min defaults to PyTorch's 0; clipping stays off unless asked.
+    assert_eq!(
+        c.full_trainer.scheduler,
+        ScheduleKind::Cosine { eta_min: 0.0 }
+    );
+    assert_eq!(c.full_trainer.clip_grad_norm, None);
+    assert_eq!(
+        c.search_trainer.describe_optimiser(),
+        "lr 0.002, cosine decay to 0.00001, gradient norm clipped at 0.5"
+    );
+    let again = Config::from_yaml_str(&c.to_yaml(), Path::new("/x"), "t.yaml").unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.config, c);
+}

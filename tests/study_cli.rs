@@ -195,6 +195,8 @@ fn study_killed_with_sigkill_resumes_to_the_same_table() {
         (4..7).contains(&at_kill),
         "the kill should land mid-study: {at_kill} of 7 trainings recorded"
     );
+    // Copied without its weights (records only), it still resumes.
+    std::fs::remove_dir_all(killed.join("models")).unwrap();
     let o = esr_ea(&["study", "--resume", killed.to_str().unwrap()]);
     let text = stdout(&o);
     assert!(o.status.success(), "{text}{}", support::cli::stderr(&o));
@@ -205,4 +207,5 @@ fn study_killed_with_sigkill_resumes_to_the_same_table() {
         "{text}"
     );
     assert_eq!(table(&whole), table(&killed));
+    assert!(!text.contains("failed"), "{text}");
 }

@@ -9,6 +9,7 @@ use candle_core::Device;
 use esr_ea::data::{default_train, default_val, Augment};
 use esr_ea::space::{Arch, GeneList};
 use esr_ea::train::trainer::{validate, TrainError, TrainPlan, Trainer};
+use esr_ea::train::ScheduleKind;
 
 fn tiny_arch(genes: &str) -> Arch {
     Arch {
@@ -25,6 +26,8 @@ fn plan(steps: usize, lr: f64) -> TrainPlan {
         lr,
         milestones: vec![steps * 3 / 4],
         gamma: 0.5,
+        scheduler: Default::default(),
+        clip_grad_norm: None,
         batch_size: 4,
         crop: 12,
         augment: Augment::ALL,
@@ -91,6 +94,55 @@ fn a_checkpoint_resumes_to_the_same_loss_sequence() {
     first.save_checkpoint(&dir).unwrap();
     let mut resumed = Trainer::resume(&dir, train, &Device::Cpu).unwrap();
     assert_eq!(resumed.step(), 3);
+    resumed.run(|_| true).unwrap();
+    assert_eq!(resumed.losses, straight.losses);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_cosine_clipped_training_follows_its_rates_and_resumes_exactly() {
+    let train = Arc::new(default_train(2).unwrap());
+    let arch = tiny_arch("G_4_8_16");
+    let cosine = TrainPlan {
+        scheduler: ScheduleKind::Cosine { eta_min: 1e-5 },
+        clip_grad_norm: Some(0.05),
+        ..plan(8, 1e-3)
+    };
+    let mut straight = Trainer::new(&arch, cosine.clone(), train.clone(), 7, &Device::Cpu).unwrap();
+    let mut rates = Vec::new();
+    straight
+        .run(|r| {
+            rates.push(r.lr);
+            true
+        })
+        .unwrap();
+    let want: Vec<f64> = (0..8)
+        .map(|s| 1e-5 + (1e-3 - 1e-5) * 0.5 * (1.0 + (std::f64::consts::PI * s as f64 / 8.0).cos()))
+        .collect();
+    for (got, want) in rates.iter().zip(&want) {
+        assert!((got - want).abs() < 1e-15, "{rates:?} vs {want:?}");
+    }
+    // The clipping is in effect: the same plan unclipped learns differently.
+    let mut free = Trainer::new(
+        &arch,
+        TrainPlan {
+            clip_grad_norm: None,
+            ..cosine.clone()
+        },
+        train.clone(),
+        7,
+        &Device::Cpu,
+    )
+    .unwrap();
+    free.run(|_| true).unwrap();
+    assert_eq!(free.losses[0], straight.losses[0]);
+    assert_ne!(free.losses, straight.losses);
+
+    let dir = support::temp_run("resume-cosine");
+    let mut first = Trainer::new(&arch, cosine, train.clone(), 7, &Device::Cpu).unwrap();
+    assert!(first.run(|r| r.step < 3).is_err());
+    first.save_checkpoint(&dir).unwrap();
+    let mut resumed = Trainer::resume(&dir, train, &Device::Cpu).unwrap();
     resumed.run(|_| true).unwrap();
     assert_eq!(resumed.losses, straight.losses);
     std::fs::remove_dir_all(&dir).unwrap();

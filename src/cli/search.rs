@@ -483,13 +483,11 @@ fn check(config: &Config) -> Result<()> {
     }
     let t = &config.search_trainer;
     println!(
-        "training per individual: {} (lr {}, milestones {:?}, gamma {})",
+        "training per individual: {} ({})",
         t.steps
             .map(|s| format!("{s} steps"))
             .unwrap_or_else(|| format!("{} epochs", t.epochs)),
-        t.lr,
-        t.milestones,
-        t.gamma
+        t.describe_optimiser()
     );
     if let Some(rule) = &t.median_stop {
         println!("{}", rule.describe(t.steps));

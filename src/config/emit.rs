@@ -2,7 +2,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{Config, DataSplit, DatasetConfig, TrainerConfig};
+use super::{Config, DataSplit, DatasetConfig, ScheduleKind, TrainerConfig};
 use crate::latency::LatencyLimit;
 use crate::search::Selection;
 
@@ -73,14 +73,21 @@ fn trainer(t: &TrainerConfig) -> Value {
                 ("params", map([("lr", t.lr.into())])),
             ]),
         ),
+        ("clip_grad_norm", opt(t.clip_grad_norm)),
         (
             "lr_scheduler",
-            map([
-                ("type", "MultiStepLR".into()),
-                ("milestones", list(&t.milestones)),
-                ("gamma", t.gamma.into()),
-                ("milestones_unit", unit.into()),
-            ]),
+            match t.scheduler {
+                ScheduleKind::MultiStep => map([
+                    ("type", "MultiStepLR".into()),
+                    ("milestones", list(&t.milestones)),
+                    ("gamma", t.gamma.into()),
+                    ("milestones_unit", unit.into()),
+                ]),
+                ScheduleKind::Cosine { eta_min } => map([
+                    ("type", "CosineAnnealingLR".into()),
+                    ("eta_min", eta_min.into()),
+                ]),
+            },
         ),
         ("loss", map([("type", "L1Loss".into())])),
     ])

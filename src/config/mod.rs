@@ -191,6 +191,16 @@ pub struct TrainerConfig {
     pub milestones: Vec<usize>,
     /// `lr_scheduler.gamma` (or `.params.gamma`): the factor at each milestone.
     pub gamma: f64,
+    /// `lr_scheduler.type`: `MultiStepLR` (milestones and gamma) or
+    /// `CosineAnnealingLR` (with `eta_min`; milestones are then unused).
+    #[serde(default)]
+    pub scheduler: ScheduleKind,
+    /// `clip_grad_norm` (esr-ea only): gradients whose global L2 norm is
+    /// above this are scaled down to it before each Adam step (PyTorch's
+    /// `clip_grad_norm_`), so one unlucky batch cannot throw a network back;
+    /// `None` (absent) is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
     /// `batch_size` (esr-ea only): overrides the dataset's train `batch_size`
     /// for this training when set.
     pub batch_size: Option<usize>,
@@ -212,6 +222,21 @@ pub struct TrainerConfig {
     pub median_stop: Option<crate::search::MedianStop>,
 }
 
+/// Which learning-rate schedule a training follows (`lr_scheduler.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ScheduleKind {
+    /// The rate is multiplied by `gamma` at each milestone.
+    #[default]
+    MultiStep,
+    /// The rate follows half a cosine from the base rate down to `eta_min`
+    /// at the last step.
+    Cosine {
+        /// The rate at the end.
+        eta_min: f64,
+    },
+}
+
 impl TrainerConfig {
     /// The reference's quick training for fitness: 500 epochs, Adam 1e-4,
     /// halved at epochs 100 and 200.
@@ -222,12 +247,29 @@ impl TrainerConfig {
             lr: 1e-4,
             milestones: vec![100, 200],
             gamma: 0.5,
+            scheduler: ScheduleKind::MultiStep,
+            clip_grad_norm: None,
             batch_size: None,
             seed: None,
             milestones_in_steps: false,
             common_random_numbers: false,
             median_stop: None,
         }
+    }
+
+    /// The learning rate, its schedule and any clipping, in a few words.
+    pub fn describe_optimiser(&self) -> String {
+        let schedule = match self.scheduler {
+            ScheduleKind::MultiStep => {
+                format!("milestones {:?}, gamma {}", self.milestones, self.gamma)
+            }
+            ScheduleKind::Cosine { eta_min } => format!("cosine decay to {eta_min}"),
+        };
+        let clip = self
+            .clip_grad_norm
+            .map(|c| format!(", gradient norm clipped at {c}"))
+            .unwrap_or_default();
+        format!("lr {}, {schedule}{clip}", self.lr)
     }
 
     /// The reference's full training: 15,000 epochs, halved at 8000, 12000,

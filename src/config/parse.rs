@@ -8,7 +8,7 @@ use serde_yaml::Value;
 use super::error::ConfigError;
 use super::reader::{show, Node, Reader};
 use super::split::{scale_value, split};
-use super::{Config, DataSplit, DatasetConfig, TrainerConfig};
+use super::{Config, DataSplit, DatasetConfig, ScheduleKind, TrainerConfig};
 use crate::latency::{parse_size, LatencyLimit, Runtime};
 use crate::search::{Policy, Range, Selection};
 use crate::space::{BlockKind, SearchSpace};
@@ -400,6 +400,9 @@ fn trainer(
     if let Some(n) = r.get(&node, "scale")? {
         check_scale(r, &n, scale)?;
     }
+    if let Some(n) = r.get(&node, "clip_grad_norm")? {
+        t.clip_grad_norm = Some(r.positive(&n)?);
+    }
     if let Some(n) = r.get(&node, "common_random_numbers")? {
         t.common_random_numbers = r.boolean(&n)?;
     }
@@ -413,7 +416,39 @@ fn trainer(
     }
     if let Some(sched) = r.section(&node, "lr_scheduler")? {
         if let Some(n) = r.get(&sched, "type")? {
-            r.word(&n, &["MultiStepLR"])?;
+            if r.word(&n, &["MultiStepLR", "CosineAnnealingLR"])? == "CosineAnnealingLR" {
+                t.scheduler = ScheduleKind::Cosine { eta_min: 0.0 };
+            }
+        }
+        if let Some(n) = setting(r, &sched, "eta_min")? {
+            let ScheduleKind::Cosine { eta_min } = &mut t.scheduler else {
+                return Err(r.error(
+                    &n.path,
+                    "eta_min belongs to type: CosineAnnealingLR (MultiStepLR uses milestones and gamma)".to_string(),
+                ));
+            };
+            let value = r.number(&n)?;
+            if !(0.0..t.lr).contains(&value) {
+                return Err(r.error(
+                    &n.path,
+                    format!(
+                        "{value} is not a rate to decay to: 0 <= eta_min < the optimizer's lr ({})",
+                        t.lr
+                    ),
+                ));
+            }
+            *eta_min = value;
+        }
+        if let ScheduleKind::Cosine { .. } = t.scheduler {
+            // Kept silently they would vanish from an exported config.
+            for key in ["milestones", "gamma", "milestones_unit"] {
+                if let Some(n) = setting(r, &sched, key)? {
+                    return Err(r.error(
+                        &n.path,
+                        format!("{key} belongs to type: MultiStepLR; CosineAnnealingLR decays smoothly over the whole training and takes eta_min only"),
+                    ));
+                }
+            }
         }
         if let Some(n) = setting(r, &sched, "milestones")? {
             t.milestones = milestones(r, &n)?;

@@ -639,6 +639,13 @@ impl Study {
         cancel: Arc<AtomicBool>,
         mut on_finished: impl FnMut(&Finished),
     ) -> Result<bool> {
+        // A resumed study copied without its weights (or with a folder
+        // removed) would otherwise fail every training at its last write.
+        for sub in [files::TRAININGS, files::MODELS] {
+            let path = self.dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
         let done_before = self.records()?;
         let total = self.tasks().len();
         let queue: VecDeque<Task> = self
@@ -955,6 +962,8 @@ mod tests {
             lr: 1e-3,
             milestones: vec![],
             gamma: 0.5,
+            scheduler: Default::default(),
+            clip_grad_norm: None,
             batch_size: 1,
             crop: 8,
             augment: crate::data::patches::Augment {

@@ -7,7 +7,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use optim::{Adam, AdamConfig};
-pub use schedule::MultiStepLr;
+pub use schedule::{LrSchedule, ScheduleKind};
 
 /// Progress of one training step.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -16,6 +16,9 @@ pub struct AdamConfig {
     pub beta2: f64,
     /// Denominator guard.
     pub eps: f64,
+    /// Gradients whose global L2 norm exceeds this are scaled down to it
+    /// first (PyTorch's `clip_grad_norm_`); `None`: never.
+    pub max_grad_norm: Option<f64>,
 }
 
 impl Default for AdamConfig {
@@ -25,6 +28,7 @@ impl Default for AdamConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            max_grad_norm: None,
         }
     }
 }
@@ -34,6 +38,12 @@ impl Default for AdamConfig {
 enum Moments {
     Host { m: Vec<f32>, v: Vec<f32> },
     Device { m: Var, v: Var },
+}
+
+/// One variable's gradient, where its moments live.
+enum Grad {
+    Host(Vec<f32>),
+    Device(Tensor),
 }
 
 struct Param {
@@ -99,8 +109,9 @@ impl Adam {
         self.step
     }
 
-    /// One update from the gradients of `loss`.
-    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+    /// One update from the gradients of `loss`; returns the gradients'
+    /// global L2 norm before any clipping.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<f64> {
         let grads = loss.backward()?;
         self.step += 1;
         let AdamConfig {
@@ -108,18 +119,51 @@ impl Adam {
             beta1,
             beta2,
             eps,
+            max_grad_norm,
         } = self.config;
         let t = self.step as i32;
         let bias1 = 1.0 - beta1.powi(t);
         let bias2 = 1.0 - beta2.powi(t);
-        for p in &mut self.params {
+        // The norm needs every gradient before any update: gather first.
+        let mut gathered = Vec::with_capacity(self.params.len());
+        let mut sum_sq = 0.0f64;
+        for p in &self.params {
             let Some(g) = grads.get(p.var.as_tensor()) else {
+                gathered.push(None);
                 continue;
             };
-            match &mut p.moments {
-                Moments::Host { m, v } => {
-                    // PyTorch's formulation: w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+            let g = match p.moments {
+                Moments::Host { .. } => {
                     let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
+                    sum_sq += g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+                    Grad::Host(g)
+                }
+                Moments::Device { .. } => {
+                    sum_sq += g
+                        .sqr()?
+                        .sum_all()?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?;
+                    Grad::Device(g.clone())
+                }
+            };
+            gathered.push(Some(g));
+        }
+        let norm = sum_sq.sqrt();
+        let scale = match max_grad_norm {
+            // PyTorch's factor: max / (norm + 1e-6), applied only when below 1.
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        for (p, g) in self.params.iter_mut().zip(gathered) {
+            let Some(g) = g else { continue };
+            match (&mut p.moments, g) {
+                (Moments::Host { m, v }, Grad::Host(mut g)) => {
+                    if scale != 1.0 {
+                        let s = scale as f32;
+                        g.iter_mut().for_each(|x| *x *= s);
+                    }
+                    // PyTorch's formulation: w -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
                     let mut w: Vec<f32> = p.var.as_tensor().flatten_all()?.to_vec1()?;
                     let (b1, b2) = (beta1 as f32, beta2 as f32);
                     let step_size = (lr / bias1) as f32;
@@ -133,8 +177,9 @@ impl Adam {
                     p.var
                         .set(&Tensor::from_vec(w, p.var.shape(), p.var.device())?)?;
                 }
-                Moments::Device { m, v } => {
-                    let m_next = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
+                (Moments::Device { m, v }, Grad::Device(g)) => {
+                    let g = if scale != 1.0 { (g * scale)? } else { g };
+                    let m_next = ((m.as_tensor() * beta1)? + (&g * (1.0 - beta1))?)?;
                     let v_next = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
                     let denom = ((v_next.sqrt()? / bias2.sqrt())? + eps)?;
                     let update = ((&m_next / denom)? * (lr / bias1))?;
@@ -142,9 +187,10 @@ impl Adam {
                     m.set(&m_next)?;
                     v.set(&v_next)?;
                 }
+                _ => unreachable!("a gradient is gathered in its variable's moment kind"),
             }
         }
-        Ok(())
+        Ok(norm)
     }
 
     /// The moments and step count as named tensors (`adam.m.<name>`,
@@ -273,6 +319,48 @@ mod tests {
             (w[0] - 3.0).abs() < 0.05 && (w[1] - 3.0).abs() < 0.05,
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn reports_the_gradient_norm_and_clips_to_the_limit() {
+        // Gradients of the quadratic at w = (1, -1): 2 (w - 3) = (-4, -8).
+        let norm_of = (16.0f64 + 64.0).sqrt();
+        let run = |max_grad_norm| {
+            let v = vars(1.0);
+            let mut adam = Adam::new(
+                &v,
+                AdamConfig {
+                    lr: 0.1,
+                    max_grad_norm,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let norm = adam.backward_step(&loss(&v)).unwrap();
+            let state = adam.state_tensors().unwrap();
+            let second: Vec<f32> = state["adam.v.w"].to_vec1().unwrap();
+            (norm, second)
+        };
+        let (free, v_free) = run(None);
+        assert!((free - norm_of).abs() < 1e-9, "{free}");
+        // (1 - beta2) in f32 is 0.001 to 5e-5 relative.
+        assert!(
+            (f64::from(v_free[0]) / 0.016 - 1.0).abs() < 1e-4,
+            "{v_free:?}"
+        );
+        // A limit above the norm changes nothing.
+        assert_eq!(run(Some(100.0)).1, v_free);
+        // Below it, the moments see the gradient scaled to the limit.
+        let (clipped, v_clipped) = run(Some(1.0));
+        assert!((clipped - norm_of).abs() < 1e-9, "the norm before clipping");
+        let scale = 1.0 / (norm_of + 1e-6);
+        for (got, g) in v_clipped.iter().zip([-4.0f64, -8.0]) {
+            let want = 0.001 * (g * scale).powi(2);
+            assert!(
+                (f64::from(*got) / want - 1.0).abs() < 1e-4,
+                "{got} vs {want}"
+            );
+        }
     }
 
     #[test]

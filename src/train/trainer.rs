@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Adam, AdamConfig, MultiStepLr, StepReport};
+use super::{Adam, AdamConfig, LrSchedule, ScheduleKind, StepReport};
 use crate::data::dataset::Dataset;
 use crate::data::image::RgbImage;
 use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
@@ -56,6 +56,12 @@ pub struct TrainPlan {
     pub milestones: Vec<usize>,
     /// Decay factor.
     pub gamma: f64,
+    /// The schedule's shape (plans saved before it existed are MultiStep).
+    #[serde(default)]
+    pub scheduler: ScheduleKind,
+    /// Global gradient-norm limit before each Adam step, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
     /// Patches per step.
     pub batch_size: usize,
     /// LR patch side.
@@ -91,6 +97,8 @@ impl TrainPlan {
             lr: trainer.lr,
             milestones,
             gamma: trainer.gamma,
+            scheduler: trainer.scheduler,
+            clip_grad_norm: trainer.clip_grad_norm,
             batch_size,
             crop: split.crop,
             augment: Augment {
@@ -142,7 +150,7 @@ pub struct Trainer {
     pub model: Esrn,
     varmap: VarMap,
     adam: Adam,
-    schedule: MultiStepLr,
+    schedule: LrSchedule,
     sampler: PatchSampler,
     plan: TrainPlan,
     step: usize,
@@ -291,13 +299,16 @@ impl Trainer {
             &varmap.data().lock().unwrap(),
             AdamConfig {
                 lr: plan.lr,
+                max_grad_norm: plan.clip_grad_norm,
                 ..AdamConfig::default()
             },
         )?;
-        let schedule = MultiStepLr {
+        let schedule = LrSchedule {
             base_lr: plan.lr,
+            kind: plan.scheduler,
             milestones: plan.milestones.clone(),
             gamma: plan.gamma,
+            total: plan.steps,
         };
         Ok(Trainer {
             model,
@@ -320,6 +331,8 @@ impl Trainer {
     /// Lengthens (or shortens) the training to `steps` in total, keeping the milestones.
     pub fn extend_to(&mut self, steps: usize) {
         self.plan.steps = steps;
+        // A cosine decay stretches to the new end.
+        self.schedule.total = steps;
     }
 
     /// The plan.
