@@ -209,3 +209,76 @@ fn study_killed_with_sigkill_resumes_to_the_same_table() {
     assert_eq!(table(&whole), table(&killed));
     assert!(!text.contains("failed"), "{text}");
 }
+
+#[test]
+fn another_fitness_reuses_the_references_of_an_earlier_study() {
+    let dir = temp_dir("study-reuse");
+    let config = tiny_config(&dir);
+    let study = |config: &str, out: &Path, reference_steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "study",
+            "--config",
+            config,
+            "--out",
+            out.to_str().unwrap(),
+            "--archs",
+            "3",
+            "--repeats",
+            "0",
+            "--repeat-archs",
+            "1",
+            "--reference-repeats",
+            "1",
+            "--reference-steps",
+            reference_steps,
+        ];
+        args.extend_from_slice(extra);
+        esr_ea(&args)
+    };
+    let first = dir.join("first");
+    let o = study(&config, &first, "6", &[]);
+    assert!(o.status.success(), "{}", support::cli::stderr(&o));
+
+    // Another fitness (more steps), the same reference.
+    let longer = TinySearch {
+        seed: 3,
+        generations: 1,
+        batch_size: 2,
+        steps: 5,
+        milestone: 4,
+    }
+    .write(&dir, "longer.yaml")
+    .display()
+    .to_string();
+    let second = dir.join("second");
+    let from = first.to_str().unwrap();
+    let o = study(&longer, &second, "6", &["--references-from", from]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}{}", support::cli::stderr(&o));
+    assert!(
+        text.contains("reused 4 finished reference trainings"),
+        "{text}"
+    );
+    // Only the three fitness trainings ran.
+    let ran: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(ran.len(), 3, "{text}");
+    assert!(ran.iter().all(|l| l.contains("fitness")), "{text}");
+    let (a, b) = (table(&first), table(&second));
+    for (ra, rb) in a["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["rows"].as_array().unwrap())
+    {
+        assert_eq!(ra["reference_runs"], rb["reference_runs"]);
+        assert_ne!(ra["fitness"], rb["fitness"]);
+    }
+    assert!(second.join("models/reference-00-r1.safetensors").is_file());
+
+    // A different reference is refused before anything is written.
+    let third = dir.join("third");
+    let o = study(&longer, &third, "7", &["--references-from", from]);
+    one_line_error(&o, "reference training differs");
+    assert!(support::cli::stderr(&o).contains("--references-from"));
+    assert!(!third.join("plan.json").exists());
+}

@@ -38,6 +38,11 @@ pub struct StudyArgs {
     /// (the reference's own noise).
     #[arg(long, default_value_t = 0, value_name = "R")]
     pub reference_repeats: usize,
+    /// Take over the finished reference trainings of this earlier study where
+    /// they are the same trainings (same networks, seed, reference plan and
+    /// images), so fitness settings can be compared against one reference.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub references_from: Option<PathBuf>,
     /// Reference training length in steps (default: the config's `fully_train`).
     #[arg(long, value_name = "N")]
     pub reference_steps: Option<usize>,
@@ -84,7 +89,15 @@ pub fn run(args: &StudyArgs) -> Result<()> {
                     .unwrap_or_else(|| "study".into());
                 PathBuf::from("studies").join(format!("{stem}-s{}-k{}", config.seed, args.archs))
             });
-            Study::create(&dir, config, settings)?
+            let (study, reused) =
+                Study::create_reusing(&dir, config, settings, args.references_from.as_deref())?;
+            if let Some(from) = &args.references_from {
+                say(&format!(
+                    "reused {reused} finished reference trainings from {}",
+                    from.display()
+                ));
+            }
+            study
         }
     };
     let plan = &study.plan;

@@ -10,6 +10,7 @@
 //! stopped and ends with the same table.
 
 pub mod plot;
+mod reuse;
 pub mod stats;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -349,6 +350,19 @@ fn problem_of(config: &Config) -> Result<Problem> {
 impl Study {
     /// Starts a study in `dir` (created; refused when it already holds one).
     pub fn create(dir: &Path, config: Config, settings: StudySettings) -> Result<Study> {
+        Ok(Study::create_reusing(dir, config, settings, None)?.0)
+    }
+
+    /// Starts a study as [`Study::create`] does, taking over the finished
+    /// reference trainings of the study in `references_from` that are the
+    /// same trainings (same networks, seed, reference plan, images; checked
+    /// before anything is written); returns how many it took over.
+    pub fn create_reusing(
+        dir: &Path,
+        config: Config,
+        settings: StudySettings,
+        references_from: Option<&Path>,
+    ) -> Result<(Study, usize)> {
         if settings.archs < 2 {
             bail!("--archs: {} is too few to rank (2 or more)", settings.archs);
         }
@@ -393,6 +407,9 @@ impl Study {
             reference,
             config_source: config.source.clone(),
         };
+        let source = references_from
+            .map(|from| reuse::Source::open(from, &plan, &config))
+            .transpose()?;
         for sub in [files::TRAININGS, files::MODELS] {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
@@ -400,13 +417,18 @@ impl Study {
         crate::fsutil::atomic_write(&dir.join(files::CONFIG), config.to_yaml().as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(files::CONFIG).display()))?;
         write_json(&dir.join(files::PLAN), &plan)?;
-        Ok(Study {
+        let study = Study {
             dir: dir.to_path_buf(),
             config,
             plan,
             train,
             val,
-        })
+        };
+        let reused = match source {
+            Some(source) => source.copy_into(&study)?,
+            None => 0,
+        };
+        Ok((study, reused))
     }
 
     /// Opens a study started before (to resume it or redo its table).
