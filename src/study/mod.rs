@@ -410,10 +410,7 @@ impl Study {
         let source = references_from
             .map(|from| reuse::Source::open(from, &plan, &config))
             .transpose()?;
-        for sub in [files::TRAININGS, files::MODELS] {
-            std::fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
-        }
+        make_folders(dir)?;
         crate::fsutil::atomic_write(&dir.join(files::CONFIG), config.to_yaml().as_bytes())
             .with_context(|| format!("cannot write {}", dir.join(files::CONFIG).display()))?;
         write_json(&dir.join(files::PLAN), &plan)?;
@@ -433,20 +430,7 @@ impl Study {
 
     /// Opens a study started before (to resume it or redo its table).
     pub fn open(dir: &Path) -> Result<Study> {
-        let plan_path = dir.join(files::PLAN);
-        let text = std::fs::read_to_string(&plan_path).with_context(|| {
-            format!(
-                "cannot read {} (is {} a study directory?)",
-                plan_path.display(),
-                dir.display()
-            )
-        })?;
-        let plan: StudyPlan = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a study plan", plan_path.display()))?;
-        let config_path = dir.join(files::CONFIG);
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?;
-        let config = Config::from_yaml_str(&text, dir, config_path.display().to_string())?.config;
+        let (plan, config) = read_plan_and_config(dir)?;
         // The config must still make the same problem (a hand-edited file
         // would silently change what the records mean).
         problem_of(&config)?;
@@ -663,11 +647,7 @@ impl Study {
     ) -> Result<bool> {
         // A resumed study copied without its weights (or with a folder
         // removed) would otherwise fail every training at its last write.
-        for sub in [files::TRAININGS, files::MODELS] {
-            let path = self.dir.join(sub);
-            std::fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-        }
+        make_folders(&self.dir)?;
         let done_before = self.records()?;
         let total = self.tasks().len();
         let queue: VecDeque<Task> = self
@@ -753,6 +733,35 @@ impl Study {
             .with_context(|| format!("cannot write {}", csv.display()))?;
         plot::scatter(report, &self.dir.join(files::PNG))
     }
+}
+
+/// The folders a study writes its trainings into.
+fn make_folders(dir: &Path) -> Result<()> {
+    for sub in [files::TRAININGS, files::MODELS] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A study directory's `plan.json` and `config.yaml`.
+fn read_plan_and_config(dir: &Path) -> Result<(StudyPlan, Config)> {
+    let plan_path = dir.join(files::PLAN);
+    let text = std::fs::read_to_string(&plan_path).with_context(|| {
+        format!(
+            "cannot read {} (is {} a study directory?)",
+            plan_path.display(),
+            dir.display()
+        )
+    })?;
+    let plan: StudyPlan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a study plan", plan_path.display()))?;
+    let config_path = dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config = Config::from_yaml_str(&text, dir, config_path.display().to_string())?.config;
+    Ok((plan, config))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

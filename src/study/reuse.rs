@@ -21,21 +21,8 @@ impl Source {
     /// thing that differs.
     pub(super) fn open(dir: &Path, plan: &StudyPlan, config: &Config) -> Result<Source> {
         let flag = format!("--references-from {}", dir.display());
-        let plan_path = dir.join(files::PLAN);
-        let text = std::fs::read_to_string(&plan_path).with_context(|| {
-            format!(
-                "{flag}: cannot read {} (is it a study directory?)",
-                plan_path.display()
-            )
-        })?;
-        let other: StudyPlan = serde_json::from_str(&text)
-            .with_context(|| format!("{flag}: {} is not a study plan", plan_path.display()))?;
-        let config_path = dir.join(files::CONFIG);
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("{flag}: cannot read {}", config_path.display()))?;
-        let other_config = Config::from_yaml_str(&text, dir, config_path.display().to_string())
-            .with_context(|| format!("{flag}: its config"))?
-            .config;
+        let (other, other_config) =
+            super::read_plan_and_config(dir).with_context(|| flag.clone())?;
         let differs = |what: &str, theirs: String, ours: String| -> Result<()> {
             bail!("{flag}: its {what} differs from this study's ({theirs} there, {ours} here); only identical reference trainings can be reused")
         };

@@ -127,6 +127,8 @@ impl Adam {
         // The norm needs every gradient before any update: gather first.
         let mut gathered = Vec::with_capacity(self.params.len());
         let mut sum_sq = 0.0f64;
+        // Summed on the device and read once: one transfer per step, not one per variable.
+        let mut device_sum_sq: Option<Tensor> = None;
         for p in &self.params {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 gathered.push(None);
@@ -139,15 +141,18 @@ impl Adam {
                     Grad::Host(g)
                 }
                 Moments::Device { .. } => {
-                    sum_sq += g
-                        .sqr()?
-                        .sum_all()?
-                        .to_dtype(DType::F64)?
-                        .to_scalar::<f64>()?;
+                    let part = g.sqr()?.sum_all()?.to_dtype(DType::F64)?;
+                    device_sum_sq = Some(match device_sum_sq {
+                        Some(sum) => (sum + part)?,
+                        None => part,
+                    });
                     Grad::Device(g.clone())
                 }
             };
             gathered.push(Some(g));
+        }
+        if let Some(sum) = device_sum_sq {
+            sum_sq += sum.to_scalar::<f64>()?;
         }
         let norm = sum_sq.sqrt();
         let scale = match max_grad_norm {

@@ -5,21 +5,21 @@ pub use crate::config::ScheduleKind;
 
 /// A learning rate for every step of a training.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LrSchedule {
+pub struct LrSchedule<'a> {
     /// Starting learning rate.
     pub base_lr: f64,
     /// The shape of the decay.
     pub kind: ScheduleKind,
     /// MultiStep: positions (in the unit the trainer counts: steps or
     /// epochs) where the rate drops.
-    pub milestones: Vec<usize>,
+    pub milestones: &'a [usize],
     /// MultiStep: factor applied at each milestone.
     pub gamma: f64,
     /// Cosine: the position where the rate reaches `eta_min`.
     pub total: usize,
 }
 
-impl LrSchedule {
+impl LrSchedule<'_> {
     /// The learning rate after `position` steps/epochs have completed.
     pub fn lr_at(&self, position: usize) -> f64 {
         match self.kind {
@@ -44,7 +44,7 @@ mod tests {
         let s = LrSchedule {
             base_lr: 1e-4,
             kind: ScheduleKind::MultiStep,
-            milestones: vec![100, 200],
+            milestones: &[100, 200],
             gamma: 0.5,
             total: 300,
         };
@@ -59,7 +59,7 @@ mod tests {
         let s = LrSchedule {
             base_lr: 2e-3,
             kind: ScheduleKind::Cosine { eta_min: 1e-5 },
-            milestones: vec![],
+            milestones: &[],
             gamma: 1.0,
             total: 1000,
         };

@@ -109,6 +109,19 @@ impl TrainPlan {
         }
     }
 
+    /// The learning rate after `step` steps (the plan's schedule over its
+    /// `steps`, so a lengthened plan stretches a cosine decay to its new end).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        LrSchedule {
+            base_lr: self.lr,
+            kind: self.scheduler,
+            milestones: &self.milestones,
+            gamma: self.gamma,
+            total: self.steps,
+        }
+        .lr_at(step)
+    }
+
     /// The same plan with a different length (milestones scaled along).
     pub fn with_steps(&self, steps: usize) -> TrainPlan {
         let scale = steps as f64 / self.steps.max(1) as f64;
@@ -150,7 +163,6 @@ pub struct Trainer {
     pub model: Esrn,
     varmap: VarMap,
     adam: Adam,
-    schedule: LrSchedule,
     sampler: PatchSampler,
     plan: TrainPlan,
     step: usize,
@@ -303,18 +315,10 @@ impl Trainer {
                 ..AdamConfig::default()
             },
         )?;
-        let schedule = LrSchedule {
-            base_lr: plan.lr,
-            kind: plan.scheduler,
-            milestones: plan.milestones.clone(),
-            gamma: plan.gamma,
-            total: plan.steps,
-        };
         Ok(Trainer {
             model,
             varmap,
             adam,
-            schedule,
             sampler,
             plan,
             step: 0,
@@ -331,8 +335,6 @@ impl Trainer {
     /// Lengthens (or shortens) the training to `steps` in total, keeping the milestones.
     pub fn extend_to(&mut self, steps: usize) {
         self.plan.steps = steps;
-        // A cosine decay stretches to the new end.
-        self.schedule.total = steps;
     }
 
     /// The plan.
@@ -342,7 +344,7 @@ impl Trainer {
 
     /// One optimiser step on the next batch; returns its loss.
     pub fn train_step(&mut self) -> Result<f64, TrainError> {
-        let lr_now = self.schedule.lr_at(self.step);
+        let lr_now = self.plan.lr_at(self.step);
         self.adam.set_lr(lr_now);
         let batch = self.sampler.next_batch();
         let (lr, hr) = batch_tensors(&batch, &self.device)?;
@@ -365,7 +367,7 @@ impl Trainer {
     /// returns false to stop (the training then ends with `Stopped`).
     pub fn run(&mut self, mut on_step: impl FnMut(StepReport) -> bool) -> Result<(), TrainError> {
         while self.step < self.plan.steps {
-            let lr = self.schedule.lr_at(self.step);
+            let lr = self.plan.lr_at(self.step);
             let loss = self.train_step()?;
             let go_on = on_step(StepReport {
                 step: self.step,
