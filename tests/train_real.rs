@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use esr_ea::data::{default_train, default_val, Augment};
+use esr_ea::data::{default_train, default_val, Augment, Dataset};
 use esr_ea::space::{Arch, GeneList};
 use esr_ea::train::trainer::{validate, TrainError, TrainPlan, Trainer};
 use esr_ea::train::ScheduleKind;
@@ -87,16 +87,28 @@ fn a_checkpoint_resumes_to_the_same_loss_sequence() {
     let mut straight = Trainer::new(&arch, plan(8, 1e-3), train.clone(), 7, &Device::Cpu).unwrap();
     straight.run(|_| true).unwrap();
 
-    let dir = support::temp_run("resume");
-    let mut first = Trainer::new(&arch, plan(8, 1e-3), train.clone(), 7, &Device::Cpu).unwrap();
+    let resumed = stopped_at_3_and_resumed("resume", &arch, plan(8, 1e-3), train);
+    assert_eq!(resumed, straight.losses);
+}
+
+/// The losses of a training of `plan` (seed 7) stopped after 3 steps,
+/// checkpointed and resumed from the checkpoint to its end.
+fn stopped_at_3_and_resumed(
+    name: &str,
+    arch: &Arch,
+    plan: TrainPlan,
+    train: Arc<Dataset>,
+) -> Vec<f64> {
+    let dir = support::temp_run(name);
+    let mut first = Trainer::new(arch, plan, train.clone(), 7, &Device::Cpu).unwrap();
     let stopped = first.run(|r| r.step < 3);
     assert!(matches!(stopped, Err(TrainError::Stopped(3))));
     first.save_checkpoint(&dir).unwrap();
     let mut resumed = Trainer::resume(&dir, train, &Device::Cpu).unwrap();
     assert_eq!(resumed.step(), 3);
     resumed.run(|_| true).unwrap();
-    assert_eq!(resumed.losses, straight.losses);
     std::fs::remove_dir_all(&dir).unwrap();
+    resumed.losses
 }
 
 #[test]
@@ -138,14 +150,8 @@ fn a_cosine_clipped_training_follows_its_rates_and_resumes_exactly() {
     assert_eq!(free.losses[0], straight.losses[0]);
     assert_ne!(free.losses, straight.losses);
 
-    let dir = support::temp_run("resume-cosine");
-    let mut first = Trainer::new(&arch, cosine, train.clone(), 7, &Device::Cpu).unwrap();
-    assert!(first.run(|r| r.step < 3).is_err());
-    first.save_checkpoint(&dir).unwrap();
-    let mut resumed = Trainer::resume(&dir, train, &Device::Cpu).unwrap();
-    resumed.run(|_| true).unwrap();
-    assert_eq!(resumed.losses, straight.losses);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let resumed = stopped_at_3_and_resumed("resume-cosine", &arch, cosine, train);
+    assert_eq!(resumed, straight.losses);
 }
 
 #[test]
