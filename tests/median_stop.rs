@@ -1,9 +1,16 @@
-//! `nas.trainer.median_stop`: the median stopping rule stops members whose
-//! training loss at a checkpoint is above the median of earlier
-//! generations, exactly as the recorded curves say; its decisions replay
-//! identically with the same seed, with two workers and after a SIGKILL and
-//! `--resume`; off, a search writes what it wrote before; bad settings are
-//! one line naming the key.
+//! The two stopping rules of `nas.trainer`.
+//!
+//! `median_stop`: the median stopping rule stops members whose training
+//! loss at a checkpoint is above the median of earlier generations, exactly
+//! as the recorded curves say; its decisions replay identically with the
+//! same seed, with two workers and after a SIGKILL and `--resume`; off, a
+//! search writes what it wrote before; bad settings are one line naming the
+//! key.
+//!
+//! `successive_halving`: each generation is cut at its checkpoints exactly
+//! as the members' losses there say; a member that goes on ends with the
+//! fitness of an uninterrupted training; the cuts replay identically with
+//! the same seed, with two workers and after a SIGKILL and `--resume`.
 
 mod support;
 
@@ -376,6 +383,210 @@ fn bad_settings_are_one_line_naming_the_key() {
         (
             "    median_stop: yes\n",
             "nas.trainer.median_stop: expected a mapping of settings",
+        ),
+    ] {
+        let cfg = config(&dir, setting);
+        let o = esr_ea(&["search", "--config", cfg.to_str().unwrap(), "--check"]);
+        one_line_error(&o, needle);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Successive halving in the tiny search: cut at a quarter and at half-way,
+/// half going on each time.
+const HALVING: &str = "    successive_halving: {checkpoints: [0.25, 0.5], keep: 0.5, window: 3}\n";
+
+/// Recomputes every cut from the recorded losses, independently of the
+/// engine: in each generation, of the members trained (copies reuse a first
+/// outcome), those at checkpoint i with the lowest losses (ties by id), half
+/// rounded up, reach checkpoint i + 1; the others stop at i. Returns the
+/// stops per generation.
+fn check_cuts(state: &SearchState) -> Vec<usize> {
+    let curve = |s: &Status| match s {
+        Status::Evaluated(e) => Some(e.checkpoint_losses.clone()),
+        Status::Stopped(s) => Some(s.checkpoint_losses.clone()),
+        _ => None,
+    };
+    let mut trained = HashSet::new();
+    let mut by_generation: Vec<Vec<(u64, Vec<f64>, &Status)>> = Vec::new();
+    for m in &state.history {
+        let Some(own) = curve(&m.status) else {
+            continue;
+        };
+        if !trained.insert(m.genes.to_string()) {
+            continue;
+        }
+        if by_generation.len() <= m.generation {
+            by_generation.resize_with(m.generation + 1, Vec::new);
+        }
+        by_generation[m.generation].push((m.id, own, &m.status));
+    }
+    let mut stops = Vec::new();
+    for (generation, members) in by_generation.iter().enumerate() {
+        let mut alive: Vec<u64> = members.iter().map(|m| m.0).collect();
+        let mut stopped_here = 0;
+        for (i, step) in [STEPS / 4, STEPS / 2].into_iter().enumerate() {
+            let mut at: Vec<(u64, f64)> = members
+                .iter()
+                .filter(|m| alive.contains(&m.0))
+                .map(|m| (m.0, m.1[i]))
+                .collect();
+            at.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let kept = at.len().div_ceil(2);
+            for (place, (id, loss)) in at.iter().enumerate() {
+                let (_, own, status) = members.iter().find(|m| m.0 == *id).unwrap();
+                if place < kept {
+                    assert!(own.len() > i + 1 || matches!(status, Status::Evaluated(_)));
+                    continue;
+                }
+                let Status::Stopped(s) = status else {
+                    panic!("generation {generation}: #{id} ranks {place} of {} at step {step} but was not stopped", at.len());
+                };
+                assert_eq!((s.step, s.steps, s.loss), (step, STEPS, *loss), "#{id}");
+                assert_eq!(s.median, at[kept - 1].1, "#{id}: cut at the last one kept");
+                assert_eq!(own.len(), i + 1, "#{id}");
+                stopped_here += 1;
+            }
+            alive = at[..kept].iter().map(|x| x.0).collect();
+        }
+        for id in alive {
+            let (_, own, status) = members.iter().find(|m| m.0 == id).unwrap();
+            assert!(matches!(status, Status::Evaluated(_)), "#{id} went on to the end");
+            assert_eq!(own.len(), 2, "#{id} has a loss at both checkpoints");
+        }
+        stops.push(stopped_here);
+    }
+    stops
+}
+
+#[test]
+fn halving_cuts_each_generation_as_its_losses_say_and_replays_with_two_workers() {
+    let dir = temp_dir("halving");
+    let cfg = config(&dir, HALVING);
+    let one = dir.join("one");
+    let out = run_search(&cfg, &one, &[]);
+    let s = state(&one);
+    assert!(s.finished);
+    let stops = check_cuts(&s);
+    assert!(stops[0] >= 2, "4 members trained in generation 0: 2 stop at the first cut and 1 at the second, got {stops:?}\n{out}");
+    assert!(s
+        .elites
+        .iter()
+        .all(|m| matches!(m.status, Status::Evaluated(_) | Status::Cached(_))));
+    assert!(out.contains("successive halving: stopped "), "{out}");
+    assert!(out.contains("(successive halving)"), "{out}");
+    let config_yaml = std::fs::read_to_string(one.join("config.yaml")).unwrap();
+    assert!(config_yaml.contains("successive_halving:"), "{config_yaml}");
+    let left: Vec<String> = std::fs::read_dir(one.join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("halving"))
+        .collect();
+    assert!(left.is_empty(), "checkpoints removed once a member ends: {left:?}");
+
+    // A member that went on ends exactly where an uninterrupted training
+    // ends: generation 0 is the same with the rule off.
+    let off = dir.join("off");
+    let off_dir = dir.join("off-config");
+    std::fs::create_dir_all(&off_dir).unwrap();
+    run_search(&config(&off_dir, ""), &off, &[]);
+    let off_state = state(&off);
+    let fitness_of = |s: &SearchState, id: u64| {
+        s.history
+            .iter()
+            .find(|m| m.id == id && m.generation == 0)
+            .and_then(|m| m.fitness())
+    };
+    let mut compared = 0;
+    for m in s.history.iter().filter(|m| m.generation == 0) {
+        if let Status::Evaluated(_) = m.status {
+            assert_eq!(fitness_of(&s, m.id), fitness_of(&off_state, m.id), "#{}", m.id);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 1);
+
+    let again = dir.join("again");
+    run_search(&cfg, &again, &[]);
+    assert_eq!(elites_and_history(&again), elites_and_history(&one));
+    let two = dir.join("two");
+    run_search(&cfg, &two, &["--devices", "cpu,cpu"]);
+    assert_eq!(outcomes(&two), outcomes(&one));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_search_killed_with_sigkill_resumes_to_the_same_cuts() {
+    let dir = temp_dir("halving-kill");
+    let cfg = config(&dir, HALVING);
+    let straight = dir.join("straight");
+    run_search(&cfg, &straight, &[]);
+    let killed = dir.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args(["search", "--config", cfg.to_str().unwrap(), "--run-dir"])
+        .arg(&killed)
+        .args(["--headless", "--stop-after", "search"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill while a promoted member trains on from its checkpoint.
+    let start = Instant::now();
+    loop {
+        let events = std::fs::read_to_string(killed.join("events.jsonl")).unwrap_or_default();
+        let after_cut = events
+            .rsplit_once("successive halving:")
+            .is_some_and(|(_, rest)| rest.contains("\"progress\""));
+        let last_is_progress = events
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"progress\""));
+        if after_cut && last_is_progress {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "search too slow");
+        if child.try_wait().unwrap().is_some() {
+            panic!("search ended before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to checkpoint
+    child.wait().unwrap();
+    let out = resume(&killed);
+    assert!(out.contains("resuming run"), "{out}");
+    assert_eq!(elites_and_history(&killed), elites_and_history(&straight));
+    assert_eq!(
+        history_csv_without_seconds(&killed),
+        history_csv_without_seconds(&straight)
+    );
+    check_cuts(&state(&killed));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_halving_settings_are_one_line_naming_the_key() {
+    let dir = temp_dir("halving-bad");
+    for (setting, needle) in [
+        (
+            "    successive_halving: {keep: 1.0}\n",
+            "nas.trainer.successive_halving.keep: 1.0 is not allowed (allowed: the share of the generation that continues",
+        ),
+        (
+            "    successive_halving: {keep: none}\n",
+            "nas.trainer.successive_halving.keep: \"none\" is not allowed",
+        ),
+        (
+            "    successive_halving: {checkpoints: [0.5, 0.25]}\n",
+            "nas.trainer.successive_halving.checkpoints: [0.5, 0.25] is not allowed",
+        ),
+        (
+            "    successive_halving: {window: 0}\n",
+            "nas.trainer.successive_halving.window: expected a whole number >= 1",
+        ),
+        (
+            "    successive_halving: {}\n    median_stop: {}\n",
+            "nas.trainer.successive_halving: cannot be on together with median_stop",
         ),
     ] {
         let cfg = config(&dir, setting);

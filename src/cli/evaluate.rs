@@ -16,7 +16,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::executor::jobfile::{self, JobResult, JobSpec, ProgressLine};
 use crate::engine::{Failure, Fitness, Job};
-use crate::search::{Evaluation, Stop};
+use crate::search::{Evaluation, Rung, Stop};
 use crate::train::fitness::QuickTrain;
 
 /// Arguments of `evaluate`.
@@ -34,6 +34,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let result = match evaluate(&spec) {
         Ok(evaluation) => JobResult::Evaluated { evaluation },
         Err(Ended::Stopped(stop)) => JobResult::Stopped { stop },
+        Err(Ended::Waiting(rung)) => JobResult::Waiting { rung },
         Err(Ended::Failed(reason)) => JobResult::Failed { reason },
     };
     jobfile::write_result(&spec.result, &result)?;
@@ -47,8 +48,19 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         }
         JobResult::Stopped { stop } => {
             println!(
-                "member #{}: stopped by the median rule after {} of {} steps (mean loss {:.5} > median {:.5})",
-                spec.member.id, stop.step, stop.steps, stop.loss, stop.median
+                "member #{}: stopped by {} after {} of {} steps ({})",
+                spec.member.id,
+                stop.rule_name(),
+                stop.step,
+                stop.steps,
+                stop.reason()
+            );
+            Ok(())
+        }
+        JobResult::Waiting { rung } => {
+            println!(
+                "member #{}: trained to step {} (mean loss {:.5}), saved for successive halving",
+                spec.member.id, rung.step, rung.loss
             );
             Ok(())
         }
@@ -60,6 +72,8 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
 enum Ended {
     /// The median stopping rule stopped it: a result, not a failure.
     Stopped(Stop),
+    /// Successive halving: it reached its leg's checkpoint.
+    Waiting(Rung),
     /// It failed, one line.
     Failed(String),
 }
@@ -90,6 +104,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
         // Measured on the node when the run has a latency limit.
         latency_ms: None,
         checks: spec.checks.clone(),
+        leg: spec.leg.clone(),
     };
     let mut progress = std::fs::File::create(&spec.progress)
         .map_err(|e| format!("cannot create {}: {e}", spec.progress.display()))?;
@@ -108,6 +123,7 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
     }
     outcome.map_err(|f| match f {
         Failure::Stopped(stop) => Ended::Stopped(stop),
+        Failure::Waiting(rung) => Ended::Waiting(rung),
         Failure::Error(reason) | Failure::Rejected { reason, .. } => Ended::Failed(reason),
         // The job cannot tell the coordinator to stop: the member fails, saying why.
         Failure::Storage(reason) => {

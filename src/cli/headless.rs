@@ -281,12 +281,11 @@ impl Printer {
             Event::Failed { id, reason } => vec![format!("{}   FAILED: {reason}", self.tag(*id))],
             Event::Killed { id } => vec![format!("{}   killed", self.tag(*id))],
             Event::Stopped { id, stop } => vec![format!(
-                "{}   stopped at step {}/{}: mean loss {:.5} above the median {:.5} of earlier generations",
+                "{}   stopped at step {}/{}: {}",
                 self.tag(*id),
                 stop.step,
                 stop.steps,
-                stop.loss,
-                stop.median
+                stop.reason()
             )],
             Event::GenerationDone {
                 generation,

@@ -492,6 +492,9 @@ fn check(config: &Config) -> Result<()> {
     if let Some(rule) = &t.median_stop {
         println!("{}", rule.describe(t.steps));
     }
+    if let Some(halving) = &t.successive_halving {
+        println!("{}", halving.describe(t.steps));
+    }
     println!(
         "data: train {}, validation {}",
         config.dataset.train.root_hr.display(),

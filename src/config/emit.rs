@@ -67,6 +67,10 @@ fn trainer(t: &TrainerConfig) -> Value {
             opt(t.median_stop.as_ref().map(super::median_stop::emit)),
         ),
         (
+            "successive_halving",
+            opt(t.successive_halving.as_ref().map(super::halving::emit)),
+        ),
+        (
             "optimizer",
             map([
                 ("type", "Adam".into()),

@@ -41,7 +41,7 @@ pub(crate) fn parse(
     Ok(Some(rule))
 }
 
-fn checkpoints(r: &Reader, node: &Node) -> Result<Vec<f64>, ConfigError> {
+pub(crate) fn checkpoints(r: &Reader, node: &Node) -> Result<Vec<f64>, ConfigError> {
     let allowed =
         "fractions of the training strictly between 0 and 1, increasing, e.g. [0.25, 0.5]";
     let values = r.seq(node, |item| match item.value.as_f64() {

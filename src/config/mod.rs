@@ -20,6 +20,7 @@
 mod emit;
 mod error;
 mod executor;
+mod halving;
 mod median_stop;
 mod parse;
 mod paths;
@@ -220,6 +221,10 @@ pub struct TrainerConfig {
     /// ([`crate::search::MedianStop`]); `None` (absent) is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub median_stop: Option<crate::search::MedianStop>,
+    /// `successive_halving` (esr-ea only, `nas.trainer`): successive halving
+    /// inside each generation ([`crate::search::Halving`]); `None` (absent) is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successive_halving: Option<crate::search::Halving>,
 }
 
 /// Which learning-rate schedule a training follows (`lr_scheduler.type`).
@@ -254,6 +259,7 @@ impl TrainerConfig {
             milestones_in_steps: false,
             common_random_numbers: false,
             median_stop: None,
+            successive_halving: None,
         }
     }
 

@@ -45,8 +45,20 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
     };
     let trainer_node = r.section(&nas, "trainer")?;
     let median_stop = super::median_stop::parse(r, trainer_node.as_ref())?;
+    let halving = super::halving::parse(r, trainer_node.as_ref())?;
+    if median_stop.is_some() && halving.is_some() {
+        let path = trainer_node
+            .as_ref()
+            .map(|t| t.key_path("successive_halving"))
+            .unwrap_or_default();
+        return Err(r.error(
+            &path,
+            "cannot be on together with median_stop (allowed: one of the two stopping rules)",
+        ));
+    }
     let mut search_trainer = trainer(r, trainer_node, TrainerConfig::search_defaults(), scale)?;
     search_trainer.median_stop = median_stop;
+    search_trainer.successive_halving = halving;
 
     let fully_train = r.section(&root, "fully_train")?;
     let (full_trainer, full_dataset) = match fully_train {

@@ -26,7 +26,7 @@ use executor::Executor;
 
 use anyhow::Result;
 
-pub use crate::train::fitness::{Failure, Fitness, Job};
+pub use crate::train::fitness::{Failure, Fitness, Job, Leg, LegEnd, LegStart};
 pub use crate::train::StepReport;
 pub use events::{Command, Event};
 pub use run_view::RunView;
@@ -235,7 +235,7 @@ impl Engine {
             .state
             .population
             .iter()
-            .filter(|m| m.status == Status::Pending)
+            .filter(|m| !m.status.is_done())
             .map(|m| m.id)
             .collect();
         self.search.state.jobs.retain(|id, _| pending.contains(id));
@@ -268,6 +268,14 @@ impl Engine {
             }
             self.dispatch();
             if self.in_flight.is_empty()
+                && !self.paused
+                && !self.stopping
+                && self.search.halving_due()
+            {
+                self.halve();
+                continue;
+            }
+            if self.in_flight.is_empty()
                 && self.search.generation_complete()
                 && !self.search.state.finished
             {
@@ -281,8 +289,8 @@ impl Engine {
             }
         };
         self.checkpoint();
-        if self.fitness.median_stop().is_some() {
-            let message = self.stop_summary();
+        if let Some(rule) = self.rule_name() {
+            let message = self.stop_summary(rule);
             self.log("info", message);
         }
         let finished = Event::Finished {
@@ -304,8 +312,19 @@ impl Engine {
         Ok(self.search)
     }
 
-    /// What the median stopping rule did, for the end of the search.
-    fn stop_summary(&self) -> String {
+    /// The stopping rule the fitness runs under, for the end of the search.
+    fn rule_name(&self) -> Option<&'static str> {
+        if self.fitness.halving().is_some() {
+            Some("successive halving")
+        } else if self.fitness.median_stop().is_some() {
+            Some("median stopping rule")
+        } else {
+            None
+        }
+    }
+
+    /// What the stopping rule did, for the end of the search.
+    fn stop_summary(&self, rule: &str) -> String {
         let history = &self.search.state.history;
         let tally = crate::search::StopTally::of(history);
         let trained = history
@@ -315,7 +334,7 @@ impl Engine {
             + tally.stopped;
         let planned = trained * self.fitness.steps();
         format!(
-            "median stopping rule: stopped {} of {} trainings, saving {} of {} training steps ({:.0}%)",
+            "{rule}: stopped {} of {} trainings, saving {} of {} training steps ({:.0}%)",
             tally.stopped,
             trained,
             tally.steps_saved,
@@ -386,6 +405,7 @@ impl Engine {
                         )
                     })
                     .unwrap_or_default(),
+                leg: self.leg(&member),
                 member: member.clone(),
             };
             self.in_flight.insert(
@@ -413,6 +433,81 @@ impl Engine {
                     self.finish_member(member.id, flight, Err(Failure::Error(reason)));
                 }
             }
+        }
+    }
+
+    /// The part of its training a member trains next: under successive
+    /// halving, from its last checkpoint (when promoted) to the next one.
+    fn leg(&self, member: &crate::search::Member) -> Leg {
+        let Some(halving) = self.fitness.halving() else {
+            return Leg::default();
+        };
+        let schedule = halving.schedule(self.fitness.steps());
+        let from = match &member.status {
+            Status::Promoted(rung) => Some(LegStart {
+                checkpoint: self.run.halving_checkpoint(member.id, rung.rung),
+                rung: rung.clone(),
+            }),
+            _ => None,
+        };
+        let next = from.as_ref().map_or(0, |f| f.rung.rung + 1);
+        let until = schedule.get(next).map(|&(step, window)| LegEnd {
+            rung: next,
+            step,
+            window,
+            checkpoint: self.run.halving_checkpoint(member.id, next),
+        });
+        Leg { from, until }
+    }
+
+    /// Successive halving's cut, once the whole generation waits at a
+    /// checkpoint: the better part goes on, the rest stops.
+    fn halve(&mut self) {
+        let Some(halving) = self.fitness.halving().cloned() else {
+            return;
+        };
+        let before = self.cached_ids();
+        let (promoted, stopped) = self.search.halve(&halving, self.fitness.steps());
+        for id in &stopped {
+            let stop = self
+                .search
+                .member_index(*id)
+                .and_then(|i| match &self.search.state.population[i].status {
+                    Status::Stopped(stop) => Some(stop.clone()),
+                    _ => None,
+                });
+            if let Some(stop) = stop {
+                self.emit(Event::Stopped { id: *id, stop });
+            }
+            self.remove_halving_checkpoints(*id);
+        }
+        let list = |ids: &[u64]| {
+            ids.iter()
+                .map(|id| format!("#{id}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        self.log(
+            "info",
+            format!(
+                "successive halving: {} go on ({}), {} stop",
+                promoted.len(),
+                list(&promoted),
+                list(&stopped)
+            ),
+        );
+        self.emit_new_cache_hits(&before);
+        self.after_population_change();
+    }
+
+    /// Removes a member's halving checkpoints once it has its result (best
+    /// effort: a leftover folder costs disk space, never a result).
+    fn remove_halving_checkpoints(&self, id: u64) {
+        let Some(halving) = self.fitness.halving() else {
+            return;
+        };
+        for rung in 0..halving.schedule(self.fitness.steps()).len() {
+            let _ = std::fs::remove_dir_all(self.run.halving_checkpoint(id, rung));
         }
     }
 
@@ -487,6 +582,22 @@ impl Engine {
                     self.emit(Event::Stopped { id, stop });
                 }
             }
+            Err(Failure::Waiting(rung)) => {
+                let (step, loss) = (rung.step, rung.loss);
+                if self.search.record_waiting(id, rung) {
+                    self.emit(Event::Queued { id });
+                    self.log(
+                        "info",
+                        format!(
+                            "#{id} reached step {step}/{} (mean loss {loss:.5}): waits for its generation (successive halving)",
+                            self.fitness.steps()
+                        ),
+                    );
+                    self.after_population_change();
+                }
+                self.checkpoint();
+                return;
+            }
             Err(Failure::Rejected { reason, latency_ms }) => {
                 if self.search.record_rejected(id, reason.clone(), latency_ms) {
                     self.emit(Event::Failed { id, reason });
@@ -504,6 +615,13 @@ impl Engine {
             }
         }
         self.emit_new_cache_hits(&before);
+        if self
+            .search
+            .member_index(id)
+            .is_some_and(|i| self.search.state.population[i].status.is_done())
+        {
+            self.remove_halving_checkpoints(id);
+        }
         self.checkpoint();
     }
 

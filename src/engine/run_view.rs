@@ -365,8 +365,10 @@ impl RunView {
                 self.note(
                     "info",
                     format!(
-                        "#{id} stopped by the median rule after {}/{} steps",
-                        stop.step, stop.steps
+                        "#{id} stopped by {} after {}/{} steps",
+                        stop.rule_name(),
+                        stop.step,
+                        stop.steps
                     ),
                 );
             }

@@ -428,7 +428,11 @@ impl Report {
         ];
         if let Some(t) = f.median_stop {
             facts.push((
-                "stopped by the median rule",
+                if t.by_halving {
+                    "stopped by successive halving"
+                } else {
+                    "stopped by the median rule"
+                },
                 format!(
                     "{} ({} training steps saved)",
                     t.stopped,

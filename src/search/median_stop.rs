@@ -45,7 +45,46 @@ pub struct StopCheck {
     pub limit: Option<f64>,
 }
 
-/// A member stopped by the median rule: where, why, and what it cost.
+/// Checkpoints at `fractions` of a training of `steps` steps: `(step,
+/// window)`, each step at least 1 and below `steps` (a check after the last
+/// step saves nothing), duplicates dropped; the window is `window` or 5% of
+/// the training, never more than the steps done.
+pub(crate) fn schedule_checkpoints(
+    fractions: &[f64],
+    window: Option<usize>,
+    steps: usize,
+) -> Vec<(usize, usize)> {
+    let default_window = ((steps as f64 * 0.05).round() as usize).max(1);
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for fraction in fractions {
+        let step = ((fraction * steps as f64).round() as usize).max(1);
+        if step >= steps || out.last().is_some_and(|(s, _)| *s >= step) {
+            continue;
+        }
+        out.push((step, window.unwrap_or(default_window).clamp(1, step)));
+    }
+    out
+}
+
+/// Which rule stopped a member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StopRule {
+    /// The median stopping rule: `median` is the median of earlier generations.
+    #[default]
+    Median,
+    /// Successive halving: `median` is the mean loss of the last member of
+    /// its generation that went on.
+    Halving {
+        /// How many of the waiting members went on.
+        kept: usize,
+        /// How many were waiting.
+        of: usize,
+    },
+}
+
+/// A member stopped by the median rule or by successive halving: where,
+/// why, and what it cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stop {
     /// Steps trained before it stopped.
@@ -61,6 +100,40 @@ pub struct Stop {
     pub checkpoint_losses: Vec<f64>,
     /// Wall time of its training, in seconds.
     pub seconds: f64,
+    /// The rule that stopped it (absent in files: the median rule).
+    #[serde(default, skip_serializing_if = "StopRule::is_median")]
+    pub rule: StopRule,
+}
+
+impl StopRule {
+    fn is_median(&self) -> bool {
+        *self == StopRule::Median
+    }
+}
+
+impl Stop {
+    /// Why it stopped, for logs and headless lines (`mean loss 0.03120 above
+    /// the median 0.03010 of earlier generations`).
+    pub fn reason(&self) -> String {
+        match self.rule {
+            StopRule::Median => format!(
+                "mean loss {:.5} above the median {:.5} of earlier generations",
+                self.loss, self.median
+            ),
+            StopRule::Halving { kept, of } => format!(
+                "mean loss {:.5} behind the {kept} of {of} of its generation that go on (cut at {:.5}, successive halving)",
+                self.loss, self.median
+            ),
+        }
+    }
+
+    /// The rule's name, for summaries (`the median rule`, `successive halving`).
+    pub fn rule_name(&self) -> &'static str {
+        match self.rule {
+            StopRule::Median => "the median rule",
+            StopRule::Halving { .. } => "successive halving",
+        }
+    }
 }
 
 impl MedianStop {
@@ -68,16 +141,7 @@ impl MedianStop {
     /// `(step, window)`, each step at least 1 and below `steps` (a check
     /// after the last step saves nothing), duplicates dropped.
     pub fn schedule(&self, steps: usize) -> Vec<(usize, usize)> {
-        let default_window = ((steps as f64 * 0.05).round() as usize).max(1);
-        let mut out: Vec<(usize, usize)> = Vec::new();
-        for fraction in &self.checkpoints {
-            let step = ((fraction * steps as f64).round() as usize).max(1);
-            if step >= steps || out.last().is_some_and(|(s, _)| *s >= step) {
-                continue;
-            }
-            out.push((step, self.window.unwrap_or(default_window).clamp(1, step)));
-        }
-        out
+        schedule_checkpoints(&self.checkpoints, self.window, steps)
     }
 
     /// One line for `search --check`: where members are checked (in steps
@@ -150,6 +214,9 @@ pub struct StopTally {
     pub stopped: usize,
     /// Steps they did not train.
     pub steps_saved: usize,
+    /// True when successive halving made the stops (else the median rule).
+    #[serde(default)]
+    pub by_halving: bool,
 }
 
 impl StopTally {
@@ -160,6 +227,7 @@ impl StopTally {
         for m in history {
             if let Status::Stopped(stop) = &m.status {
                 if seen.insert(m.key()) {
+                    tally.by_halving |= matches!(stop.rule, StopRule::Halving { .. });
                     tally.stopped += 1;
                     tally.steps_saved += stop.steps.saturating_sub(stop.step);
                 }
@@ -305,6 +373,7 @@ mod tests {
                     median: 0.5,
                     checkpoint_losses: vec![0.6],
                     seconds: 1.0,
+                    rule: StopRule::Median,
                 }),
             ),
             // A cached copy and a second training of one architecture count once.

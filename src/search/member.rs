@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::individual::Individual;
+use super::halving::Rung;
 use super::median_stop::Stop;
 use crate::space::GeneList;
 
@@ -78,9 +79,15 @@ pub enum Status {
     },
     /// Stopped by hand: no fitness.
     Killed,
-    /// Stopped by the median stopping rule: no fitness, so it ranks below
-    /// every member that finished its training.
+    /// Stopped by the median stopping rule or by successive halving: no
+    /// fitness, so it ranks below every member that finished its training.
     Stopped(Stop),
+    /// Successive halving: trained to a checkpoint (saved in the run's
+    /// `models/`), waiting for the rest of its generation to get there.
+    Waiting(Rung),
+    /// Successive halving: among the better part of its generation at a
+    /// checkpoint, queued to continue from it.
+    Promoted(Rung),
 }
 
 impl Status {
@@ -94,7 +101,10 @@ impl Status {
 
     /// True when nothing more will happen to this member.
     pub fn is_done(&self) -> bool {
-        !matches!(self, Status::Pending)
+        !matches!(
+            self,
+            Status::Pending | Status::Waiting(_) | Status::Promoted(_)
+        )
     }
 
     /// Short lower-case name for tables and logs.
@@ -106,6 +116,8 @@ impl Status {
             Status::Failed { .. } => "failed",
             Status::Killed => "killed",
             Status::Stopped(_) => "stopped",
+            Status::Waiting(_) => "waiting",
+            Status::Promoted(_) => "promoted",
         }
     }
 }

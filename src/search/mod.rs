@@ -4,6 +4,7 @@
 pub mod check;
 mod evolve;
 pub mod individual;
+pub mod halving;
 pub mod median_stop;
 pub mod member;
 pub mod plan;
@@ -14,7 +15,8 @@ mod steer;
 use serde::{Deserialize, Serialize};
 
 pub use individual::{Individual, Slot};
-pub use median_stop::{MedianStop, Stop, StopCheck, StopTally};
+pub use halving::{Halving, Rung};
+pub use median_stop::{MedianStop, Stop, StopCheck, StopRule, StopTally};
 pub use member::{Evaluation, Member, Origin, Status};
 pub use problem::{Problem, Reach, RepairCost, RepairRounds};
 pub use state::{GenerationSummary, Search, SearchState};

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::individual::Individual;
 use super::problem::Problem;
-use super::{Evaluation, Member, Origin, SearchError, Status, Stop};
+use super::{Evaluation, Halving, Member, Origin, Rung, SearchError, Status, Stop, StopRule};
 use crate::space::SearchSpace;
 
 /// Everything a search needs to continue: serialise it, restore it, go on.
@@ -203,11 +203,111 @@ impl Search {
 
     /// Index of the next member to train, skipping architectures already
     /// being trained (`busy` keys), so duplicates wait for the cache.
+    /// Members promoted by successive halving come first (their generation
+    /// waits for them), and an architecture that waits at a halving
+    /// checkpoint is busy too.
     pub fn next_pending(&self, busy: &[String]) -> Option<usize> {
+        let population = &self.state.population;
+        let held: Vec<String> = population
+            .iter()
+            .filter(|m| matches!(m.status, Status::Waiting(_) | Status::Promoted(_)))
+            .map(Member::key)
+            .collect();
+        population
+            .iter()
+            .position(|m| matches!(m.status, Status::Promoted(_)) && !busy.contains(&m.key()))
+            .or_else(|| {
+                population.iter().position(|m| {
+                    m.status == Status::Pending
+                        && !busy.contains(&m.key())
+                        && !held.contains(&m.key())
+                })
+            })
+    }
+
+    /// Records that a member reached a halving checkpoint and waits there
+    /// (not a result: nothing enters the history). False when the member is
+    /// not training any more (killed meanwhile).
+    pub fn record_waiting(&mut self, id: u64, rung: Rung) -> bool {
+        let Some(index) = self.member_index(id) else {
+            return false;
+        };
+        let member = &mut self.state.population[index];
+        if !matches!(member.status, Status::Pending | Status::Promoted(_)) {
+            return false;
+        }
+        member.status = Status::Waiting(rung);
+        true
+    }
+
+    /// True when members wait at a halving checkpoint and no other member
+    /// of the generation can train: the moment to cut.
+    pub fn halving_due(&self) -> bool {
         self.state
             .population
             .iter()
-            .position(|m| m.status == Status::Pending && !busy.contains(&m.key()))
+            .any(|m| matches!(m.status, Status::Waiting(_)))
+            && self.next_pending(&[]).is_none()
+    }
+
+    /// Successive halving's cut: at each checkpoint where members wait, the
+    /// `halving.kept` of them with the lowest mean loss (ties by id) are
+    /// promoted to continue; the others stop there (a result: history and the
+    /// stopped cache, as the median rule's stops). `steps` is a whole
+    /// training's length. Returns the ids promoted and the ids stopped.
+    pub fn halve(&mut self, halving: &Halving, steps: usize) -> (Vec<u64>, Vec<u64>) {
+        let mut rungs: Vec<usize> = self
+            .state
+            .population
+            .iter()
+            .filter_map(|m| match &m.status {
+                Status::Waiting(r) => Some(r.rung),
+                _ => None,
+            })
+            .collect();
+        rungs.sort_unstable();
+        rungs.dedup();
+        let (mut promoted, mut stopped) = (Vec::new(), Vec::new());
+        for at in rungs {
+            let mut waiting: Vec<(u64, f64)> = self
+                .state
+                .population
+                .iter()
+                .filter_map(|m| match &m.status {
+                    Status::Waiting(r) if r.rung == at => Some((m.id, r.loss)),
+                    _ => None,
+                })
+                .collect();
+            super::halving::rank(&mut waiting);
+            let kept = halving.kept(waiting.len());
+            let cut = waiting[kept - 1].1;
+            for (place, (id, _)) in waiting.iter().enumerate() {
+                let index = self.member_index(*id).expect("a member of this generation");
+                let Status::Waiting(rung) = self.state.population[index].status.clone() else {
+                    unreachable!("filtered above")
+                };
+                if place < kept {
+                    self.state.population[index].status = Status::Promoted(rung);
+                    promoted.push(*id);
+                } else {
+                    let stop = Stop {
+                        step: rung.step,
+                        steps,
+                        loss: rung.loss,
+                        median: cut,
+                        checkpoint_losses: rung.checkpoint_losses,
+                        seconds: rung.seconds,
+                        rule: StopRule::Halving {
+                            kept,
+                            of: waiting.len(),
+                        },
+                    };
+                    self.record(*id, Status::Stopped(stop));
+                    stopped.push(*id);
+                }
+            }
+        }
+        (promoted, stopped)
     }
 
     /// Finds a member of the current generation by id.

@@ -542,8 +542,10 @@ impl Study {
                     cancel: Arc::clone(cancel),
                     adopt: None,
                     latency_ms: None,
-                    // The study measures the whole fitness: no median stopping.
+                    // The study measures the whole fitness: no median
+                    // stopping, no halving (a whole training).
                     checks: Vec::new(),
+                    leg: Default::default(),
                 };
                 match fitness.evaluate(&job, &mut |_| {}) {
                     Ok(e) => Ok(e.psnr),
@@ -551,8 +553,13 @@ impl Study {
                     Err(Failure::Error(e) | Failure::Storage(e)) => Err(e),
                     Err(Failure::Rejected { reason, .. }) => Err(reason),
                     Err(Failure::Stopped(stop)) => Err(format!(
-                        "stopped by the median rule after {} steps",
+                        "stopped by {} after {} steps",
+                        stop.rule_name(),
                         stop.step
+                    )),
+                    Err(Failure::Waiting(rung)) => Err(format!(
+                        "waiting at step {} for successive halving",
+                        rung.step
                     )),
                 }
             }

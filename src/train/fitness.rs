@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use super::trainer::{TrainError, TrainPlan, Trainer};
 use super::StepReport;
 use crate::data::dataset::Dataset;
 use crate::latency::LatencyLimit;
 use crate::search::median_stop::StopWatch;
-use crate::search::{Evaluation, MedianStop, Member, Stop, StopCheck};
+use crate::search::{Evaluation, Halving, MedianStop, Member, Rung, Stop, StopCheck, StopRule};
 use crate::space::Arch;
 
 /// Quick training as the search's fitness.
@@ -32,6 +34,9 @@ pub struct QuickTrain {
     /// The median stopping rule (`nas.trainer.median_stop`), when on: the
     /// engine turns it into each job's [`Job::checks`].
     pub median_stop: Option<MedianStop>,
+    /// Successive halving (`nas.trainer.successive_halving`), when on: the
+    /// engine turns it into each job's [`Job::leg`].
+    pub halving: Option<Halving>,
 }
 
 /// The seed every member of a run shares under common random numbers: a
@@ -65,6 +70,7 @@ impl QuickTrain {
                 .common_random_numbers
                 .then(|| common_seed(config.seed)),
             median_stop: config.search_trainer.median_stop.clone(),
+            halving: config.search_trainer.successive_halving.clone(),
         }
     }
 
@@ -100,6 +106,45 @@ pub struct Job {
     /// included, fixed by the coordinator from earlier generations
     /// ([`MedianStop::checks`]); empty when the rule is off.
     pub checks: Vec<StopCheck>,
+    /// Which part of the training this job is, under successive halving;
+    /// the default is the whole training.
+    pub leg: Leg,
+}
+
+/// A part of a member's training under successive halving: from the start
+/// or a saved checkpoint, to the next checkpoint or the end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Leg {
+    /// Continue from this checkpoint (the member was promoted): where it was
+    /// saved and what the training had measured there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<LegStart>,
+    /// Stop at this checkpoint, save the training there and wait; `None`:
+    /// train to the end and validate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<LegEnd>,
+}
+
+/// Where a promoted member continues from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegStart {
+    /// The checkpoint folder ([`Trainer::save_checkpoint`]).
+    pub checkpoint: PathBuf,
+    /// What it had reached there.
+    pub rung: Rung,
+}
+
+/// The halving checkpoint a leg ends at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegEnd {
+    /// Which checkpoint (index into the schedule).
+    pub rung: usize,
+    /// The step after which the training waits.
+    pub step: usize,
+    /// Steps whose mean loss ranks the member there.
+    pub window: usize,
+    /// Where to save the training.
+    pub checkpoint: PathBuf,
 }
 
 /// Why an evaluation produced no fitness.
@@ -124,6 +169,8 @@ pub enum Failure {
     },
     /// Stopped by the median stopping rule at one of its checkpoints.
     Stopped(Stop),
+    /// Successive halving: trained to the leg's checkpoint and saved there.
+    Waiting(Rung),
 }
 
 /// Turns a job into a fitness. Implementations must check `job.cancel`
@@ -133,6 +180,10 @@ pub trait Fitness: Send + Sync {
     fn steps(&self) -> usize;
     /// The median stopping rule this fitness is evaluated under, if any.
     fn median_stop(&self) -> Option<&MedianStop> {
+        None
+    }
+    /// Successive halving, if this fitness is evaluated under it.
+    fn halving(&self) -> Option<&Halving> {
         None
     }
     /// Trains and validates the job's network, reporting each step.
@@ -150,6 +201,10 @@ impl Fitness for QuickTrain {
 
     fn median_stop(&self) -> Option<&MedianStop> {
         self.median_stop.as_ref()
+    }
+
+    fn halving(&self) -> Option<&Halving> {
+        self.halving.as_ref()
     }
 
     fn evaluate(
@@ -184,20 +239,29 @@ impl Fitness for QuickTrain {
             TrainError::Stopped(_) => Failure::Cancelled,
             other => Failure::Error(other.to_string()),
         };
-        let mut trainer = Trainer::new(
-            &job.arch,
-            self.plan.clone(),
-            Arc::clone(&self.train),
-            self.training_seed(job),
-            &device,
-        )
+        let mut trainer = match &job.leg.from {
+            None => Trainer::new(
+                &job.arch,
+                self.plan.clone(),
+                Arc::clone(&self.train),
+                self.training_seed(job),
+                &device,
+            ),
+            Some(start) => Trainer::resume(&start.checkpoint, Arc::clone(&self.train), &device),
+        }
         .map_err(fail)?;
+        let before = job.leg.from.as_ref().map(|s| &s.rung);
+        let seconds_before = before.map_or(0.0, |r| r.seconds);
+        let losses_before = before.map(|r| r.checkpoint_losses.clone()).unwrap_or_default();
+        let until = job.leg.until.as_ref();
         let mut watch = StopWatch::new(job.checks.clone());
         let mut stopped = None;
         let run = trainer.run(|r| {
             report(r);
             stopped = watch.step(r.step, r.loss);
-            stopped.is_none() && !job.cancel.load(Ordering::SeqCst)
+            stopped.is_none()
+                && until.is_none_or(|u| r.step < u.step)
+                && !job.cancel.load(Ordering::SeqCst)
         });
         if let Some(point) = stopped {
             return Err(Failure::Stopped(Stop {
@@ -207,7 +271,26 @@ impl Fitness for QuickTrain {
                 median: point.median,
                 checkpoint_losses: watch.checkpoint_losses,
                 seconds: start.elapsed().as_secs_f64(),
+                rule: StopRule::Median,
             }));
+        }
+        if let Some(until) = until {
+            if trainer.step() == until.step && !job.cancel.load(Ordering::SeqCst) {
+                let window = &trainer.losses[trainer.losses.len().saturating_sub(until.window)..];
+                let loss = window.iter().sum::<f64>() / window.len().max(1) as f64;
+                trainer
+                    .save_checkpoint(&until.checkpoint)
+                    .map_err(|e| Failure::Storage(e.to_string()))?;
+                let mut checkpoint_losses = losses_before;
+                checkpoint_losses.push(loss);
+                return Err(Failure::Waiting(Rung {
+                    rung: until.rung,
+                    step: until.step,
+                    loss,
+                    checkpoint_losses,
+                    seconds: seconds_before + start.elapsed().as_secs_f64(),
+                }));
+            }
         }
         run.map_err(fail)?;
         if job.cancel.load(Ordering::SeqCst) {
@@ -217,13 +300,18 @@ impl Fitness for QuickTrain {
         trainer
             .save_weights(&job.weights)
             .map_err(|e| Failure::Storage(e.to_string()))?;
+        let checkpoint_losses = if job.leg == Leg::default() {
+            watch.checkpoint_losses
+        } else {
+            losses_before
+        };
         Ok(Evaluation {
             psnr: score.psnr,
             ssim: score.ssim,
             final_loss: trainer.losses.last().copied(),
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
             latency_ms,
-            checkpoint_losses: watch.checkpoint_losses,
+            checkpoint_losses,
         })
     }
 }

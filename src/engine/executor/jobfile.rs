@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write;
-use crate::search::{Evaluation, Member, Stop, StopCheck};
+use crate::search::{Evaluation, Member, Rung, Stop, StopCheck};
+use crate::train::fitness::Leg;
 use crate::train::StepReport;
 
 /// The folder of the job files inside a run directory.
@@ -44,6 +45,14 @@ pub struct JobSpec {
     /// the rule is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<StopCheck>,
+    /// The part of the training to do under successive halving
+    /// ([`crate::train::fitness::Job::leg`]); absent: the whole training.
+    #[serde(default, skip_serializing_if = "is_whole")]
+    pub leg: Leg,
+}
+
+fn is_whole(leg: &Leg) -> bool {
+    *leg == Leg::default()
 }
 
 /// One training step, a JSON line of the progress file.
@@ -95,10 +104,15 @@ pub enum JobResult {
         /// Why, one line.
         reason: String,
     },
-    /// The median stopping rule stopped the training at a checkpoint.
+    /// The median stopping rule or successive halving stopped the training.
     Stopped {
         /// Where and why.
         stop: Stop,
+    },
+    /// Successive halving: trained to the leg's checkpoint and saved there.
+    Waiting {
+        /// What it reached.
+        rung: Rung,
     },
 }
 

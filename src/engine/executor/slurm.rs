@@ -278,7 +278,11 @@ impl SlurmExecutor {
     /// queued or running, or its result is there.
     fn adoptable(&self, job: &Job, job_id: &str, paths: &JobPaths) -> bool {
         let same_member = jobfile::read_spec(&paths.spec)
-            .map(|spec| spec.member.genes == job.member.genes && spec.seed == job.seed)
+            .map(|spec| {
+                spec.member.genes == job.member.genes
+                    && spec.seed == job.seed
+                    && spec.leg == absolute_leg(&job.leg)
+            })
             .unwrap_or(false);
         if !same_member {
             return false;
@@ -331,6 +335,7 @@ impl Submitter {
             progress: paths.progress.clone(),
             result: paths.result.clone(),
             checks: job.checks.clone(),
+            leg: absolute_leg(&job.leg),
         };
         for stale in [&paths.result, &paths.progress] {
             let _ = std::fs::remove_file(stale);
@@ -512,6 +517,9 @@ fn monitor(
                 Ok(Some(JobResult::Stopped { stop })) => {
                     finished.push((*id, Err(Failure::Stopped(stop))))
                 }
+                Ok(Some(JobResult::Waiting { rung })) => {
+                    finished.push((*id, Err(Failure::Waiting(rung))))
+                }
                 Ok(None) => {}
                 Err(e) => finished.push((*id, Err(Failure::Error(format!("{e:#}"))))),
             }
@@ -568,6 +576,10 @@ fn monitor(
                             }
                             Ok(Some(JobResult::Stopped { stop })) => {
                                 finished.push((*id, Err(Failure::Stopped(stop))));
+                                continue;
+                            }
+                            Ok(Some(JobResult::Waiting { rung })) => {
+                                finished.push((*id, Err(Failure::Waiting(rung))));
                                 continue;
                             }
                             _ => {}
@@ -694,4 +706,18 @@ mod tests {
         assert_eq!(ex.describe(), vec!["slurm:cuda:0@gpu".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A job's leg with absolute checkpoint paths: the job runs on another
+/// node, in another working directory.
+fn absolute_leg(leg: &crate::engine::Leg) -> crate::engine::Leg {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut leg = leg.clone();
+    if let Some(from) = &mut leg.from {
+        from.checkpoint = absolute(&from.checkpoint);
+    }
+    if let Some(until) = &mut leg.until {
+        until.checkpoint = absolute(&until.checkpoint);
+    }
+    leg
 }

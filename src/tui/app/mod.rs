@@ -218,7 +218,7 @@ impl App {
     /// A member's display state, its label and tone (`train 45%`, `hand-made`, …).
     pub fn member_state(&self, m: &Member) -> (String, Tone) {
         match &m.status {
-            Status::Pending => match self.view.live.get(&m.id) {
+            Status::Pending | Status::Promoted(_) => match self.view.live.get(&m.id) {
                 Some(l) if l.training => {
                     let pct = (l.step * 100).checked_div(l.steps).unwrap_or(0);
                     match &l.job {
@@ -232,9 +232,13 @@ impl App {
                         None => (format!("train {pct}%"), Tone::Training),
                     }
                 }
+                _ if matches!(m.status, Status::Promoted(_)) => {
+                    ("promoted".into(), Tone::Queued)
+                }
                 _ if m.origin.is_hand_made() => ("hand-made".into(), Tone::HandMade),
                 _ => ("queued".into(), Tone::Queued),
             },
+            Status::Waiting(r) => (format!("wait @{}", r.step), Tone::Queued),
             Status::Evaluated(_) => ("done".into(), Tone::Done),
             Status::Cached(_) => ("cached".into(), Tone::Cached),
             Status::Failed { .. } => ("failed".into(), Tone::Failed),
