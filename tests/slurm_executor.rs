@@ -457,15 +457,36 @@ fn pause_submits_nothing_new() {
 #[test]
 fn the_median_rule_decides_on_slurm_as_it_does_locally() {
     require_slurm!();
-    let case = Case::new("median");
+    let specs = a_stopping_rule_decides_on_slurm_as_locally(
+        "median",
+        "    median_stop: {checkpoints: [0.25, 0.5], min_history: 2}\n",
+    );
+    // The limits travelled with the second generation's jobs.
+    assert!(specs.iter().any(|s| s.contains("\"limit\"")), "{specs:?}");
+}
+
+#[test]
+fn successive_halving_cuts_on_slurm_as_it_does_locally() {
+    require_slurm!();
+    let specs = a_stopping_rule_decides_on_slurm_as_locally(
+        "halving",
+        "    successive_halving: {checkpoints: [0.5], keep: 0.5}\n",
+    );
+    // A promoted member's job continued from its checkpoint on shared storage.
+    assert!(specs.iter().any(|s| s.contains("\"from\"")), "{specs:?}");
+}
+
+/// Runs the same search with `rule` under `nas.trainer` locally and on
+/// Slurm, asserts every member ends the same way, and returns the Slurm
+/// job specs written last for each member.
+fn a_stopping_rule_decides_on_slurm_as_locally(name: &str, rule: &str) -> Vec<String> {
+    let case = Case::new(name);
     let with_rule = |executor: &str| {
         let path = case.config(2, 8, executor);
-        let text = std::fs::read_to_string(&path).unwrap().replacen(
-            "  trainer:\n",
-            "  trainer:\n    median_stop: {checkpoints: [0.25, 0.5], min_history: 2}\n",
-            1,
-        );
-        let path = path.with_extension("median.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen("  trainer:\n", &format!("  trainer:\n{rule}"), 1);
+        let path = path.with_extension("rule.yaml");
         std::fs::write(&path, text).unwrap();
         path
     };
@@ -490,9 +511,15 @@ fn the_median_rule_decides_on_slurm_as_it_does_locally() {
         v.sort_by_key(|o| o.0);
         v
     };
-    assert_eq!(outcomes(&slurm_run), outcomes(&local_run));
-    // The limits travelled with the second generation's jobs.
-    let specs: Vec<String> = std::fs::read_dir(slurm_run.join("jobs"))
+    let local = outcomes(&local_run);
+    assert_eq!(outcomes(&slurm_run), local);
+    if name == "halving" {
+        assert!(
+            local.iter().any(|o| o.1 == "stopped"),
+            "halving stops half of every generation: {local:?}"
+        );
+    }
+    std::fs::read_dir(slurm_run.join("jobs"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -500,6 +527,5 @@ fn the_median_rule_decides_on_slurm_as_it_does_locally() {
             p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains(".result")
         })
         .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    assert!(specs.iter().any(|s| s.contains("\"limit\"")), "{specs:?}");
+        .collect()
 }

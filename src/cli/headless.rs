@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::engine::bicubic::{signed_db, vs_bicubic_note};
 use crate::engine::{Event, RunView};
 use crate::format::{duration, plural, thousands};
+use crate::search::Status;
 
 /// Turns events into lines of text; what it knows of the run is the
 /// [`RunView`] the dashboard reads too, so both tell the same ETA.
@@ -210,8 +211,14 @@ impl Printer {
             }
             Event::Started { id, device, steps } => {
                 let m = self.view.population.iter().find(|m| m.id == *id);
+                let training = match m.map(|m| &m.status) {
+                    Some(Status::Promoted(rung)) => {
+                        format!("continuing from step {} to {steps}", rung.step)
+                    }
+                    _ => format!("training {steps} steps"),
+                };
                 vec![format!(
-                    "{} {} ({} blocks, {} params) training {steps} steps on {device}",
+                    "{} {} ({} blocks, {} params) {training} on {device}",
                     self.tag(*id),
                     m.map(|m| m.genes.to_string()).unwrap_or_default(),
                     m.map(|m| m.genes.len()).unwrap_or(0),

@@ -692,6 +692,7 @@ impl Engine {
         }
         let before = self.cached_ids();
         if self.search.record(id, Status::Killed) {
+            self.remove_halving_checkpoints(id);
             self.emit(Event::Killed { id });
             self.log("info", format!("killed queued #{id}"));
             self.emit_new_cache_hits(&before);
