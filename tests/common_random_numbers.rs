@@ -59,6 +59,7 @@ fn job(id: u64, seed: u64, config: &Config, dir: &Path) -> Job {
         adopt: None,
         latency_ms: None,
         checks: Vec::new(),
+        leg: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ mod support;
 
 use esr_ea::config::Config;
 use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
-use esr_ea::engine::{member_seed, Failure, Fitness, Job};
+use esr_ea::engine::{member_seed, Failure, Fitness, Job, Leg, LegEnd, LegStart};
 use esr_ea::search::{Problem, Search, StopCheck};
 use esr_ea::train::fitness::QuickTrain;
 use support::cli::esr_ea;
@@ -64,6 +64,7 @@ fn a_job_trains_like_the_local_worker() {
         adopt: None,
         latency_ms: None,
         checks: Vec::new(),
+        leg: Default::default(),
     };
     let expected = local
         .evaluate(&job, &mut |r| local_losses.push(r.loss))
@@ -81,6 +82,7 @@ fn a_job_trains_like_the_local_worker() {
         progress: paths.progress.clone(),
         result: paths.result.clone(),
         checks: Vec::new(),
+        leg: Default::default(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -120,6 +122,7 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
         progress: paths.progress.clone(),
         result: paths.result.clone(),
         checks: Vec::new(),
+        leg: Default::default(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -170,6 +173,7 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
         adopt: None,
         latency_ms: None,
         checks: checks.clone(),
+        leg: Default::default(),
     };
     let mut local_losses = Vec::new();
     let Err(Failure::Stopped(expected)) = local.evaluate(&job, &mut |r| local_losses.push(r.loss))
@@ -195,6 +199,7 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
         progress: paths.progress.clone(),
         result: paths.result.clone(),
         checks,
+        leg: Default::default(),
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -218,5 +223,121 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
         "the job decides exactly as the local worker"
     );
     assert_eq!(ProgressTail::new(paths.progress.clone()).poll().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
+    let (dir, config) = tiny_run("legs");
+    let problem = problem_of(&config);
+    let member = Search::new(problem.clone(), config.seed)
+        .unwrap()
+        .state
+        .population[0]
+        .clone();
+    let seed = member_seed(config.seed, member.id);
+    let scale = config.search_space.scale;
+    let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
+    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
+    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
+    let whole = Job {
+        arch: problem.space.arch(member.genes.clone()),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join("models/local.safetensors"),
+        cancel: Arc::new(AtomicBool::new(false)),
+        adopt: None,
+        latency_ms: None,
+        checks: Vec::new(),
+        leg: Default::default(),
+    };
+    let mut local_losses = Vec::new();
+    let expected = local
+        .evaluate(&whole, &mut |r| local_losses.push(r.loss))
+        .unwrap();
+
+    // Leg 1 through the binary: to step 1, saved there.
+    let checkpoint = dir.join(format!("models/{}.halving0", member.id));
+    let paths = JobPaths::new(&dir, member.id);
+    let spec = |leg: Leg| JobSpec {
+        run_dir: dir.clone(),
+        config: dir.join("config.yaml"),
+        member: member.clone(),
+        seed,
+        device: "cpu".into(),
+        weights: dir.join(format!("models/{}.safetensors", member.id)),
+        progress: paths.progress.clone(),
+        result: paths.result.clone(),
+        checks: Vec::new(),
+        leg,
+    };
+    let first = Leg {
+        from: None,
+        until: Some(LegEnd {
+            rung: 0,
+            step: 1,
+            window: 1,
+            checkpoint: checkpoint.clone(),
+        }),
+    };
+    jobfile::write_spec(&paths.spec, &spec(first)).unwrap();
+    let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(JobResult::Waiting { rung }) = jobfile::read_result(&paths.result).unwrap() else {
+        panic!("leg 1 ends waiting at its checkpoint");
+    };
+    assert_eq!((rung.rung, rung.step), (0, 1));
+    assert_eq!(
+        rung.loss, local_losses[0],
+        "its loss is the local training's first"
+    );
+    assert!(checkpoint.join("trainer.json").is_file());
+    assert!(
+        !spec(Leg::default()).weights.exists(),
+        "no weights before the end"
+    );
+
+    // Leg 2: from the checkpoint to the end.
+    let second = Leg {
+        from: Some(LegStart {
+            checkpoint,
+            rung: rung.clone(),
+        }),
+        until: None,
+    };
+    std::fs::remove_file(&paths.result).unwrap();
+    jobfile::write_spec(&paths.spec, &spec(second)).unwrap();
+    let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(JobResult::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
+    else {
+        panic!("leg 2 ends evaluated");
+    };
+    assert_eq!(
+        evaluation.psnr, expected.psnr,
+        "same fitness as one training"
+    );
+    assert_eq!(evaluation.final_loss, expected.final_loss);
+    assert_eq!(evaluation.checkpoint_losses, vec![rung.loss]);
+    assert!(evaluation.seconds >= rung.seconds, "leg 1's time counted");
+    let progress: Vec<f64> = ProgressTail::new(paths.progress.clone())
+        .poll()
+        .iter()
+        .map(|p| p.loss)
+        .collect();
+    assert_eq!(
+        progress,
+        local_losses[1..],
+        "leg 2 trains the remaining steps"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

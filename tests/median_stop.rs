@@ -451,7 +451,10 @@ fn check_cuts(state: &SearchState) -> Vec<usize> {
         }
         for id in alive {
             let (_, own, status) = members.iter().find(|m| m.0 == id).unwrap();
-            assert!(matches!(status, Status::Evaluated(_)), "#{id} went on to the end");
+            assert!(
+                matches!(status, Status::Evaluated(_)),
+                "#{id} went on to the end"
+            );
             assert_eq!(own.len(), 2, "#{id} has a loss at both checkpoints");
         }
         stops.push(stopped_here);
@@ -482,7 +485,10 @@ fn halving_cuts_each_generation_as_its_losses_say_and_replays_with_two_workers()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("halving"))
         .collect();
-    assert!(left.is_empty(), "checkpoints removed once a member ends: {left:?}");
+    assert!(
+        left.is_empty(),
+        "checkpoints removed once a member ends: {left:?}"
+    );
 
     // A member that went on ends exactly where an uninterrupted training
     // ends: generation 0 is the same with the rule off.
@@ -500,7 +506,12 @@ fn halving_cuts_each_generation_as_its_losses_say_and_replays_with_two_workers()
     let mut compared = 0;
     for m in s.history.iter().filter(|m| m.generation == 0) {
         if let Status::Evaluated(_) = m.status {
-            assert_eq!(fitness_of(&s, m.id), fitness_of(&off_state, m.id), "#{}", m.id);
+            assert_eq!(
+                fitness_of(&s, m.id),
+                fitness_of(&off_state, m.id),
+                "#{}",
+                m.id
+            );
             compared += 1;
         }
     }
@@ -545,7 +556,10 @@ fn a_search_killed_with_sigkill_resumes_to_the_same_cuts() {
         if after_cut && last_is_progress {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "search too slow");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "search too slow"
+        );
         if child.try_wait().unwrap().is_some() {
             panic!("search ended before it could be killed");
         }

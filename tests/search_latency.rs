@@ -220,6 +220,7 @@ fn a_cached_latency_is_not_measured_again() {
         latency: Some(limit),
         common_seed: None,
         median_stop: None,
+        halving: None,
     };
     let run_dir = temp_run("latency-cache-run");
     let (tx, rx) = mpsc::channel();

@@ -483,9 +483,11 @@ fn a_stopping_rule_decides_on_slurm_as_locally(name: &str, rule: &str) -> Vec<St
     let case = Case::new(name);
     let with_rule = |executor: &str| {
         let path = case.config(2, 8, executor);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replacen("  trainer:\n", &format!("  trainer:\n{rule}"), 1);
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "  trainer:\n",
+            &format!("  trainer:\n{rule}"),
+            1,
+        );
         let path = path.with_extension("rule.yaml");
         std::fs::write(&path, text).unwrap();
         path

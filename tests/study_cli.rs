@@ -239,7 +239,7 @@ fn another_fitness_reuses_the_references_of_an_earlier_study() {
     let o = study(&config, &first, "6", &[]);
     assert!(o.status.success(), "{}", support::cli::stderr(&o));
 
-    // Another fitness (more steps), the same reference.
+    // Another fitness (more steps, under successive halving), the same reference.
     let longer = TinySearch {
         seed: 3,
         generations: 1,
@@ -247,9 +247,14 @@ fn another_fitness_reuses_the_references_of_an_earlier_study() {
         steps: 5,
         milestone: 4,
     }
-    .write(&dir, "longer.yaml")
-    .display()
-    .to_string();
+    .write(&dir, "longer.yaml");
+    let text = std::fs::read_to_string(&longer).unwrap().replacen(
+        "  trainer:\n",
+        "  trainer:\n    successive_halving: {checkpoints: [0.4]}\n",
+        1,
+    );
+    std::fs::write(&longer, text).unwrap();
+    let longer = longer.display().to_string();
     let second = dir.join("second");
     let from = first.to_str().unwrap();
     let o = study(&longer, &second, "6", &["--references-from", from]);
@@ -274,6 +279,20 @@ fn another_fitness_reuses_the_references_of_an_earlier_study() {
         assert_ne!(ra["fitness"], rb["fitness"]);
     }
     assert!(second.join("models/reference-00-r1.safetensors").is_file());
+    // The fitness ran whole, its loss recorded at the halving checkpoint
+    // (step 2 of 5) and ranked against the fitness and the reference.
+    assert!(
+        text.contains("fitness loss at step 2 (stopping-rule checkpoint"),
+        "{text}"
+    );
+    let ranks = b["checkpoint_ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1);
+    assert_eq!(ranks[0]["step"], 2);
+    assert_eq!(ranks[0]["vs_fitness"].as_array().unwrap().len(), 1);
+    assert!(
+        a.get("checkpoint_ranks").is_none(),
+        "no rule, nothing recorded"
+    );
 
     // A different reference is refused before anything is written.
     let third = dir.join("third");

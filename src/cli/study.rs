@@ -231,6 +231,26 @@ pub fn summary(r: &StudyReport) -> Vec<String> {
             cells.join("  ")
         ));
     }
+    for c in &r.checkpoint_ranks {
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let kept: Vec<String> = c
+            .reference_top3_kept
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        lines.push(format!(
+            "fitness loss at step {} (stopping-rule checkpoint; run seeds): Spearman vs whole fitness {}, vs reference {}; the better half by it keeps {} of the reference's top 3",
+            c.step,
+            list(&c.vs_fitness),
+            list(&c.vs_reference),
+            kept.join("/")
+        ));
+    }
     lines.push(format!(
         "training time: fitness {:.1} min, reference {:.1} min; bicubic {:.3} dB",
         r.fitness_minutes, r.reference_minutes, r.plan.bicubic_psnr

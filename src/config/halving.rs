@@ -15,7 +15,10 @@ const DEFAULT_CHECKPOINTS: [f64; 1] = [0.5];
 const DEFAULT_KEEP: f64 = 0.5;
 
 /// Reads `successive_halving` under a trainer section (`None`: off).
-pub(crate) fn parse(r: &mut Reader, trainer: Option<&Node>) -> Result<Option<Halving>, ConfigError> {
+pub(crate) fn parse(
+    r: &mut Reader,
+    trainer: Option<&Node>,
+) -> Result<Option<Halving>, ConfigError> {
     let Some(trainer) = trainer else {
         return Ok(None);
     };

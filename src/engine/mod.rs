@@ -469,13 +469,12 @@ impl Engine {
         let before = self.cached_ids();
         let (promoted, stopped) = self.search.halve(&halving, self.fitness.steps());
         for id in &stopped {
-            let stop = self
-                .search
-                .member_index(*id)
-                .and_then(|i| match &self.search.state.population[i].status {
+            let stop = self.search.member_index(*id).and_then(|i| {
+                match &self.search.state.population[i].status {
                     Status::Stopped(stop) => Some(stop.clone()),
                     _ => None,
-                });
+                }
+            });
             if let Some(stop) = stop {
                 self.emit(Event::Stopped { id: *id, stop });
             }

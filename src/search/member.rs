@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::individual::Individual;
 use super::halving::Rung;
+use super::individual::Individual;
 use super::median_stop::Stop;
 use crate::space::GeneList;
 

@@ -3,8 +3,8 @@
 
 pub mod check;
 mod evolve;
-pub mod individual;
 pub mod halving;
+pub mod individual;
 pub mod median_stop;
 pub mod member;
 pub mod plan;
@@ -14,8 +14,8 @@ mod steer;
 
 use serde::{Deserialize, Serialize};
 
-pub use individual::{Individual, Slot};
 pub use halving::{Halving, Rung};
+pub use individual::{Individual, Slot};
 pub use median_stop::{MedianStop, Stop, StopCheck, StopRule, StopTally};
 pub use member::{Evaluation, Member, Origin, Status};
 pub use problem::{Problem, Reach, RepairCost, RepairRounds};

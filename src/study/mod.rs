@@ -92,6 +92,10 @@ pub struct StudyPlan {
     pub reference: TrainPlan,
     /// Where the config came from.
     pub config_source: String,
+    /// The steps of the config's stopping-rule checkpoints in a fitness
+    /// training, where the fitness trainings record their loss.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_steps: Vec<usize>,
 }
 
 /// Which training of which architecture.
@@ -151,6 +155,12 @@ pub struct TrainingRecord {
     /// how early the final ranking shows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub curve: Vec<CurvePoint>,
+    /// A fitness training's mean training loss at each checkpoint of the
+    /// config's stopping rule (successive halving or the median rule),
+    /// recorded without stopping: how well the rule's early ranking agrees
+    /// with the whole fitness and with the reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_losses: Vec<f64>,
 }
 
 /// Validation PSNR after `step` steps.
@@ -172,6 +182,22 @@ pub struct CurveRank {
     pub vs_final: Option<f64>,
     /// Spearman between the fitness and the reference at `step`.
     pub vs_fitness: Option<f64>,
+}
+
+/// How the fitness's training loss at one checkpoint of the config's
+/// stopping rule ranks the architectures (lower loss ranking higher), one
+/// value per run seed, main seed first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRank {
+    /// The checkpoint's step.
+    pub step: usize,
+    /// Spearman against the same seed's whole fitness.
+    pub vs_fitness: Vec<f64>,
+    /// Spearman against the reference.
+    pub vs_reference: Vec<f64>,
+    /// Of the reference's top 3, how many a cut of all the architectures to
+    /// the better half (by this loss) keeps.
+    pub reference_top3_kept: Vec<usize>,
 }
 
 /// One row of the table: an architecture and all it scored.
@@ -239,6 +265,10 @@ pub struct StudyReport {
     /// The reference's ranking part way through its training.
     #[serde(default)]
     pub curve_ranks: Vec<CurveRank>,
+    /// The fitness's ranking at its stopping rule's checkpoints (empty when
+    /// the config has no rule, or in studies made before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_ranks: Vec<CheckpointRank>,
     /// Minutes of fitness training (sum of wall times).
     pub fitness_minutes: f64,
     /// Minutes of reference training.
@@ -399,6 +429,10 @@ impl Study {
             Some(n) => full.with_steps(n),
             None => full,
         };
+        let checkpoint_steps = rule_schedule(&config, fitness.steps)
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect();
         let plan = StudyPlan {
             settings,
             archs,
@@ -406,6 +440,7 @@ impl Study {
             fitness,
             reference,
             config_source: config.source.clone(),
+            checkpoint_steps,
         };
         let source = references_from
             .map(|from| reuse::Source::open(from, &plan, &config))
@@ -517,6 +552,7 @@ impl Study {
             .join(files::MODELS)
             .join(format!("{}.safetensors", task.key()));
         let mut curve = Vec::new();
+        let mut checkpoint_losses = Vec::new();
         let outcome: Result<f64, String> = match task {
             Task::Fitness {
                 arch: index,
@@ -542,13 +578,16 @@ impl Study {
                     cancel: Arc::clone(cancel),
                     adopt: None,
                     latency_ms: None,
-                    // The study measures the whole fitness: no median
-                    // stopping, no halving (a whole training).
-                    checks: Vec::new(),
+                    // The study measures the whole fitness: its stopping
+                    // rule's checkpoints only record the loss there.
+                    checks: self.rule_checkpoints(fitness.plan.steps),
                     leg: Default::default(),
                 };
                 match fitness.evaluate(&job, &mut |_| {}) {
-                    Ok(e) => Ok(e.psnr),
+                    Ok(e) => {
+                        checkpoint_losses = e.checkpoint_losses;
+                        Ok(e.psnr)
+                    }
                     Err(Failure::Cancelled | Failure::Detached) => return None,
                     Err(Failure::Error(e) | Failure::Storage(e)) => Err(e),
                     Err(Failure::Rejected { reason, .. }) => Err(reason),
@@ -589,7 +628,21 @@ impl Study {
             seconds: start.elapsed().as_secs_f64(),
             device: device.to_string(),
             curve,
+            checkpoint_losses,
         })
+    }
+
+    /// The config's stopping rule's checkpoints in a fitness training of
+    /// `steps` steps, as checks that never stop anyone.
+    fn rule_checkpoints(&self, steps: usize) -> Vec<crate::search::StopCheck> {
+        rule_schedule(&self.config, steps)
+            .into_iter()
+            .map(|(step, window)| crate::search::StopCheck {
+                step,
+                window,
+                limit: None,
+            })
+            .collect()
     }
 
     /// The reference: the full training's plan (or `--reference-steps`) on
@@ -901,6 +954,7 @@ pub fn report_of(
             stats::pooled_sd(&reference_groups).zip(stats::sample_sd(&references)),
         ),
         curve_ranks: curve_ranks(plan, records),
+        checkpoint_ranks: checkpoint_ranks(plan, records, &rows),
         fitness_minutes: minutes(false),
         reference_minutes: minutes(true),
         rows,
@@ -960,6 +1014,91 @@ fn curve_ranks(plan: &StudyPlan, records: &BTreeMap<String, TrainingRecord>) -> 
             }
         })
         .collect()
+}
+
+/// For each checkpoint where the fitness trainings recorded their loss:
+/// per run seed, how the loss there ranks against that seed's fitness and
+/// against the reference, and how much of the reference's top 3 a cut to
+/// the better half keeps.
+fn checkpoint_ranks(
+    plan: &StudyPlan,
+    records: &BTreeMap<String, TrainingRecord>,
+    rows: &[StudyRow],
+) -> Vec<CheckpointRank> {
+    let losses_of = |arch: usize, repeat: usize| {
+        records
+            .get(&Task::Fitness { arch, repeat }.key())
+            .filter(|r| r.psnr.is_some())
+            .map(|r| (r.checkpoint_losses.as_slice(), r.psnr.unwrap_or_default()))
+    };
+    let checkpoints = (0..plan.archs.len())
+        .filter_map(|a| losses_of(a, 0))
+        .map(|(l, _)| l.len())
+        .max()
+        .unwrap_or(0);
+    (0..checkpoints)
+        .map(|i| {
+            let mut rank = CheckpointRank {
+                step: plan.checkpoint_steps.get(i).copied().unwrap_or_default(),
+                vs_fitness: Vec::new(),
+                vs_reference: Vec::new(),
+                reference_top3_kept: Vec::new(),
+            };
+            for repeat in 0..=plan.settings.repeats {
+                let mut with_fitness = (Vec::new(), Vec::new());
+                let mut with_reference = (Vec::new(), Vec::new());
+                for (arch, row) in rows.iter().enumerate() {
+                    let Some((losses, psnr)) = losses_of(arch, repeat) else {
+                        continue;
+                    };
+                    let Some(&loss) = losses.get(i) else {
+                        continue;
+                    };
+                    with_fitness.0.push(-loss);
+                    with_fitness.1.push(psnr);
+                    if let Some(reference) = row.reference {
+                        with_reference.0.push(-loss);
+                        with_reference.1.push(reference);
+                    }
+                }
+                if let Some(rho) = stats::spearman(&with_fitness.0, &with_fitness.1) {
+                    rank.vs_fitness.push(rho);
+                }
+                if let Some(rho) = stats::spearman(&with_reference.0, &with_reference.1) {
+                    rank.vs_reference.push(rho);
+                    let (x, y) = &with_reference;
+                    rank.reference_top3_kept.push(top3_within_half(x, y));
+                }
+            }
+            rank
+        })
+        .collect()
+}
+
+/// The checkpoints `(step, window)` of the config's stopping rule in a
+/// fitness training of `steps` steps (none without a rule).
+fn rule_schedule(config: &Config, steps: usize) -> Vec<(usize, usize)> {
+    let t = &config.search_trainer;
+    match (&t.successive_halving, &t.median_stop) {
+        (Some(h), _) => h.schedule(steps),
+        (None, Some(m)) => m.schedule(steps),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// How many of the 3 highest `y` are among the better half by `x`.
+fn top3_within_half(x: &[f64], y: &[f64]) -> usize {
+    let order = |v: &[f64]| {
+        let mut o: Vec<usize> = (0..v.len()).collect();
+        o.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
+        o
+    };
+    let half: Vec<usize> = order(x).into_iter().take(x.len().div_ceil(2)).collect();
+    order(y)
+        .into_iter()
+        .take(3)
+        .filter(|i| half.contains(i))
+        .count()
 }
 
 /// The rows as CSV (one line per architecture; empty cells where a
@@ -1029,6 +1168,7 @@ mod tests {
             fitness: train.clone(),
             reference: train,
             config_source: "test".into(),
+            checkpoint_steps: vec![5, 10],
         }
     }
 
@@ -1042,8 +1182,50 @@ mod tests {
                 seconds: 60.0,
                 device: "cpu".into(),
                 curve: Vec::new(),
+                checkpoint_losses: Vec::new(),
             },
         )
+    }
+
+    #[test]
+    fn checkpoint_ranks_from_known_losses() {
+        // 4 archs, fitness 0 < 1 < 2 < 3, reference 3 > 1 > 2 > 0 (the
+        // reference's top 3 is 3, 1, 2). Seed 0's losses at step 5 rank
+        // 2 > 3 > 0 > 1 (lower loss ranks higher), at step 10 like the fitness.
+        let plan = plan(4, 1, 4);
+        let fitness = [0.0, 1.0, 2.0, 3.0];
+        let reference = [10.0, 12.0, 11.0, 13.0];
+        let losses = [[0.3, 0.4], [0.4, 0.3], [0.1, 0.2], [0.2, 0.1]];
+        let mut records = BTreeMap::new();
+        for arch in 0..4 {
+            for repeat in 0..2 {
+                let (key, mut rec) = record(Task::Fitness { arch, repeat }, fitness[arch]);
+                rec.checkpoint_losses = losses[arch].to_vec();
+                if repeat == 1 {
+                    // The second seed records only the first checkpoint.
+                    rec.checkpoint_losses.truncate(1);
+                }
+                records.insert(key, rec);
+            }
+            let (key, rec) = record(Task::Reference { arch, repeat: 0 }, reference[arch]);
+            records.insert(key, rec);
+        }
+        let r = report_of(&plan, &records, 12);
+        assert_eq!(r.checkpoint_ranks.len(), 2);
+        let (first, second) = (&r.checkpoint_ranks[0], &r.checkpoint_ranks[1]);
+        assert_eq!((first.step, second.step), (5, 10));
+        // Step 5: -loss = [-0.3, -0.4, -0.1, -0.2] ranks [2, 1, 4, 3] against
+        // fitness ranks [1, 2, 3, 4]: d² = 1 + 1 + 1 + 1, rho = 1 - 6*4/60 = 0.6.
+        assert_eq!(first.vs_fitness.len(), 2);
+        assert!((first.vs_fitness[0] - 0.6).abs() < 1e-12);
+        // Against the reference ranks [1, 3, 2, 4]: d² = 1 + 4 + 4 + 1, rho = 0.
+        assert!(first.vs_reference[0].abs() < 1e-12);
+        // The better half by loss at step 5 is {2, 3}: 2 of the reference's top 3.
+        assert_eq!(first.reference_top3_kept, vec![2, 2]);
+        // Step 10: only seed 0 has it; loss ranks exactly like the fitness.
+        assert_eq!(second.vs_fitness.len(), 1);
+        assert!((second.vs_fitness[0] - 1.0).abs() < 1e-12);
+        assert_eq!(second.reference_top3_kept, vec![2]);
     }
 
     #[test]

@@ -252,7 +252,9 @@ impl Fitness for QuickTrain {
         .map_err(fail)?;
         let before = job.leg.from.as_ref().map(|s| &s.rung);
         let seconds_before = before.map_or(0.0, |r| r.seconds);
-        let losses_before = before.map(|r| r.checkpoint_losses.clone()).unwrap_or_default();
+        let losses_before = before
+            .map(|r| r.checkpoint_losses.clone())
+            .unwrap_or_default();
         let until = job.leg.until.as_ref();
         let mut watch = StopWatch::new(job.checks.clone());
         let mut stopped = None;

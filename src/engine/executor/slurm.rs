@@ -623,6 +623,20 @@ fn monitor(
     }
 }
 
+/// A job's leg with absolute checkpoint paths: the job runs on another
+/// node, in another working directory.
+fn absolute_leg(leg: &crate::engine::Leg) -> crate::engine::Leg {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut leg = leg.clone();
+    if let Some(from) = &mut leg.from {
+        from.checkpoint = absolute(&from.checkpoint);
+    }
+    if let Some(until) = &mut leg.until {
+        until.checkpoint = absolute(&until.checkpoint);
+    }
+    leg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,18 +720,4 @@ mod tests {
         assert_eq!(ex.describe(), vec!["slurm:cuda:0@gpu".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// A job's leg with absolute checkpoint paths: the job runs on another
-/// node, in another working directory.
-fn absolute_leg(leg: &crate::engine::Leg) -> crate::engine::Leg {
-    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut leg = leg.clone();
-    if let Some(from) = &mut leg.from {
-        from.checkpoint = absolute(&from.checkpoint);
-    }
-    if let Some(until) = &mut leg.until {
-        until.checkpoint = absolute(&until.checkpoint);
-    }
-    leg
 }

@@ -232,9 +232,7 @@ impl App {
                         None => (format!("train {pct}%"), Tone::Training),
                     }
                 }
-                _ if matches!(m.status, Status::Promoted(_)) => {
-                    ("promoted".into(), Tone::Queued)
-                }
+                _ if matches!(m.status, Status::Promoted(_)) => ("promoted".into(), Tone::Queued),
                 _ if m.origin.is_hand_made() => ("hand-made".into(), Tone::HandMade),
                 _ => ("queued".into(), Tone::Queued),
             },
