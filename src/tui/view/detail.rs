@@ -58,6 +58,28 @@ pub(super) fn detail_lines(app: &App, m: &Member, width: usize, full: bool) -> V
         }
     }
     lines.push(Line::from(text));
+    let note = match &m.status {
+        Status::Waiting(r) => Some(format!(
+            "waits at step {} (mean loss {:.5}) for its generation: successive halving",
+            r.step, r.loss
+        )),
+        Status::Promoted(r) => Some(format!(
+            "promoted at step {} (mean loss {:.5}): continues from its checkpoint",
+            r.step, r.loss
+        )),
+        Status::Stopped(s) => Some(format!(
+            "stopped at step {}/{}: {}",
+            s.step,
+            s.steps,
+            s.reason()
+        )),
+        _ => None,
+    };
+    if let Some(note) = note {
+        for row in wrap(&note, width.max(20), "  ") {
+            lines.push(Line::from(row));
+        }
+    }
     if let Status::Failed { reason } = &m.status {
         for row in wrap(&format!("failed: {reason}"), width.max(20), "  ") {
             lines.push(Line::from(Span::styled(row, look.error())));
