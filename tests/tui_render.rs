@@ -258,3 +258,48 @@ fn tables_show_each_fitness_as_db_over_bicubic_at_80x24_and_large() {
         finished.view.log
     );
 }
+
+#[test]
+fn halving_states_show_in_the_table_and_the_detail_pane() {
+    let mut events = mid_run(&recorded());
+    let Some(Event::Generation {
+        generation,
+        members,
+    }) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Generation { .. }))
+        .cloned()
+    else {
+        panic!("a generation event");
+    };
+    // What the engine announces after a member reached a halving
+    // checkpoint and another was promoted at it.
+    let mut members = members;
+    let rung = |loss: f64| esr_ea::search::Rung {
+        rung: 0,
+        step: 12,
+        loss,
+        checkpoint_losses: vec![loss],
+        seconds: 1.0,
+    };
+    members[0].status = Status::Waiting(rung(0.125));
+    members[1].status = Status::Promoted(rung(0.0625));
+    let (waiting, promoted) = (members[0].id, members[1].id);
+    events.push(Event::Queued { id: waiting });
+    events.push(Event::Queued { id: promoted });
+    events.push(Event::Generation {
+        generation,
+        members,
+    });
+    let mut app = app_from(&events, Mode::InProcess);
+    let screen = text(&render(&app, 200, 50));
+    assert!(screen.contains("wait @12"), "{screen}");
+    assert!(screen.contains("promoted"), "{screen}");
+    app.pop_selected = 0;
+    let screen = text(&render(&app, 200, 50));
+    assert!(
+        screen.contains("waits at step 12 (mean loss 0.12500) for its generation"),
+        "{screen}"
+    );
+}
