@@ -84,21 +84,46 @@ impl Case {
     }
 
     /// `configs/quick.yaml` at `generations` × 4 members, `steps` steps each,
-    /// plus `executor` lines.
+    /// without a stopping rule (the tests add the one they check), plus
+    /// `executor` lines.
     fn config(&self, generations: usize, steps: usize, executor: &str) -> PathBuf {
         let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
         let text = include_str!("../configs/quick.yaml")
+            .lines()
+            .filter(|l| {
+                let key = l.trim_start();
+                !key.starts_with("successive_halving:") && !key.starts_with("median_stop:")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
             .replace("../assets", assets)
             .replace(
                 "num_generation: 3 ",
                 &format!("num_generation: {generations} "),
-            )
-            .replace("    steps: 300 ", &format!("    steps: {steps} "))
-            .replace("milestones: [225]", "milestones: [1000000]");
+            );
+        // The first `steps:` and `milestones:` lines are nas.trainer's.
+        let text = first_line_replaced(&text, "    steps: ", &format!("    steps: {steps}"));
+        let text = first_line_replaced(&text, "      milestones: [", "      milestones: [1000000]");
         let path = self.dir.join(format!("g{generations}-s{steps}.yaml"));
         std::fs::write(&path, format!("{text}\n{executor}")).unwrap();
         path
     }
+}
+
+/// `text` with its first line that starts with `prefix` replaced by `line`.
+fn first_line_replaced(text: &str, prefix: &str, line: &str) -> String {
+    let mut done = false;
+    text.lines()
+        .map(|l| {
+            if !done && l.starts_with(prefix) {
+                done = true;
+                line.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Case {
