@@ -99,7 +99,7 @@ fn quick_config_is_small_and_its_budget_is_easy_to_hit() {
     assert_eq!(c.search_space.g0, 16);
     assert_eq!(c.dataset.train.crop, 24);
     assert_eq!(c.dataset.train.batch_size, 8);
-    assert_eq!(c.search_trainer.steps, Some(300));
+    assert_eq!(c.search_trainer.steps, Some(1000));
     assert!(c.search_trainer.common_random_numbers);
     assert_eq!((c.range.min_params, c.range.max_params), (25_000, 150_000));
     assert!(c.search_trainer.milestones_in_steps);
