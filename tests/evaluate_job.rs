@@ -2,7 +2,7 @@
 //! member exactly as a local worker does (same losses, same fitness on CPU),
 //! streams progress lines and writes its result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ mod support;
 use esr_ea::config::Config;
 use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
 use esr_ea::engine::{member_seed, Failure, Fitness, Job, Leg, LegEnd, LegStart};
-use esr_ea::search::{Problem, Search, StopCheck};
+use esr_ea::search::{Member, Problem, Search, StopCheck};
 use esr_ea::train::fitness::QuickTrain;
 use support::cli::esr_ea;
 
@@ -37,23 +37,27 @@ fn problem_of(config: &Config) -> Problem {
     .unwrap()
 }
 
-#[test]
-fn a_job_trains_like_the_local_worker() {
-    let (dir, config) = tiny_run("same");
-    let problem = problem_of(&config);
+/// A member of the tiny run as a local worker would train it: the fitness,
+/// the job (whole training, no checks) and the member's seed.
+struct Local {
+    member: Member,
+    seed: u64,
+    fitness: QuickTrain,
+    job: Job,
+}
+
+fn local_worker(dir: &Path, config: &Config, index: usize) -> Local {
+    let problem = problem_of(config);
     let member = Search::new(problem.clone(), config.seed)
         .unwrap()
         .state
-        .population[0]
+        .population[index]
         .clone();
     let seed = member_seed(config.seed, member.id);
-
-    // The local worker's way.
     let scale = config.search_space.scale;
     let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
     let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
-    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
-    let mut local_losses = Vec::new();
+    let fitness = QuickTrain::from_config(config, Arc::new(train), Arc::new(val));
     let job = Job {
         arch: problem.space.arch(member.genes.clone()),
         member: member.clone(),
@@ -66,14 +70,19 @@ fn a_job_trains_like_the_local_worker() {
         checks: Vec::new(),
         leg: Default::default(),
     };
-    let expected = local
-        .evaluate(&job, &mut |r| local_losses.push(r.loss))
-        .unwrap();
+    Local {
+        member,
+        seed,
+        fitness,
+        job,
+    }
+}
 
-    // The job's way, through the binary.
-    let paths = JobPaths::new(&dir, member.id);
-    let spec = JobSpec {
-        run_dir: dir.clone(),
+/// The job file the Slurm executor would write for `member` (whole
+/// training, no checks).
+fn spec_for(dir: &Path, member: &Member, seed: u64, paths: &JobPaths) -> JobSpec {
+    JobSpec {
+        run_dir: dir.to_path_buf(),
         config: dir.join("config.yaml"),
         member: member.clone(),
         seed,
@@ -83,7 +92,27 @@ fn a_job_trains_like_the_local_worker() {
         result: paths.result.clone(),
         checks: Vec::new(),
         leg: Default::default(),
-    };
+    }
+}
+
+#[test]
+fn a_job_trains_like_the_local_worker() {
+    let (dir, config) = tiny_run("same");
+    // The local worker's way.
+    let Local {
+        member,
+        seed,
+        fitness: local,
+        job,
+    } = local_worker(&dir, &config, 0);
+    let mut local_losses = Vec::new();
+    let expected = local
+        .evaluate(&job, &mut |r| local_losses.push(r.loss))
+        .unwrap();
+
+    // The job's way, through the binary.
+    let paths = JobPaths::new(&dir, member.id);
+    let spec = spec_for(&dir, &member, seed, &paths);
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
     assert!(
@@ -113,16 +142,8 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
     let member = Search::new(problem, config.seed).unwrap().state.population[0].clone();
     let paths = JobPaths::new(&dir, member.id);
     let spec = JobSpec {
-        run_dir: dir.clone(),
-        config: dir.join("config.yaml"),
-        member,
-        seed: 1,
         device: "tpu:0".into(),
-        weights: dir.join("models/x.safetensors"),
-        progress: paths.progress.clone(),
-        result: paths.result.clone(),
-        checks: Vec::new(),
-        leg: Default::default(),
+        ..spec_for(&dir, &member, 1, &paths)
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -139,13 +160,12 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
 #[test]
 fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
     let (dir, config) = tiny_run("median");
-    let problem = problem_of(&config);
-    let member = Search::new(problem.clone(), config.seed)
-        .unwrap()
-        .state
-        .population[1]
-        .clone();
-    let seed = member_seed(config.seed, member.id);
+    let Local {
+        member,
+        seed,
+        fitness: local,
+        job,
+    } = local_worker(&dir, &config, 1);
     // Recorded at step 1; at step 2 no loss is below a limit of 0.
     let checks = vec![
         StopCheck {
@@ -159,21 +179,9 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
             limit: Some(0.0),
         },
     ];
-    let scale = config.search_space.scale;
-    let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
-    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
-    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
     let job = Job {
-        arch: problem.space.arch(member.genes.clone()),
-        member: member.clone(),
-        seed,
-        device: "cpu".into(),
-        weights: dir.join("models/local.safetensors"),
-        cancel: Arc::new(AtomicBool::new(false)),
-        adopt: None,
-        latency_ms: None,
         checks: checks.clone(),
-        leg: Default::default(),
+        ..job
     };
     let mut local_losses = Vec::new();
     let Err(Failure::Stopped(expected)) = local.evaluate(&job, &mut |r| local_losses.push(r.loss))
@@ -190,16 +198,8 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
 
     let paths = JobPaths::new(&dir, member.id);
     let spec = JobSpec {
-        run_dir: dir.clone(),
-        config: dir.join("config.yaml"),
-        member: member.clone(),
-        seed,
-        device: "cpu".into(),
-        weights: dir.join(format!("models/{}.safetensors", member.id)),
-        progress: paths.progress.clone(),
-        result: paths.result.clone(),
         checks,
-        leg: Default::default(),
+        ..spec_for(&dir, &member, seed, &paths)
     };
     jobfile::write_spec(&paths.spec, &spec).unwrap();
     let out = esr_ea(&["evaluate", paths.spec.to_str().unwrap()]);
@@ -229,29 +229,12 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
 #[test]
 fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
     let (dir, config) = tiny_run("legs");
-    let problem = problem_of(&config);
-    let member = Search::new(problem.clone(), config.seed)
-        .unwrap()
-        .state
-        .population[0]
-        .clone();
-    let seed = member_seed(config.seed, member.id);
-    let scale = config.search_space.scale;
-    let train = esr_ea::train::datasets::load_split(&config.dataset.train, scale).unwrap();
-    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
-    let local = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
-    let whole = Job {
-        arch: problem.space.arch(member.genes.clone()),
-        member: member.clone(),
+    let Local {
+        member,
         seed,
-        device: "cpu".into(),
-        weights: dir.join("models/local.safetensors"),
-        cancel: Arc::new(AtomicBool::new(false)),
-        adopt: None,
-        latency_ms: None,
-        checks: Vec::new(),
-        leg: Default::default(),
-    };
+        fitness: local,
+        job: whole,
+    } = local_worker(&dir, &config, 0);
     let mut local_losses = Vec::new();
     let expected = local
         .evaluate(&whole, &mut |r| local_losses.push(r.loss))
@@ -261,16 +244,8 @@ fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
     let checkpoint = dir.join(format!("models/{}.halving0", member.id));
     let paths = JobPaths::new(&dir, member.id);
     let spec = |leg: Leg| JobSpec {
-        run_dir: dir.clone(),
-        config: dir.join("config.yaml"),
-        member: member.clone(),
-        seed,
-        device: "cpu".into(),
-        weights: dir.join(format!("models/{}.safetensors", member.id)),
-        progress: paths.progress.clone(),
-        result: paths.result.clone(),
-        checks: Vec::new(),
         leg,
+        ..spec_for(&dir, &member, seed, &paths)
     };
     let first = Leg {
         from: None,

@@ -86,6 +86,33 @@ fn run_esr_ea(args: &[&str]) -> String {
     out
 }
 
+/// Starts a search of `config` into `run` and kills it with SIGKILL (no
+/// chance to checkpoint) as soon as its `events.jsonl` satisfies `ready`.
+fn kill_search_when(config: &Path, run: &Path, ready: impl Fn(&str) -> bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args(["search", "--config", config.to_str().unwrap(), "--run-dir"])
+        .arg(run)
+        .args(["--headless", "--stop-after", "search"])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ready(&std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "search too slow"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("search ended before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 fn state(run: &Path) -> SearchState {
     serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap()
 }
@@ -275,37 +302,14 @@ fn a_search_killed_with_sigkill_resumes_to_the_same_stops() {
     let straight = dir.join("straight");
     run_search(&cfg, &straight, &[]);
     let killed = dir.join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(["search", "--config", cfg.to_str().unwrap(), "--run-dir"])
-        .arg(&killed)
-        .args(["--headless", "--stop-after", "search"])
-        .env("RAYON_NUM_THREADS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill in the middle of a later generation's training, after a stop.
-    let start = Instant::now();
-    loop {
-        let events = std::fs::read_to_string(killed.join("events.jsonl")).unwrap_or_default();
+    kill_search_when(&cfg, &killed, |events| {
         let last_is_progress = events
             .lines()
             .last()
             .is_some_and(|l| l.contains("\"progress\""));
-        if events.contains("\"event\":\"stopped\"") && last_is_progress {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "search too slow"
-        );
-        if child.try_wait().unwrap().is_some() {
-            panic!("search ended before it could be killed");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL: no chance to checkpoint
-    child.wait().unwrap();
+        events.contains("\"event\":\"stopped\"") && last_is_progress
+    });
     let out = resume(&killed);
     assert!(out.contains("resuming run"), "{out}");
     assert_eq!(elites_and_history(&killed), elites_and_history(&straight));
@@ -533,19 +537,8 @@ fn a_search_killed_with_sigkill_resumes_to_the_same_cuts() {
     let straight = dir.join("straight");
     run_search(&cfg, &straight, &[]);
     let killed = dir.join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(["search", "--config", cfg.to_str().unwrap(), "--run-dir"])
-        .arg(&killed)
-        .args(["--headless", "--stop-after", "search"])
-        .env("RAYON_NUM_THREADS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill while a promoted member trains on from its checkpoint.
-    let start = Instant::now();
-    loop {
-        let events = std::fs::read_to_string(killed.join("events.jsonl")).unwrap_or_default();
+    kill_search_when(&cfg, &killed, |events| {
         let after_cut = events
             .rsplit_once("successive halving:")
             .is_some_and(|(_, rest)| rest.contains("\"progress\""));
@@ -553,20 +546,8 @@ fn a_search_killed_with_sigkill_resumes_to_the_same_cuts() {
             .lines()
             .last()
             .is_some_and(|l| l.contains("\"progress\""));
-        if after_cut && last_is_progress {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "search too slow"
-        );
-        if child.try_wait().unwrap().is_some() {
-            panic!("search ended before it could be killed");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL: no chance to checkpoint
-    child.wait().unwrap();
+        after_cut && last_is_progress
+    });
     let out = resume(&killed);
     assert!(out.contains("resuming run"), "{out}");
     assert_eq!(elites_and_history(&killed), elites_and_history(&straight));

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::median_stop::schedule_checkpoints;
+use super::median_stop::{describe_checkpoints, schedule_checkpoints};
 
 /// `nas.trainer.successive_halving`: where the generation is halved and how
 /// much of it goes on each time.
@@ -60,20 +60,7 @@ impl Halving {
 
     /// One line for `search --check`.
     pub fn describe(&self, steps: Option<usize>) -> String {
-        let at = match steps {
-            Some(steps) => self
-                .schedule(steps)
-                .iter()
-                .map(|(step, window)| format!("step {step} (mean of {window})"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            None => self
-                .checkpoints
-                .iter()
-                .map(|c| format!("{:.0}%", c * 100.0))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let at = describe_checkpoints(&self.checkpoints, self.window, steps);
         format!(
             "successive halving: at {at}, once the whole generation is there, the {:.0}% with the lowest mean training loss continue, the others stop",
             self.keep * 100.0

@@ -66,6 +66,27 @@ pub(crate) fn schedule_checkpoints(
     out
 }
 
+/// Where checkpoints fall, for `search --check`: in steps (with their
+/// windows) when the training's length is known in steps, else in percent.
+pub(crate) fn describe_checkpoints(
+    fractions: &[f64],
+    window: Option<usize>,
+    steps: Option<usize>,
+) -> String {
+    match steps {
+        Some(steps) => schedule_checkpoints(fractions, window, steps)
+            .iter()
+            .map(|(step, window)| format!("step {step} (mean of {window})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => fractions
+            .iter()
+            .map(|c| format!("{:.0}%", c * 100.0))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// Which rule stopped a member.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -147,20 +168,7 @@ impl MedianStop {
     /// One line for `search --check`: where members are checked (in steps
     /// when the training's length is known in steps).
     pub fn describe(&self, steps: Option<usize>) -> String {
-        let at = match steps {
-            Some(steps) => self
-                .schedule(steps)
-                .iter()
-                .map(|(step, window)| format!("step {step} (mean of {window})"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            None => self
-                .checkpoints
-                .iter()
-                .map(|c| format!("{:.0}%", c * 100.0))
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
+        let at = describe_checkpoints(&self.checkpoints, self.window, steps);
         format!(
             "median stopping rule: at {at}, a member whose mean training loss is above the median of earlier generations (once {} reached it) stops",
             self.min_history
