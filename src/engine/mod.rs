@@ -468,17 +468,11 @@ impl Engine {
         };
         let before = self.cached_ids();
         let (promoted, stopped) = self.search.halve(&halving, self.fitness.steps());
-        for id in &stopped {
-            let stop = self.search.member_index(*id).and_then(|i| {
-                match &self.search.state.population[i].status {
-                    Status::Stopped(stop) => Some(stop.clone()),
-                    _ => None,
-                }
-            });
-            if let Some(stop) = stop {
-                self.emit(Event::Stopped { id: *id, stop });
-            }
-            self.remove_halving_checkpoints(*id);
+        let mut stopped_ids = Vec::with_capacity(stopped.len());
+        for (id, stop) in stopped {
+            self.emit(Event::Stopped { id, stop });
+            self.remove_halving_checkpoints(id);
+            stopped_ids.push(id);
         }
         let list = |ids: &[u64]| {
             ids.iter()
@@ -492,7 +486,7 @@ impl Engine {
                 "successive halving: {} go on ({}), {} stop",
                 promoted.len(),
                 list(&promoted),
-                list(&stopped)
+                list(&stopped_ids)
             ),
         );
         self.emit_new_cache_hits(&before);

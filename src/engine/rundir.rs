@@ -60,15 +60,6 @@ pub fn model_file(run_dir: &Path, id: u64) -> PathBuf {
         .join(format!("{id}.safetensors"))
 }
 
-/// Where successive halving saves member `id`'s training at checkpoint
-/// `rung` (a folder, [`crate::train::Trainer::save_checkpoint`]): one per
-/// checkpoint, so a kill while one is written never spoils the one before.
-pub fn halving_checkpoint(run_dir: &Path, id: u64, rung: usize) -> PathBuf {
-    run_dir
-        .join(files::MODELS)
-        .join(format!("{id}.halving{rung}"))
-}
-
 impl RunDir {
     /// Creates a new run directory; refuses one that already holds a search.
     pub fn create(path: &Path) -> Result<RunDir> {
@@ -139,9 +130,13 @@ impl RunDir {
         model_file(&self.path, id)
     }
 
-    /// Member `id`'s successive-halving checkpoint at `rung`.
+    /// Where successive halving saves member `id`'s training at checkpoint
+    /// `rung` (a folder, [`crate::train::Trainer::save_checkpoint`]): one per
+    /// checkpoint, so a kill while one is written never spoils the one before.
     pub fn halving_checkpoint(&self, id: u64, rung: usize) -> PathBuf {
-        halving_checkpoint(&self.path, id, rung)
+        self.path
+            .join(files::MODELS)
+            .join(format!("{id}.halving{rung}"))
     }
 
     /// Writes the resolved configuration.

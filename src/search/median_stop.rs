@@ -87,6 +87,13 @@ pub(crate) fn describe_checkpoints(
     }
 }
 
+/// The mean of the last `window` of `losses` (all of them when fewer): a
+/// member's value at a checkpoint, for both stopping rules.
+pub fn window_mean(losses: &[f64], window: usize) -> f64 {
+    let last = &losses[losses.len().saturating_sub(window)..];
+    last.iter().sum::<f64>() / last.len().max(1) as f64
+}
+
 /// Which rule stopped a member.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -296,8 +303,7 @@ impl StopWatch {
         if check.step != step {
             return None;
         }
-        let window = &self.losses[self.losses.len().saturating_sub(check.window)..];
-        let mean = window.iter().sum::<f64>() / window.len() as f64;
+        let mean = window_mean(&self.losses, check.window);
         self.checkpoint_losses.push(mean);
         match check.limit {
             Some(median) if mean > median => Some(StopPoint {

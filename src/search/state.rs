@@ -254,8 +254,9 @@ impl Search {
     /// `halving.kept` of them with the lowest mean loss (ties by id) are
     /// promoted to continue; the others stop there (a result: history and the
     /// stopped cache, as the median rule's stops). `steps` is a whole
-    /// training's length. Returns the ids promoted and the ids stopped.
-    pub fn halve(&mut self, halving: &Halving, steps: usize) -> (Vec<u64>, Vec<u64>) {
+    /// training's length. Returns the ids promoted and the members stopped
+    /// with their stops.
+    pub fn halve(&mut self, halving: &Halving, steps: usize) -> (Vec<u64>, Vec<(u64, Stop)>) {
         let mut rungs: Vec<usize> = self
             .state
             .population
@@ -302,8 +303,8 @@ impl Search {
                             of: waiting.len(),
                         },
                     };
-                    self.record(*id, Status::Stopped(stop));
-                    stopped.push(*id);
+                    self.record(*id, Status::Stopped(stop.clone()));
+                    stopped.push((*id, stop));
                 }
             }
         }

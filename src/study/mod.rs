@@ -1067,7 +1067,8 @@ fn checkpoint_ranks(
                 if let Some(rho) = stats::spearman(&with_reference.0, &with_reference.1) {
                     rank.vs_reference.push(rho);
                     let (x, y) = &with_reference;
-                    rank.reference_top3_kept.push(top3_within_half(x, y));
+                    rank.reference_top3_kept
+                        .push(stats::top_in_top(x, x.len().div_ceil(2), y, 3));
                 }
             }
             rank
@@ -1084,21 +1085,6 @@ fn rule_schedule(config: &Config, steps: usize) -> Vec<(usize, usize)> {
         (None, Some(m)) => m.schedule(steps),
         (None, None) => Vec::new(),
     }
-}
-
-/// How many of the 3 highest `y` are among the better half by `x`.
-fn top3_within_half(x: &[f64], y: &[f64]) -> usize {
-    let order = |v: &[f64]| {
-        let mut o: Vec<usize> = (0..v.len()).collect();
-        o.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
-        o
-    };
-    let half: Vec<usize> = order(x).into_iter().take(x.len().div_ceil(2)).collect();
-    order(y)
-        .into_iter()
-        .take(3)
-        .filter(|i| half.contains(i))
-        .count()
 }
 
 /// The rows as CSV (one line per architecture; empty cells where a

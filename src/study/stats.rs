@@ -84,14 +84,22 @@ pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> Option<f64> {
 /// How many of the `k` highest of `x` are also among the `k` highest of `y`
 /// (ties broken by position, first wins).
 pub fn top_overlap(x: &[f64], y: &[f64], k: usize) -> usize {
-    let top = |v: &[f64]| {
-        let mut order: Vec<usize> = (0..v.len()).collect();
-        order.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
-        order.truncate(k);
-        order
-    };
-    let ty = top(y);
-    top(x).iter().filter(|i| ty.contains(i)).count()
+    top_in_top(x, k, y, k)
+}
+
+/// How many of the `ky` highest of `y` are among the `kx` highest of `x`
+/// (ties broken by position, first wins).
+pub fn top_in_top(x: &[f64], kx: usize, y: &[f64], ky: usize) -> usize {
+    let tx = top_indices(x, kx);
+    top_indices(y, ky).iter().filter(|i| tx.contains(i)).count()
+}
+
+/// Positions of the `k` highest values, highest first (ties: first wins).
+fn top_indices(v: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
 }
 
 /// The mean; `None` for no values.

@@ -13,7 +13,7 @@ use super::trainer::{TrainError, TrainPlan, Trainer};
 use super::StepReport;
 use crate::data::dataset::Dataset;
 use crate::latency::LatencyLimit;
-use crate::search::median_stop::StopWatch;
+use crate::search::median_stop::{window_mean, StopWatch};
 use crate::search::{Evaluation, Halving, MedianStop, Member, Rung, Stop, StopCheck, StopRule};
 use crate::space::Arch;
 
@@ -278,8 +278,7 @@ impl Fitness for QuickTrain {
         }
         if let Some(until) = until {
             if trainer.step() == until.step && !job.cancel.load(Ordering::SeqCst) {
-                let window = &trainer.losses[trainer.losses.len().saturating_sub(until.window)..];
-                let loss = window.iter().sum::<f64>() / window.len().max(1) as f64;
+                let loss = window_mean(&trainer.losses, until.window);
                 trainer
                     .save_checkpoint(&until.checkpoint)
                     .map_err(|e| Failure::Storage(e.to_string()))?;
