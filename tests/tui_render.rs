@@ -193,6 +193,29 @@ fn with_bicubic(events: &[Event]) -> (Vec<Event>, f64) {
 }
 
 #[test]
+fn the_generation_chart_draws_bicubic_as_a_line() {
+    let braille = |screen: &str| {
+        screen
+            .chars()
+            .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+    };
+    let (events, bicubic) = with_bicubic(&recorded());
+    let app = app_from(&mid_run(&events), Mode::InProcess);
+    let screen = text(&render(&app, 200, 50));
+    let title = format!("PSNR per generation vs bicubic {bicubic:.2} dB");
+    assert!(screen.contains(&title), "{title} missing:\n{screen}");
+    // The level sits between the generations' PSNRs, so its line is drawn
+    // inside the plot (the only braille line on this screen).
+    assert!(braille(&screen), "no bicubic line:\n{screen}");
+
+    let plain = app_from(&mid_run(&recorded()), Mode::InProcess);
+    let screen = text(&render(&plain, 200, 50));
+    assert!(screen.contains("PSNR per generation"), "{screen}");
+    assert!(!screen.contains("vs bicubic "), "{screen}");
+    assert!(!braille(&screen), "{screen}");
+}
+
+#[test]
 fn tables_show_each_fitness_as_db_over_bicubic_at_80x24_and_large() {
     let (events, bicubic) = with_bicubic(&recorded());
     let mut app = app_from(&mid_run(&events), Mode::InProcess);

@@ -1,4 +1,5 @@
-//! The loss curve of one member and the best/mean PSNR per generation.
+//! The loss curve of one member and the best/mean PSNR per generation
+//! (against bicubic on the same validation images, where the run knows it).
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::symbols::Marker;
@@ -79,7 +80,11 @@ pub(super) fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Optio
 
 pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
-    let title = " PSNR per generation ";
+    let bicubic_psnr = app.view.run.bicubic_psnr;
+    let title = match bicubic_psnr {
+        Some(b) => format!(" PSNR per generation vs bicubic {b:.2} dB "),
+        None => " PSNR per generation ".to_string(),
+    };
     let best: Vec<(f64, f64)> = app
         .view
         .summaries
@@ -100,11 +105,13 @@ pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let all = best.iter().chain(&mean).map(|p| p.1);
+    let gens = app.view.run.generations.max(2) as f64;
+    let bicubic: Vec<(f64, f64)> =
+        bicubic_psnr.map_or_else(Vec::new, |b| vec![(1.0, b), (gens, b)]);
+    let all = best.iter().chain(&mean).chain(&bicubic).map(|p| p.1);
     let lo = all.clone().fold(f64::INFINITY, f64::min);
     let hi = all.fold(f64::NEG_INFINITY, f64::max);
-    let gens = app.view.run.generations.max(2) as f64;
-    let datasets = vec![
+    let mut datasets = vec![
         Dataset::default()
             .name("best")
             .marker(Marker::Dot)
@@ -118,6 +125,17 @@ pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
             .style(look.fg(ratatui::style::Color::Cyan))
             .data(&mean),
     ];
+    if !bicubic.is_empty() {
+        datasets.insert(
+            0,
+            Dataset::default()
+                .name("bicubic")
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(look.dim())
+                .data(&bicubic),
+        );
+    }
     let chart = Chart::new(datasets)
         .block(pane_block(title, false, look))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
