@@ -11,6 +11,7 @@ use super::widgets::pane_block;
 use crate::search::Member;
 use crate::tui::app::App;
 use crate::tui::format::loss;
+use crate::tui::look::Look;
 
 /// Axis bounds with a little room, never empty.
 pub(super) fn padded(lo: f64, hi: f64) -> [f64; 2] {
@@ -23,6 +24,16 @@ pub(super) fn padded(lo: f64, hi: f64) -> [f64; 2] {
     }
     let d = (hi - lo) * 0.05;
     [lo - d, hi + d]
+}
+
+/// Bicubic's level, the line every PSNR chart is read against.
+pub(super) fn bicubic_line<'a>(look: &Look, points: &'a [(f64, f64)]) -> Dataset<'a> {
+    Dataset::default()
+        .name("bicubic")
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(look.dim())
+        .data(points)
 }
 
 pub(super) fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Option<&Member>) {
@@ -126,15 +137,7 @@ pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
             .data(&mean),
     ];
     if !bicubic.is_empty() {
-        datasets.insert(
-            0,
-            Dataset::default()
-                .name("bicubic")
-                .marker(Marker::Braille)
-                .graph_type(GraphType::Line)
-                .style(look.dim())
-                .data(&bicubic),
-        );
+        datasets.insert(0, bicubic_line(look, &bicubic));
     }
     let chart = Chart::new(datasets)
         .block(pane_block(title, false, look))

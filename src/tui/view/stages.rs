@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::charts::padded;
+use super::charts::{bicubic_line, padded};
 use super::tables::log_pane;
 use super::widgets::pane_block;
 use crate::engine::run_view::FinalLive;
@@ -211,12 +211,7 @@ fn val_chart(frame: &mut Frame, area: Rect, app: &App) {
     let lo = values.clone().fold(f64::INFINITY, f64::min);
     let hi = values.fold(f64::NEG_INFINITY, f64::max);
     let datasets = vec![
-        Dataset::default()
-            .name("bicubic")
-            .marker(Marker::Braille)
-            .graph_type(GraphType::Line)
-            .style(look.dim())
-            .data(&bicubic),
+        bicubic_line(look, &bicubic),
         Dataset::default()
             .name("model")
             .marker(Marker::Dot)
