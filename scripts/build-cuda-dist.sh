@@ -18,7 +18,10 @@
 # the same CARGO_TARGET_DIR and CUDA_TOOLKIT take seconds to minutes (the
 # kernels' build scripts rerun when the toolkit path changes, so keep it).
 #
-# Usage: [CARGO_TARGET_DIR=DIR] [CUDA_TOOLKIT=DIR] bash scripts/build-cuda-dist.sh [cargo build flags]
+# Features: `cudnn` (CUDA + cuDNN convolutions; the binary then needs
+# libcudnn.so.9 at run time) unless FEATURES=cuda.
+#
+# Usage: [CARGO_TARGET_DIR=DIR] [CUDA_TOOLKIT=DIR] [FEATURES=cuda] bash scripts/build-cuda-dist.sh [cargo build flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -53,12 +56,27 @@ if [ ! -f "$CU/lib/stubs/libcuda.so" ]; then
   gcc -shared -fPIC -O1 -Wl,-soname,libcuda.so.1 -o "$CU/lib/stubs/libcuda.so" "$PREFIX/libcuda_stub.c"
 fi
 
+# Link-time stand-in for cuDNN 9 (libcudnn.so.9, ~1 GB of wheels we do not
+# need here): every cuDNN function cudarc declares, answering
+# CUDNN_STATUS_NOT_INITIALIZED. At run time the real library is loaded from
+# LD_LIBRARY_PATH (PyTorch's nvidia-cudnn-cu13 package carries it).
+if [ ! -f "$CU/lib/stubs/libcudnn.so" ]; then
+  mkdir -p "$CU/lib/stubs"
+  cargo fetch -q
+  CUDARC=$(cargo metadata -q --format-version 1 --features cudnn | python3 -c 'import json,sys,os; print(os.path.dirname(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc")))')
+  { echo 'unsigned long cudnnGetVersion(void){ return 0; }'
+    grep -oE 'fn cudnn[A-Za-z0-9_]+\(' "$CUDARC/src/cudnn/sys/mod.rs" | sed -E 's/fn (cudnn[A-Za-z0-9_]+)\(/\1/' | sort -u \
+      | grep -vxE 'cudnnGetVersion' | sed 's/.*/int &(void){ return 1; }/'
+  } > "$PREFIX/libcudnn_stub.c"
+  gcc -shared -fPIC -O1 -Wl,-soname,libcudnn.so.9 -o "$CU/lib/stubs/libcudnn.so" "$PREFIX/libcudnn_stub.c"
+fi
+
 export PATH="$CU/bin:$PATH"     # nvcc: cudaforge (candle-kernels) and cudarc both run it
 export CUDA_HOME="$CU"          # cudarc's link search: $CUDA_HOME/lib and $CUDA_HOME/lib/stubs
 export CUDA_COMPUTE_CAP=90      # else cudaforge calls nvidia-smi; sm_90a: H100/H200 only
 export CUDARC_CUDA_VERSION=13000
 export CARGO_TARGET_DIR=$TARGET
-cargo build --release --features cuda --bin esr-ea "$@"
+cargo build --release --features "${FEATURES:-cudnn}" --bin esr-ea "$@"
 
 mkdir -p dist
 strip -o dist/esr-ea-cuda "$TARGET/release/esr-ea"
@@ -66,7 +84,7 @@ gzip -9 -n -f dist/esr-ea-cuda
 # What the binary was built from, for the GPU check's log.
 {
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), features cuda, CUDA 13.0 (nvcc $("$CU/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*')), sm_90a"
+  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), features ${FEATURES:-cudnn}, CUDA 13.0 (nvcc $("$CU/bin/nvcc" --version | grep -o 'V[0-9][0-9.]*')), sm_90a"
   echo "sha256 $(sha256sum dist/esr-ea-cuda.gz | cut -d' ' -f1)"
 } >dist/esr-ea-cuda.txt
 echo "dist/esr-ea-cuda.gz: $(du -h dist/esr-ea-cuda.gz | cut -f1) gzipped," \

@@ -8,10 +8,10 @@
 #
 # Files written under $OUT (never more than 8):
 #   gpu-check.log      everything, step by step, with timings and the summary
-#   device-check.json  CUDA vs CPU forward/backward + inference timing (640x360 -> 1280x720)
-#   speed-32.json      esr-ea speed, batch 16 x 32x32   (if the speed command exists)
-#   speed-64.json      esr-ea speed, batch 16 x 64x64
-#   pytorch.txt        benches/pytorch/compare_gpu.py   (if present)
+#   device-check.json  CUDA vs CPU forward/backward/Adam + inference timing (640x360 -> 1280x720)
+#   speed.jsonl        esr-ea speed, batch 16 x 32x32 and 16 x 64x64, plain f32 and TF32 (one JSON a line)
+#   pytorch.jsonl      benches/pytorch/esrn.py, the same shapes: plain f32 and TF32, cudnn.benchmark off and on
+#   workers.txt        members per hour of a paper-size search with 1, 2, 4 workers on the card
 #   history.csv        the tiny search's history (seconds per individual)
 #   search-log.txt     the tail of the search's output
 #
@@ -21,13 +21,16 @@
 #   DEADLINE=480        seconds for the whole script; steps that would run past it are cut or skipped
 #   INFER_SIZE=640x360  LR size for inference timing and upscale (1280x720 output at x2)
 #   INFER_REPEAT=20     timed forward passes in device-check
+#   SPEED_STEPS=20      timed training steps of each speed run (esr-ea and PyTorch alike)
 #   UPSCALE_RUNS=3      end-to-end `esr-ea upscale` runs
 #   TRAIN_STEPS=2       steps of the quick training that makes the upscale model
 #   TRAIN_CONFIG=configs/esr_ea.yaml   its config (G0 32, x2, batch 16 x 64x64 patches)
+#   WORKERS="1 2 4"     worker counts of the members-per-hour search
+#   WORKER_STEPS=150    training steps per member there (esr_ea.yaml, 16-20 blocks, batch 16 x 64x64)
 #   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
-#   PYTORCH_ARGS=""     extra arguments for compare_gpu.py
-#   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed-32 speed-64
-#                       pytorch train upscale search)
+#   PYTORCH_ARGS=""     extra arguments for esrn.py
+#   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed pytorch
+#                       workers train upscale search)
 set -uo pipefail
 
 REPO=$(pwd)
@@ -39,6 +42,9 @@ INFER_SIZE=${INFER_SIZE:-640x360}
 INFER_REPEAT=${INFER_REPEAT:-20}
 UPSCALE_RUNS=${UPSCALE_RUNS:-3}
 TRAIN_STEPS=${TRAIN_STEPS:-2}
+SPEED_STEPS=${SPEED_STEPS:-20}
+WORKERS=${WORKERS:-1 2 4}
+WORKER_STEPS=${WORKER_STEPS:-150}
 TRAIN_CONFIG=${TRAIN_CONFIG:-configs/esr_ea.yaml}
 SEARCH_GENERATIONS=${SEARCH_GENERATIONS:-2}
 SEARCH_STEPS=${SEARCH_STEPS:-40}
@@ -86,7 +92,7 @@ step() {
 }
 
 export REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
-  SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG
+  SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG SPEED_STEPS WORKERS WORKER_STEPS
 
 # --- the binary ----------------------------------------------------------------
 if [[ -n "${ESR_EA_BIN:-}" ]]; then
@@ -120,7 +126,7 @@ step nvidia-smi 30 s_nvidia
 # Each library's first directory in that order goes on the path, and the
 # driver's libcuda.so.1 too when the loader cache does not know it.
 find_libs() {
-  local names=(libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libnvrtc.so.13 libcuda.so.1)
+  local names=(libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13 libnvrtc.so.13 libcudnn.so.9 libcuda.so.1)
   local roots=() r sp
   sp=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
   for r in $sp /usr/local/cuda /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 /opt /usr/local /; do
@@ -185,40 +191,85 @@ export -f s_device_check
 step device-check 120 s_device_check
 
 # --- 4. speed against PyTorch --------------------------------------------------------
+# esr-ea and its PyTorch twin, the same network (the 17-block seed), shapes and
+# phases, each in plain f32 and with TF32 allowed; PyTorch also with
+# cudnn.benchmark (esr-ea always times cuDNN's algorithms per shape).
 s_speed() {
-  local patch=$1
-  if ! "$BIN" speed --help >/dev/null 2>&1; then
-    echo "esr-ea speed is not in this build: skipped"
-    exit 3
-  fi
-  "$BIN" speed --device "$DEVICE" --batch 16 --patch "$patch" --steps 10 --warmup 2 \
-    --inference 1280x720 --inference-runs 3 --inference-warmup 1 --json >"$OUT/speed-$patch.json"
-  rc=$?
-  cat "$OUT/speed-$patch.json"
+  local rc=0 patch tf
+  for patch in 32 64; do
+    for tf in "" --tf32; do
+      "$BIN" $tf speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" --steps "$SPEED_STEPS" --warmup 3 \
+        --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
+      python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=bool('$tf'); print(json.dumps(d))" \
+        >>"$OUT/speed.jsonl" || rc=1
+      echo "esr-ea patch $patch ${tf:-f32}: $(head -c 600 "$TMP/speed.json")"
+    done
+  done
   exit $rc
 }
 export -f s_speed
-step speed-32 90 's_speed 32'
-step speed-64 90 's_speed 64'
+step speed 200 s_speed
 
 s_pytorch() {
-  if [[ ! -f benches/pytorch/esrn.py ]]; then
-    echo "benches/pytorch/esrn.py is not in this checkout: skipped"
+  if ! python3 -c 'import torch' 2>/dev/null; then
+    echo "no PyTorch here: skipped"
     exit 3
   fi
-  # The same network, shapes and step as `esr-ea speed`, in PyTorch on the same card
-  # (plain f32, no TF32, like candle). The reference-vector check needs ../shared: skipped here.
-  local rc=0
+  local rc=0 patch flags
   for patch in 32 64; do
-    # shellcheck disable=SC2086
-    PYTHONUNBUFFERED=1 python3 benches/pytorch/esrn.py --device cuda --batch 16 --patch $patch \
-      --steps 10 --warmup 2 --inference 1280x720 --inference-runs 3 --inference-warmup 1 \
-      --no-check --json $PYTORCH_ARGS 2>&1 | tee -a "$OUT/pytorch.txt" || rc=$?
+    for flags in "" "--cudnn-benchmark" "--tf32" "--tf32 --cudnn-benchmark"; do
+      # shellcheck disable=SC2086
+      PYTHONUNBUFFERED=1 python3 benches/pytorch/esrn.py --device cuda --batch 16 --patch $patch \
+        --steps "$SPEED_STEPS" --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 \
+        --no-check --json $flags $PYTORCH_ARGS 2>>"$LOG" | tail -n 1 >>"$OUT/pytorch.jsonl" || rc=$?
+    done
   done
   exit $rc
 }
 export -f s_pytorch
-step pytorch 150 s_pytorch
+step pytorch 200 s_pytorch
+
+# Members per hour with 1, 2, 4 workers on the card: configs/esr_ea.yaml as
+# shipped (16-20 blocks, ~320k params, batch 16 x 64x64), one generation,
+# WORKER_STEPS steps a member; throughput in steps/s, and members/hour at the
+# paper's 25,000 steps a member.
+s_workers() {
+  local n rc=0 cfg=$TMP/paper.yaml
+  sed -e "s#\.\./assets#$REPO/assets#g" -e "s#num_generation: *[0-9]*#num_generation: 1#" \
+    -e "0,/epochs: 500/s##steps: $WORKER_STEPS#" \
+    -e "0,/milestones: \[100, 200\]/s##milestones: [$((WORKER_STEPS / 2))]#" \
+    -e "0,/milestones_unit: epochs/s##milestones_unit: steps#" configs/esr_ea.yaml >"$cfg"
+  grep -nE 'num_generation|num_individual|^    steps|milestones' "$cfg" | head
+  for n in $WORKERS; do
+    local members=$((n * 2)) s e
+    [[ $members -lt 4 ]] && members=4
+    sed -i "s#num_individual: *[0-9]*#num_individual: $members#" "$cfg"
+    s=$(date +%s.%N)
+    "$BIN" search --headless --stop-after search --devices "$DEVICE*$n" --config "$cfg" \
+      --run-dir "$TMP/workers-$n" >"$TMP/workers-$n.log" 2>&1 || rc=1
+    e=$(date +%s.%N)
+    tail -n 5 "$TMP/workers-$n.log"
+    python3 - "$TMP/workers-$n/history.csv" "$n" "$s" "$e" "$WORKER_STEPS" <<'PY' | tee -a "$OUT/workers.txt" || rc=1
+import csv, sys
+path, n, s, e, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+rows = list(csv.DictReader(open(path)))
+done = [r for r in rows if r.get("psnr") not in ("", "nan", None)]
+secs = [float(r["seconds"]) for r in done if r["seconds"] not in ("", "nan")]
+wall = e - s
+per = sum(secs) / len(secs) if secs else float("nan")
+# Per member at 25,000 steps: its measured seconds scaled by steps (the
+# validation's share, ~1 s, is counted as training: an upper bound on time).
+at_paper = per * 25000 / steps
+print(f"workers {n}: {len(done)}/{len(rows)} members with a fitness in {wall:.1f} s wall "
+      f"({len(done) * 3600 / wall:.0f} members/h at {steps} steps, process start included); "
+      f"{per:.2f} s a member -> {n * 3600 / at_paper:.2f} members/h at 25,000 steps "
+      f"({n * steps / per:.1f} steps/s on the card)")
+PY
+  done
+  exit $rc
+}
+export -f s_workers
+step workers 240 s_workers
 
 # --- 5. inference for a 1280x720 output, end to end ----------------------------------
 s_train() {
@@ -316,9 +367,31 @@ except Exception as e:
     print(f"  device-check: no result ({e})")
 PY
   grep -E '^upscale run|^output size|^seconds per individual|in [0-9.]+ s$' "$LOG" | sed 's/^/  /'
-  for f in speed-32.json speed-64.json pytorch.txt; do
-    [[ -s "$OUT/$f" ]] && { echo "  --- $f (head)"; head -c 1500 "$OUT/$f" | sed 's/^/  /'; echo; }
-  done
+  python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def rows(name):
+    p = os.path.join(out, name)
+    return [json.loads(l) for l in open(p) if l.strip().startswith("{")] if os.path.exists(p) else []
+def med(d, k):
+    v = d.get(k)
+    return v["median"] if isinstance(v, dict) else float("nan")
+def inf(d):
+    i = d.get("inference") or {}
+    return (i.get("ms") or {}).get("median", float("nan"))
+ours, torch = rows("speed.jsonl"), rows("pytorch.jsonl")
+print("  training step ms (median) and 1280x720 inference ms, seed network, batch 16")
+for d in ours:
+    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
+for d in torch:
+    print(f"    pytorch patch {d.get('patch')} tf32={d.get('tf32')} bench={d.get('cudnn_benchmark')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
+for d in ours:
+    same = [t for t in torch if t.get("patch") == d.get("patch") and t.get("tf32") == d.get("tf32")]
+    if same:
+        best = min(same, key=lambda t: med(t, "step_ms"))
+        print(f"    ratio patch {d.get('patch')} tf32={d.get('tf32')}: step {med(d,'step_ms')/med(best,'step_ms'):.2f}x, inference {inf(d)/min(inf(t) for t in same):.2f}x of PyTorch's best")
+PY
+  [[ -s "$OUT/workers.txt" ]] && sed 's/^/  /' "$OUT/workers.txt"
   echo "  files: $(cd "$OUT" && ls | paste -sd' ')"
 }
 summary | tee -a "$LOG"

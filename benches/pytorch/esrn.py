@@ -446,6 +446,8 @@ def measure(args):
         "params": params,
         "multi_adds_720p": ma,
         "device": str(device),
+        "tf32": bool(cuda and args.tf32),
+        "cudnn_benchmark": bool(cuda and args.cudnn_benchmark),
         "threads": None if cuda else torch.get_num_threads(),
         "batch": b,
         "patch": p,
@@ -523,6 +525,8 @@ def build_parser():
     ap.add_argument("--inference-warmup", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: plain f32, like candle)")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="time cuDNN's algorithms per shape first (torch.backends.cudnn.benchmark), as esr-ea does")
     ap.add_argument("--check", action="store_true", help="only check the reference vectors")
     ap.add_argument("--no-check", action="store_true", help="skip the reference-vector check")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -536,6 +540,7 @@ def apply_backend_flags(args):
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -111,7 +111,7 @@ pub fn run(args: &DeviceCheckArgs) -> Result<()> {
 fn table(device: &str, tolerance: f64, cases: &[CaseReport]) -> String {
     let mut s = format!("{device} against cpu (tolerance {tolerance:e}, relative)\n");
     s.push_str(&format!(
-        "{:<16} {:>15} {:>9} {:>9} {:>10} {:>10}  {:<38} {:>9} {:>7}  ok\n",
+        "{:<16} {:>15} {:>9} {:>9} {:>10} {:>10}  {:<38} {:>9} {:>9} {:>7}  ok\n",
         "case",
         "input",
         "fwd diff",
@@ -120,6 +120,7 @@ fn table(device: &str, tolerance: f64, cases: &[CaseReport]) -> String {
         "loss dev",
         "worst gradient",
         "grad rel",
+        "adam rel",
         "dev s"
     ));
     for c in cases {
@@ -130,7 +131,7 @@ fn table(device: &str, tolerance: f64, cases: &[CaseReport]) -> String {
             .collect::<Vec<_>>()
             .join("x");
         s.push_str(&format!(
-            "{:<16} {:>15} {:>9.2e} {:>9.2e} {:>10.6} {:>10.6}  {:<38} {:>9.2e} {:>7.3}  {}\n",
+            "{:<16} {:>15} {:>9.2e} {:>9.2e} {:>10.6} {:>10.6}  {:<38} {:>9.2e} {:>9.2e} {:>7.3}  {}\n",
             c.name,
             input,
             c.forward_max_abs_diff,
@@ -139,6 +140,7 @@ fn table(device: &str, tolerance: f64, cases: &[CaseReport]) -> String {
             c.loss_device,
             c.grad_worst_param,
             c.grad_worst_rel,
+            c.adam_rel.max(c.adam_norm_rel),
             c.device_seconds,
             if c.ok { "yes" } else { "NO" }
         ));

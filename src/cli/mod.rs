@@ -28,6 +28,11 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// CUDA only: let f32 convolutions use TF32 tensor cores (PyTorch's
+    /// default for convolutions; ~10 mantissa bits, so results move away
+    /// from the CPU's). Same as ESR_EA_TF32=1, which Slurm jobs inherit.
+    #[arg(long, global = true)]
+    pub tf32: bool,
 }
 
 /// The subcommands.
@@ -70,6 +75,10 @@ pub enum Command {
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.tf32 {
+        // Read where the first convolution runs, and by every child process.
+        std::env::set_var("ESR_EA_TF32", "1");
+    }
     match cli.command {
         Some(Command::Search(args)) => search::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),

@@ -63,10 +63,17 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// The tiles for a model within `--max-memory` (or the default budget).
-pub fn tile_plan(arch: &crate::space::Arch, max_memory: Option<u64>) -> Result<TilePlan> {
+/// The tiles for a model on an `h x w` image within `--max-memory` (or the
+/// default budget): one pass when the image fits.
+pub fn tile_plan(
+    arch: &crate::space::Arch,
+    max_memory: Option<u64>,
+    h: usize,
+    w: usize,
+) -> Result<TilePlan> {
     let budget = max_memory.unwrap_or_else(default_memory_budget);
-    TilePlan::for_budget(arch, budget).map_err(|e| anyhow::anyhow!("--max-memory: {e}"))
+    TilePlan::for_image(arch, budget, h, w)
+        .map_err(|e| anyhow::anyhow!("{e}; give --max-memory with at least that much"))
 }
 
 /// What 8-bit RGB output loses of the input: alpha, or bits beyond 8.
@@ -121,7 +128,7 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let plan = tile_plan(model.arch(), args.max_memory)?;
+    let plan = tile_plan(model.arch(), args.max_memory, lr.height, lr.width)?;
     let tiles = plan.tiles(lr.height, lr.width).len();
     let mut progress = (tiles > 1).then(|| Progress::new("upscale", tiles));
     let (sr, secs) = timed(|| {

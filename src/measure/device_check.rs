@@ -3,7 +3,8 @@
 //!
 //! For a few architectures it builds identical seeded weights on the CPU and
 //! on the device, runs a forward pass on the same input and an L1 loss
-//! backward, and compares the outputs and every parameter's gradient. On the
+//! backward, and compares the outputs, every parameter's gradient and the
+//! weight changes of two Adam steps. On the
 //! CPU against itself the differences must be exactly zero, which is how it
 //! is tested without a GPU.
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use super::{seeded_tensor, Stats};
 use crate::model::Esrn;
 use crate::space::{Arch, GeneList, SEED_GENES};
+use crate::train::{Adam, AdamConfig};
 
 /// A small chain with every block kind and residual form: identity residual
 /// (S 16→16), grouped convs (G), a contextual block (C, 2x2 pooling) and
@@ -102,6 +104,10 @@ pub struct CaseReport {
     pub grad_worst_param: String,
     /// Seconds for forward + backward on the device (first run: includes kernel loading).
     pub device_seconds: f64,
+    /// Two Adam steps (clipping on): ‖Δw_device − Δw_cpu‖ / ‖Δw_cpu‖ over all weights.
+    pub adam_rel: f64,
+    /// Relative difference of the gradient norm the second step reported.
+    pub adam_norm_rel: f64,
     /// Whether every difference is within the tolerance.
     pub ok: bool,
 }
@@ -154,6 +160,53 @@ fn relative(diff: f64, scale: f64) -> f64 {
     }
 }
 
+/// Weight changes of two Adam steps (clipping on) from the seeded network,
+/// by parameter name, and the gradient norm the second step reported.
+fn adam_pass(case: &Case, x: &Tensor, target: &Tensor, dev: &Device) -> Result<(Vec<(String, Tensor)>, f64)> {
+    let (model, varmap) = Esrn::seeded(&case.arch, 17, dev)?;
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the variable map lock is poisoned"))?
+        .clone();
+    let before: Vec<(String, Tensor)> = vars
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect::<Result<_>>()?;
+    let config = AdamConfig {
+        lr: 1e-3,
+        max_grad_norm: Some(0.05),
+        ..AdamConfig::default()
+    };
+    let mut adam = Adam::new(&vars, config)?;
+    let (x, target) = (x.to_device(dev)?, target.to_device(dev)?);
+    let mut norm = 0.0;
+    for _ in 0..2 {
+        let loss = (model.forward(&x)? - &target)?.abs()?.mean_all()?;
+        norm = adam.backward_step(&loss)?;
+    }
+    let mut deltas = Vec::with_capacity(before.len());
+    for (name, w0) in before {
+        let w1 = vars[&name].as_tensor().to_device(&Device::Cpu)?;
+        deltas.push((name, (w1 - w0.to_device(&Device::Cpu)?)?));
+    }
+    deltas.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((deltas, norm))
+}
+
+/// ‖a − b‖ / ‖a‖ over every tensor of two same-named lists.
+fn l2_relative(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> Result<f64> {
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for ((na, ta), (nb, tb)) in a.iter().zip(b) {
+        if na != nb {
+            bail!("parameter {na} has no twin ({nb})");
+        }
+        diff += f64::from((ta - tb)?.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        norm += f64::from(ta.sqr()?.sum_all()?.to_scalar::<f32>()?);
+    }
+    Ok(relative(diff.sqrt(), norm.sqrt()))
+}
+
 /// Compares one case on `dev` against the CPU.
 pub fn check_case(case: &Case, dev: &Device, tolerance: f64) -> Result<CaseReport> {
     let [b, _, h, w] = case.input;
@@ -188,7 +241,15 @@ pub fn check_case(case: &Case, dev: &Device, tolerance: f64) -> Result<CaseRepor
             worst = (rel, name.clone());
         }
     }
-    let ok = forward_rel <= tolerance && worst.0 <= tolerance && worst.0.is_finite();
+    let (adam_cpu, norm_cpu) = adam_pass(case, &x, &target, &Device::Cpu)?;
+    let (adam_dev, norm_dev) = adam_pass(case, &x, &target, dev)?;
+    let adam_rel = l2_relative(&adam_cpu, &adam_dev)?;
+    let adam_norm_rel = relative((norm_cpu - norm_dev).abs(), norm_cpu.abs());
+    let ok = forward_rel <= tolerance
+        && worst.0 <= tolerance
+        && worst.0.is_finite()
+        && adam_rel <= tolerance
+        && adam_norm_rel <= tolerance;
     Ok(CaseReport {
         name: case.name.to_string(),
         arch: case
@@ -210,6 +271,8 @@ pub fn check_case(case: &Case, dev: &Device, tolerance: f64) -> Result<CaseRepor
         grad_worst_rel: worst.0,
         grad_worst_param: worst.1,
         device_seconds,
+        adam_rel,
+        adam_norm_rel,
         ok,
     })
 }

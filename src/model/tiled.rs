@@ -110,22 +110,42 @@ impl TilePlan {
         }
     }
 
-    /// The largest square tiles whose window fits in `budget` bytes; errors
-    /// when even the smallest tile does not.
-    pub fn for_budget(arch: &Arch, budget: u64) -> Result<TilePlan> {
+    /// How to cut an `h x w` image (LR pixels) within `budget` bytes: in one
+    /// pass when the whole image fits, else the largest square tiles whose
+    /// window (clipped to the image, as [`TilePlan::tiles`] clips it) fits.
+    /// Errors, naming the smallest budget that works, when even a tile with
+    /// an 8-pixel core does not fit.
+    pub fn for_image(arch: &Arch, budget: u64, h: usize, w: usize) -> Result<TilePlan> {
         let bpp = bytes_per_pixel(arch) as u64;
-        let smallest = TilePlan::with_core(arch, 1);
-        let side = ((budget / bpp.max(1)) as f64).sqrt() as usize;
-        let core = side.saturating_sub(2 * smallest.margin) / smallest.multiple * smallest.multiple;
-        if core < smallest.multiple.max(8) {
-            let window = 2 * smallest.margin + smallest.multiple.max(8);
+        let base = TilePlan::with_core(arch, 1);
+        let m = base.multiple;
+        let (ph, pw) = (round_up(h.max(1), m), round_up(w.max(1), m));
+        let window_bytes = |core: usize| {
+            let side = core + 2 * base.margin;
+            (side.min(ph) * side.min(pw)) as u64 * bpp
+        };
+        let whole = ph.max(pw);
+        if window_bytes(whole) <= budget {
+            return Ok(TilePlan::with_core(arch, whole));
+        }
+        // Cores in units of the multiple; the window only grows with the core.
+        let (mut lo, mut hi) = (8usize.div_ceil(m).min(whole / m).max(1), whole / m);
+        if window_bytes(lo * m) > budget {
             bail!(
-                "a memory budget of {} MiB is too small for this network: one tile needs at least {} MiB",
+                "a memory budget of {} MiB is too small for this network on a {w}x{h} image: one tile needs at least {} MiB",
                 budget >> 20,
-                ((window * window) as u64 * bpp).div_ceil(1 << 20)
+                window_bytes(lo * m).div_ceil(1 << 20)
             );
         }
-        Ok(TilePlan::with_core(arch, core))
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if window_bytes(mid * m) <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(TilePlan::with_core(arch, lo * m))
     }
 
     /// The tiles covering an `h x w` image, row by row. Sizes are those of
@@ -284,10 +304,32 @@ mod tests {
     #[test]
     fn a_budget_too_small_for_one_tile_is_an_error() {
         let a = arch(&["G_4_16_24", "C_4_16_16"], 4);
-        let err = TilePlan::for_budget(&a, 1 << 16).unwrap_err().to_string();
+        let err = TilePlan::for_image(&a, 1 << 16, 500, 500)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("too small for this network"), "{err}");
-        let plan = TilePlan::for_budget(&a, 256 << 20).unwrap();
+        let plan = TilePlan::for_image(&a, 256 << 20, 2000, 2000).unwrap();
         let window = (plan.core + 2 * plan.margin) as u64;
         assert!(window * window * bytes_per_pixel(&a) as u64 <= 256 << 20);
+        assert!(plan.tiles(2000, 2000).len() > 1);
+    }
+
+    #[test]
+    fn an_image_that_fits_runs_in_one_pass_and_windows_never_exceed_it() {
+        let a = arch(&["G_4_16_24", "C_4_16_16"], 2);
+        let bpp = bytes_per_pixel(&a) as u64;
+        // Exactly the whole (padded) image's bytes: one tile, window = image.
+        let plan = TilePlan::for_image(&a, 40 * 30 * bpp, 30, 40).unwrap();
+        let tiles = plan.tiles(30, 40);
+        assert_eq!(tiles.len(), 1);
+        assert_eq!((tiles[0].window.h, tiles[0].window.w), (30, 40));
+        // Half of it: several tiles, none with a window beyond the image.
+        let plan = TilePlan::for_image(&a, 40 * 30 * bpp / 2, 30, 40).unwrap();
+        let tiles = plan.tiles(30, 40);
+        assert!(tiles.len() > 1);
+        for t in &tiles {
+            assert!(t.window.h <= 30 && t.window.w <= 40);
+            assert!((t.window.h * t.window.w) as u64 * bpp <= 40 * 30 * bpp / 2);
+        }
     }
 }

@@ -5,8 +5,9 @@
 //! transposed convolution and runs grouped convolutions as one conv per group
 //! plus a concat. Here the forward, the input gradient and the weight/bias
 //! gradient are each a few single-threaded GEMMs per (image, row tile), spread
-//! over candle's worker threads (see [`super::kernels`]). On other devices
-//! (CUDA, Metal) and dtypes the same functions fall back to candle's conv2d.
+//! over candle's worker threads (see [`super::kernels`]). On CUDA with the
+//! `cudnn` feature the same ops run cuDNN ([`super::cuda::conv`]); on other
+//! devices and dtypes the functions fall back to candle's conv2d.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -81,6 +82,21 @@ fn conv2d_impl(
     }
     let on_cpu = x.device().is_cpu() && weight.device().is_cpu();
     let supported = on_cpu && matches!(x.dtype(), DType::F32 | DType::F64);
+    if cudnn_supported(x, weight) && super::custom_kernels_enabled() {
+        // cuDNN cannot fold the shuffle into its reads: one shuffled copy.
+        let x = if shuffle > 1 {
+            channel_shuffle(x, shuffle)?
+        } else {
+            x.clone()
+        };
+        let op = ConvOp { geom, relu };
+        let x = x.contiguous()?;
+        let weight = weight.contiguous()?;
+        return match bias {
+            Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
+            None => x.apply_op2(&weight, op),
+        };
+    }
     if !supported || !super::custom_kernels_enabled() || (shuffle > 1 && geom.k == 1) {
         let x = if shuffle > 1 {
             channel_shuffle(x, shuffle)?
@@ -98,6 +114,15 @@ fn conv2d_impl(
         Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
         None => x.apply_op2(&weight, op),
     }
+}
+
+/// Whether the convolution runs on cuDNN: f32 on a CUDA device in a build
+/// with the `cudnn` feature.
+fn cudnn_supported(x: &Tensor, weight: &Tensor) -> bool {
+    cfg!(feature = "cudnn")
+        && x.device().is_cuda()
+        && weight.device().same_device(x.device())
+        && x.dtype() == DType::F32
 }
 
 /// The same convolution with candle's own ops (any device).
@@ -224,6 +249,17 @@ impl CustomOp2 for ConvOp {
         dispatch!(s1, forward(self, (s1, l1), (s2, l2), None))
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::forward(&self.geom, self.relu, (s1, l1), (s2, l2), None)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -251,6 +287,19 @@ impl CustomOp3 for ConvOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         dispatch!(s1, forward(self, (s1, l1), (s2, l2), Some((s3, l3))))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::forward(&self.geom, self.relu, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
@@ -293,6 +342,17 @@ impl CustomOp2 for ReluGradOp {
     ) -> Result<(CpuStorage, Shape)> {
         dispatch!(s1, relu_grad((s1, l1), (s2, l2)))
     }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::relu_grad((s1, l1), (s2, l2))
+    }
 }
 
 /// Backward helper: `(grad, weight) → input gradient`.
@@ -330,6 +390,17 @@ impl CustomOp2 for GradInputOp {
     ) -> Result<(CpuStorage, Shape)> {
         dispatch!(s1, grad_input(&self.geom, (s1, l1), (s2, l2)))
     }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::grad_input(&self.geom, (s1, l1), (s2, l2))
+    }
 }
 
 /// Backward helper: `(x, grad) → [weight gradient, then bias gradient]`, flat.
@@ -366,5 +437,16 @@ impl CustomOp2 for GradWeightOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         dispatch!(s1, grad_weight(self, (s1, l1), (s2, l2)))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cuda::conv::grad_weight(&self.geom, self.with_bias, (s1, l1), (s2, l2))
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod alloc;
 mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dense;
 pub mod direct;
 mod fuse;

@@ -114,6 +114,10 @@ impl Adam {
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<f64> {
         let grads = loss.backward()?;
         self.step += 1;
+        #[cfg(feature = "cuda")]
+        if let Some(norm) = self.fused_cuda_step(&grads)? {
+            return Ok(norm);
+        }
         let AdamConfig {
             lr,
             beta1,
@@ -196,6 +200,64 @@ impl Adam {
             }
         }
         Ok(norm)
+    }
+
+    /// The whole update as three CUDA launches (see
+    /// [`crate::ops::cuda::kernels::adam`]) when every variable is an f32
+    /// tensor on one CUDA device; `None` otherwise (the generic path runs).
+    /// `ESR_EA_UNFUSED_ADAM=1` turns it off, to measure what it saves.
+    #[cfg(feature = "cuda")]
+    fn fused_cuda_step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<Option<f64>> {
+        use crate::ops::cuda::kernels::{adam, AdamStep, AdamTensor};
+        use crate::ops::cuda::tensor_ptr;
+        static UNFUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *UNFUSED.get_or_init(|| std::env::var("ESR_EA_UNFUSED_ADAM").is_ok_and(|v| v == "1")) {
+            return Ok(None);
+        }
+        let Some(candle_core::Device::Cuda(dev)) = self.params.first().map(|p| p.var.device().clone())
+        else {
+            return Ok(None);
+        };
+        let same = |t: &Tensor| t.dtype() == DType::F32 && t.device().same_device(&candle_core::Device::Cuda(dev.clone()));
+        let mut held = Vec::with_capacity(self.params.len());
+        let mut tensors = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let Moments::Device { m, v } = &p.moments else {
+                return Ok(None);
+            };
+            if !same(p.var.as_tensor()) || !p.var.is_contiguous() {
+                return Ok(None);
+            }
+            let Some(g) = grads.get(p.var.as_tensor()) else {
+                continue;
+            };
+            let g = g.contiguous()?;
+            if !same(&g) {
+                return Ok(None);
+            }
+            tensors.push(AdamTensor {
+                w: tensor_ptr(p.var.as_tensor(), "weights")?,
+                g: tensor_ptr(&g, "gradient")?,
+                m: tensor_ptr(m.as_tensor(), "first moment")?,
+                v: tensor_ptr(v.as_tensor(), "second moment")?,
+                len: p.var.elem_count(),
+            });
+            // The gradient must outlive the launches that read it.
+            held.push(g);
+        }
+        let c = self.config;
+        let t = self.step as i32;
+        let step = AdamStep {
+            step_size: (c.lr / (1.0 - c.beta1.powi(t))) as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            eps: c.eps as f32,
+            max_grad_norm: c.max_grad_norm,
+        };
+        let norm = adam(&dev, &tensors, step)?;
+        drop(held);
+        Ok(Some(norm))
     }
 
     /// The moments and step count as named tensors (`adam.m.<name>`,

@@ -195,7 +195,7 @@ fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor,
 /// Super-resolves one image with a network (any size), in tiles within the
 /// default memory budget ([`crate::model::tiled::default_memory_budget`]).
 pub fn upscale_image(model: &Esrn, lr: &RgbImage, device: &Device) -> Result<RgbImage, TrainError> {
-    let plan = TilePlan::for_budget(model.arch(), default_memory_budget())?;
+    let plan = TilePlan::for_image(model.arch(), default_memory_budget(), lr.height, lr.width)?;
     upscale_image_tiled(model, lr, device, &plan, |_, _| {})
 }
 
