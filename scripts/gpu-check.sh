@@ -12,6 +12,7 @@
 #   speed.jsonl        esr-ea speed, batch 16 x 32x32 and 16 x 64x64, plain f32 and TF32 (one JSON a line)
 #   pytorch.jsonl      benches/pytorch/esrn.py, the same shapes: plain f32 and TF32, cudnn.benchmark off and on
 #   workers.txt        members per hour of a paper-size search with 1, 2, 4 workers on the card
+#   workers-history.csv  those searches' history.csv rows, prefixed with the worker count
 #   history.csv        the tiny search's history (seconds per individual)
 #   search-log.txt     the tail of the search's output
 #
@@ -205,6 +206,11 @@ s_speed() {
       echo "esr-ea patch $patch ${tf:-f32}: $(head -c 600 "$TMP/speed.json")"
     done
   done
+  # What candle's per-tensor CUDA event tracking costs (esr-ea turns it off).
+  ESR_EA_CUDA_EVENTS=1 "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch 64 --steps "$SPEED_STEPS" \
+    --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
+  python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['cuda_events']=True; print(json.dumps(d))" \
+    >>"$OUT/speed.jsonl" || rc=1
   exit $rc
 }
 export -f s_speed
@@ -249,6 +255,8 @@ s_workers() {
       --run-dir "$TMP/workers-$n" >"$TMP/workers-$n.log" 2>&1 || rc=1
     e=$(date +%s.%N)
     tail -n 5 "$TMP/workers-$n.log"
+    grep -iE "failed|error" "$TMP/workers-$n.log" | head -n 8
+    sed "s/^/$n,/" "$TMP/workers-$n/history.csv" >>"$OUT/workers-history.csv"
     python3 - "$TMP/workers-$n/history.csv" "$n" "$s" "$e" "$WORKER_STEPS" <<'PY' | tee -a "$OUT/workers.txt" || rc=1
 import csv, sys
 path, n, s, e, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
@@ -382,10 +390,10 @@ def inf(d):
 ours, torch = rows("speed.jsonl"), rows("pytorch.jsonl")
 print("  training step ms (median) and 1280x720 inference ms, seed network, batch 16")
 for d in ours:
-    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
+    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}{' (candle event tracking on)' if d.get('cuda_events') else ''}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
 for d in torch:
     print(f"    pytorch patch {d.get('patch')} tf32={d.get('tf32')} bench={d.get('cudnn_benchmark')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
-for d in ours:
+for d in [d for d in ours if not d.get("cuda_events")]:
     same = [t for t in torch if t.get("patch") == d.get("patch") and t.get("tf32") == d.get("tf32")]
     if same:
         best = min(same, key=lambda t: med(t, "step_ms"))

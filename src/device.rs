@@ -54,12 +54,40 @@ impl DeviceName {
         }
         // candle appends a backtrace to the message when RUST_BACKTRACE is
         // set: keep the first line, the driver's own error.
-        Device::new_cuda(index).map_err(|e| {
+        open_cuda(index).map_err(|e| {
             let e = e.to_string();
             let first = e.lines().next().unwrap_or("unknown error");
             anyhow::anyhow!("device '{self}' cannot be opened ({first}); check the GPU index (nvidia-smi -L) and that the NVIDIA driver and CUDA 13 libraries are found")
         })
     }
+}
+
+/// A CUDA device with a stream of its own (one per worker: workers on one
+/// card run side by side) and without candle's per-tensor event tracking.
+///
+/// Why no tracking: it records an event for every tensor an op reads or
+/// writes and makes later ops wait on them, so that a tensor used on two
+/// streams is safe. Here every tensor lives and dies on the stream of the
+/// device that made it (ops refuse mixed devices; copies to the host wait
+/// for the stream; frees are ordered on it), so the events only cost driver
+/// calls, several per kernel launch.
+#[cfg(feature = "cuda")]
+fn open_cuda(index: usize) -> candle_core::Result<Device> {
+    let dev = Device::new_cuda_with_stream(index)?;
+    if std::env::var("ESR_EA_CUDA_EVENTS").is_ok_and(|v| v == "1") {
+        return Ok(dev);
+    }
+    if let Device::Cuda(cuda) = &dev {
+        // SAFETY: no tensor of this device exists yet, and none is ever used
+        // on another stream (see above).
+        unsafe { cuda.disable_event_tracking() };
+    }
+    Ok(dev)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(index: usize) -> candle_core::Result<Device> {
+    Device::new_cuda(index)
 }
 
 /// Parses and opens a device name in one go (a worker given a job's device).

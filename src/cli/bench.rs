@@ -98,7 +98,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for (i, pair) in data.pairs.iter().enumerate() {
             let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
             if let Some(m) = &model {
-                let plan = super::upscale::tile_plan(m.arch(), args.max_memory, pair.lr.height, pair.lr.width)?;
+                let plan = super::upscale::tile_plan(
+                    m.arch(),
+                    args.max_memory,
+                    &dev,
+                    pair.lr.height,
+                    pair.lr.width,
+                )?;
                 outputs.push(upscale_image_tiled(m, &pair.lr, &dev, &plan, |_, _| {})?);
             }
             for (sum, sr) in sums.iter_mut().zip(&outputs) {

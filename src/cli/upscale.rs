@@ -9,7 +9,7 @@ use super::progress::Progress;
 use crate::data::load_rgb;
 use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
-use crate::model::tiled::{default_memory_budget, TilePlan};
+use crate::model::tiled::{default_memory_budget_on, TilePlan};
 use crate::train::trainer::{timed, upscale_image_tiled};
 
 /// Arguments of `upscale`.
@@ -68,10 +68,11 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 pub fn tile_plan(
     arch: &crate::space::Arch,
     max_memory: Option<u64>,
+    device: &candle_core::Device,
     h: usize,
     w: usize,
 ) -> Result<TilePlan> {
-    let budget = max_memory.unwrap_or_else(default_memory_budget);
+    let budget = max_memory.unwrap_or_else(|| default_memory_budget_on(device));
     TilePlan::for_image(arch, budget, h, w)
         .map_err(|e| anyhow::anyhow!("{e}; give --max-memory with at least that much"))
 }
@@ -128,7 +129,7 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let plan = tile_plan(model.arch(), args.max_memory, lr.height, lr.width)?;
+    let plan = tile_plan(model.arch(), args.max_memory, &dev, lr.height, lr.width)?;
     let tiles = plan.tiles(lr.height, lr.width).len();
     let mut progress = (tiles > 1).then(|| Progress::new("upscale", tiles));
     let (sr, secs) = timed(|| {

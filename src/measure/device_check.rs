@@ -162,7 +162,12 @@ fn relative(diff: f64, scale: f64) -> f64 {
 
 /// Weight changes of two Adam steps (clipping on) from the seeded network,
 /// by parameter name, and the gradient norm the second step reported.
-fn adam_pass(case: &Case, x: &Tensor, target: &Tensor, dev: &Device) -> Result<(Vec<(String, Tensor)>, f64)> {
+fn adam_pass(
+    case: &Case,
+    x: &Tensor,
+    target: &Tensor,
+    dev: &Device,
+) -> Result<(Vec<(String, Tensor)>, f64)> {
     let (model, varmap) = Esrn::seeded(&case.arch, 17, dev)?;
     let vars = varmap
         .data()

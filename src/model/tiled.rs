@@ -238,6 +238,21 @@ pub fn default_memory_budget() -> u64 {
     }
 }
 
+/// The default budget for inference on `device`: on the CPU
+/// [`default_memory_budget`]; on a GPU a quarter of its free memory now
+/// (several workers may share the card), between 256 MiB and 16 GiB.
+pub fn default_memory_budget_on(device: &candle_core::Device) -> u64 {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(d) = device {
+        return match d.cuda_stream().context().mem_get_info() {
+            Ok((free, _)) => (free as u64 / 4).clamp(256 << 20, 16 << 30),
+            Err(_) => 1 << 30,
+        };
+    }
+    let _ = device;
+    default_memory_budget()
+}
+
 /// Memory available to a new allocation now (`MemAvailable` of
 /// `/proc/meminfo`), when the system says.
 pub fn available_memory() -> Option<u64> {

@@ -214,11 +214,16 @@ impl Adam {
         if *UNFUSED.get_or_init(|| std::env::var("ESR_EA_UNFUSED_ADAM").is_ok_and(|v| v == "1")) {
             return Ok(None);
         }
-        let Some(candle_core::Device::Cuda(dev)) = self.params.first().map(|p| p.var.device().clone())
+        let Some(candle_core::Device::Cuda(dev)) =
+            self.params.first().map(|p| p.var.device().clone())
         else {
             return Ok(None);
         };
-        let same = |t: &Tensor| t.dtype() == DType::F32 && t.device().same_device(&candle_core::Device::Cuda(dev.clone()));
+        let same = |t: &Tensor| {
+            t.dtype() == DType::F32
+                && t.device()
+                    .same_device(&candle_core::Device::Cuda(dev.clone()))
+        };
         let mut held = Vec::with_capacity(self.params.len());
         let mut tensors = Vec::with_capacity(self.params.len());
         for p in &self.params {

@@ -16,7 +16,7 @@ use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
 use crate::fsutil::atomic_write;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::{load_model, save_model};
-use crate::model::tiled::{default_memory_budget, forward_tiled, Rect, Tile, TilePlan};
+use crate::model::tiled::{default_memory_budget_on, forward_tiled, Rect, Tile, TilePlan};
 use crate::model::Esrn;
 use crate::space::Arch;
 
@@ -193,9 +193,14 @@ fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor,
 }
 
 /// Super-resolves one image with a network (any size), in tiles within the
-/// default memory budget ([`crate::model::tiled::default_memory_budget`]).
+/// default memory budget of the device ([`crate::model::tiled::default_memory_budget_on`]).
 pub fn upscale_image(model: &Esrn, lr: &RgbImage, device: &Device) -> Result<RgbImage, TrainError> {
-    let plan = TilePlan::for_image(model.arch(), default_memory_budget(), lr.height, lr.width)?;
+    let plan = TilePlan::for_image(
+        model.arch(),
+        default_memory_budget_on(device),
+        lr.height,
+        lr.width,
+    )?;
     upscale_image_tiled(model, lr, device, &plan, |_, _| {})
 }
 

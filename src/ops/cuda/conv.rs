@@ -264,7 +264,11 @@ macro_rules! pick {
 impl Plan {
     /// The algorithm for `pass`, timed now if this shape is new.
     fn choice(&self, pass: Pass) -> Result<Choice> {
-        if let Some(c) = choices().lock().ok().and_then(|c| c.get(&(self.key, pass)).copied()) {
+        if let Some(c) = choices()
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&(self.key, pass)).copied())
+        {
             return Ok(c);
         }
         // SAFETY: the descriptors are live; cudnnFind allocates and frees its own buffers.
@@ -276,12 +280,20 @@ impl Plan {
         let mut count = 0i32;
         let chosen = match pass {
             Pass::Forward => {
-                let mut r = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
+                let mut r =
+                    [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
                 // SAFETY: as above; r has room for 8 results.
                 check(
                     unsafe {
                         sys::cudnnFindConvolutionForwardAlgorithm(
-                            h, self.x, self.w, self.conv, self.y, 8, &mut count, r.as_mut_ptr(),
+                            h,
+                            self.x,
+                            self.w,
+                            self.conv,
+                            self.y,
+                            8,
+                            &mut count,
+                            r.as_mut_ptr(),
                         )
                     },
                     "timing forward algorithms",
@@ -295,7 +307,14 @@ impl Plan {
                 check(
                     unsafe {
                         sys::cudnnFindConvolutionBackwardDataAlgorithm(
-                            h, self.w, self.y, self.conv, self.x, 6, &mut count, r.as_mut_ptr(),
+                            h,
+                            self.w,
+                            self.y,
+                            self.conv,
+                            self.x,
+                            6,
+                            &mut count,
+                            r.as_mut_ptr(),
                         )
                     },
                     "timing input-gradient algorithms",
@@ -309,7 +328,14 @@ impl Plan {
                 check(
                     unsafe {
                         sys::cudnnFindConvolutionBackwardFilterAlgorithm(
-                            h, self.x, self.y, self.conv, self.w, 7, &mut count, r.as_mut_ptr(),
+                            h,
+                            self.x,
+                            self.y,
+                            self.conv,
+                            self.w,
+                            7,
+                            &mut count,
+                            r.as_mut_ptr(),
                         )
                     },
                     "timing weight-gradient algorithms",
@@ -546,7 +572,10 @@ pub fn relu_grad(
     let dev = dy.0.device().clone();
     let n = dy.1.shape().elem_count();
     if y.1.shape().elem_count() != n {
-        bail!("ReLU gradient: {n} gradients for {} outputs", y.1.shape().elem_count());
+        bail!(
+            "ReLU gradient: {n} gradients for {} outputs",
+            y.1.shape().elem_count()
+        );
     }
     let gp = f32_ptr(dy.0, dy.1, "gradient")?;
     let yp = f32_ptr(y.0, y.1, "output")?;
