@@ -211,3 +211,78 @@ fn train_then_upscale_an_odd_image_then_bench() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The seed document's 17 blocks (spec §8; 520,595 params at G0 32, x2).
+const SEED_ARCH: &str = "G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 \
+G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 G_6_16_64 G_8_16_16 S_8_16_32";
+
+/// Paper size: the seed document's network at `configs/esr_ea.yaml`'s
+/// settings (batch 16 x 64x64 patches, the embedded images) through every
+/// command a user gives a model, each at its default memory budget.
+#[test]
+fn the_seed_documents_network_runs_through_every_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = temp_dir("seed-net");
+    let out = dir.join("m");
+    let cfg = format!("{root}/configs/esr_ea.yaml");
+    let mut args = vec!["train", "--config", &cfg, "--steps", "1", "--arch"];
+    args.extend(SEED_ARCH.split(' '));
+    let out_s = out.to_str().unwrap();
+    args.extend(["--out", out_s]);
+    let o = esr_ea(&args);
+    assert!(o.status.success(), "train: {}", stderr(&o));
+    assert!(stdout(&o).contains("520,595 params"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("validation (2 images)"),
+        "{}",
+        stdout(&o)
+    );
+    let model = out.join("model.safetensors");
+    let model_s = model.to_str().unwrap();
+
+    let val = format!("{root}/assets/val");
+    let o = esr_ea(&["bench", "--model", model_s, "--data", &val, "--json"]);
+    assert!(o.status.success(), "bench: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["images"].as_array().unwrap().len(),
+        4,
+        "2 images x (bicubic, model)"
+    );
+
+    // A held photo (216x144) fits the default budget: one pass, no tiles.
+    let photo = format!("{root}/assets/train/chelsea.png");
+    let up = dir.join("chelsea_x2.png");
+    let o = esr_ea(&["upscale", "--model", model_s, &photo, up.to_str().unwrap()]);
+    assert!(o.status.success(), "upscale: {}", stderr(&o));
+    assert!(!stderr(&o).contains("tiles"), "{}", stderr(&o));
+    let img = image::open(&up).unwrap();
+    assert_eq!((img.width(), img.height()), (432, 288));
+
+    let onnx = dir.join("m.onnx");
+    let o = esr_ea(&["onnx", model_s, onnx.to_str().unwrap()]);
+    assert!(o.status.success(), "onnx: {}", stderr(&o));
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 520_595 * 4);
+
+    let o = esr_ea(&["latency", model_s, "--size", "64x48", "--frames", "1"]);
+    assert!(o.status.success(), "latency: {}", stderr(&o));
+
+    let mut args = vec![
+        "speed",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--inference",
+        "none",
+    ];
+    args.push("--json");
+    args.push("--arch");
+    args.extend(SEED_ARCH.split(' '));
+    let o = esr_ea(&args);
+    assert!(o.status.success(), "speed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["params"], 520_595);
+    assert!(v["step_ms"]["median"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -341,3 +341,105 @@ fn pipeline_keys_are_read_and_bad_ones_named() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// Paper size: `configs/esr_ea.yaml` as shipped (16-20 blocks, 315k-325k
+/// params, batch 16 x 64x64, the embedded images) but for one generation of
+/// two members and one training step, through the whole pipeline (search,
+/// fully_train, a benchmark stage, report), then export with ONNX and an
+/// upscale of a held photo with the final model. Every member gets a fitness.
+#[test]
+fn the_papers_config_runs_the_whole_pipeline() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = temp_dir("paper-pipe");
+    let shipped = std::fs::read_to_string(format!("{root}/configs/esr_ea.yaml")).unwrap();
+    let mut text = String::new();
+    let mut trainer_seen = 0;
+    for line in shipped.lines() {
+        let t = line.trim_start();
+        let indent = &line[..line.len() - t.len()];
+        let line = if t.starts_with("num_generation:") {
+            format!("{indent}num_generation: 1")
+        } else if t.starts_with("num_individual:") {
+            format!("{indent}num_individual: 2")
+        } else if t.starts_with("num_elitism:") {
+            format!("{indent}num_elitism: 1")
+        } else if t.starts_with("epochs:") {
+            trainer_seen += 1;
+            format!("{indent}steps: 1")
+        } else if t.starts_with("milestones:") {
+            format!("{indent}milestones: [1]")
+        } else if t.starts_with("milestones_unit:") {
+            format!("{indent}milestones_unit: steps")
+        } else {
+            line.replace("../assets", &format!("{root}/assets"))
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert_eq!(
+        trainer_seen, 2,
+        "esr_ea.yaml has a search and a full training"
+    );
+    text = text.replacen(
+        "fully_train:",
+        &format!(
+            "pipeline: [nas, fully_train, benchmark_Val]\nbenchmark_Val:\n  dataset: {{test: {{root_HR: {root}/assets/val}}}}\nfully_train:"
+        ),
+        1,
+    );
+    let cfg = dir.join("paper.yaml");
+    std::fs::write(&cfg, &text).unwrap();
+    let run = dir.join("run");
+    let out = headless_search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    let log = stdout(&out);
+    assert!(out.status.success(), "{log}{}", support::cli::stderr(&out));
+    let names: Vec<String> = stages(&run).stages.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(names, ["search", "fully_train", "benchmark_Val", "report"]);
+    assert!(stages(&run)
+        .stages
+        .iter()
+        .all(|s| s.status == StageStatus::Done));
+    // Every member got a fitness: a PSNR in history.csv, none failed.
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    for row in &rows {
+        assert!(row.contains(",done,"), "{history}");
+    }
+    let best = final_result(&run, 1);
+    assert!(best.val_psnr.is_finite());
+    assert!(
+        (315_000..=325_000).contains(&best.params),
+        "{}",
+        best.params
+    );
+    assert!(run.join("report.md").is_file());
+
+    let o = support::cli::esr_ea(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--onnx",
+        "--top",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", support::cli::stderr(&o));
+    assert!(run.join("export/1.onnx").is_file());
+    let model = final_dir(&run, 1).join(files::MODEL);
+    let up = dir.join("x2.png");
+    let o = support::cli::esr_ea(&[
+        "upscale",
+        "--model",
+        model.to_str().unwrap(),
+        &format!("{root}/assets/train/astronaut.png"),
+        up.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", support::cli::stderr(&o));
+    assert_eq!(image::open(&up).unwrap().width(), 480);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -28,9 +28,8 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// CUDA only: let f32 convolutions use TF32 tensor cores (PyTorch's
-    /// default for convolutions; ~10 mantissa bits, so results move away
-    /// from the CPU's). Same as ESR_EA_TF32=1, which Slurm jobs inherit.
+    /// CUDA only: TF32 tensor cores in f32 convolutions (PyTorch's default;
+    /// results move away from the CPU's). Same as ESR_EA_TF32=1.
     #[arg(long, global = true)]
     pub tf32: bool,
 }

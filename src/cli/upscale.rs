@@ -29,7 +29,7 @@ pub struct UpscaleArgs {
     pub output: PathBuf,
     /// Memory budget of the network's working set: the image is processed in
     /// overlapping tiles that fit (e.g. `512M`, `2G`). Default: a quarter of
-    /// the available memory, at most 2 GiB.
+    /// the available memory, at most 16 GiB (on a GPU: of its free memory).
     #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
     pub max_memory: Option<u64>,
 }
