@@ -70,30 +70,35 @@ pub fn receptive_radius(arch: &Arch) -> usize {
     2 + blocks + 1 + upsampler
 }
 
-/// Estimated peak bytes per LR pixel of a forward pass: the tensors alive
-/// throughout (shallow features, every block's output kept for the global
-/// fusion) plus the largest layer's input, output and 3x3 unfolded input
-/// (the im2col buffer) at its resolution, times a safety factor.
+/// Estimated peak bytes per LR pixel of an inference (a forward pass that
+/// records no gradient graph, see [`Esrn::inference_copy`]): the tensors
+/// alive throughout (the shallow features and the global fusion's running
+/// sum, to which each block's output is added as it is made) plus the
+/// largest block's input, dense features and output at its resolution,
+/// times a safety factor. Unfolded (im2col) inputs are not per pixel: the
+/// CPU kernels unfold one row tile at a time, and cuDNN's workspace is
+/// capped per call. Measured against this estimate: see the issue-25 note.
 pub fn bytes_per_pixel(arch: &Arch) -> usize {
     let g0 = arch.g0 as f64;
-    let outs: usize = arch.genes.iter().map(|g| g.out).sum();
-    let kept = 2.0 * g0 + outs as f64 + g0;
-    let mut widest: f64 = 3.0 + g0 + 27.0 + 9.0 * g0;
+    let kept = 3.0 * g0;
+    let mut widest: f64 = 3.0 + 2.0 * g0;
     let mut in_ch = arch.g0 as f64;
     for gene in arch.genes.iter() {
         let (c, g, o) = (gene.convs as f64, gene.growth as f64, gene.out as f64);
         let body = match gene.kind {
-            BlockKind::S => (c + 1.0) * g + 9.0 * g + 2.0 * g,
-            BlockKind::G => (c + 1.0) * g + 9.0 * c * g + g,
-            BlockKind::C => g + (2.0 * (c + 1.0) * g + 9.0 * g) / 4.0 + (c + 1.0) * g / 4.0,
+            BlockKind::S => (c + 1.0) * g + 2.0 * g,
+            // The shuffled copy of the features that cuDNN reads.
+            BlockKind::G => 2.0 * (c + 1.0) * g + g,
+            BlockKind::C => g + 3.0 * (c + 1.0) * g / 4.0,
         };
         widest = widest.max(in_ch + g + body + o);
         in_ch = o;
     }
+    // The upsampler's convolutions and pixel shuffles, counted at LR pixels.
     let up = match arch.scale {
-        2 => (13.0 * g0).max(30.0 * g0 + 12.0),
-        3 => (g0 + 6.75 * g0 + 9.0 * g0).max(67.5 * g0 + 27.0),
-        _ => (14.0 * g0).max(56.0 * g0).max(160.0 * g0 + 48.0),
+        2 => 9.0 * g0 + 12.0,
+        3 => 19.0 * g0 + 27.0,
+        _ => 32.0 * g0 + 48.0,
     };
     widest = widest.max(up);
     (4.0 * (kept + widest) * SAFETY).ceil() as usize

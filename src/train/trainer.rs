@@ -215,6 +215,8 @@ pub fn upscale_image_tiled(
     plan: &TilePlan,
     progress: impl FnMut(usize, usize),
 ) -> Result<RgbImage, TrainError> {
+    // No gradient graph: activations are freed as the pass goes.
+    let model = &model.inference_copy()?;
     let s = model.arch().scale;
     let (h, w) = (lr.height, lr.width);
     let (out_h, out_w) = (
