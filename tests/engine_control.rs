@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use esr_ea::engine::{self, Command, Event, RunDir};
 use esr_ea::search::{Search, Status};
@@ -232,5 +232,63 @@ fn commands_arrive_through_the_control_file() {
     engine::control::send_command(&control, &Command::Stop).unwrap();
     let done = handle.join().unwrap();
     assert!(!done.state.finished);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Paper length: 20 generations x 8 members of 25,000 steps each (the
+/// paper's 500 epochs of DIV2K at batch 16) from a stand-in trainer. The
+/// recorded progress is thinned, so `events.jsonl` stays small and a whole
+/// replay (what `attach` reads first) builds its dashboard quickly. Prints
+/// the figures; asserts the size bound.
+#[test]
+fn a_paper_length_run_keeps_its_event_log_small() {
+    let dir = temp_run("paper-length");
+    let search = Search::new(problem(20), 1).unwrap();
+    let started = Instant::now();
+    let (handle, rx) = start(
+        search,
+        RunDir::create(&dir).unwrap(),
+        false,
+        Stand {
+            steps: 25_000,
+            ..Stand::quick(0)
+        },
+    );
+    let done = handle.join().unwrap();
+    let run_s = started.elapsed().as_secs_f64();
+    assert!(done.state.finished);
+    let trained = rx
+        .try_iter()
+        .filter(|e| matches!(e, Event::Evaluated { .. }))
+        .count();
+    let log = dir.join("events.jsonl");
+    let bytes = std::fs::metadata(&log).unwrap().len();
+
+    let replay = Instant::now();
+    let events = esr_ea::tui::tail::read_event_log(&log);
+    let read_s = replay.elapsed().as_secs_f64();
+    let app = app_from(&events, esr_ea::tui::Mode::Attached);
+    let first = render(&app, 120, 40);
+    let first_frame_s = replay.elapsed().as_secs_f64();
+    let frames = Instant::now();
+    for _ in 0..20 {
+        render(&app, 120, 40);
+    }
+    let frame_ms = frames.elapsed().as_secs_f64() * 1e3 / 20.0;
+    let progress = events
+        .iter()
+        .filter(|e| matches!(e, Event::Progress { .. }))
+        .count();
+    let rss_mb = esr_ea::ops::mem::rss().map_or(0.0, |m| m.current as f64 / 1e6);
+    eprintln!(
+        "paper length: {trained} members trained x 25,000 steps in {run_s:.1} s; events.jsonl {:.1} MB, {} events ({progress} progress); replay to first frame {first_frame_s:.2} s (reading {read_s:.2} s); frame {frame_ms:.1} ms; test process resident {rss_mb:.0} MB",
+        bytes as f64 / 1e6,
+        events.len()
+    );
+    assert!(trained >= 100, "{trained}");
+    assert!(bytes <= 50 << 20, "events.jsonl is {bytes} bytes");
+    // At most 500 points a member, plus liveness points of a slow machine.
+    assert!(progress <= trained * 600, "{progress} progress events");
+    assert!(!text(&first).is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

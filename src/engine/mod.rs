@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod results;
 pub mod run_view;
 pub mod rundir;
+pub mod thin;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -155,6 +156,8 @@ struct Engine {
     inbox_tx: Sender<Inbox>,
     inbox: Receiver<Inbox>,
     in_flight: HashMap<u64, InFlight>,
+    /// What of each training's step reports goes into the events.
+    progress: thin::ProgressThinner,
     paused: bool,
     stopping: bool,
     /// The first failed write of the run's own files: the search stops on it.
@@ -180,6 +183,7 @@ impl Engine {
             inbox_tx,
             inbox,
             in_flight: HashMap::new(),
+            progress: thin::ProgressThinner::default(),
             paused: false,
             stopping: false,
             storage_error: None,
@@ -506,14 +510,13 @@ impl Engine {
 
     fn handle(&mut self, msg: Inbox) {
         match msg {
-            Inbox::Step(id, r) => self.emit(Event::Progress {
-                id,
-                step: r.step,
-                steps: r.steps,
-                loss: r.loss,
-                lr: r.lr,
-            }),
+            Inbox::Step(id, r) => {
+                if let Some(e) = self.progress.step(id, r.step, r.steps, r.loss, r.lr) {
+                    self.emit(e);
+                }
+            }
             Inbox::Done { id, result } => {
+                self.progress.forget(id);
                 let Some(flight) = self.in_flight.remove(&id) else {
                     return;
                 };
