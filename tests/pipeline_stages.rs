@@ -71,6 +71,28 @@ fn status(run: &Path, name: &str) -> StageStatus {
         .status
 }
 
+/// Runs the whole pipeline of `cfg` into `run` headless; asserts it
+/// succeeded and returns its output.
+fn run_pipeline(cfg: &Path, run: &Path) -> String {
+    let out = headless_search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", support::cli::stderr(&out));
+    text
+}
+
+/// Asserts the run's stages are exactly `names`, in order, all done.
+fn assert_all_done(run: &Path, names: &[&str]) {
+    let state = stages(run);
+    let got: Vec<&str> = state.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(got, names);
+    assert!(state.stages.iter().all(|s| s.status == StageStatus::Done));
+}
+
 fn final_result(run: &Path, rank: usize) -> FinalResult {
     read_json(&final_dir(run, rank).join(files::RESULT))
         .unwrap()
@@ -82,29 +104,17 @@ fn a_tiny_pipeline_searches_trains_and_benchmarks_both_sets() {
     let dir = temp_dir("pipe-e2e");
     let cfg = pipeline_config(&dir, 12, 2);
     let run = dir.join("run");
-    let out = headless_search(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", support::cli::stderr(&out));
-    let names: Vec<String> = stages(&run).stages.iter().map(|s| s.name.clone()).collect();
-    assert_eq!(
-        names,
-        [
+    let text = run_pipeline(&cfg, &run);
+    assert_all_done(
+        &run,
+        &[
             "search",
             "fully_train",
             "benchmark_Val",
             "benchmark_Other",
-            "report"
-        ]
+            "report",
+        ],
     );
-    assert!(stages(&run)
-        .stages
-        .iter()
-        .all(|s| s.status == StageStatus::Done));
     for rank in [1, 2] {
         let r = final_result(&run, rank);
         assert_eq!(r.rank, rank);
@@ -390,20 +400,8 @@ fn the_papers_config_runs_the_whole_pipeline() {
     let cfg = dir.join("paper.yaml");
     std::fs::write(&cfg, &text).unwrap();
     let run = dir.join("run");
-    let out = headless_search(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
-    let log = stdout(&out);
-    assert!(out.status.success(), "{log}{}", support::cli::stderr(&out));
-    let names: Vec<String> = stages(&run).stages.iter().map(|s| s.name.clone()).collect();
-    assert_eq!(names, ["search", "fully_train", "benchmark_Val", "report"]);
-    assert!(stages(&run)
-        .stages
-        .iter()
-        .all(|s| s.status == StageStatus::Done));
+    run_pipeline(&cfg, &run);
+    assert_all_done(&run, &["search", "fully_train", "benchmark_Val", "report"]);
     // Every member got a fitness: a PSNR in history.csv, none failed.
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     let rows: Vec<&str> = history.lines().skip(1).collect();

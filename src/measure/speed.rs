@@ -6,12 +6,10 @@
 //! each phase. `benches/compare.sh` runs it (`esr-ea speed`) beside the
 //! PyTorch twin (`benches/pytorch/esrn.py`) with the same shapes.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -238,14 +236,8 @@ pub fn measure(plan: &SpeedPlan, arch: &Arch, device: &str, dev: &Device) -> Res
     }
     let mut infer = Phase::default();
     if let Some((w, h)) = plan.inference {
-        // A copy of the network over plain tensors: nothing records a
-        // gradient graph, as under PyTorch's `no_grad`.
-        let plain: HashMap<String, Tensor> = model
-            .named_tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.detach()))
-            .collect();
-        let net = Esrn::new(arch, VarBuilder::from_tensors(plain, DType::F32, dev))?;
+        // Nothing records a gradient graph, as under PyTorch's `no_grad`.
+        let net = model.inference_copy()?;
         let lr = random_tensor(&mut rng, &[1, 3, h, w], dev)?;
         for i in 0..plan.inference_warmup + plan.inference_runs.max(1) {
             let (_, ms, peak) = phase(dev, || Ok(net.forward(&lr)?))?;

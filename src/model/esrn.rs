@@ -248,16 +248,11 @@ impl Esrn {
     /// keeps every activation alive until the output is dropped: measured on
     /// the seed network, twice the peak memory of an inference.
     pub fn inference_copy(&self) -> Result<Esrn> {
-        let device = self
-            .named_tensors()
+        let named = self.named_tensors();
+        let device = named
             .first()
-            .map(|(_, t)| t.device().clone())
-            .unwrap_or(Device::Cpu);
-        let plain: std::collections::HashMap<String, Tensor> = self
-            .named_tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.detach()))
-            .collect();
+            .map_or(Device::Cpu, |(_, t)| t.device().clone());
+        let plain = named.into_iter().map(|(n, t)| (n, t.detach())).collect();
         Esrn::new(
             &self.arch,
             VarBuilder::from_tensors(plain, DType::F32, &device),

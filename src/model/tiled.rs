@@ -235,32 +235,34 @@ pub fn forward_tiled(
 }
 
 /// The default memory budget for inference on the CPU: a quarter of the
-/// memory available now (`MemAvailable`), between 256 MiB and 16 GiB; 1 GiB
-/// when it cannot be read. A quarter leaves room for the images themselves,
-/// for other workers and for other processes. The cap is high because the paper's
-/// 16–20 block networks need ~12 KB per LR pixel and see ~250 pixels
-/// around each one, so a 256x256 image wants ~0.8 GB in one pass and tiles
-/// of a 2 GiB budget would recompute most of every tile's window.
+/// memory available now (`MemAvailable`), 1 GiB when it cannot be read.
 pub fn default_memory_budget() -> u64 {
-    match available_memory() {
-        Some(bytes) => (bytes / 4).clamp(256 << 20, 16 << 30),
-        None => 1 << 30,
-    }
+    available_memory().map_or(1 << 30, quarter_within_limits)
 }
 
 /// The default budget for inference on `device`: on the CPU
-/// [`default_memory_budget`]; on a GPU a quarter of its free memory now
-/// (several workers may share the card), between 256 MiB and 16 GiB.
+/// [`default_memory_budget`]; on a GPU a quarter of its free memory now.
 pub fn default_memory_budget_on(device: &candle_core::Device) -> u64 {
     #[cfg(feature = "cuda")]
     if let candle_core::Device::Cuda(d) = device {
-        return match d.cuda_stream().context().mem_get_info() {
-            Ok((free, _)) => (free as u64 / 4).clamp(256 << 20, 16 << 30),
-            Err(_) => 1 << 30,
-        };
+        return d
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .map_or(1 << 30, |(free, _)| quarter_within_limits(free as u64));
     }
     let _ = device;
     default_memory_budget()
+}
+
+/// A quarter of `bytes` (room for the images, other workers sharing the
+/// memory and other processes), between 256 MiB and 16 GiB. The cap is high
+/// because the paper's 16–20 block networks see ~250 pixels around each
+/// one: tiles of a small budget would recompute most of every window (the
+/// seed network needs ~3 KB per LR pixel by [`bytes_per_pixel`], measured
+/// ~1.5 KB, so a 960x960 image fits 2.7 GB in one pass).
+fn quarter_within_limits(bytes: u64) -> u64 {
+    (bytes / 4).clamp(256 << 20, 16 << 30)
 }
 
 /// Memory available to a new allocation now (`MemAvailable` of

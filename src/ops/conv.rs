@@ -81,32 +81,27 @@ fn conv2d_impl(
         );
     }
     let on_cpu = x.device().is_cpu() && weight.device().is_cpu();
-    let supported = on_cpu && matches!(x.dtype(), DType::F32 | DType::F64);
-    if cudnn_supported(x, weight) && super::custom_kernels_enabled() {
+    let cpu_kernels =
+        on_cpu && matches!(x.dtype(), DType::F32 | DType::F64) && !(shuffle > 1 && geom.k == 1);
+    let cudnn = cudnn_supported(x, weight);
+    let shuffled = |x: &Tensor| -> Result<Tensor> {
+        if shuffle > 1 {
+            channel_shuffle(x, shuffle)
+        } else {
+            Ok(x.clone())
+        }
+    };
+    if !super::custom_kernels_enabled() || !(cpu_kernels || cudnn) {
+        return candle_conv2d(&shuffled(x)?, weight, bias, &geom, relu);
+    }
+    let x = if cudnn {
         // cuDNN cannot fold the shuffle into its reads: one shuffled copy.
-        let x = if shuffle > 1 {
-            channel_shuffle(x, shuffle)?
-        } else {
-            x.clone()
-        };
-        let op = ConvOp { geom, relu };
-        let x = x.contiguous()?;
-        let weight = weight.contiguous()?;
-        return match bias {
-            Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),
-            None => x.apply_op2(&weight, op),
-        };
-    }
-    if !supported || !super::custom_kernels_enabled() || (shuffle > 1 && geom.k == 1) {
-        let x = if shuffle > 1 {
-            channel_shuffle(x, shuffle)?
-        } else {
-            x.clone()
-        };
-        return candle_conv2d(&x, weight, bias, &geom, relu);
-    }
-    geom.shuffle = shuffle;
-    super::alloc::tune_allocator();
+        shuffled(x)?
+    } else {
+        geom.shuffle = shuffle;
+        super::alloc::tune_allocator();
+        x.clone()
+    };
     let op = ConvOp { geom, relu };
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;

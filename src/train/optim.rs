@@ -214,16 +214,13 @@ impl Adam {
         if *UNFUSED.get_or_init(|| std::env::var("ESR_EA_UNFUSED_ADAM").is_ok_and(|v| v == "1")) {
             return Ok(None);
         }
-        let Some(candle_core::Device::Cuda(dev)) =
-            self.params.first().map(|p| p.var.device().clone())
-        else {
+        let Some(device) = self.params.first().map(|p| p.var.device().clone()) else {
             return Ok(None);
         };
-        let same = |t: &Tensor| {
-            t.dtype() == DType::F32
-                && t.device()
-                    .same_device(&candle_core::Device::Cuda(dev.clone()))
+        let candle_core::Device::Cuda(dev) = &device else {
+            return Ok(None);
         };
+        let same = |t: &Tensor| t.dtype() == DType::F32 && t.device().same_device(&device);
         let mut held = Vec::with_capacity(self.params.len());
         let mut tensors = Vec::with_capacity(self.params.len());
         for p in &self.params {
@@ -260,7 +257,7 @@ impl Adam {
             eps: c.eps as f32,
             max_grad_norm: c.max_grad_norm,
         };
-        let norm = adam(&dev, &tensors, step)?;
+        let norm = adam(dev, &tensors, step)?;
         drop(held);
         Ok(Some(norm))
     }

@@ -371,6 +371,27 @@ impl Plan {
     }
 }
 
+/// The descriptors of `g`, the algorithm for `pass` (timed now if the shape
+/// is new) and its workspace, ready to call.
+fn start(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    pass: Pass,
+) -> Result<(Rc<Plan>, Algo, Option<CudaSlice<u8>>)> {
+    let p = plan(dev, g)?;
+    let c = p.choice(pass)?;
+    let ws = p.prepare(dev, &c)?;
+    Ok((p, c.algo, ws))
+}
+
+/// A cached choice of another pass's kind: cannot happen (the cache is
+/// keyed by pass), but named if it does.
+fn wrong_pass(pass: Pass) -> candle_core::Error {
+    candle_core::Error::Msg(format!(
+        "cuDNN: the cached {pass:?} choice holds another pass's algorithm"
+    ))
+}
+
 fn ws_ptr(dev: &CudaDevice, ws: &Option<CudaSlice<u8>>) -> (*mut c_void, usize) {
     match ws {
         Some(buf) => {
@@ -417,12 +438,10 @@ pub fn forward(
         Some((b, l)) => Some(f32_ptr(b, l, "bias")?),
         None => None,
     };
-    let p = plan(&dev, g)?;
-    let c = p.choice(Pass::Forward)?;
-    let Algo::Forward(algo) = c.algo else {
-        bail!("cuDNN: the cached Forward choice holds another pass's algorithm");
+    let (p, algo, ws) = start(&dev, g, Pass::Forward)?;
+    let Algo::Forward(algo) = algo else {
+        return Err(wrong_pass(Pass::Forward));
     };
-    let ws = p.prepare(&dev, &c)?;
     let (ws_p, ws_n) = ws_ptr(&dev, &ws);
     let n = g.batch * g.c_out * g.h * g.w;
     let (y, yp) = new_output(&dev, n)?;
@@ -465,12 +484,10 @@ pub fn grad_input(
     let dev = dy.0.device().clone();
     let dyp = f32_ptr(dy.0, dy.1, "gradient")?;
     let wp = f32_ptr(w.0, w.1, "weight")?;
-    let p = plan(&dev, g)?;
-    let c = p.choice(Pass::Data)?;
-    let Algo::Data(algo) = c.algo else {
-        bail!("cuDNN: the cached Data choice holds another pass's algorithm");
+    let (p, algo, ws) = start(&dev, g, Pass::Data)?;
+    let Algo::Data(algo) = algo else {
+        return Err(wrong_pass(Pass::Data));
     };
-    let ws = p.prepare(&dev, &c)?;
     let (ws_p, ws_n) = ws_ptr(&dev, &ws);
     let (dx, dxp) = new_output(&dev, g.batch * g.c_in * g.h * g.w)?;
     // SAFETY: as in `forward`.
@@ -511,12 +528,10 @@ pub fn grad_weight(
     let dev = x.0.device().clone();
     let xp = f32_ptr(x.0, x.1, "input")?;
     let dyp = f32_ptr(dy.0, dy.1, "gradient")?;
-    let p = plan(&dev, g)?;
-    let c = p.choice(Pass::Filter)?;
-    let Algo::Filter(algo) = c.algo else {
-        bail!("cuDNN: the cached Filter choice holds another pass's algorithm");
+    let (p, algo, ws) = start(&dev, g, Pass::Filter)?;
+    let Algo::Filter(algo) = algo else {
+        return Err(wrong_pass(Pass::Filter));
     };
-    let ws = p.prepare(&dev, &c)?;
     let (ws_p, ws_n) = ws_ptr(&dev, &ws);
     let w_len = g.w_len();
     let n = w_len + if with_bias { g.c_out } else { 0 };
