@@ -1,4 +1,4 @@
-//! Number and time formats shared by the command line and the dashboard.
+//! Number, size and time formats shared by the command line and the dashboard.
 
 /// `1h02m`, `4m05s`, `12s`.
 pub fn duration(secs: f64) -> String {
@@ -25,6 +25,16 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A size in bytes as `812 MiB` or `3.4 GiB`.
+pub fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / (1024.0 * 1024.0);
+    if m >= 1024.0 {
+        format!("{:.1} GiB", m / 1024.0)
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
+
 /// `1 architecture`, `2 architectures`.
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
@@ -32,6 +42,35 @@ pub fn plural(n: usize, noun: &str) -> String {
     } else {
         format!("{n} {noun}s")
     }
+}
+
+/// Parses a memory size: bytes, or a number with K, M, G or T (binary units,
+/// an optional trailing `B`/`iB`).
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let body = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (number, shift) = match body.chars().last() {
+        Some('K') => (&body[..body.len() - 1], 10),
+        Some('M') => (&body[..body.len() - 1], 20),
+        Some('G') => (&body[..body.len() - 1], 30),
+        Some('T') => (&body[..body.len() - 1], 40),
+        _ => (body, 0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{t}' is not a memory size (examples: 512M, 2G, 1073741824)"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!(
+            "'{t}' is not a usable memory size (examples: 512M, 2G)"
+        ));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]

@@ -87,3 +87,40 @@ fn a_config_without_a_dataset_uses_the_embedded_photographs() {
         "{out}"
     );
 }
+
+fn paper_yaml() -> String {
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/esr_ea.yaml"))
+        .unwrap()
+        .replace("../assets", assets)
+}
+
+#[test]
+fn the_papers_plan_says_what_training_and_validation_need() {
+    let o = check("paper-memory", &paper_yaml());
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    let training = out
+        .lines()
+        .find(|l| l.starts_with("memory: training step (batch 16 x 64x64 LR)"))
+        .unwrap_or_else(|| panic!("no training line: {out}"));
+    assert!(training.contains("available on this machine"), "{training}");
+    let validation = out
+        .lines()
+        .find(|l| l.starts_with("memory: validation of the largest image"))
+        .unwrap_or_else(|| panic!("no validation line: {out}"));
+    assert!(validation.contains("(one pass)"), "{validation}");
+}
+
+#[test]
+fn a_training_step_larger_than_the_machine_is_a_problem() {
+    let cfg = paper_yaml().replacen("batch_size: 16", "batch_size: 200000", 1);
+    let o = check("paper-oom", &cfg);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    assert!(
+        err.contains("problem: a training step of the largest networks needs about")
+            && err.contains("lower nas.dataset.train.batch_size"),
+        "{err}"
+    );
+}

@@ -72,6 +72,45 @@ fn bad_input_is_one_clear_line_and_a_failure() {
 }
 
 #[test]
+fn train_refuses_zero_steps_or_epochs_as_the_config_does() {
+    let dir = temp_dir("train-zero");
+    for flag in ["--steps", "--epochs"] {
+        let out = dir.join(flag.trim_start_matches('-'));
+        let o = esr_ea(&[
+            "train",
+            "--arch",
+            "S_4_16_16",
+            flag,
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{flag} 0 was accepted");
+        let err = stderr(&o);
+        assert!(err.contains(flag) && err.contains("1 or more"), "{err}");
+        assert!(
+            !out.join("model.safetensors").exists(),
+            "{flag} 0 wrote a model"
+        );
+    }
+}
+
+#[test]
+fn a_resumed_search_refuses_a_new_seed() {
+    let o = esr_ea(&[
+        "search",
+        "--resume",
+        "/no/such/run",
+        "--seed",
+        "5",
+        "--check",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("--seed") && err.contains("--resume"), "{err}");
+}
+
+#[test]
 fn search_check_prints_the_plan_for_every_shipped_config() {
     let root = env!("CARGO_MANIFEST_DIR");
     for cfg in [

@@ -295,9 +295,17 @@ fn a_whole_pipeline_run_reports_every_set_bicubic_and_the_finalist() {
         "| parameter budget | 20,000..60,000 |",
         "| fully_train | done | 2m05s |",
         "| **total** | | 2m32s |",
+        "| bicubic baseline from | final/1/result.json |",
     ] {
         assert!(md.contains(fact), "{fact} not in:\n{md}");
     }
+    // The validation images are the folder the config names, not where
+    // the bicubic figures were read from (issue 28, item 10).
+    let validation = md_row(&md, "validation images");
+    assert!(
+        !validation.contains("result.json") && validation.contains('/'),
+        "{validation}"
+    );
     assert!(!md.contains("No finalist"));
     let config = md.lines().find(|l| l.starts_with("| config |")).unwrap();
     assert!(config.ends_with("tiny.yaml |"), "{config}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use esr_ea::config::Config;
 use esr_ea::engine::{RunDir, RunView};
 use esr_ea::search::{Problem, Search, SearchState};
-use support::cli::{headless_search, stderr, stdout};
+use support::cli::{esr_ea, headless_search, stderr, stdout};
 use support::temp_dir;
 use support::tiny::{tiny_dataset, TinySearch};
 
@@ -322,4 +322,56 @@ fn a_run_saved_without_bicubic_scores_it_on_resume() {
     let yaml = std::fs::read_to_string(dir.join("again/1.yaml")).unwrap();
     assert!(yaml.contains(&format!("({bicubic:.3} dB)")), "{yaml}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A misspelt key is said where the user looks: on stderr by `--check`, in
+/// the run's log (events.jsonl, so the dashboard and `attach` show it) and
+/// once in a headless run's output (issue 28, item 8).
+#[test]
+fn a_misspelt_key_is_in_the_runs_log() {
+    let dir = support::temp_dir("bicubic-typo");
+    let cfg = tiny_config(&dir);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            "  trainer:\n    steps: 3",
+            "  trainer:\n    stepz: 9\n    steps: 3",
+        )
+        .replace("num_generation: 2", "num_generation: 1");
+    std::fs::write(&cfg, text).unwrap();
+    let o = esr_ea(&["search", "--check", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nas.trainer.stepz"), "{}", stderr(&o));
+
+    let run = dir.join("run");
+    let o = headless_search(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--stop-after",
+        "search",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let both = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(both.matches("nas.trainer.stepz").count(), 1, "{both}");
+    // Only the search ran: the pipeline is not called finished (item 13).
+    assert!(
+        both.contains("stopped after search (--stop-after)") && !both.contains("pipeline finished"),
+        "{both}"
+    );
+    let view = replayed_view(&run);
+    let log: Vec<String> = view.log.iter().map(|l| l.text.clone()).collect();
+    assert!(
+        log.iter().any(|l| l.contains("stopped after search"))
+            && !log.iter().any(|l| l.contains("pipeline finished")),
+        "{log:?}"
+    );
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let logged = events
+        .lines()
+        .find(|l| l.contains("nas.trainer.stepz"))
+        .unwrap_or_else(|| panic!("not in the run's log:\n{events}"));
+    assert!(logged.contains(r#""level":"warn""#), "{logged}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -232,6 +232,7 @@ fn a_cached_latency_is_not_measured_again() {
             devices: vec!["cpu".into()],
             resumed: false,
             fitness: Arc::new(fitness),
+            notes: Vec::new(),
         },
         tx,
     );

@@ -248,6 +248,25 @@ fn quit_in_process_confirms_then_stops() {
 }
 
 #[test]
+fn ctrl_c_twice_checkpoints_and_stops() {
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    for mode in [Mode::InProcess, Mode::Attached] {
+        let mut app = mid(mode);
+        assert_eq!(app.on_key(ctrl_c), None);
+        assert_eq!(app.overlay, Some(Overlay::ConfirmQuit));
+        let screen = text(&render(&app, 80, 24));
+        assert!(screen.contains("y/Ctrl-C"), "{screen}");
+        assert_eq!(app.on_key(ctrl_c), Some(Action::Quit { stop_search: true }));
+        assert!(app.stop_requested());
+        // A plain c in the dialog is not a confirmation.
+        let mut app = mid(mode);
+        app.on_key(ctrl_c);
+        assert_eq!(app.on_key(ch('c')), None);
+        assert_eq!(app.overlay, Some(Overlay::ConfirmQuit));
+    }
+}
+
+#[test]
 fn quit_attached_can_detach_or_stop() {
     let mut app = mid(Mode::Attached);
     app.on_key(ch('q'));

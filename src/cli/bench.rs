@@ -35,7 +35,7 @@ pub struct BenchArgs {
     /// Memory budget of the network's working set (e.g. `512M`, `2G`);
     /// images are processed in tiles that fit. Default: a quarter of the
     /// available memory, at most 16 GiB (on a GPU: of its free memory).
-    #[arg(long, value_name = "BYTES", value_parser = super::upscale::parse_memory)]
+    #[arg(long, value_name = "BYTES", value_parser = crate::format::parse_memory)]
     pub max_memory: Option<u64>,
 }
 

@@ -153,7 +153,13 @@ impl Printer {
                     "benchmark {set} ({images} images): {method:<8} PSNR {psnr:.3} dB  SSIM {ssim:.4}"
                 )]
             }
-            Event::PipelineDone { complete, .. } => vec![if *complete {
+            Event::PipelineDone {
+                complete,
+                stopped_after,
+                ..
+            } => vec![if let Some(stage) = stopped_after {
+                format!("stopped after {stage} (--stop-after), elapsed {}", self.elapsed())
+            } else if *complete {
                 format!("pipeline finished, elapsed {}", self.elapsed())
             } else {
                 format!(

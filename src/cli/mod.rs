@@ -104,3 +104,34 @@ pub fn run() -> anyhow::Result<()> {
         }),
     }
 }
+
+/// A count given on the command line (`--steps`, `--epochs`): a whole
+/// number, 1 or more, the rule the config applies to the same keys.
+pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be 1 or more (0 would write an untrained model)".into()),
+        Err(_) => Err(format!("'{text}' is not a whole number (1 or more)")),
+    }
+}
+
+/// Loads the config named on the command line (`--config`), or the embedded
+/// default `configs/quick.yaml`, with its warnings (unknown keys, ignored
+/// Vega keys): the caller shows them where the user looks.
+pub(crate) fn load_config_with_warnings(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<crate::config::Loaded> {
+    Ok(match path {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::embedded("quick")?,
+    })
+}
+
+/// [`load_config_with_warnings`], the warnings printed on stderr.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
+    let loaded = load_config_with_warnings(path)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.config)
+}

@@ -9,11 +9,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::headless::Printer;
-use crate::config::{Config, ExecutorConfig, Loaded, SlurmSettings};
+use crate::config::{Config, ExecutorConfig, SlurmSettings};
 use crate::engine::executor::local::DeviceWorkers;
 use crate::engine::lock::RunLock;
 use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
+use crate::search::memory_plan::{self, MemoryInputs, MemoryPlan};
 use crate::search::{plan, Problem, Search};
 use crate::train::fitness::QuickTrain;
 
@@ -45,8 +46,8 @@ pub struct SearchArgs {
     /// Print progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
-    /// Override the config's seed.
-    #[arg(long)]
+    /// Override the config's seed (a resumed run keeps its own).
+    #[arg(long, conflicts_with = "resume")]
     pub seed: Option<u64>,
     /// End after this stage: `search` (no full training) or `train` (no
     /// benchmarks, no report); `--resume` runs the rest later.
@@ -147,19 +148,6 @@ impl SlurmArgs {
     }
 }
 
-/// Loads the config named on the command line, or the embedded default;
-/// prints its warnings.
-pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    let Loaded { config, warnings } = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::embedded("quick")?,
-    };
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(config)
-}
-
 fn problem_of(config: &Config) -> Result<Problem> {
     Problem::new(
         config.search_space.clone(),
@@ -167,6 +155,124 @@ fn problem_of(config: &Config) -> Result<Problem> {
         config.range.clone(),
     )
     .with_context(|| config.source.clone())
+}
+
+/// A config's warnings (unknown keys, ignored Vega keys) on their way to
+/// the user: printed at once, or handed to the run's log; printed when
+/// dropped if neither happened (a run that failed before its log began).
+#[derive(Debug, Default)]
+struct ConfigWarnings {
+    pending: Vec<String>,
+    printed: bool,
+}
+
+impl ConfigWarnings {
+    fn new(warnings: Vec<String>, print_now: bool) -> ConfigWarnings {
+        if print_now {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        ConfigWarnings {
+            pending: warnings,
+            printed: print_now,
+        }
+    }
+
+    /// The warnings for the run's log (they are shown there from now on).
+    fn into_log(mut self) -> Vec<String> {
+        self.printed = true;
+        std::mem::take(&mut self.pending)
+    }
+}
+
+impl Drop for ConfigWarnings {
+    fn drop(&mut self) {
+        if !self.printed {
+            for w in &self.pending {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
+}
+
+/// The memory part of the plan: the largest networks' training step on
+/// each device (with its workers) or in each Slurm job, and validation of
+/// the largest validation image.
+fn memory_of(config: &Config, problem: &Problem, devices: &[DeviceWorkers]) -> Result<MemoryPlan> {
+    let train = &config.dataset.train;
+    let validation_lr = largest_image(&config.dataset.test).map(|(h, w)| {
+        let s = config.search_space.scale;
+        match config.dataset.test.root_lr {
+            Some(_) => (h, w),
+            None => (h / s, w / s),
+        }
+    });
+    // (workers, where, memory available there, validation budget there)
+    let mut places: Vec<(usize, String, Option<u64>, u64)> = Vec::new();
+    match &config.executor {
+        ExecutorConfig::Slurm(settings) => {
+            let mem = settings
+                .mem
+                .as_deref()
+                .and_then(|m| crate::format::parse_memory(m).ok());
+            let budget = crate::model::tiled::default_memory_budget();
+            places.push((1, "each Slurm job (executor.slurm.mem)".into(), mem, budget));
+        }
+        ExecutorConfig::Local => {
+            for d in devices {
+                let dev = d.device.open()?;
+                places.push((
+                    d.workers,
+                    if dev.is_cpu() {
+                        "this machine".into()
+                    } else {
+                        d.device.to_string()
+                    },
+                    crate::model::tiled::free_memory_on(&dev),
+                    crate::model::tiled::default_memory_budget_on(&dev),
+                ));
+            }
+        }
+    }
+    let mut plan = MemoryPlan::default();
+    for (workers, place, available, budget) in places {
+        let inputs = MemoryInputs {
+            batch: train.batch_size,
+            crop: train.crop,
+            workers,
+            validation_lr,
+            budget,
+            available,
+            place,
+        };
+        let one = memory_plan::memory_plan(problem, config.seed, memory_plan::SAMPLES, &inputs)?;
+        for line in one.lines.into_iter().chain(one.problems.iter().cloned()) {
+            if !plan.lines.contains(&line) && !one.problems.contains(&line) {
+                plan.lines.push(line);
+            }
+        }
+        for p in one.problems {
+            if !plan.problems.contains(&p) {
+                plan.problems.push(p);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Height and width of the largest image (by pixels) of a data split's
+/// folder (the LR folder when it has one), read from the files' headers;
+/// `None` when the folder cannot be listed (its problems are reported
+/// separately).
+fn largest_image(split: &crate::config::DataSplit) -> Option<(usize, usize)> {
+    let dir = split.root_lr.as_deref().unwrap_or(&split.root_hr);
+    crate::data::dataset::list_images(dir)
+        .ok()?
+        .iter()
+        .filter_map(|p| image::image_dimensions(p).ok())
+        .map(|(w, h)| (h as usize, w as usize))
+        .max_by_key(|(h, w)| h * w)
 }
 
 /// A default run directory name: `runs/<config stem>-YYYYmmdd-HHMMSS` (UTC).
@@ -210,6 +316,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     for d in &args.devices {
         d.device.open().context("--devices")?;
     }
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    let mut warnings = ConfigWarnings::default();
     // Held until this function returns: one search per run directory.
     let mut _lock: Option<RunLock> = None;
     let (config, run, search, resumed) = match &args.resume {
@@ -237,18 +345,28 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             (config, run, search, true)
         }
         None => {
-            let mut config = load_config(args.config.as_deref())?;
+            let loaded = super::load_config_with_warnings(args.config.as_deref())?;
+            // Seen where the user looks: printed now unless the run prints
+            // them in its own log (headless); the dashboard's log gets them too.
+            warnings = ConfigWarnings::new(loaded.warnings, args.check || !headless);
+            let mut config = loaded.config;
             if let Some(seed) = args.seed {
                 config.seed = seed;
             }
             config.executor = args.slurm.apply(&config.executor)?;
             if args.check {
-                return check(&config);
+                return check(&config, &args.devices);
             }
             let problem = problem_of(&config)?;
             config.validate_paths()?;
             if let Some(e) = config.benchmark_path_problems().into_iter().next() {
                 return Err(e.into());
+            }
+            if let Some(p) = memory_of(&config, &problem, &args.devices)?
+                .problems
+                .first()
+            {
+                bail!("{p} ({})", config.source);
             }
             let search = Search::new(problem, config.seed)?;
             let dir = args
@@ -295,7 +413,6 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     let devices = DeviceWorkers::expand(&args.devices);
-    let headless = args.headless || !std::io::stdout().is_terminal();
     let mut app = None;
     if !headless {
         let mut dashboard =
@@ -312,7 +429,15 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search_stage = if search.state.finished {
         SearchStage::Finished(Box::new(search))
     } else {
-        let (setup, executor) = search_engine(&config, search, run, &devices, resumed)?;
+        let memory = memory_of(&config, &search.problem, &args.devices)?;
+        let notes = warnings
+            .into_log()
+            .into_iter()
+            .map(|w| ("warn".to_string(), format!("config: {w}")))
+            .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
+            .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
+            .collect();
+        let (setup, executor) = search_engine(&config, search, run, &devices, resumed, notes)?;
         SearchStage::Run(Box::new(setup), executor)
     };
     let (tx, rx) = mpsc::channel();
@@ -396,6 +521,7 @@ fn search_engine(
     run: RunDir,
     devices: &[String],
     resumed: bool,
+    notes: Vec<(String, String)>,
 ) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
     let scale = config.search_space.scale;
     let train = Arc::new(crate::train::datasets::load_split(
@@ -428,6 +554,7 @@ fn search_engine(
         devices: devices.to_vec(),
         resumed,
         fitness,
+        notes,
     };
     Ok((setup, executor))
 }
@@ -469,16 +596,20 @@ fn final_lines(run_dir: &Path) {
 /// `search --check`: the plan and every problem found (not only the
 /// first): the budget and space, then each dataset folder. The plan is
 /// printed whatever the data folders say; any problem makes it an error.
-fn check(config: &Config) -> Result<()> {
+fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
     let mut problems = Vec::new();
+    let mut memory = None;
     match problem_of(config) {
-        Ok(problem) => match plan::describe(&problem, config.seed, 200) {
-            Ok(text) => {
-                println!("config: {}", config.source);
-                print!("{text}");
+        Ok(problem) => {
+            match plan::describe(&problem, config.seed, 200) {
+                Ok(text) => {
+                    println!("config: {}", config.source);
+                    print!("{text}");
+                }
+                Err(e) => problems.push(format!("{e:#}")),
             }
-            Err(e) => problems.push(format!("{e:#}")),
-        },
+            memory = Some(memory_of(config, &problem, devices));
+        }
         Err(e) => problems.push(format!("{e:#}")),
     }
     let t = &config.search_trainer;
@@ -514,6 +645,16 @@ fn check(config: &Config) -> Result<()> {
             .map(|s| format!("{s} steps"))
             .unwrap_or_else(|| format!("{} epochs", ft.epochs))
     );
+    match memory {
+        Some(Ok(plan)) => {
+            for line in &plan.lines {
+                println!("{line}");
+            }
+            problems.extend(plan.problems);
+        }
+        Some(Err(e)) => problems.push(format!("{e:#}")),
+        None => {}
+    }
     problems.extend(config.path_problems().iter().map(|e| e.to_string()));
     // Benchmark sets often live on the machine that runs the search only.
     for e in config.benchmark_path_problems() {

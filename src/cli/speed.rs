@@ -252,6 +252,25 @@ fn table(r: &SpeedReport) -> String {
             inf.peak_rss_bytes,
         );
     }
+    let estimate = |name: &str, estimate: Option<u64>, peak: u64| match estimate {
+        Some(e) if peak > 0 => format!(
+            "  {name}: estimated {:.0} MiB, measured peak {:.0} MiB ({:.2} of the estimate)\n",
+            mib(e),
+            mib(peak),
+            peak as f64 / e as f64
+        ),
+        _ => String::new(),
+    };
+    let (e, peaks) = (&r.estimated_bytes, &r.peak_rss_bytes);
+    if e.training.is_some() || e.inference.is_some() {
+        out += "memory\n";
+        out += &estimate(
+            "training step",
+            e.training,
+            peaks.forward.max(peaks.backward),
+        );
+        out += &estimate("inference", e.inference, peaks.inference);
+    }
     let load = serde_json::to_string(&r.load_average).unwrap_or_default();
     out += &format!("load average {load}\n");
     out

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::search::load_config;
+use super::load_config;
 use crate::engine::executor::local::DeviceWorkers;
 use crate::study::{files, Finished, Study, StudyReport, StudySettings};
 

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
+use super::load_config;
 use super::progress::Progress;
-use super::search::load_config;
 use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
 use crate::format::thousands;
@@ -34,10 +34,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Train this many optimiser steps (milestones scaled along).
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", value_parser = super::at_least_one)]
     pub steps: Option<usize>,
     /// Train this many epochs (passes over the training images).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub epochs: Option<usize>,
     /// Output folder: checkpoints and the final `model.safetensors`.
     #[arg(long, value_name = "DIR")]

@@ -30,37 +30,8 @@ pub struct UpscaleArgs {
     /// Memory budget of the network's working set: the image is processed in
     /// overlapping tiles that fit (e.g. `512M`, `2G`). Default: a quarter of
     /// the available memory, at most 16 GiB (on a GPU: of its free memory).
-    #[arg(long, value_name = "BYTES", value_parser = parse_memory)]
+    #[arg(long, value_name = "BYTES", value_parser = crate::format::parse_memory)]
     pub max_memory: Option<u64>,
-}
-
-/// Parses a memory size: bytes, or a number with K, M, G or T (binary units,
-/// an optional trailing `B`/`iB`).
-pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let upper = t.to_ascii_uppercase();
-    let body = upper
-        .strip_suffix("IB")
-        .or_else(|| upper.strip_suffix('B'))
-        .unwrap_or(&upper);
-    let (number, shift) = match body.chars().last() {
-        Some('K') => (&body[..body.len() - 1], 10),
-        Some('M') => (&body[..body.len() - 1], 20),
-        Some('G') => (&body[..body.len() - 1], 30),
-        Some('T') => (&body[..body.len() - 1], 40),
-        _ => (body, 0),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{t}' is not a memory size (examples: 512M, 2G, 1073741824)"))?;
-    let bytes = value * (1u64 << shift) as f64;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-        return Err(format!(
-            "'{t}' is not a usable memory size (examples: 512M, 2G)"
-        ));
-    }
-    Ok(bytes as u64)
 }
 
 /// The tiles for a model on an `h x w` image within `--max-memory` (or the
@@ -145,8 +116,12 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
     let sr = sr?;
     crate::data::save_rgb(&sr, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let how = match tiles {
+        1 => "one pass".to_string(),
+        n => format!("{n} tiles of {} px", plan.core),
+    };
     println!(
-        "{} ({}x{}) -> {} ({}x{}), x{} in {:.2} s",
+        "{} ({}x{}) -> {} ({}x{}), x{} in {:.2} s ({how})",
         args.input.display(),
         lr.width,
         lr.height,

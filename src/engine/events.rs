@@ -249,6 +249,10 @@ pub enum Event {
         model: Option<String>,
         /// The report, once written.
         report: Option<String>,
+        /// The stage `--stop-after` ended the run after, when it did: the
+        /// later stages wait for a `--resume`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped_after: Option<String>,
     },
 }
 

@@ -77,6 +77,9 @@ pub struct EngineSetup {
     pub resumed: bool,
     /// The trainer.
     pub fitness: Arc<dyn Fitness>,
+    /// Lines for the run's log right after it starts (the memory plan,
+    /// config warnings): what the front ends show once they own the screen.
+    pub notes: Vec<(String, String)>,
 }
 
 /// A running engine: send commands, join when done.
@@ -158,6 +161,8 @@ struct Engine {
     in_flight: HashMap<u64, InFlight>,
     /// What of each training's step reports goes into the events.
     progress: thin::ProgressThinner,
+    /// [`EngineSetup::notes`], logged once at start.
+    notes: Vec<(String, String)>,
     paused: bool,
     stopping: bool,
     /// The first failed write of the run's own files: the search stops on it.
@@ -178,6 +183,7 @@ impl Engine {
             seed: setup.seed,
             resumed: setup.resumed,
             fitness: setup.fitness,
+            notes: setup.notes,
             executor,
             events,
             inbox_tx,
@@ -261,6 +267,9 @@ impl Engine {
             bicubic_psnr: self.search.state.bicubic_psnr,
         };
         self.emit(started);
+        for (level, message) in std::mem::take(&mut self.notes) {
+            self.log(&level, message);
+        }
         self.checkpoint();
         self.announce_generation();
         let complete = loop {

@@ -85,6 +85,15 @@ pub struct Peaks {
     pub overall: u64,
 }
 
+/// The memory estimates for the timed phases, bytes (`None`: not timed).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimates {
+    /// A training step ([`crate::model::memory::training_step_bytes`]).
+    pub training: Option<u64>,
+    /// The inference ([`crate::model::tiled::bytes_per_pixel`] times its pixels).
+    pub inference: Option<u64>,
+}
+
 /// What `speed` measured (its `--json` output, field for field).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpeedReport {
@@ -133,6 +142,9 @@ pub struct SpeedReport {
     pub peak_rss_bytes: Peaks,
     /// Resident before the network exists (the program itself), bytes.
     pub baseline_rss_bytes: u64,
+    /// What the memory estimates say these phases need, to compare with the
+    /// measured peaks.
+    pub estimated_bytes: Estimates,
     /// The 1, 5 and 15 minute load averages (Linux), so timings taken on a
     /// shared machine can be judged.
     pub load_average: Option<Vec<f64>>,
@@ -294,6 +306,13 @@ pub fn measure(plan: &SpeedPlan, arch: &Arch, device: &str, dev: &Device) -> Res
             overall: peak_all,
         },
         baseline_rss_bytes: baseline,
+        estimated_bytes: Estimates {
+            training: (plan.steps > 0)
+                .then(|| crate::model::memory::training_step_bytes(arch, b, p)),
+            inference: plan
+                .inference
+                .map(|(w, h)| (w * h) as u64 * crate::model::tiled::bytes_per_pixel(arch) as u64),
+        },
         load_average: load_average(),
     })
 }

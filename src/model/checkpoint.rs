@@ -194,15 +194,48 @@ pub fn save_model(model: &Esrn, path: impl AsRef<Path>) -> Result<(), Checkpoint
         })
         .collect::<candle_core::Result<Vec<_>>>()
         .map_err(model_err(&name))?;
-    let bytes = safetensors::serialize(
+    let format_err = |reason: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut bytes = safetensors::serialize(
         tensors.iter().map(|(n, t)| (n.as_str(), t)),
         Some(arch_metadata(model.arch())),
     )
-    .map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    .map_err(|e| format_err(e.to_string()))?;
+    sort_metadata(&mut bytes).map_err(format_err)?;
     write_atomic(path, &bytes)
+}
+
+/// Rewrites the header's `__metadata__` entries in key order, in place.
+/// The safetensors writer takes them as a `HashMap` and writes them in its
+/// random iteration order, so identical weights gave different bytes; the
+/// sorted header has the same length, so nothing else moves.
+fn sort_metadata(bytes: &mut [u8]) -> Result<(), String> {
+    let bad = |what: &str| format!("unexpected safetensors header from the writer: {what}");
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("shorter than 8 bytes"))?;
+    let end = 8 + u64::from_le_bytes(len) as usize;
+    let header = bytes
+        .get(8..end)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("not UTF-8"))?
+        .trim_end();
+    let mut value: serde_json::Value =
+        serde_json::from_str(header).map_err(|e| bad(&e.to_string()))?;
+    if let Some(serde_json::Value::Object(meta)) = value.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            std::mem::take(meta).into_iter().collect();
+        meta.extend(sorted);
+    }
+    let text = serde_json::to_string(&value).map_err(|e| bad(&e.to_string()))?;
+    if text.len() != header.len() {
+        return Err(bad("its length changed when sorted"));
+    }
+    bytes[8..8 + text.len()].copy_from_slice(text.as_bytes());
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
@@ -338,4 +371,45 @@ fn check_names_and_shapes(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::GeneList;
+
+    #[test]
+    fn identical_weights_give_identical_bytes() {
+        let arch = Arch {
+            genes: GeneList::parse_args(&["S_4_8_8"]).unwrap(),
+            g0: 8,
+            scale: 2,
+            bias: true,
+        };
+        let (model, _) = Esrn::seeded(&arch, 1, &Device::Cpu).unwrap();
+        let dir = std::env::temp_dir().join(format!("esr-ea-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                let path = dir.join(format!("m{i}.safetensors"));
+                save_model(&model, &path).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            files.iter().all(|f| f == &files[0]),
+            "the bytes differ between saves"
+        );
+        let loaded = load_model_from_bytes(&files[0]);
+        assert_eq!(loaded.genes, arch.genes);
+    }
+
+    fn load_model_from_bytes(bytes: &[u8]) -> Arch {
+        let st = SafeTensors::deserialize(bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(st.len(), st.names().len());
+        arch_from_metadata(Path::new("m.safetensors"), &meta).unwrap()
+    }
 }

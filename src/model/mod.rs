@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod conv;
 pub mod esrn;
 pub mod init;
+pub mod memory;
 pub mod ops;
 pub mod tiled;
 

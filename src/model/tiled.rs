@@ -243,16 +243,23 @@ pub fn default_memory_budget() -> u64 {
 /// The default budget for inference on `device`: on the CPU
 /// [`default_memory_budget`]; on a GPU a quarter of its free memory now.
 pub fn default_memory_budget_on(device: &candle_core::Device) -> u64 {
+    free_memory_on(device).map_or(1 << 30, quarter_within_limits)
+}
+
+/// Memory free for new allocations on `device` now: `MemAvailable` on the
+/// CPU, the driver's free memory on a GPU; `None` when it cannot be read.
+pub fn free_memory_on(device: &candle_core::Device) -> Option<u64> {
     #[cfg(feature = "cuda")]
     if let candle_core::Device::Cuda(d) = device {
         return d
             .cuda_stream()
             .context()
             .mem_get_info()
-            .map_or(1 << 30, |(free, _)| quarter_within_limits(free as u64));
+            .ok()
+            .map(|(free, _)| free as u64);
     }
     let _ = device;
-    default_memory_budget()
+    available_memory()
 }
 
 /// A quarter of `bytes` (room for the images, other workers sharing the

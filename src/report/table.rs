@@ -151,7 +151,10 @@ pub struct RunFacts {
     pub stages: Vec<StageFact>,
     /// Wall seconds of all stages together, when `pipeline.json` says.
     pub total_seconds: Option<f64>,
-    /// Validation images the baseline and fitness were measured on.
+    /// The validation folder the fitness was measured on (the config's).
+    pub validation_images: String,
+    /// Where the bicubic baseline's figures come from: that folder, or a
+    /// finalist's `result.json` that recorded them.
     pub bicubic_source: Option<String>,
     /// Why bicubic is unknown, when it is.
     pub bicubic_note: Option<String>,
@@ -445,8 +448,9 @@ impl Report {
                 "quick training, summed over members",
                 duration(f.search_train_seconds),
             ),
+            ("validation images", f.validation_images.clone()),
             (
-                "validation images",
+                "bicubic baseline from",
                 f.bicubic_source.clone().unwrap_or_else(dash),
             ),
         ]);
@@ -624,6 +628,7 @@ fn facts(run: &RunInputs) -> RunFacts {
             .sum(),
         stages,
         total_seconds,
+        validation_images: run.config.dataset.test.root_hr.display().to_string(),
         bicubic_source,
         bicubic_note,
         finalists: run.finals.len(),

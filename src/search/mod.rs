@@ -7,6 +7,7 @@ pub mod halving;
 pub mod individual;
 pub mod median_stop;
 pub mod member;
+pub mod memory_plan;
 pub mod plan;
 pub mod problem;
 pub mod state;

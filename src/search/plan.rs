@@ -22,13 +22,13 @@ pub fn describe(
     let pairs = p.num_individual / 4;
     let mut out = String::new();
     out.push_str(&format!(
-        "search: {} generations x {} individuals = {} trainings at most ({} elites; per generation {} mutants + {} crossover pairs), seed {seed}\n",
+        "search: {} generations x {} individuals = {} trainings at most ({} elites; per generation {} + {}), seed {seed}\n",
         p.num_generation,
         p.num_individual,
         p.num_generation * p.num_individual,
         p.num_elitism,
-        p.num_individual - 2 * pairs,
-        pairs,
+        crate::format::plural(p.num_individual - 2 * pairs, "mutant"),
+        crate::format::plural(pairs, "crossover pair"),
     ));
     out.push_str(&format!(
         "network: x{} upscaling, G0 {}, biases {}, {}..{} blocks of {} slots\n",
@@ -89,5 +89,18 @@ mod tests {
         assert!(text.contains("choice table: 90 blocks"), "{text}");
         assert!(text.contains("budget: 315,000..325,000"), "{text}");
         assert!(text.contains("at min_active = 16 blocks"), "{text}");
+        assert!(text.contains("4 mutants + 2 crossover pairs"), "{text}");
+    }
+
+    #[test]
+    fn one_crossover_pair_is_singular() {
+        let policy = Policy {
+            num_individual: 4,
+            num_elitism: 2,
+            ..Policy::default()
+        };
+        let problem = Problem::new(SearchSpace::default(), policy, Range::default()).unwrap();
+        let text = describe(&problem, 1, 5).unwrap();
+        assert!(text.contains("2 mutants + 1 crossover pair)"), "{text}");
     }
 }

@@ -151,6 +151,7 @@ pub fn start(
             devices: vec!["cpu".into()],
             resumed,
             fitness: Arc::new(fitness),
+            notes: Vec::new(),
         },
         tx,
     );

@@ -376,13 +376,14 @@ impl Pipeline {
         }
     }
 
-    fn done_event(&mut self, complete: bool) {
+    fn done_event(&mut self, complete: bool, stopped_after: Option<&str>) {
         let model = results::final_dir(&self.run_dir, 1).join(files::MODEL);
         let report = self.run_dir.join("report.md");
         self.emit(Event::PipelineDone {
             complete,
             model: model.is_file().then(|| model.display().to_string()),
             report: report.is_file().then(|| report.display().to_string()),
+            stopped_after: stopped_after.map(str::to_string),
         });
     }
 
@@ -399,7 +400,7 @@ impl Pipeline {
                 self.run_dir.display()
             ),
         );
-        self.done_event(true);
+        self.done_event(true, Some(stage));
         Ok(self.outcome(PipelineEnd::StoppedAfter(stage.into()), search, exported))
     }
 
@@ -464,7 +465,7 @@ impl Pipeline {
                 continue;
             }
             if self.stopping() {
-                self.done_event(false);
+                self.done_event(false, None);
                 return Ok(self.outcome(PipelineEnd::Interrupted, search, exported));
             }
             let started = self.begin(index)?;
@@ -482,14 +483,14 @@ impl Pipeline {
             };
             self.end(index, started, finished)?;
             if !finished {
-                self.done_event(false);
+                self.done_event(false, None);
                 return Ok(self.outcome(PipelineEnd::Interrupted, search, exported));
             }
             if name == "fully_train" && self.stop_after == Some(StopAfter::Train) {
                 return self.stopped_after("train", search, exported);
             }
         }
-        self.done_event(true);
+        self.done_event(true, None);
         Ok(self.outcome(PipelineEnd::Complete, search, exported))
     }
 }

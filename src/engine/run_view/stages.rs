@@ -216,6 +216,7 @@ impl RunView {
                 complete,
                 model,
                 report,
+                stopped_after,
             } => {
                 s.done = Some((*complete, model.clone(), report.clone()));
                 for f in s.finals.values_mut() {
@@ -226,7 +227,12 @@ impl RunView {
                 } else {
                     RunState::Stopped
                 };
-                let text = if *complete {
+                let text = if let Some(stage) = stopped_after {
+                    format!(
+                        "stopped after {stage} (--stop-after): the later stages wait for esr-ea search --resume {}; q to leave",
+                        self.run_dir_text()
+                    )
+                } else if *complete {
                     match model {
                         Some(m) => format!("pipeline finished: model {m}; q to leave"),
                         None => "pipeline finished: q to leave".into(),

@@ -98,6 +98,14 @@ impl App {
         }
     }
 
+    fn confirm_quit(&mut self) -> Option<Action> {
+        self.view.stopping();
+        self.stop_requested = true;
+        self.view
+            .note("you", "stop the search (checkpoint, resumable)");
+        Some(Action::Quit { stop_search: true })
+    }
+
     fn quit_key(&mut self) -> Option<Action> {
         match self.view.state() {
             RunState::Finished | RunState::Stopped | RunState::Gone => {
@@ -243,14 +251,10 @@ impl App {
                     None
                 }
             },
+            // A second Ctrl-C confirms, as the README says ("Ctrl-C checkpoints and stops").
+            Overlay::ConfirmQuit if ctrl && key.code == KeyCode::Char('c') => self.confirm_quit(),
             Overlay::ConfirmQuit => match (key.code, self.mode) {
-                (KeyCode::Char('y') | KeyCode::Char('Y'), _) => {
-                    self.view.stopping();
-                    self.stop_requested = true;
-                    self.view
-                        .note("you", "stop the search (checkpoint, resumable)");
-                    Some(Action::Quit { stop_search: true })
-                }
+                (KeyCode::Char('y') | KeyCode::Char('Y'), _) => self.confirm_quit(),
                 (KeyCode::Char('n') | KeyCode::Char('N'), Mode::Attached) => Some(Action::Detach),
                 (KeyCode::Char('n') | KeyCode::Char('N'), Mode::InProcess) | (KeyCode::Esc, _) => {
                     self.flash = Some("still watching".into());

@@ -109,7 +109,7 @@ pub(super) fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &O
                     )),
                     Line::from(""),
                     Line::from(vec![
-                        Span::styled("y", look.key()),
+                        Span::styled("y/Ctrl-C", look.key()),
                         Span::raw(" stop and checkpoint   "),
                         Span::styled("n/Esc", look.key()),
                         Span::raw(" keep watching"),
@@ -119,7 +119,7 @@ pub(super) fn draw_overlay(frame: &mut Frame, area: Rect, app: &App, overlay: &O
                     Line::from("Leave the dashboard. Stop the search too?"),
                     Line::from(""),
                     Line::from(vec![
-                        Span::styled("y", look.key()),
+                        Span::styled("y/Ctrl-C", look.key()),
                         Span::raw(" stop it (checkpoint, resumable)"),
                     ]),
                     Line::from(vec![
