@@ -31,7 +31,7 @@
 #   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
 #   PYTORCH_ARGS=""     extra arguments for esrn.py
 #   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed pytorch
-#                       workers train upscale search)
+#                       workers train upscale memory search)
 set -uo pipefail
 
 REPO=$(pwd)
@@ -323,6 +323,44 @@ print('output size %dx%d' % struct.unpack('>II', d[16:24]))" || rc=1
 export -f s_upscale
 step upscale 90 s_upscale
 
+# --- 5b. GPU memory: the seed network's upscale and training step ------------------
+# Peak memory used on the card (nvidia-smi polled every 50 ms, so a lower
+# bound of the true peak) while upscaling 1000x1000 and 4000x3000 inputs with
+# the default budget, and during training steps at batch 16 x 64x64; against
+# the tile budget and `search --check`'s training estimate.
+s_memory() {
+  [[ -f "$TMP/m/model.safetensors" ]] || { echo "no model from the train step"; exit 1; }
+  command -v nvidia-smi >/dev/null || { echo "no nvidia-smi"; exit 3; }
+  local gpu=${DEVICE#cuda:} size w h in pid peak base rc=0
+  base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu" | head -1)
+  poll() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu" -lms 50 >"$1" 2>/dev/null & echo $!; }
+  for size in 1000x1000 4000x3000; do
+    w=${size%x*}; h=${size#*x}; in=$TMP/mem-$size.png
+    python3 - "$w" "$h" "$in" <<'PY'
+import sys, zlib, struct
+w, h, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+base = bytes((i * 7 + (i // 3) * 13) & 255 for i in range(3 * (w + h)))
+row = lambda y: b"\0" + base[3 * y:3 * (y + w)]
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"".join(row(y) for y in range(h)), 1)) + chunk(b"IEND", b"")
+open(path, "wb").write(png)
+PY
+    pid=$(poll "$TMP/smi-$size.txt")
+    "$BIN" upscale --device "$DEVICE" --model "$TMP/m/model.safetensors" "$in" "$TMP/mem-out.png" || rc=1
+    kill "$pid" 2>/dev/null
+    peak=$(sort -n "$TMP/smi-$size.txt" | tail -1)
+    echo "gpu memory: upscale $size: peak ${peak:-?} MiB used on the card (idle ${base} MiB)"
+  done
+  pid=$(poll "$TMP/smi-train.txt")
+  "$BIN" speed --device "$DEVICE" --arch seed --batch 16 --patch 64 --steps 3 --inference none || rc=1
+  kill "$pid" 2>/dev/null
+  peak=$(sort -n "$TMP/smi-train.txt" | tail -1)
+  echo "gpu memory: training step seed network batch 16 x 64x64: peak ${peak:-?} MiB used on the card (idle ${base} MiB)"
+  exit $rc
+}
+export -f s_memory
+step memory 150 s_memory
+
 # --- 6. a tiny search end to end ----------------------------------------------------
 s_search() {
   local cfg=$TMP/gpu-quick.yaml
@@ -374,7 +412,7 @@ try:
 except Exception as e:
     print(f"  device-check: no result ({e})")
 PY
-  grep -E '^upscale run|^output size|^seconds per individual|in [0-9.]+ s$' "$LOG" | sed 's/^/  /'
+  grep -E '^upscale run|^output size|^seconds per individual|^gpu memory|in [0-9.]+ s( \(.*\))?$' "$LOG" | sed 's/^/  /'
   python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
