@@ -68,6 +68,8 @@ fn bad_input_is_one_clear_line_and_a_failure() {
             "{args:?}: not one line: {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
+        // The cause once, not repeated by the error chain (issue 28, item 13).
+        assert!(err.matches("(os error").count() <= 1, "{args:?}: {err}");
     }
 }
 

@@ -26,14 +26,16 @@ const FORMAT_NAME: &str = "esr-ea/esrn";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// The file could not be read or written.
-    #[error("{path}: {action} failed: {source}")]
+    // The cause is in the message and not also a `source`: chains printed
+    // with `{:#}` would say it twice.
+    #[error("{path}: {action} failed: {cause}")]
     Io {
         /// The checkpoint file.
         path: PathBuf,
         /// What was attempted (`read`, `write`, `rename`).
         action: &'static str,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid safetensors.
     #[error("{path}: not a valid safetensors file: {reason}")]
@@ -64,19 +66,19 @@ pub enum CheckpointError {
         problem: String,
     },
     /// Building the network or moving tensors failed.
-    #[error("{source_name}: {source}")]
+    #[error("{source_name}: {cause}")]
     Model {
         /// The file (or other source) involved.
         source_name: String,
         /// The candle error.
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
 }
 
 fn model_err(source_name: &str) -> impl Fn(candle_core::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Model {
+    move |cause| CheckpointError::Model {
         source_name: source_name.to_string(),
-        source,
+        cause,
     }
 }
 
@@ -146,10 +148,10 @@ fn arch_from_metadata(
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over the target.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io = |action, source| CheckpointError::Io {
+    let io = |action, cause| CheckpointError::Io {
         path: path.to_path_buf(),
         action,
-        source,
+        cause,
     };
     let file_name = path
         .file_name()
@@ -239,10 +241,10 @@ fn sort_metadata(bytes: &mut [u8]) -> Result<(), String> {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
-    std::fs::read(path).map_err(|source| CheckpointError::Io {
+    std::fs::read(path).map_err(|cause| CheckpointError::Io {
         path: path.to_path_buf(),
         action: "read",
-        source,
+        cause,
     })
 }
 
