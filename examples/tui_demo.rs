@@ -147,6 +147,7 @@ fn main() -> Result<()> {
             seed: config.seed,
             devices: vec!["cpu".into(); args.workers.max(1)],
             resumed: false,
+            notes: Vec::new(),
             fitness: Arc::new(Demo {
                 step_ms: args.step_ms,
                 burn: args.burn,
@@ -221,6 +222,7 @@ fn snapshot(config: &Config, problem: Problem, w: u16, h: u16) -> Result<()> {
             seed: config.seed,
             devices: vec!["cpu".into()],
             resumed: false,
+            notes: Vec::new(),
             fitness: Arc::new(Demo {
                 step_ms: 0,
                 burn: false,

@@ -35,6 +35,15 @@ pub fn mib(bytes: u64) -> String {
     }
 }
 
+/// A CSV field with RFC 4180 quoting, only where needed.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// `1 architecture`, `2 architectures`.
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {

@@ -15,6 +15,12 @@ pub const PSNR_CAP_DB: f64 = 100.0;
 
 /// Side of the SSIM Gaussian window.
 const SSIM_WINDOW: usize = 11;
+
+/// The smallest HR side that can be scored with `shave` border pixels
+/// removed (PSNR and SSIM alike: SSIM's window must fit what is left).
+pub fn smallest_scored_side(shave: usize) -> usize {
+    2 * shave + SSIM_WINDOW
+}
 /// Standard deviation of the SSIM Gaussian window.
 const SSIM_SIGMA: f64 = 1.5;
 /// SSIM stabilisers `(K1 L)^2` and `(K2 L)^2` with L = 255.

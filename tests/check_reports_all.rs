@@ -124,3 +124,160 @@ fn a_training_step_larger_than_the_machine_is_a_problem() {
         "{err}"
     );
 }
+
+/// `dir/train` and `dir/val` with copies of two embedded photographs each,
+/// and quick.yaml pointing at them.
+fn data_folders(dir: &std::path::Path) -> String {
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/assets");
+    for (split, photos) in [
+        ("train", ["astronaut.png", "brick.png"]),
+        ("val", ["coffee.png", "bliznaca.png"]),
+    ] {
+        let out = dir.join(split);
+        std::fs::create_dir_all(&out).unwrap();
+        for p in photos {
+            let src = std::path::Path::new(assets).join(split).join(p);
+            let src = if src.exists() {
+                src
+            } else {
+                std::path::Path::new(assets).join("train").join(p)
+            };
+            std::fs::copy(&src, out.join(p)).unwrap();
+        }
+    }
+    quick_yaml()
+        .replace(
+            "root_HR: ../assets/train",
+            &format!("root_HR: {}", dir.join("train").display()),
+        )
+        .replace(
+            "root_HR: ../assets/val",
+            &format!("root_HR: {}", dir.join("val").display()),
+        )
+}
+
+fn small_png(path: &std::path::Path, side: u32) {
+    image::RgbImage::from_pixel(side, side, image::Rgb([90, 120, 150]))
+        .save(path)
+        .unwrap();
+}
+
+fn data_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("esr-ea-data-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Items 1-3 of the QA issue: every image problem of every folder is listed
+/// by `--check`, naming the file and what it needs, and `--check` fails.
+#[test]
+fn check_lists_every_image_problem_with_its_file() {
+    let dir = data_dir("check");
+    let cfg = data_folders(&dir);
+    small_png(&dir.join("val/small10.png"), 10);
+    small_png(&dir.join("train/small10.png"), 10);
+    std::fs::write(
+        dir.join("train/truncated.png"),
+        &std::fs::read(dir.join("train/brick.png")).unwrap()[..300],
+    )
+    .unwrap();
+    small_png(&dir.join("train/one.png"), 1);
+    let o = check("images", &cfg);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    let problem = |needle: &str| {
+        err.lines()
+            .find(|l| l.starts_with("problem: ") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no problem line with {needle}: {err}"))
+            .to_string()
+    };
+    let val = problem("val/small10.png");
+    assert!(
+        val.contains("nas.dataset.test") && val.contains("15x15"),
+        "{val}"
+    );
+    let train = problem("train/small10.png");
+    assert!(
+        train.contains("nas.dataset.train") && train.contains("crop 24"),
+        "{train}"
+    );
+    problem("truncated.png");
+    problem("one.png");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn check_fails_on_an_empty_folder_and_one_without_images() {
+    let dir = data_dir("empty");
+    let cfg = data_folders(&dir);
+    for f in std::fs::read_dir(dir.join("train")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let o = check("empty", &cfg);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("nas.dataset.train") && err.contains("train"),
+        "{err}"
+    );
+    std::fs::write(dir.join("train/notes.txt"), "not an image").unwrap();
+    let o = check("nonimages", &cfg);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("nas.dataset.train"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A validation image too small to score stops the search at start, before
+/// any member trains, naming the file (item 1).
+#[test]
+fn a_search_with_a_too_small_validation_image_stops_before_training() {
+    let dir = data_dir("start");
+    let cfg_text = data_folders(&dir);
+    small_png(&dir.join("val/small10.png"), 10);
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let run = dir.join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args([
+            "search",
+            "--headless",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    assert!(
+        err.contains("val/small10.png") && err.contains("15x15"),
+        "{err}"
+    );
+    assert!(!run.join("history.csv").exists(), "a member trained: {err}");
+    // bench --data on the same folder names it too.
+    let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .args([
+            "bench",
+            "--model",
+            "bicubic",
+            "--scale",
+            "2",
+            "--data",
+            dir.join("val").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("val/small10.png"),
+        "{}",
+        text(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

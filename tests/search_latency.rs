@@ -104,9 +104,25 @@ fn an_absurdly_low_limit_rejects_every_member_and_the_search_ends_clearly() {
     assert!(!o.status.success(), "{out}\n{err}");
     let last = err.trim().lines().last().unwrap_or("");
     assert!(
-        last.contains("no member got a fitness: 8 over max_latency_ms, 0 failed otherwise"),
+        last.contains(
+            "no member got a fitness: 8 failed (8 over max_latency_ms); the first failure: "
+        ),
         "{err}"
     );
+    // The reasons are where the message says they are.
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let header: Vec<&str> = history.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|c| *c == "reason")
+        .expect("a reason column");
+    assert!(history.lines().skip(1).count() >= 8, "{history}");
+    for line in history.lines().skip(1) {
+        assert!(
+            line.contains("> max_latency_ms"),
+            "no reason in: {line} ({col})"
+        );
+    }
     assert!(!err.contains("panicked"), "{err}");
     assert!(
         out.contains("ms > max_latency_ms 0.0001 (candle, 1 thread, 16x16)"),
@@ -132,7 +148,7 @@ fn an_absurdly_low_limit_rejects_every_member_and_the_search_ends_clearly() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",latency_ms,psnr_over_bicubic"),
+            .ends_with(",latency_ms,reason,psnr_over_bicubic"),
         "{csv}"
     );
     assert!(every_row_has_a_latency(&csv), "{csv}");

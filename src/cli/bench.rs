@@ -11,7 +11,7 @@ use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
-use crate::train::datasets::load_benchmark_dir;
+use crate::train::datasets::load_benchmark_for_scoring;
 use crate::train::trainer::upscale_image_tiled;
 
 /// Arguments of `bench`.
@@ -88,7 +88,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut per_image = Vec::new();
     let mut per_set = Vec::new();
     for dir in &args.data {
-        let data = load_benchmark_dir(dir, scale)?;
+        let data = load_benchmark_for_scoring(dir, scale)?;
         let name = dir.display().to_string();
         let mut progress = Progress::new(&format!("bench {name}"), data.len());
         let mut sums: Vec<(String, f64, f64)> = vec![("bicubic".into(), 0.0, 0.0)];

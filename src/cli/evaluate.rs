@@ -88,9 +88,11 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
     let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let config = loaded.config;
     let scale = config.search_space.scale;
-    let train = crate::train::datasets::load_split(&config.dataset.train, scale)
+    use crate::train::datasets::{load_for, Role};
+    let crop = config.dataset.train.crop;
+    let train = load_for(&config.dataset.train, scale, Role::Training { crop })
         .map_err(|e| format!("training images: {e}"))?;
-    let val = crate::train::datasets::load_split(&config.dataset.test, scale)
+    let val = load_for(&config.dataset.test, scale, Role::Scoring)
         .map_err(|e| format!("validation images: {e}"))?;
     let fitness = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
     let job = Job {

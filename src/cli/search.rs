@@ -157,6 +157,44 @@ fn problem_of(config: &Config) -> Result<Problem> {
     .with_context(|| config.source.clone())
 }
 
+/// Every problem of the data folders the config names, as the start of a
+/// run would meet them (each image decoded and measured against the crop,
+/// the scale and the shave), each prefixed with its config key. Folders
+/// that do not exist are left to [`Config::path_problems`].
+fn data_problems(config: &Config) -> Vec<String> {
+    use crate::train::datasets::{load_for, Role};
+    let scale = config.search_space.scale;
+    let mut splits = vec![
+        (
+            "nas.dataset.train",
+            &config.dataset.train,
+            Role::Training {
+                crop: config.dataset.train.crop,
+            },
+        ),
+        ("nas.dataset.test", &config.dataset.test, Role::Scoring),
+    ];
+    if config.full_dataset.train != config.dataset.train {
+        let crop = config.full_dataset.train.crop;
+        splits.push((
+            "fully_train.dataset.train",
+            &config.full_dataset.train,
+            Role::Training { crop },
+        ));
+    }
+    let mut problems = Vec::new();
+    for (key, split, role) in splits {
+        if !split.root_hr.exists() {
+            continue;
+        }
+        eprintln!("checking the images of {key} ({})", split.root_hr.display());
+        if let Err(e) = load_for(split, scale, role) {
+            problems.extend(e.problems().into_iter().map(|p| format!("{key}: {p}")));
+        }
+    }
+    problems
+}
+
 /// A config's warnings (unknown keys, ignored Vega keys) on their way to
 /// the user: printed at once, or handed to the run's log; printed when
 /// dropped if neither happened (a run that failed before its log began).
@@ -524,14 +562,14 @@ fn search_engine(
     notes: Vec<(String, String)>,
 ) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
     let scale = config.search_space.scale;
-    let train = Arc::new(crate::train::datasets::load_split(
+    use crate::train::datasets::{load_for, Role};
+    let crop = config.dataset.train.crop;
+    let train = Arc::new(load_for(
         &config.dataset.train,
         scale,
+        Role::Training { crop },
     )?);
-    let val = Arc::new(crate::train::datasets::load_split(
-        &config.dataset.test,
-        scale,
-    )?);
+    let val = Arc::new(load_for(&config.dataset.test, scale, Role::Scoring)?);
     if search.state.bicubic_psnr.is_none() {
         // Once per run (saved in state.json): the line every fitness is read against.
         search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
@@ -656,6 +694,7 @@ fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
         None => {}
     }
     problems.extend(config.path_problems().iter().map(|e| e.to_string()));
+    problems.extend(data_problems(config));
     // Benchmark sets often live on the machine that runs the search only.
     for e in config.benchmark_path_problems() {
         eprintln!("warning: {e} (the run would stop at start)");

@@ -18,7 +18,7 @@ use crate::fsutil::atomic_write;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
 use crate::space::GeneList;
-use crate::train::datasets::load_split;
+use crate::train::datasets::{load_for, Role};
 use crate::train::trainer::{TrainPlan, Trainer};
 
 /// Arguments of `train`.
@@ -61,8 +61,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
     let dev = args.device.open().context("--device")?;
     let scale = config.search_space.scale;
-    let train = Arc::new(load_split(&config.full_dataset.train, scale)?);
-    let val = load_split(&config.full_dataset.test, scale)?;
+    let crop = config.full_dataset.train.crop;
+    let train = Arc::new(load_for(
+        &config.full_dataset.train,
+        scale,
+        Role::Training { crop },
+    )?);
+    let val = load_for(&config.full_dataset.test, scale, Role::Scoring)?;
     let seed = args.seed.unwrap_or(config.seed);
     let mut trainer = if args.resume {
         if !args.out.join("trainer.json").is_file() {

@@ -48,6 +48,18 @@ impl Dataset {
     /// Image files have the extensions in [`IMAGE_EXTENSIONS`]; other files
     /// are ignored. A missing or image-less folder is an error.
     pub fn load(hr_dir: &Path, lr_dir: Option<&Path>, scale: usize) -> Result<Dataset, DataError> {
+        Dataset::load_checked(hr_dir, lr_dir, scale, &|_| None)
+    }
+
+    /// [`Dataset::load`], every pair also given to `check` (e.g. a size
+    /// rule for training or scoring); every problem, of decoding, pairing or
+    /// `check`, is collected, so one error names all the files at fault.
+    pub fn load_checked(
+        hr_dir: &Path,
+        lr_dir: Option<&Path>,
+        scale: usize,
+        check: &(dyn Fn(&ImagePair) -> Option<DataError> + Sync),
+    ) -> Result<Dataset, DataError> {
         check_scale(scale)?;
         let hr_files = list_images(hr_dir)?;
         let hr_named = keyed_by_stem(hr_dir, &hr_files)?;
@@ -55,30 +67,40 @@ impl Dataset {
             Some(lr) => format!("{} + {}", hr_dir.display(), lr.display()),
             None => format!("{} (LR by bicubic x{scale} downscale)", hr_dir.display()),
         };
-        let pairs = match lr_dir {
-            None => {
-                let hrs = decode_all(&hr_files)?;
-                hr_files
-                    .iter()
-                    .zip(hrs)
-                    .map(|(path, hr)| pair_from_hr(file_name(path), hr, scale))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
+        let made: Vec<Result<ImagePair, DataError>> = match lr_dir {
+            None => hr_files
+                .iter()
+                .zip(decode_each(&hr_files))
+                .map(|(path, hr)| pair_from_hr(file_name(path), hr?, scale))
+                .collect(),
             Some(lr_dir) => {
                 let lr_dir = resolve_lr_dir(lr_dir, scale);
                 let lr_files = list_images(&lr_dir)?;
                 let matched = match_by_name(hr_dir, &hr_named, &lr_dir, &lr_files, scale)?;
                 let hr_paths: Vec<PathBuf> = matched.iter().map(|(h, _)| h.clone()).collect();
                 let lr_paths: Vec<PathBuf> = matched.iter().map(|(_, l)| l.clone()).collect();
-                let hrs = decode_all(&hr_paths)?;
-                let lrs = decode_all(&lr_paths)?;
-                let mut pairs = Vec::with_capacity(hrs.len());
-                for ((hr, lr), (hr_path, lr_path)) in hrs.into_iter().zip(lrs).zip(&matched) {
-                    pairs.push(checked_pair(hr_path, hr, lr_path, lr, scale)?);
-                }
-                pairs
+                decode_each(&hr_paths)
+                    .into_iter()
+                    .zip(decode_each(&lr_paths))
+                    .zip(&matched)
+                    .map(|((hr, lr), (hr_path, lr_path))| {
+                        checked_pair(hr_path, hr?, lr_path, lr?, scale)
+                    })
+                    .collect()
             }
         };
+        let mut pairs = Vec::with_capacity(made.len());
+        let mut problems = Vec::new();
+        for pair in made {
+            match pair {
+                Ok(p) => {
+                    problems.extend(check(&p));
+                    pairs.push(p);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        DataError::all(problems)?;
         Ok(Dataset {
             pairs,
             scale,
@@ -298,7 +320,7 @@ fn match_by_name(
 
 /// Decode every file, spread over the available cores; the first error (in
 /// file order) wins.
-fn decode_all(paths: &[PathBuf]) -> Result<Vec<RgbImage>, DataError> {
+fn decode_each(paths: &[PathBuf]) -> Vec<Result<RgbImage, DataError>> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

@@ -117,6 +117,9 @@ pub enum DataError {
         /// Second size.
         b: (usize, usize),
     },
+    /// Several images cannot be used; each problem in order.
+    #[error("{} images cannot be used: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Several(Vec<DataError>),
     /// An argument is out of its allowed range.
     #[error("invalid {name} = {value}: {allowed}")]
     InvalidArgument {
@@ -130,6 +133,24 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// One error for a list of problems: `Ok` when there are none, the
+    /// problem itself when there is one, else [`DataError::Several`].
+    pub fn all(mut problems: Vec<DataError>) -> Result<(), DataError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(DataError::Several(problems)),
+        }
+    }
+
+    /// The problems one by one (a [`DataError::Several`] opened up).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            DataError::Several(all) => all.iter().map(|e| e.to_string()).collect(),
+            e => vec![e.to_string()],
+        }
+    }
+
     /// An [`DataError::Io`] for `path` from an `std::io::Error`.
     pub fn io(path: &Path, err: &std::io::Error) -> DataError {
         DataError::Io {

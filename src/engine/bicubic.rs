@@ -55,7 +55,11 @@ pub fn verdict(best: &Member, bicubic: f64, run_dir: &str) -> Option<String> {
 /// of `config`), scored as the fitness is: for a run saved without it.
 pub fn of_config(config: &crate::config::Config) -> anyhow::Result<f64> {
     let scale = config.search_space.scale;
-    let val = crate::train::datasets::load_split(&config.dataset.test, scale)?;
+    let val = crate::train::datasets::load_for(
+        &config.dataset.test,
+        scale,
+        crate::train::datasets::Role::Scoring,
+    )?;
     Ok(crate::train::trainer::bicubic_psnr(&val, scale)?)
 }
 

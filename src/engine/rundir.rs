@@ -281,7 +281,8 @@ fn origin_name(m: &Member) -> &'static str {
 /// `history.csv`: one row per evaluated (or failed/killed/cached/stopped)
 /// individual. A `latency_ms` column is added when latencies were measured
 /// (the run has `range.max_latency_ms`), and a `stopped_at` column (steps
-/// trained, of how many) once the median stopping rule stopped a member, so
+/// trained, of how many) once the median stopping rule stopped a member, and
+/// a `reason` column once a member failed (why, as the search was told), so
 /// files of other runs keep their columns; the last column,
 /// `psnr_over_bicubic`, is the fitness minus the bicubic PSNR of the same
 /// validation images (empty without a fitness or a known bicubic).
@@ -291,11 +292,16 @@ pub fn history_csv(state: &SearchState) -> String {
         .history
         .iter()
         .any(|m| matches!(m.status, Status::Stopped(_)));
+    let with_reasons = state
+        .history
+        .iter()
+        .any(|m| matches!(m.status, Status::Failed { .. }));
     let mut out = String::from(
         "generation,id,genes,blocks,params,multi_adds,state,psnr,ssim,seconds,origin,hand_made",
     );
     out.push_str(if with_latency { ",latency_ms" } else { "" });
     out.push_str(if with_stops { ",stopped_at" } else { "" });
+    out.push_str(if with_reasons { ",reason" } else { "" });
     out.push_str(",psnr_over_bicubic\n");
     for m in &state.history {
         let (psnr, ssim, secs) = outcome(m);
@@ -328,6 +334,13 @@ pub fn history_csv(state: &SearchState) -> String {
                 _ => String::new(),
             };
             out.push_str(&format!(",{at}"));
+        }
+        if with_reasons {
+            let why = match &m.status {
+                Status::Failed { reason } => crate::format::csv_field(&reason.replace('\n', " ")),
+                _ => String::new(),
+            };
+            out.push_str(&format!(",{why}"));
         }
         let over = m.fitness().zip(state.bicubic_psnr).map(|(f, b)| f - b);
         out.push_str(&format!(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::inputs::{BicubicBaseline, RunInputs};
 use crate::engine::export::best_members;
 use crate::engine::results::{files, SetScore, StageStatus};
-use crate::format::{duration, thousands};
+use crate::format::{csv_field, duration, thousands};
 use crate::search::Status;
 
 /// `report.json`: the table and the facts behind it.
@@ -671,15 +671,6 @@ fn kind_name(k: RowKind) -> &'static str {
 /// form), empty when absent.
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// RFC 4180 quoting, only where needed.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

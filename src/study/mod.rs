@@ -356,15 +356,16 @@ pub fn draw_archs(problem: &Problem, count: usize, seed: u64) -> Result<Vec<Plan
 
 fn load_images(config: &Config) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
     let scale = config.search_space.scale;
-    let train = crate::train::datasets::load_split(&config.dataset.train, scale)
+    use crate::train::datasets::{load_for, Role};
+    let crop = config.dataset.train.crop;
+    let train = load_for(&config.dataset.train, scale, Role::Training { crop })
         .with_context(|| format!("training images {}", config.dataset.train.root_hr.display()))?;
-    let val =
-        crate::train::datasets::load_split(&config.dataset.test, scale).with_context(|| {
-            format!(
-                "validation images {}",
-                config.dataset.test.root_hr.display()
-            )
-        })?;
+    let val = load_for(&config.dataset.test, scale, Role::Scoring).with_context(|| {
+        format!(
+            "validation images {}",
+            config.dataset.test.root_hr.display()
+        )
+    })?;
     Ok((Arc::new(train), Arc::new(val)))
 }
 
@@ -661,9 +662,12 @@ impl Study {
         let train = if self.config.full_dataset == self.config.dataset {
             Arc::clone(&self.train)
         } else {
-            Arc::new(crate::train::datasets::load_split(
+            Arc::new(crate::train::datasets::load_for(
                 &self.config.full_dataset.train,
                 self.config.search_space.scale,
+                crate::train::datasets::Role::Training {
+                    crop: self.config.full_dataset.train.crop,
+                },
             )?)
         };
         // Its own seed, unrelated to any fitness run's: shared luck would

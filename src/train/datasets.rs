@@ -4,7 +4,62 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::DataSplit;
-use crate::data::{default_train, default_val, DataError, Dataset};
+use crate::data::{default_train, default_val, DataError, Dataset, ImagePair};
+
+/// What a split's images are used for, which decides how large they must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Training patches: each LR image at least `crop` pixels on each side.
+    Training {
+        /// LR crop side.
+        crop: usize,
+    },
+    /// Scored whole (validation, benchmarks): each HR image large enough to
+    /// score with `scale` border pixels shaved ([`crate::metrics::smallest_scored_side`]).
+    Scoring,
+}
+
+/// [`load_split`] with every image checked against what `role` needs: all
+/// images that cannot be used (undecodable, unpaired, too small: file and
+/// size needed) are named in one error, before anything trains on them.
+pub fn load_for(split: &DataSplit, scale: usize, role: Role) -> Result<Dataset, DataError> {
+    if let Some(embedded) = embedded_default(split, scale) {
+        return embedded;
+    }
+    let dir = split.root_hr.clone();
+    Dataset::load_checked(&split.root_hr, split.root_lr.as_deref(), scale, &|p| {
+        too_small(p, &dir, scale, role)
+    })
+}
+
+/// [`load_benchmark_dir`], its images checked as [`Role::Scoring`] needs.
+pub fn load_benchmark_for_scoring(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
+    let (hr, lr) = benchmark_folders(dir);
+    Dataset::load_checked(&hr, lr.as_deref(), scale, &|p| {
+        too_small(p, &hr, scale, Role::Scoring)
+    })
+}
+
+/// Why the pair `p` from folder `dir` is too small for `role`, if it is.
+pub fn too_small(p: &ImagePair, dir: &Path, scale: usize, role: Role) -> Option<DataError> {
+    let (side, hw, what) = match role {
+        Role::Training { crop } => (
+            crop,
+            (p.lr.height, p.lr.width),
+            format!("LR, for crop {crop}"),
+        ),
+        Role::Scoring => (
+            crate::metrics::smallest_scored_side(scale),
+            (p.hr.height, p.hr.width),
+            format!("HR, to be scored with {scale} pixels shaved"),
+        ),
+    };
+    (hw.0 < side || hw.1 < side).then(|| DataError::TooSmall {
+        name: format!("{} ({what})", dir.join(&p.name).display()),
+        hw,
+        need: (side, side),
+    })
+}
 
 /// The checkout's asset folders the embedded images were built from.
 fn asset_dir(name: &str) -> PathBuf {
@@ -17,27 +72,43 @@ fn asset_dir(name: &str) -> PathBuf {
 /// When the folder is the default `assets/train` or `assets/val` and it is
 /// not on disk (an installed binary), the copy embedded in the binary is used.
 pub fn load_split(split: &DataSplit, scale: usize) -> Result<Dataset, DataError> {
-    if !split.root_hr.exists() && split.root_lr.is_none() {
-        if split.root_hr == asset_dir("train") {
-            return default_train(scale);
-        }
-        if split.root_hr == asset_dir("val") {
-            return default_val(scale);
-        }
+    if let Some(embedded) = embedded_default(split, scale) {
+        return embedded;
     }
     Dataset::load(&split.root_hr, split.root_lr.as_deref(), scale)
+}
+
+/// The embedded copy, when `split` is the default `assets/train` or
+/// `assets/val` and that folder is not on disk.
+fn embedded_default(split: &DataSplit, scale: usize) -> Option<Result<Dataset, DataError>> {
+    if split.root_hr.exists() || split.root_lr.is_some() {
+        return None;
+    }
+    if split.root_hr == asset_dir("train") {
+        return Some(default_train(scale));
+    }
+    if split.root_hr == asset_dir("val") {
+        return Some(default_val(scale));
+    }
+    None
 }
 
 /// A benchmark folder: `DIR/HR` (+ `DIR/LR`, paired by name) when present,
 /// else `DIR` holds HR images whose LR is made by bicubic downscaling.
 pub fn load_benchmark_dir(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
+    let (hr, lr) = benchmark_folders(dir);
+    Dataset::load(&hr, lr.as_deref(), scale)
+}
+
+/// A benchmark folder's HR folder and LR folder, if it has one.
+fn benchmark_folders(dir: &Path) -> (PathBuf, Option<PathBuf>) {
     let hr = dir.join("HR");
     if hr.is_dir() {
         let lr = ["LR", "LR_bicubic"]
             .iter()
             .map(|n| dir.join(n))
             .find(|p| p.is_dir());
-        return Dataset::load(&hr, lr.as_deref(), scale);
+        return (hr, lr);
     }
-    Dataset::load(dir, None, scale)
+    (dir.to_path_buf(), None)
 }

@@ -12,7 +12,7 @@ use crate::data::dataset::Dataset;
 use crate::data::upscale_bicubic;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
-use crate::train::datasets::load_benchmark_dir;
+use crate::train::datasets::{load_benchmark_for_scoring, too_small, Role};
 use crate::train::trainer::upscale_image;
 
 impl Pipeline {
@@ -29,8 +29,10 @@ impl Pipeline {
         };
         let scale = self.config.search_space.scale;
         let data = match &set.root_lr {
-            Some(lr) => Dataset::load(&set.root_hr, Some(lr), scale)?,
-            None => load_benchmark_dir(&set.root_hr, scale)?,
+            Some(lr) => Dataset::load_checked(&set.root_hr, Some(lr), scale, &|p| {
+                too_small(p, &set.root_hr, scale, Role::Scoring)
+            })?,
+            None => load_benchmark_for_scoring(&set.root_hr, scale)?,
         };
         let dev = crate::device::open(self.devices.first().map_or("cpu", String::as_str))?;
         let mut models = Vec::new();

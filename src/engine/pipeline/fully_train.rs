@@ -25,7 +25,7 @@ use crate::data::upscale_bicubic;
 use crate::metrics::{psnr_y, ssim_y};
 use crate::search::{Member, SearchState};
 use crate::space::{Arch, SearchSpace};
-use crate::train::datasets::load_split;
+use crate::train::datasets::{load_for, Role};
 use crate::train::trainer::{TrainPlan, Trainer};
 
 /// Points of the loss curve kept in `result.json`.
@@ -101,9 +101,12 @@ impl Pipeline {
     pub(super) fn fully_train(&mut self, search: &crate::search::Search) -> Result<bool> {
         let finalists = finalists(&search.state, &search.problem.space, self.config.top_n);
         let scale = self.config.search_space.scale;
-        let train = Arc::new(load_split(&self.config.full_dataset.train, scale)?);
+        let training = Role::Training {
+            crop: self.config.full_dataset.train.crop,
+        };
+        let train = Arc::new(load_for(&self.config.full_dataset.train, scale, training)?);
         // Validated on the search's own validation images, as its fitness was.
-        let val = Arc::new(load_split(&self.config.dataset.test, scale)?);
+        let val = Arc::new(load_for(&self.config.dataset.test, scale, Role::Scoring)?);
         let plan = TrainPlan::from_config(
             &self.config.full_trainer,
             &self.config.full_dataset.train,

@@ -428,7 +428,7 @@ impl Pipeline {
         }
         if search.state.elites.is_empty() {
             bail!(
-                "the search finished but no member got a fitness: {} (reasons in {})",
+                "the search finished but no member got a fitness: {} (every reason in the reason column of {})",
                 failure_counts(&search.state),
                 self.run_dir.join(rundir::files::HISTORY).display()
             );
@@ -495,20 +495,46 @@ impl Pipeline {
     }
 }
 
-/// `3 over max_latency_ms, 1 failed otherwise` for a run that trained nothing.
+/// What became of the members of a run that trained nothing, e.g.
+/// `4 failed (3 over max_latency_ms), 1 killed; the first failure: ...`.
+/// Only the kinds that happened are named.
 pub fn failure_counts(state: &crate::search::SearchState) -> String {
-    use crate::search::{Member, Status};
-    let failed = |m: &&Member| matches!(m.status, Status::Failed { .. });
-    let over = |m: &&Member| matches!(&m.status, Status::Failed { reason } if reason.contains("> max_latency_ms"));
-    let all = state.history.iter().filter(failed).count();
-    let rejected = state.history.iter().filter(over).count();
+    use crate::search::Status;
+    let reasons: Vec<&str> = state
+        .history
+        .iter()
+        .filter_map(|m| match &m.status {
+            Status::Failed { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    let over = reasons
+        .iter()
+        .filter(|r| r.contains("> max_latency_ms"))
+        .count();
     let killed = state
         .history
         .iter()
         .filter(|m| m.status == Status::Killed)
         .count();
-    format!(
-        "{rejected} over max_latency_ms, {} failed otherwise, {killed} killed",
-        all - rejected
-    )
+    let mut parts = Vec::new();
+    if !reasons.is_empty() {
+        let latency = if over > 0 {
+            format!(" ({over} over max_latency_ms)")
+        } else {
+            String::new()
+        };
+        parts.push(format!("{} failed{latency}", reasons.len()));
+    }
+    if killed > 0 {
+        parts.push(format!("{killed} killed"));
+    }
+    if parts.is_empty() {
+        parts.push("none was evaluated".into());
+    }
+    let first = reasons
+        .first()
+        .map(|r| format!("; the first failure: {r}"))
+        .unwrap_or_default();
+    format!("{}{first}", parts.join(", "))
 }
