@@ -229,6 +229,22 @@ fn commands_arrive_through_the_control_file() {
     );
     engine::control::send_command(&control, &Command::Pause).unwrap();
     wait_for(&rx, |e| matches!(e, Event::Paused));
+    // Asked with a token, the search answers: refused with its reason, or done.
+    let events = dir.join("events.jsonl");
+    let wait = std::time::Duration::from_secs(20);
+    let no = engine::control::ask(&control, &events, &Command::Kill { id: 99 }, wait)
+        .unwrap()
+        .expect("an answer");
+    assert!(!no.accepted);
+    assert!(
+        no.message
+            .contains("kill 99: no queued or training member has that id"),
+        "{no:?}"
+    );
+    let yes = engine::control::ask(&control, &events, &Command::Pause, wait)
+        .unwrap()
+        .expect("an answer");
+    assert!(yes.accepted && yes.message == "already paused", "{yes:?}");
     engine::control::send_command(&control, &Command::Stop).unwrap();
     let done = handle.join().unwrap();
     assert!(!done.state.finished);

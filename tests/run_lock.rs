@@ -101,6 +101,68 @@ fn a_live_run_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `control` checks what the dashboard checks, waits for the search's
+/// answer, and exits non-zero with the reason when the search says no.
+#[test]
+fn control_says_no_with_the_reason_and_yes_only_when_the_search_did_it() {
+    let dir = temp_dir("control-answers");
+    let cfg = long_config(&dir);
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let mut search = spawn_search(&["--config", cfg.to_str().unwrap(), "--run-dir", run_s]);
+    wait_for_holder(&run, search.id());
+    let control = |args: &[&str]| {
+        let mut all = vec!["control", run_s];
+        all.extend_from_slice(args);
+        esr_ea(&all)
+    };
+    let refused = |args: &[&str], why: &str| {
+        let o = control(args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} was accepted: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert!(!err.contains("sent {"), "{args:?}: {err}");
+    };
+    // Accepted: the answer is the search's own sentence, after it acted.
+    let o = control(&["pause"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("paused"), "{out}");
+    assert!(out.contains(&format!("pid {}", search.id())), "{out}");
+    refused(&["kill", "99"], "no member #99 in generation 1");
+    refused(&["mutate", "99"], "no member #99 in generation 1");
+    refused(&["inject", "C_4_8_16"], "1 blocks are too few");
+    let big = [
+        "inject",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+        "C_4_16_16",
+    ];
+    refused(&big, "above the budget");
+    // The dashboard's form of an id; a queued member is killed, and then it
+    // is done: neither kill nor mutate applies to it any more.
+    let o = control(&["kill", "#3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("killed queued #3"));
+    refused(&["mutate", "#3"], "mutate #3: it is killed");
+    refused(&["kill", "3"], "kill #3: it is killed");
+    let o = control(&["kill", "#x"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("'#x' is not a member id"),
+        "{}",
+        stderr(&o)
+    );
+    search.kill().unwrap();
+    search.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The host name as the lock records it.
 fn esr_ea_lock_host() -> String {
     esr_ea::engine::lock::host_name()

@@ -65,14 +65,16 @@ fn the_problem_comes_from_the_run_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config::embedded("quick").unwrap().config;
     std::fs::write(dir.join("config.yaml"), config.to_yaml()).unwrap();
-    let problem = cli::attach::problem_of_run(&dir).unwrap();
+    let problem = esr_ea::engine::rundir::problem_of_run(&dir).unwrap();
     assert_eq!(problem.range, config.range);
     assert_eq!(problem.space, config.search_space);
     // The attached dashboard checks injected genes against that budget.
     let app = App::new(problem, Mode::Attached);
     assert_eq!(app.view.run.max_params, config.range.max_params);
     std::fs::write(dir.join("config.yaml"), "nas: [").unwrap();
-    let err = cli::attach::problem_of_run(&dir).unwrap_err().to_string();
+    let err = esr_ea::engine::rundir::problem_of_run(&dir)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
     let err = cli::attach::attach(&dir).unwrap_err().to_string();

@@ -4,11 +4,10 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::engine::rundir::{self, files};
-use crate::search::Problem;
+use crate::engine::rundir::{files, problem_of_run};
 use crate::tui::{run_dashboard_with_state, App, CommandSink, EventSource, Exit, Mode};
 
 /// Arguments of `attach`.
@@ -22,17 +21,6 @@ pub struct AttachArgs {
 /// Runs `attach`.
 pub fn run(args: &AttachArgs) -> Result<()> {
     attach(&args.run_dir)
-}
-
-/// The search problem of a run directory, from its `config.yaml`.
-pub fn problem_of_run(run_dir: &Path) -> Result<Problem> {
-    let c = rundir::load_config(run_dir)?;
-    Problem::new(c.search_space, c.policy, c.range).with_context(|| {
-        format!(
-            "{}: the search constraints",
-            run_dir.join(files::CONFIG).display()
-        )
-    })
 }
 
 /// `esr-ea attach <run dir>`: the dashboard on a search running elsewhere on

@@ -2,14 +2,17 @@
 //! a headless run) through its run directory's `control.jsonl`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
-use crate::engine::control::send_command;
-use crate::engine::rundir::{files, RunDir};
-use crate::engine::Command;
-use crate::space::GeneList;
+use crate::engine::control::ask;
+use crate::engine::run_view::RunInfo;
+use crate::engine::rundir::{files, problem_of_run, RunDir};
+use crate::engine::{Command, RunView};
+use crate::tui::tail::read_event_log;
+use crate::tui::validate::check_genes;
 
 /// Arguments of `control`.
 #[derive(Debug, Args)]
@@ -17,6 +20,9 @@ pub struct ControlArgs {
     /// The run directory of the running search.
     #[arg(value_name = "RUN_DIR")]
     pub run: PathBuf,
+    /// Seconds to wait for the search's answer.
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    pub wait: f64,
     /// What to ask.
     #[command(subcommand)]
     pub action: Action,
@@ -33,12 +39,14 @@ pub enum Action {
     Stop,
     /// Stop one individual's training; it gets no fitness.
     Kill {
-        /// Member id (as shown in the progress lines, `#12`).
+        /// Member id, as the dashboard and progress lines show it (`12` or `#12`).
+        #[arg(value_parser = member_id)]
         id: u64,
     },
     /// Re-sample a queued individual's genes, or set them.
     Mutate {
-        /// Member id.
+        /// Member id (`12` or `#12`).
+        #[arg(value_parser = member_id)]
         id: u64,
         /// Genes to set; none to mutate at random.
         genes: Vec<String>,
@@ -57,7 +65,17 @@ pub enum Action {
     },
 }
 
-/// Runs `control`.
+/// A member id as typed: `12` or the dashboard's `#12`.
+fn member_id(text: &str) -> Result<u64, String> {
+    text.trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("'{text}' is not a member id (a whole number such as 12 or #12)"))
+}
+
+/// Runs `control`: checks the command as the dashboard would, sends it, and
+/// waits for the search's answer. Exits non-zero when the search refused it
+/// or did not answer in time.
 pub fn run(args: &ControlArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let command = match &args.action {
@@ -65,21 +83,13 @@ pub fn run(args: &ControlArgs) -> Result<()> {
         Action::Resume => Command::Resume,
         Action::Stop => Command::Stop,
         Action::Kill { id } => Command::Kill { id: *id },
-        Action::Mutate { id, genes } => {
-            if !genes.is_empty() {
-                GeneList::parse_args(genes)?;
-            }
-            Command::Mutate {
-                id: *id,
-                genes: (!genes.is_empty()).then(|| genes.clone()),
-            }
-        }
-        Action::Inject { genes } => {
-            GeneList::parse_args(genes)?;
-            Command::Inject {
-                genes: genes.clone(),
-            }
-        }
+        Action::Mutate { id, genes } => Command::Mutate {
+            id: *id,
+            genes: (!genes.is_empty()).then(|| genes.clone()),
+        },
+        Action::Inject { genes } => Command::Inject {
+            genes: genes.clone(),
+        },
         Action::Export { top } => {
             if *top == 0 {
                 bail!("--top 0: export at least one architecture");
@@ -99,12 +109,54 @@ pub fn run(args: &ControlArgs) -> Result<()> {
             run.path().display()
         );
     };
-    send_command(&run.file(files::CONTROL), &command)?;
-    println!(
-        "sent {} to the search in {} ({}); it answers in its log / events.jsonl",
-        serde_json::to_string(&command)?,
-        run.path().display(),
-        holder.describe()
-    );
-    Ok(())
+    if let Some(why) = refusal(&run, &command)? {
+        bail!("{why}: nothing sent");
+    }
+    let sent = serde_json::to_string(&command)?;
+    let timeout = Duration::from_secs_f64(args.wait.max(0.0));
+    match ask(
+        &run.file(files::CONTROL),
+        &run.file(files::EVENTS),
+        &command,
+        timeout,
+    )? {
+        Some(answer) if answer.accepted => {
+            println!("{} ({})", answer.message, holder.describe());
+            Ok(())
+        }
+        Some(answer) => bail!("the search refused {sent}: {}", answer.message),
+        None => bail!(
+            "sent {sent} to the search in {} ({}), but it did not answer within {:.0} s; its log / events.jsonl will say whether it was carried out",
+            run.path().display(),
+            holder.describe(),
+            timeout.as_secs_f64()
+        ),
+    }
+}
+
+/// What the dashboard would refuse, from the run's events so far and its
+/// problem (member ids and states, the stage, hand genes and the budget).
+fn refusal(run: &RunDir, command: &Command) -> Result<Option<String>> {
+    let problem = problem_of_run(run.path())?;
+    let genes = match command {
+        Command::Inject { genes } => Some(genes),
+        Command::Mutate {
+            genes: Some(genes), ..
+        } => Some(genes),
+        _ => None,
+    };
+    if let Some(genes) = genes {
+        if let Err(why) = check_genes(&problem, &genes.join(" ")) {
+            return Ok(Some(format!(
+                "{} {}: {why}",
+                command.verb(),
+                genes.join(" ")
+            )));
+        }
+    }
+    let mut view = RunView::new(RunInfo::planned(&problem));
+    for event in read_event_log(&run.file(files::EVENTS)) {
+        view.apply(&event);
+    }
+    Ok(view.refusal(command))
 }

@@ -345,7 +345,7 @@ impl Printer {
                     plural(*count, "architecture")
                 )]
             }
-            Event::Queued { .. } => vec![],
+            Event::Queued { .. } | Event::Answered { .. } => vec![],
             Event::StageStarted { .. }
             | Event::StageDone { .. }
             | Event::FinalStarted { .. }

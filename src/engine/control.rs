@@ -2,17 +2,18 @@
 //! `control.jsonl` in the run directory (`esr-ea control` writes them; so can
 //! any script: `echo '{"command":"pause"}' >> runs/x/control.jsonl`).
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::events::Command;
+use super::events::{Answer, Command, Event};
 use super::Inbox;
 
 /// Appends one command to a run's control file (one `write` of one line, so
@@ -29,17 +30,120 @@ pub fn send_command(control_file: &Path, command: &Command) -> Result<()> {
         .with_context(|| format!("cannot write {}", control_file.display()))
 }
 
+/// Appends `command` to the run's control file with a fresh token and waits
+/// up to `timeout` for the search's [`Event::Answered`] in `events.jsonl`.
+/// `None` when no answer came in time (the search may be busy or gone).
+pub fn ask(
+    control_file: &Path,
+    events_file: &Path,
+    command: &Command,
+    timeout: Duration,
+) -> Result<Option<Answer>> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let ack = format!("{}-{nanos}", std::process::id());
+    // Only what is appended after the question can be its answer.
+    let mut offset = std::fs::metadata(events_file).map(|m| m.len()).unwrap_or(0);
+    let mut line = serde_json::to_value(command)?;
+    line["ack"] = serde_json::Value::String(ack.clone());
+    let mut text = line.to_string();
+    text.push('\n');
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(control_file)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", control_file.display()))?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        if let Ok(mut file) = std::fs::File::open(events_file) {
+            let mut chunk = Vec::new();
+            if file.seek(SeekFrom::Start(offset)).is_ok() && file.read_to_end(&mut chunk).is_ok() {
+                offset += chunk.len() as u64;
+                pending.extend_from_slice(&chunk);
+            }
+        }
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = pending.drain(..=end).collect();
+            if let Ok(Event::Answered {
+                ack: answered,
+                accepted,
+                message,
+            }) = serde_json::from_slice::<Event>(&raw)
+            {
+                if answered == ack {
+                    return Ok(Some(Answer { accepted, message }));
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Where this process's next watch of each control file starts reading.
+/// One search runs its watches one after another (the search's, then the
+/// later stages'); each continues where the last one stopped, so a command
+/// written between them, or while the run was starting, is not lost.
+static CURSORS: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
+
+/// Marks the control file's current end as where this process starts reading
+/// it: called when the process takes the run's lock, since `esr-ea control`
+/// writes only while a search holds it (so what follows is meant for us, and
+/// what came before was meant for an earlier search).
+pub fn start_reading_at_end(path: &Path) {
+    let end = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    CURSORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(cursor_key(path), end);
+}
+
+/// One key per file however its path was spelt (relative or not).
+fn cursor_key(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .map(|d| d.join(name))
+        .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Watches a control file and forwards new command lines to the engine.
-/// Lines written before the watch started are not replayed.
+/// Reading starts where this process's last watch of it stopped, or at the
+/// point marked by [`start_reading_at_end`], else at the file's end: lines
+/// written for an earlier search are not replayed.
 pub fn watch(
     path: PathBuf,
     inbox: Sender<Inbox>,
     done: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    let key = cursor_key(&path);
+    let start = CURSORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied();
     std::thread::Builder::new()
         .name("esr-ea-control".into())
         .spawn(move || {
-            let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let mut offset =
+                start.unwrap_or_else(|| std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+            let remember = |offset: u64| {
+                CURSORS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), offset);
+            };
             // Bytes, not text: one bad byte must cost its own line only,
             // never the offset (which would block every later command).
             let mut pending: Vec<u8> = Vec::new();
@@ -72,6 +176,7 @@ pub fn watch(
                         return;
                     }
                 }
+                remember(offset - pending.len() as u64);
             }
         })
         .expect("spawn control watcher")
@@ -90,10 +195,25 @@ fn parse_line(raw: &[u8]) -> Option<Inbox> {
     if line.is_empty() {
         return None;
     }
-    Some(match serde_json::from_str::<Command>(line) {
-        Ok(command) => Inbox::Command(command),
-        Err(e) => Inbox::Warn(format!(
+    let ignored = |e: serde_json::Error| {
+        Inbox::Warn(format!(
             "control.jsonl: ignored line '{line}': {e} (expected e.g. {{\"command\":\"pause\"}})"
-        )),
+        ))
+    };
+    let mut value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(e) => return Some(ignored(e)),
+    };
+    // A line with an `ack` token wants an answer (`esr-ea control` waits for it).
+    let ack = value
+        .as_object_mut()
+        .and_then(|o| o.remove("ack"))
+        .and_then(|a| a.as_str().map(str::to_string));
+    Some(match serde_json::from_value::<Command>(value) {
+        Ok(command) => match ack {
+            Some(ack) => Inbox::Asked { command, ack },
+            None => Inbox::Command(command),
+        },
+        Err(e) => ignored(e),
     })
 }

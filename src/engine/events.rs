@@ -146,6 +146,16 @@ pub enum Event {
         /// How many.
         count: usize,
     },
+    /// The answer to a command that asked for one (`esr-ea control` waits
+    /// for it): whether the search took it, and what it did or why not.
+    Answered {
+        /// The token the command carried.
+        ack: String,
+        /// True when the command was carried out (or already in effect).
+        accepted: bool,
+        /// What was done, or why it was refused (the log line's text).
+        message: String,
+    },
     /// The search ended (all generations done, or stopped).
     Finished {
         /// True when every generation completed; false when stopped early.
@@ -291,6 +301,58 @@ pub enum Command {
     },
     /// Checkpoint and exit cleanly.
     Stop,
+}
+
+/// What the search made of a command: carried out (`accepted`) or refused,
+/// with the sentence its log shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// True when the command was carried out (or was already in effect).
+    pub accepted: bool,
+    /// What was done, or why not.
+    pub message: String,
+}
+
+impl Answer {
+    /// A command carried out.
+    pub fn yes(message: impl Into<String>) -> Answer {
+        Answer {
+            accepted: true,
+            message: message.into(),
+        }
+    }
+
+    /// A command refused.
+    pub fn no(message: impl Into<String>) -> Answer {
+        Answer {
+            accepted: false,
+            message: message.into(),
+        }
+    }
+
+    /// The event that carries this answer to whoever asked with `ack`.
+    pub fn event(self, ack: String) -> Event {
+        Event::Answered {
+            ack,
+            accepted: self.accepted,
+            message: self.message,
+        }
+    }
+}
+
+impl Command {
+    /// Its name as typed (`kill`, `inject`, ...).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Kill { .. } => "kill",
+            Command::Mutate { .. } => "mutate",
+            Command::Inject { .. } => "inject",
+            Command::Export { .. } => "export",
+            Command::Stop => "stop",
+        }
+    }
 }
 
 impl Event {

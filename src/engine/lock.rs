@@ -125,6 +125,9 @@ impl RunLock {
             file.sync_all()
         })()
         .with_context(|| format!("cannot write the run lock {}", path.display()))?;
+        // `esr-ea control` writes only to a held run: what it writes from
+        // now on is for this process, even before the engine reads it.
+        super::control::start_reading_at_end(&dir.join(super::rundir::files::CONTROL));
         Ok(RunLock { file, path })
     }
 

@@ -29,7 +29,7 @@ use anyhow::Result;
 
 pub use crate::train::fitness::{Failure, Fitness, Job, Leg, LegEnd, LegStart};
 pub use crate::train::StepReport;
-pub use events::{Command, Event};
+pub use events::{Answer, Command, Event};
 pub use run_view::RunView;
 pub use rundir::RunDir;
 
@@ -41,6 +41,14 @@ use crate::space::GeneList;
 pub enum Inbox {
     /// From a front end.
     Command(Command),
+    /// From a front end that waits for the answer: the engine (or the stage
+    /// after the search) emits [`Event::Answered`] with this token.
+    Asked {
+        /// What is asked.
+        command: Command,
+        /// The token the answer carries.
+        ack: String,
+    },
     /// Progress from a worker.
     Step(u64, StepReport),
     /// A problem to tell the user (e.g. an unreadable control line).
@@ -532,7 +540,13 @@ impl Engine {
                 self.finish_member(id, flight, result);
                 self.executor.release(id);
             }
-            Inbox::Command(command) => self.command(command),
+            Inbox::Command(command) => {
+                self.command(command);
+            }
+            Inbox::Asked { command, ack } => {
+                let answer = self.command(command);
+                self.emit(answer.event(ack));
+            }
             Inbox::Warn(message) => self.log("warn", message),
             Inbox::Emit(event) => self.emit(event),
             Inbox::Resubmitted { id, handle } => {
@@ -657,72 +671,81 @@ impl Engine {
         }
     }
 
-    fn command(&mut self, command: Command) {
+    /// Carries out a front end's command; the answer is also the log line.
+    fn command(&mut self, command: Command) -> Answer {
         match command {
             Command::Pause => {
-                if !self.paused {
-                    self.paused = true;
-                    self.emit(Event::Paused);
-                    self.log(
-                        "info",
-                        "paused: the training in flight finishes, no new one starts".into(),
-                    );
+                if self.paused {
+                    return Answer::yes("already paused");
                 }
+                self.paused = true;
+                self.emit(Event::Paused);
+                self.say("paused: the training in flight finishes, no new one starts")
             }
             Command::Resume => {
-                if self.paused {
-                    self.paused = false;
-                    self.emit(Event::Resumed);
+                if !self.paused {
+                    return Answer::yes("not paused: training goes on");
                 }
+                self.paused = false;
+                self.emit(Event::Resumed);
+                Answer::yes("resumed")
             }
             Command::Kill { id } => self.kill(id),
             Command::Mutate { id, genes } => self.mutate(id, genes),
             Command::Inject { genes } => self.inject(genes),
             Command::Export { top, dir } => self.export(top, dir),
             Command::Stop => {
-                if !self.stopping {
-                    self.stopping = true;
-                    self.log("info", "stopping: checkpointing; the training in flight is dropped and redone on resume".into());
-                    self.executor.stop();
+                if self.stopping {
+                    return Answer::yes("already stopping");
                 }
+                self.stopping = true;
+                self.executor.stop();
+                self.say("stopping: checkpointing; the training in flight is dropped and redone on resume")
             }
         }
     }
 
-    fn kill(&mut self, id: u64) {
+    /// Logs a command's outcome and answers it as carried out.
+    fn say(&mut self, message: impl Into<String>) -> Answer {
+        let message = message.into();
+        self.log("info", message.clone());
+        Answer::yes(message)
+    }
+
+    /// Logs why a command was refused and answers it so.
+    fn refuse(&mut self, message: String) -> Answer {
+        self.log("warn", message.clone());
+        Answer::no(message)
+    }
+
+    fn kill(&mut self, id: u64) -> Answer {
         if let Some(flight) = self.in_flight.get(&id) {
             flight.cancel.store(true, Ordering::SeqCst);
-            self.log("info", format!("killing #{id}"));
-            return;
+            return self.say(format!("killing #{id}"));
         }
         let before = self.cached_ids();
         if self.search.record(id, Status::Killed) {
             self.remove_halving_checkpoints(id);
             self.emit(Event::Killed { id });
-            self.log("info", format!("killed queued #{id}"));
+            let answer = self.say(format!("killed queued #{id}"));
             self.emit_new_cache_hits(&before);
             self.checkpoint();
+            answer
         } else {
-            self.log(
-                "warn",
-                format!("kill {id}: no queued or training member has that id"),
-            );
+            self.refuse(format!(
+                "kill {id}: no queued or training member has that id"
+            ))
         }
     }
 
-    fn mutate(&mut self, id: u64, genes: Option<Vec<String>>) {
+    fn mutate(&mut self, id: u64, genes: Option<Vec<String>>) -> Answer {
         if self.in_flight.contains_key(&id) {
-            self.log(
-                "warn",
-                format!("mutate {id}: it is training already; kill it first"),
-            );
-            return;
+            return self.refuse(format!(
+                "mutate {id}: it is training already; kill it first"
+            ));
         }
         let parsed = match genes.as_ref().map(|g| GeneList::parse_args(g)) {
-            Some(Err(e)) => {
-                self.log("warn", format!("mutate {id}: {e}"));
-                return;
-            }
+            Some(Err(e)) => return self.refuse(format!("mutate {id}: {e}")),
             Some(Ok(list)) => Some(list),
             None => None,
         };
@@ -732,30 +755,29 @@ impl Engine {
                     .search
                     .member_index(id)
                     .map(|i| self.search.state.population[i].genes.to_string());
-                self.log(
-                    "info",
-                    format!("mutated #{id} by hand: {}", genes.unwrap_or_default()),
-                );
+                let answer = self.say(format!(
+                    "mutated #{id} by hand: {}",
+                    genes.unwrap_or_default()
+                ));
                 self.after_population_change();
+                answer
             }
-            Err(e) => self.log("warn", format!("mutate {id}: {e}")),
+            Err(e) => self.refuse(format!("mutate {id}: {e}")),
         }
     }
 
-    fn inject(&mut self, genes: Vec<String>) {
+    fn inject(&mut self, genes: Vec<String>) -> Answer {
         let list = match GeneList::parse_args(&genes) {
             Ok(list) => list,
-            Err(e) => {
-                self.log("warn", format!("inject: {e}"));
-                return;
-            }
+            Err(e) => return self.refuse(format!("inject: {e}")),
         };
         match self.search.inject(&list) {
             Ok(id) => {
-                self.log("info", format!("injected #{id}: {list}"));
+                let answer = self.say(format!("injected #{id}: {list}"));
                 self.after_population_change();
+                answer
             }
-            Err(e) => self.log("warn", format!("inject {list}: {e}")),
+            Err(e) => self.refuse(format!("inject {list}: {e}")),
         }
     }
 
@@ -768,7 +790,7 @@ impl Engine {
         self.checkpoint();
     }
 
-    fn export(&mut self, top: usize, dir: Option<String>) {
+    fn export(&mut self, top: usize, dir: Option<String>) -> Answer {
         let dir = dir
             .map(PathBuf::from)
             .unwrap_or_else(|| self.run.file("export"));
@@ -784,16 +806,17 @@ impl Engine {
                     dir: dir.display().to_string(),
                     count,
                 });
-                self.log(
-                    "info",
-                    format!(
-                        "exported {} to {}",
-                        crate::format::plural(count, "architecture"),
-                        dir.display()
-                    ),
-                );
+                self.say(format!(
+                    "exported {} to {}",
+                    crate::format::plural(count, "architecture"),
+                    dir.display()
+                ))
             }
-            Err(e) => self.log("error", format!("export failed: {e:#}")),
+            Err(e) => {
+                let message = format!("export failed: {e:#}");
+                self.log("error", message.clone());
+                Answer::no(message)
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::events::Event;
+use super::events::{Command, Event};
 use crate::search::{Member, Problem, Status};
 
 mod stages;
@@ -229,6 +229,59 @@ impl RunView {
         }
     }
 
+    /// Why the search would refuse `command` as the run stands, if it would:
+    /// what a front end checks before sending (the search checks again when
+    /// it arrives; hand genes are checked against the problem separately).
+    pub fn refusal(&self, command: &Command) -> Option<String> {
+        let verb = command.verb();
+        let steers_members = !matches!(command, Command::Pause | Command::Resume | Command::Stop);
+        match self.state {
+            RunState::Stopped => {
+                return Some(format!(
+                    "{verb}: the search was stopped; resume it to steer it"
+                ))
+            }
+            RunState::Gone => return Some(format!("{verb}: the search is gone")),
+            _ if steers_members
+                && (self.stages.after_search() || self.state == RunState::Finished) =>
+            {
+                return Some(format!(
+                    "{verb}: the search has finished; now only pause, resume and stop apply"
+                ))
+            }
+            _ => {}
+        }
+        let (id, queued_only) = match command {
+            Command::Kill { id } => (*id, false),
+            Command::Mutate { id, .. } => (*id, true),
+            _ => return None,
+        };
+        let Some(member) = self.population.iter().find(|m| m.id == id) else {
+            let ids = match (self.population.first(), self.population.last()) {
+                (Some(first), Some(last)) => {
+                    format!(" (its members are #{}..#{})", first.id, last.id)
+                }
+                _ => String::new(),
+            };
+            return Some(format!(
+                "{verb} #{id}: no member #{id} in generation {}{ids}",
+                self.generation + 1
+            ));
+        };
+        if member.status.is_done() {
+            return Some(format!(
+                "{verb} #{id}: it is {}; only queued or training members can be changed",
+                member.status.name()
+            ));
+        }
+        let training = self.live.get(&id).is_some_and(|l| l.training);
+        (queued_only && training).then(|| {
+            format!(
+                "{verb} #{id}: it is training; only queued members can be mutated (kill it first)"
+            )
+        })
+    }
+
     /// Updates the view with one engine event.
     pub fn apply(&mut self, event: &Event) {
         match event {
@@ -387,7 +440,8 @@ impl RunView {
                 self.note("info", "resumed: training starts again");
             }
             Event::Log { level, message } => self.note(level, message.clone()),
-            Event::Exported { .. } => {}
+            // Its sentence is in the log already; only the asker reads it.
+            Event::Exported { .. } | Event::Answered { .. } => {}
             Event::StageStarted { .. }
             | Event::StageDone { .. }
             | Event::FinalStarted { .. }
@@ -506,5 +560,34 @@ impl RunView {
         Some(Duration::from_secs_f64(
             mean * (waiting + later) as f64 / devices,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_the_search_only_pause_resume_and_stop_are_offered() {
+        let mut view = RunView::default();
+        view.apply(&Event::StageStarted {
+            stage: "fully_train".into(),
+            index: 1,
+            stages: 3,
+        });
+        let inject = Command::Inject {
+            genes: vec!["C_4_8_8".into()],
+        };
+        let why = view.refusal(&inject).expect("refused");
+        assert!(why.contains("the search has finished"), "{why}");
+        assert!(view.refusal(&Command::Pause).is_none());
+        assert!(view.refusal(&Command::Stop).is_none());
+    }
+
+    #[test]
+    fn a_member_of_another_generation_is_named_as_missing() {
+        let view = RunView::default();
+        let why = view.refusal(&Command::Kill { id: 7 }).expect("refused");
+        assert_eq!(why, "kill #7: no member #7 in generation 1");
     }
 }

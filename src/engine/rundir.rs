@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use super::events::Event;
 use crate::config::Config;
 use crate::fsutil::atomic_write;
-use crate::search::{Member, SearchState, Status};
+use crate::search::{Member, Problem, SearchState, Status};
 
 /// A search's folder (`runs/<name>/`).
 #[derive(Debug)]
@@ -51,6 +51,18 @@ pub fn load_config(run_dir: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Config::from_yaml_str(&text, run_dir, path.display().to_string())?.config)
+}
+
+/// The search problem of the run in `run_dir`, from its `config.yaml`: what
+/// a viewer (`attach`) or `control` checks commands against.
+pub fn problem_of_run(run_dir: &Path) -> Result<Problem> {
+    let c = load_config(run_dir)?;
+    Problem::new(c.search_space, c.policy, c.range).with_context(|| {
+        format!(
+            "{}: the search constraints",
+            run_dir.join(files::CONFIG).display()
+        )
+    })
 }
 
 /// Where a member's quick-trained weights lie in the run directory `run_dir`.

@@ -21,7 +21,7 @@ use anyhow::{bail, Result};
 
 use super::executor::Executor;
 use super::results::{self, files, PipelineState, Stage, StageStatus};
-use super::{control, rundir, Command, EngineSetup, Event, Inbox, RunDir};
+use super::{control, rundir, Answer, Command, EngineSetup, Event, Inbox, RunDir};
 use crate::config::{Config, PipelineStep};
 use crate::search::Search;
 
@@ -171,7 +171,14 @@ impl Router {
             .name("esr-ea-router".into())
             .spawn(move || {
                 for msg in front {
-                    if matches!(msg, Inbox::Command(Command::Stop)) {
+                    if matches!(
+                        msg,
+                        Inbox::Command(Command::Stop)
+                            | Inbox::Asked {
+                                command: Command::Stop,
+                                ..
+                            }
+                    ) {
                         s.store(true, Ordering::SeqCst);
                     }
                     let _ = t.lock().expect("router lock").send(msg);
@@ -289,42 +296,59 @@ impl Pipeline {
     /// Obeys the front end's commands between stages' units of work.
     fn handle(&mut self, msg: Inbox) {
         match msg {
-            Inbox::Command(Command::Pause) => {
-                if !self.paused.swap(true, Ordering::SeqCst) {
-                    self.emit(Event::Paused);
-                    self.log(
-                        "info",
-                        "paused: training waits after its current step".into(),
-                    );
-                }
+            Inbox::Command(command) => {
+                self.command(command);
             }
-            Inbox::Command(Command::Resume) => {
-                if self.paused.swap(false, Ordering::SeqCst) {
-                    self.emit(Event::Resumed);
-                }
-            }
-            Inbox::Command(Command::Stop) => {
-                if !self.stop.swap(true, Ordering::SeqCst) {
-                    self.log(
-                        "info",
-                        "stopping: checkpointing; resume with esr-ea search --resume".into(),
-                    );
-                }
-            }
-            Inbox::Command(other) => {
-                let verb = format!("{other:?}").to_lowercase();
-                let verb = verb.split([' ', '{']).next().unwrap_or("that").to_string();
-                self.log(
-                    "warn",
-                    format!(
-                        "{verb}: the search has finished; now only pause, resume and stop apply"
-                    ),
-                );
+            Inbox::Asked { command, ack } => {
+                let answer = self.command(command);
+                self.emit(answer.event(ack));
             }
             Inbox::Emit(event) => self.emit(event),
             Inbox::Warn(message) => self.log("warn", message),
             Inbox::Step(..) | Inbox::Done { .. } | Inbox::Resubmitted { .. } => {}
         }
+    }
+
+    /// After the search only pause, resume and stop apply; the answer is
+    /// also the log line.
+    fn command(&mut self, command: Command) -> Answer {
+        let (level, answer) = match command {
+            Command::Pause => {
+                if self.paused.swap(true, Ordering::SeqCst) {
+                    return Answer::yes("already paused");
+                }
+                self.emit(Event::Paused);
+                (
+                    "info",
+                    Answer::yes("paused: training waits after its current step"),
+                )
+            }
+            Command::Resume => {
+                if !self.paused.swap(false, Ordering::SeqCst) {
+                    return Answer::yes("not paused: training goes on");
+                }
+                self.emit(Event::Resumed);
+                return Answer::yes("resumed");
+            }
+            Command::Stop => {
+                if self.stop.swap(true, Ordering::SeqCst) {
+                    return Answer::yes("already stopping");
+                }
+                (
+                    "info",
+                    Answer::yes("stopping: checkpointing; resume with esr-ea search --resume"),
+                )
+            }
+            other => (
+                "warn",
+                Answer::no(format!(
+                    "{}: the search has finished; now only pause, resume and stop apply",
+                    other.verb()
+                )),
+            ),
+        };
+        self.log(level, answer.message.clone());
+        answer
     }
 
     /// Handles what arrived, without waiting.
