@@ -355,3 +355,40 @@ fn the_limit_is_absent_by_default_and_written_back_when_set() {
 fn limit_text(c: &Config) -> String {
     c.latency_limit.as_ref().unwrap().setting()
 }
+
+/// Without a latency limit the count of latency failures is not mentioned;
+/// with some, it is; and the reasons are where the sentence says.
+#[test]
+fn the_failure_summary_names_only_what_happened() {
+    let search = Search::new(support::problem(1), 4).unwrap();
+    let mut state = search.state.clone();
+    let failed = |reason: &str| {
+        let mut m = state.population[0].clone();
+        m.status = Status::Failed {
+            reason: reason.into(),
+        };
+        m
+    };
+    let members = vec![failed("out of memory"), failed("nan loss")];
+    state.history = members;
+    let text = engine::pipeline::failure_counts(&state);
+    assert_eq!(text, "2 failed; the first failure: out of memory");
+    assert!(!text.contains("max_latency_ms"));
+    let mut slow = state.history[0].clone();
+    slow.status = Status::Failed {
+        reason: "latency 9.0 ms > max_latency_ms 1 (candle, 1 thread, 16x16)".into(),
+    };
+    let mut killed = slow.clone();
+    killed.status = Status::Killed;
+    state.history.extend([slow, killed]);
+    let text = engine::pipeline::failure_counts(&state);
+    assert!(
+        text.starts_with(
+            "3 failed (1 over max_latency_ms), 1 killed; the first failure: out of memory"
+        ),
+        "{text}"
+    );
+    let csv = engine::rundir::history_csv(&state);
+    assert!(csv.lines().next().unwrap().contains(",reason,"), "{csv}");
+    assert!(csv.contains("nan loss"), "{csv}");
+}
