@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks esr-ea's ONNX export with runtimes nobody here wrote (called by .ci/run
 # after `cargo test`):
-#   1. the test matrix of tests/onnx_export.rs (S/G/C-mixed networks, x2/x3/x4,
+#   1. the test matrix of tests/units/onnx_export.rs (S/G/C-mixed networks, x2/x3/x4,
 #      with and without biases, even and odd sizes, batch 2) passes
 #      onnx.checker.check_model(full_check=True) and onnxruntime matches candle
 #      within 1e-4;
@@ -26,9 +26,9 @@ WORK=target/onnx-check
 rm -rf "$WORK"
 mkdir -p "$WORK/cases"
 
-echo "onnx-check: writing the test matrix (tests/onnx_export.rs)"
-ESR_EA_ONNX_CASES="$PWD/$WORK/cases" cargo test --locked --quiet --test onnx_export \
-  -- --ignored --exact write_cases_for_onnxruntime >/dev/null
+echo "onnx-check: writing the test matrix (tests/units/onnx_export.rs)"
+ESR_EA_ONNX_CASES="$PWD/$WORK/cases" cargo test --locked --quiet --test units \
+  -- --ignored --exact onnx_export::write_cases_for_onnxruntime >/dev/null
 
 echo "onnx-check: photo model (60 quick training steps)"
 cargo build --locked --quiet --bin esr-ea

@@ -1,6 +1,6 @@
 """Checks esr-ea's exported ONNX files with tools nobody here wrote.
 
-1. Every case written by `tests/onnx_export.rs::write_cases_for_onnxruntime`
+1. Every case written by `tests/units/onnx_export.rs::write_cases_for_onnxruntime`
    passes `onnx.checker.check_model(full_check=True)` and onnxruntime matches
    candle's output within 1e-4 at each of its input sizes (one file serves
    all sizes: batch, height and width are dynamic).

@@ -20,6 +20,3 @@ pub mod space;
 pub mod study;
 pub mod train;
 pub mod tui;
-
-/// Exporting a run's best architectures lives with the run directory it reads.
-pub use engine::export;

@@ -51,12 +51,21 @@ pub struct SearchArgs {
     pub seed: Option<u64>,
     /// End after this stage: `search` (no full training) or `train` (no
     /// benchmarks, no report); `--resume` runs the rest later.
-    #[arg(long, value_name = "STAGE", value_parser = ["search", "train"])]
-    pub stop_after: Option<String>,
+    #[arg(long, value_name = "STAGE", value_enum)]
+    pub stop_after: Option<StopAfterArg>,
     /// Where trainings run: `local` (worker threads, --devices) or `slurm`
     /// (one batch job each); default: the config's `executor.type`, else local.
     #[command(flatten)]
     pub slurm: SlurmArgs,
+}
+
+/// The stage `--stop-after` ends a run after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StopAfterArg {
+    /// After the search: no full training.
+    Search,
+    /// After the full training: no benchmarks, no report.
+    Train,
 }
 
 /// `--executor` and the Slurm settings that override the config's `executor:` block.
@@ -437,11 +446,10 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     let run_path = run.path().to_path_buf();
-    let stop_after = match args.stop_after.as_deref() {
-        Some("search") => Some(StopAfter::Search),
-        Some("train") => Some(StopAfter::Train),
-        _ => None,
-    };
+    let stop_after = args.stop_after.map(|stage| match stage {
+        StopAfterArg::Search => StopAfter::Search,
+        StopAfterArg::Train => StopAfter::Train,
+    });
     if search.state.finished && pipeline::all_done(&pipeline::load_state(&run_path, &config)?) {
         say(&format!(
             "every stage of {} has finished",

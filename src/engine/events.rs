@@ -2,7 +2,7 @@
 //!
 //! Both are plain serde types: the engine appends every event to
 //! `events.jsonl`, the TUI and headless printer consume the same stream, and
-//! commands arrive as JSON lines over the run's control socket.
+//! commands arrive as JSON lines in the run's control file (`control.jsonl`).
 
 use serde::{Deserialize, Serialize};
 

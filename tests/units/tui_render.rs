@@ -1,0 +1,328 @@
+//! The dashboard drawn on ratatui's TestBackend from a recorded event
+//! sequence of a real engine (stand-in trainer).
+
+use crate::support;
+
+use esr_ea::engine::Event;
+use esr_ea::search::Status;
+use esr_ea::tui::{Glyphs, Look, Mode, Pane};
+use ratatui::style::Color;
+use support::*;
+
+#[test]
+fn compact_80x24_shows_genes_gauge_chart_and_states() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    let id = select_training(&mut app);
+    let screen = text(&render(&app, 80, 24));
+    // Header: generation 2 of 2, state.
+    assert!(screen.contains("gen 2/2"), "{screen}");
+    assert!(screen.contains("[RUNNING]"), "{screen}");
+    // Gene strings: every row shows at least its first gene.
+    for m in &app.view.population {
+        let first = m.genes.iter().next().unwrap().to_string();
+        assert!(
+            screen.contains(&first),
+            "#{} {first} missing:\n{screen}",
+            m.id
+        );
+    }
+    // States.
+    assert!(screen.contains("train 50%"), "{screen}");
+    assert!(screen.contains("queued"), "{screen}");
+    assert!(
+        screen.contains("done") || screen.contains("cached"),
+        "{screen}"
+    );
+    // Budget gauge and the loss chart of the selected (training) member.
+    assert!(screen.contains("100k ["), "{screen}");
+    assert!(screen.contains("] 160k"), "{screen}");
+    assert!(screen.contains(&format!("loss #{id}")), "{screen}");
+    assert!(screen.contains("step"), "{screen}");
+    assert!(screen.contains('•'), "chart points:\n{screen}");
+    // Footer keys.
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
+    for line in screen.lines() {
+        assert_eq!(line.chars().count(), 80);
+    }
+}
+
+#[test]
+fn large_200x50_shows_every_pane() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    let id = select_training(&mut app);
+    let screen = text(&render(&app, 200, 50));
+    for title in [
+        "population, generation 2",
+        "elites",
+        "PSNR per generation",
+        " log ",
+        &format!("loss #{id}"),
+        &format!("#{id} detail"),
+    ] {
+        assert!(screen.contains(title), "{title} missing:\n{screen}");
+    }
+    // Wide rows show whole gene lists of the population.
+    let m = &app.view.population[0];
+    assert!(screen.contains(&m.genes.to_string()), "{screen}");
+    // The detail pane lists blocks with kind names and in->out.
+    assert!(screen.contains("CxG   in->out  params"), "{screen}");
+    assert!(screen.contains("shrink") || screen.contains("group") || screen.contains("contextual"));
+    assert!(screen.contains("->"), "{screen}");
+    assert!(screen.contains("lr 1.0e-3"), "{screen}");
+    // The elites of generation 1 and the best-so-far line.
+    let best = app.view.elites[0].fitness().unwrap();
+    assert!(screen.contains(&format!("{best:.3}")), "{screen}");
+    assert!(screen.contains("best so far"), "{screen}");
+}
+
+#[test]
+fn a_finished_run_says_so() {
+    let events = recorded();
+    let app = app_from(&events, Mode::InProcess);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { complete: true, .. })
+    ));
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("[FINISHED]"), "{screen}");
+    assert!(!app
+        .view
+        .population
+        .iter()
+        .any(|m| m.status == Status::Pending));
+    let mut app = app;
+    app.focus = Pane::Elites;
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("[elites]"), "{screen}");
+    assert!(screen.contains("PSNR per generation"), "{screen}");
+}
+
+#[test]
+fn too_small_terminal_is_explained() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
+    let screen = text(&render(&app, 40, 10));
+    let flat = screen.replace('\n', "");
+    let flat: String = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("terminal too small: need at least 60x16, have 40x10"),
+        "{screen}"
+    );
+    // The minimum itself draws the dashboard.
+    let screen = text(&render(&app, 60, 16));
+    assert!(!screen.contains("too small"), "{screen}");
+    assert!(
+        screen.contains("q quit") && screen.contains("? help"),
+        "{screen}"
+    );
+    assert!(screen.contains("train 50%"), "{screen}");
+}
+
+#[test]
+fn no_color_draws_without_colour() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess).with_look(Look {
+        colors: false,
+        glyphs: Glyphs::Unicode,
+    });
+    select_training(&mut app);
+    for (w, h) in [(80, 24), (200, 50)] {
+        let buf = render(&app, w, h);
+        for cell in buf.content.iter() {
+            assert_eq!(cell.fg, Color::Reset, "{:?}", cell);
+            assert_eq!(cell.bg, Color::Reset, "{:?}", cell);
+        }
+    }
+    // With colours, genes are coloured by kind.
+    let coloured = app.clone().with_look(plain());
+    let buf = render(&coloured, 80, 24);
+    assert!(buf
+        .content
+        .iter()
+        .any(|c| c.fg == Color::Cyan || c.fg == Color::Green));
+}
+
+#[test]
+fn ascii_glyphs_draw_only_ascii() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess).with_look(Look {
+        colors: true,
+        glyphs: Glyphs::Ascii,
+    });
+    select_training(&mut app);
+    for (w, h) in [(80, 24), (200, 50)] {
+        let screen = text(&render(&app, w, h));
+        assert!(screen.is_ascii(), "{screen}");
+        assert!(screen.contains("+-"), "ASCII borders:\n{screen}");
+        assert!(screen.contains('*'), "ASCII chart points:\n{screen}");
+    }
+}
+
+/// The recorded run as if its engine had told a bicubic PSNR between its
+/// members' fitnesses: some above, some below.
+fn with_bicubic(events: &[Event]) -> (Vec<Event>, f64) {
+    let fits: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated { evaluation, .. } => Some(evaluation.psnr),
+            _ => None,
+        })
+        .collect();
+    let (lo, hi) = fits
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), f| (lo.min(*f), hi.max(*f)));
+    assert!(hi > lo, "the stand-in trainer scores differ");
+    let bicubic = (lo + hi) / 2.0;
+    let events = events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if let Event::RunStarted { bicubic_psnr, .. } = &mut e {
+                *bicubic_psnr = Some(bicubic);
+            }
+            e
+        })
+        .collect();
+    (events, bicubic)
+}
+
+#[test]
+fn the_generation_chart_draws_bicubic_as_a_line() {
+    let braille = |screen: &str| {
+        screen
+            .chars()
+            .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c))
+    };
+    let (events, bicubic) = with_bicubic(&recorded());
+    let app = app_from(&mid_run(&events), Mode::InProcess);
+    let screen = text(&render(&app, 200, 50));
+    let title = format!("PSNR per generation vs bicubic {bicubic:.2} dB");
+    assert!(screen.contains(&title), "{title} missing:\n{screen}");
+    // The level sits between the generations' PSNRs, so its line is drawn
+    // inside the plot (the only braille line on this screen).
+    assert!(braille(&screen), "no bicubic line:\n{screen}");
+
+    let plain = app_from(&mid_run(&recorded()), Mode::InProcess);
+    let screen = text(&render(&plain, 200, 50));
+    assert!(screen.contains("PSNR per generation"), "{screen}");
+    assert!(!screen.contains("vs bicubic "), "{screen}");
+    assert!(!braille(&screen), "{screen}");
+}
+
+#[test]
+fn tables_show_each_fitness_as_db_over_bicubic_at_80x24_and_large() {
+    let (events, bicubic) = with_bicubic(&recorded());
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("vs bic"), "{screen}");
+    let done: Vec<f64> = app
+        .view
+        .population
+        .iter()
+        .filter_map(|m| m.fitness())
+        .collect();
+    assert!(!done.is_empty());
+    for f in &done {
+        let cell = format!("{:+.2}", f - bicubic);
+        assert!(screen.contains(&cell), "{cell} missing:\n{screen}");
+    }
+    // Still usable: every row shows its first gene, its state, and fits.
+    for m in &app.view.population {
+        let first = m.genes.iter().next().unwrap().to_string();
+        assert!(
+            screen.contains(&first),
+            "#{} {first} missing:\n{screen}",
+            m.id
+        );
+    }
+    assert!(
+        screen.contains("train 50%") && screen.contains("queued"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("dB vs bicubic)"),
+        "best-so-far line: {screen}"
+    );
+    for line in screen.lines() {
+        assert_eq!(line.chars().count(), 80);
+    }
+
+    // The elites table, compact and in the large layout.
+    app.focus = Pane::Elites;
+    for (w, h) in [(80, 24), (120, 34)] {
+        let screen = text(&render(&app, w, h));
+        assert!(screen.contains("vs bic"), "{w}x{h}:\n{screen}");
+        for m in &app.view.elites {
+            let cell = format!("{:+.2}", m.fitness().unwrap() - bicubic);
+            assert!(screen.contains(&cell), "{w}x{h}: {cell} missing:\n{screen}");
+        }
+    }
+
+    // Without a known bicubic (an older run) there is no such column.
+    let plain = app_from(&mid_run(&recorded()), Mode::InProcess);
+    assert!(!text(&render(&plain, 80, 24)).contains("vs bic"));
+
+    // The end of the search logs where the best stands against bicubic.
+    let finished = app_from(&events, Mode::InProcess);
+    let best = finished.view.elites[0].fitness().unwrap();
+    assert!(best > bicubic);
+    assert!(
+        finished.view.log.iter().any(|l| l
+            .text
+            .contains(&format!("{:.2} dB above bicubic", best - bicubic))),
+        "{:?}",
+        finished.view.log
+    );
+}
+
+#[test]
+fn halving_states_show_in_the_table_and_the_detail_pane() {
+    let mut events = mid_run(&recorded());
+    let Some(Event::Generation {
+        generation,
+        members,
+    }) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Generation { .. }))
+        .cloned()
+    else {
+        panic!("a generation event");
+    };
+    // What the engine announces after a member reached a halving
+    // checkpoint and another was promoted at it.
+    let mut members = members;
+    let rung = |loss: f64| esr_ea::search::Rung {
+        rung: 0,
+        step: 12,
+        loss,
+        checkpoint_losses: vec![loss],
+        seconds: 1.0,
+    };
+    members[0].status = Status::Waiting(rung(0.125));
+    members[1].status = Status::Promoted(rung(0.0625));
+    let (waiting, promoted) = (members[0].id, members[1].id);
+    events.push(Event::Queued { id: waiting });
+    events.push(Event::Queued { id: promoted });
+    events.push(Event::Generation {
+        generation,
+        members,
+    });
+    let mut app = app_from(&events, Mode::InProcess);
+    let screen = text(&render(&app, 200, 50));
+    assert!(screen.contains("wait @12"), "{screen}");
+    assert!(screen.contains("promoted"), "{screen}");
+    app.pop_selected = 0;
+    let screen = text(&render(&app, 200, 50));
+    assert!(
+        screen.contains("waits at step 12 (mean loss 0.12500) for its generation"),
+        "{screen}"
+    );
+}
