@@ -304,21 +304,22 @@ fn staircase(front: &[(f64, f64)]) -> Vec<(f64, f64)> {
     steps
 }
 
-/// `progress.png`: best and mean fitness per completed generation.
+/// `progress.png`: best and mean fitness per completed generation, the
+/// generations counted from 1 as the dashboard and `history.csv` say them.
 pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
     let family = font()?;
     let scale = Scale::of(run);
     let summaries = &run.state.summaries;
     let best: Vec<(f64, f64)> = summaries
         .iter()
-        .filter_map(|s| Some((s.generation as f64, scale.y(s.best?))))
+        .filter_map(|s| Some(((s.generation + 1) as f64, scale.y(s.best?))))
         .collect();
     let mean: Vec<(f64, f64)> = summaries
         .iter()
-        .filter_map(|s| Some((s.generation as f64, scale.y(s.mean?))))
+        .filter_map(|s| Some(((s.generation + 1) as f64, scale.y(s.mean?))))
         .collect();
-    let last = summaries.len().max(1) as f64 - 1.0;
-    let (x0, x1) = (-0.3, last + 0.3);
+    let last = summaries.len().max(1) as f64;
+    let (x0, x1) = (0.7, last + 0.3);
     let (y0, y1) = padded(best.iter().chain(&mean).map(|p| p.1), 0.2, 0.2);
     let (legend, (y0, y1)) = legend_place(best.iter().chain(&mean).copied(), (x0, x1), (y0, y1));
     let title = if summaries.is_empty() {
@@ -349,7 +350,7 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
             .label_style((family, LABEL_PX))
             .x_labels(gens.min(20) + 1)
             .x_label_formatter(&|v| {
-                if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
+                if (v - v.round()).abs() < 1e-6 && *v >= 1.0 {
                     format!("{}", v.round() as i64)
                 } else {
                     String::new()
