@@ -412,13 +412,18 @@ fn a_prompt_open_when_the_search_ends_closes_and_says_so() {
     app.on_key(ch('i'));
     assert!(matches!(app.overlay, Some(Overlay::Inject(_))));
     app.apply(&events[end]);
+    assert_eq!(app.overlay, None);
+    assert!(app.flash.as_deref().unwrap().contains("nothing sent"));
+    // Reopened as the pipeline's next stage starts: closed again, and said.
+    app.overlay = Some(Overlay::Inject(Default::default()));
     app.apply(&Event::StageStarted {
         stage: "fully_train".into(),
         index: 1,
         stages: 4,
     });
     assert_eq!(app.overlay, None);
-    assert!(app.flash.as_deref().unwrap().contains("nothing sent"));
+    let flash = app.flash.as_deref().unwrap();
+    assert!(flash.contains("fully_train runs now") && flash.contains("nothing sent"));
 }
 
 #[test]

@@ -195,6 +195,11 @@ impl App {
                 // Prompts that would steer the ended search make no sense now.
                 self.overlay = match self.overlay.take() {
                     Some(o @ (Overlay::Help | Overlay::Detail)) => Some(o),
+                    Some(Overlay::Inject(_) | Overlay::Export(_) | Overlay::ConfirmKill { .. }) => {
+                        self.flash =
+                            Some("the search has ended: the prompt was closed, nothing sent".into());
+                        None
+                    }
                     _ => None,
                 };
             }

@@ -89,24 +89,30 @@ pub(super) fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Optio
     frame.render_widget(chart, area);
 }
 
-/// Where the legend hides no point: the newest generations are drawn at the
-/// right, so the legend stays left, top left unless an early generation is
-/// there, then bottom left; with both taken, the top left (hiding an old
-/// generation rather than the newest).
+/// Where the legend hides the fewest points. The default corner (top
+/// right) is where an improving search draws its newest generations, so the
+/// left corners are tried first and win ties; the right ones only when they
+/// hide fewer (after one generation, every point is at the left edge).
 fn legend_corner(points: &[(f64, f64)], x: [f64; 2], y: [f64; 2]) -> LegendPosition {
-    let taken = |right: bool, upper: bool| {
-        points.iter().any(|&(px, py)| {
-            let fx = (px - x[0]) / (x[1] - x[0]).max(1e-9);
-            let fy = (py - y[0]) / (y[1] - y[0]).max(1e-9);
-            (if right { fx > 0.5 } else { fx < 0.5 }) && (if upper { fy > 0.5 } else { fy < 0.5 })
-        })
+    let hidden = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|&&(px, py)| {
+                let fx = (px - x[0]) / (x[1] - x[0]).max(1e-9);
+                let fy = (py - y[0]) / (y[1] - y[0]).max(1e-9);
+                (if right { fx > 0.5 } else { fx < 0.5 })
+                    && (if upper { fy > 0.5 } else { fy < 0.5 })
+            })
+            .count()
     };
     [
         (LegendPosition::TopLeft, false, true),
         (LegendPosition::BottomLeft, false, false),
+        (LegendPosition::TopRight, true, true),
+        (LegendPosition::BottomRight, true, false),
     ]
     .into_iter()
-    .find(|(_, right, upper)| !taken(*right, *upper))
+    .min_by_key(|(_, right, upper)| hidden(*right, *upper))
     .map_or(LegendPosition::TopLeft, |(corner, _, _)| corner)
 }
 
