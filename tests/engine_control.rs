@@ -49,7 +49,11 @@ fn a_full_search_runs_and_writes_its_files() {
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
         .collect();
-    assert_eq!(gens.into_iter().collect::<Vec<_>>(), ["1", "2", "3"], "{csv}");
+    assert_eq!(
+        gens.into_iter().collect::<Vec<_>>(),
+        ["1", "2", "3"],
+        "{csv}"
+    );
     let arch = std::fs::read_to_string(dir.join("arch.txt")).unwrap();
     assert_eq!(arch.matches("generation").count(), 3);
     assert!(arch.contains("generation 1\n") && arch.contains("generation 3\n"));

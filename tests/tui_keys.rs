@@ -388,7 +388,11 @@ fn after_the_search_the_keys_and_header_follow_the_stage() {
         );
         let screen = text(&render(&app, 80, 24));
         assert!(
-            screen.lines().last().unwrap().contains("the search is over"),
+            screen
+                .lines()
+                .last()
+                .unwrap()
+                .contains("the search is over"),
             "{screen}"
         );
     }
@@ -396,7 +400,11 @@ fn after_the_search_the_keys_and_header_follow_the_stage() {
     assert!(app.flash.as_deref().unwrap().contains("export/"));
     assert_eq!(app.on_key(key(KeyCode::Enter)), None);
     assert_eq!(app.overlay, None, "no details of a member no longer shown");
-    assert!(app.flash.as_deref().unwrap().contains("shows the finalists"));
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("shows the finalists"));
     // Pause still applies to the full training.
     assert_eq!(app.on_key(ch('p')), Some(Action::Send(Command::Pause)));
 }
@@ -436,10 +444,17 @@ fn inject_shows_the_problem_as_it_is_typed() {
     };
     // Gene syntax, before any Enter.
     type_text(&mut app, "S_4_16");
-    assert!(error(&app).unwrap().contains("4 fields"), "{:?}", error(&app));
+    assert!(
+        error(&app).unwrap().contains("4 fields"),
+        "{:?}",
+        error(&app)
+    );
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("4 fields"), "{screen}");
-    assert!(!screen.contains("not sent"), "nothing was refused yet: {screen}");
+    assert!(
+        !screen.contains("not sent"),
+        "nothing was refused yet: {screen}"
+    );
     // Too few blocks.
     type_text(&mut app, "_16");
     assert!(error(&app).unwrap().contains("min_active"));
@@ -449,7 +464,10 @@ fn inject_shows_the_problem_as_it_is_typed() {
     type_text(&mut app, "G_4_8_8 G_4_8_8 G_4_8_8 G_4_8_8");
     assert!(error(&app).unwrap().contains("below the budget"));
     app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
-    type_text(&mut app, "S_4_16_16 G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24");
+    type_text(
+        &mut app,
+        "S_4_16_16 G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24",
+    );
     assert_eq!(error(&app), None);
     assert!(text(&render(&app, 80, 24)).contains("ok: 5 blocks"));
 }

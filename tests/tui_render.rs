@@ -348,9 +348,7 @@ fn the_generation_chart_legend_keeps_clear_of_the_newest_points() {
     let (row, col) = rows[top + 1..]
         .iter()
         .enumerate()
-        .find_map(|(r, row)| {
-            find(&row[..right], "mean", left).map(|c| (top + 1 + r, c))
-        })
+        .find_map(|(r, row)| find(&row[..right], "mean", left).map(|c| (top + 1 + r, c)))
         .expect("a legend naming the mean");
     // The newest generation is drawn at the right end, an improving one high:
     // the legend is no longer in the top right corner.

@@ -196,8 +196,9 @@ impl App {
                 self.overlay = match self.overlay.take() {
                     Some(o @ (Overlay::Help | Overlay::Detail)) => Some(o),
                     Some(Overlay::Inject(_) | Overlay::Export(_) | Overlay::ConfirmKill { .. }) => {
-                        self.flash =
-                            Some("the search has ended: the prompt was closed, nothing sent".into());
+                        self.flash = Some(
+                            "the search has ended: the prompt was closed, nothing sent".into(),
+                        );
                         None
                     }
                     _ => None,

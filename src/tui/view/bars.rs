@@ -49,7 +49,11 @@ pub(super) fn header(frame: &mut Frame, area: Rect, app: &App) {
         run.devices.join(",")
     };
     let bold = Style::new().add_modifier(Modifier::BOLD);
-    let mut spans = vec![Span::styled(name, bold), Span::raw("  "), Span::raw(devices)];
+    let mut spans = vec![
+        Span::styled(name, bold),
+        Span::raw("  "),
+        Span::raw(devices),
+    ];
     let stages = &app.view.stages;
     if stages.after_search() {
         // The search's generation and members are history now: the header
