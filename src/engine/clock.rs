@@ -79,14 +79,17 @@ pub fn last_stamp(path: &Path) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The `"t"` of one event line, if it has one.
+/// The `"t"` of one event line, if it has one. The stamp is the line's last
+/// key (see [`RunDir::append_event`](super::RunDir::append_event)), so it is
+/// read from the end without parsing the event a second time: a replay of a
+/// long run's log stays one parse per line.
 pub fn stamp_of(line: &str) -> Option<f64> {
-    #[derive(serde::Deserialize)]
-    struct Stamp {
-        t: f64,
-    }
-    serde_json::from_str::<Stamp>(line.trim())
+    let line = line.trim_end();
+    let body = line.strip_suffix('}')?;
+    let at = body.rfind(",\"t\":")?;
+    body[at + 5..]
+        .trim()
+        .parse::<f64>()
         .ok()
-        .map(|s| s.t)
         .filter(|t| t.is_finite() && *t >= 0.0)
 }

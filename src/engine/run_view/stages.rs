@@ -95,7 +95,7 @@ impl StagesView {
                     .finals
                     .values()
                     .fold((0, 0), |(a, b), f| (a + f.step.min(f.steps), b + f.steps));
-                let pct = if steps == 0 { 0 } else { 100 * step / steps };
+                let pct = (100 * step).checked_div(steps).unwrap_or(0);
                 Some(format!("finals {done}/{} {pct}%", self.finals.len()))
             }
             s if s.starts_with("benchmark") && !self.bench.is_empty() => {
