@@ -115,6 +115,19 @@ fn one_clock_from_the_event_stamps_that_stops_when_the_run_ends() {
         "{:?} vs {end:?}",
         app.view.elapsed()
     );
+    // In-process: the view reads the same clock the stamps came from, and
+    // it stops at the end too.
+    let clock = esr_ea::engine::clock::RunClock::of_run(&dir);
+    let mut here = App::new(problem(1), Mode::InProcess);
+    here.view.set_run_clock(clock);
+    for e in &live {
+        here.apply(e);
+    }
+    let stopped = here.view.elapsed();
+    assert!(stopped >= end, "{stopped:?} vs {end:?}");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    here.view.tick();
+    assert_eq!(here.view.elapsed(), stopped);
     // One sentence for the search's end, with that clock.
     let finished: Vec<&String> = app
         .view
