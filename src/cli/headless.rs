@@ -2,35 +2,28 @@
 //! Pure state + text, so it is tested without a terminal.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use crate::engine::bicubic::{signed_db, vs_bicubic_note};
+use crate::engine::clock::RunClock;
 use crate::engine::{Event, RunView};
 use crate::format::{duration, plural, thousands};
 use crate::search::Status;
 
 /// Turns events into lines of text; what it knows of the run is the
 /// [`RunView`] the dashboard reads too, so both tell the same ETA.
+#[derive(Default)]
 pub struct Printer {
     view: RunView,
     steps_printed: HashMap<u64, usize>,
-    started: Instant,
-}
-
-impl Default for Printer {
-    fn default() -> Self {
-        Printer {
-            view: RunView::default(),
-            steps_printed: HashMap::new(),
-            started: Instant::now(),
-        }
-    }
 }
 
 impl Printer {
-    /// A printer for the run in `run_dir`, named in the lines that tell what to do next.
+    /// A printer for the run in `run_dir`, named in the lines that tell
+    /// what to do next, whose search runs in this process: its times are
+    /// the run's clock ([`RunClock`]), as on the dashboard and `attach`.
     pub fn for_run(run_dir: &std::path::Path) -> Printer {
         let mut printer = Printer::default();
+        printer.view.set_run_clock(RunClock::of_run(run_dir));
         printer.view.run_dir = Some(run_dir.to_path_buf());
         printer
     }
@@ -59,9 +52,9 @@ impl Printer {
         }
     }
 
-    /// Time since the run started here, as the view accounts it.
+    /// The run's clock, as the view accounts it (stopped once the run ended).
     fn elapsed(&mut self) -> String {
-        self.view.tick(self.started.elapsed());
+        self.view.tick();
         duration(self.view.elapsed().as_secs_f64())
     }
 
@@ -80,6 +73,8 @@ impl Printer {
                 index,
                 stages,
             } => vec![format!("stage {}/{stages}: {stage}", index + 1)],
+            // The search's end has its own line ("search finished in ...").
+            Event::StageDone { stage, .. } if stage == "search" => vec![],
             Event::StageDone { stage, seconds } => {
                 vec![format!("{stage} done in {}", duration(*seconds))]
             }
@@ -369,6 +364,15 @@ impl Printer {
                     "search stopped; resume it with --resume".to_string()
                 }];
                 let bicubic = self.view.run.bicubic_psnr;
+                if !elites.iter().any(|m| m.fitness().is_some()) {
+                    // An empty table would read as a broken printer.
+                    lines.push(if *complete {
+                        "no member got a fitness: there are no results to list".into()
+                    } else {
+                        "no member got a fitness before the stop: there are no results yet".into()
+                    });
+                    return lines;
+                }
                 lines.push(format!(
                     "{:>4} {:>6} {:>9} {:>7} {:>7} {:>10}  genes",
                     "rank", "id", "PSNR", "vs bic", "SSIM", "params"

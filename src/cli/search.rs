@@ -459,11 +459,14 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     let devices = DeviceWorkers::expand(&args.devices);
+    // The run's clock goes on from the last stamp in events.jsonl, from now.
+    let clock = engine::clock::RunClock::of_run(&run_path);
     let mut app = None;
     if !headless {
         let mut dashboard =
             crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess)
                 .with_run_dir(run.path());
+        dashboard.view.set_run_clock(clock);
         if resumed || search.state.finished {
             // Replay the history before the engine appends to the log, so nothing is seen twice.
             for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {

@@ -17,7 +17,7 @@ pub struct ExportedArch {
     pub rank: usize,
     /// Member that was trained.
     pub id: u64,
-    /// Generation it was trained in.
+    /// Generation it was trained in, counted from 1 as the dashboard says it.
     pub generation: usize,
     /// Block genes.
     pub genes: Vec<String>,
@@ -128,7 +128,7 @@ pub fn export_top_with(
         let entry = ExportedArch {
             rank,
             id: m.id,
-            generation: m.generation,
+            generation: m.generation + 1,
             genes: m.genes.iter().map(|g| g.to_string()).collect(),
             genes_python: m.genes.to_python_list(),
             scale: space.scale,

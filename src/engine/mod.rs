@@ -4,6 +4,7 @@
 //! through `control.jsonl`) only read events and send commands.
 
 pub mod bicubic;
+pub mod clock;
 pub mod control;
 pub mod events;
 pub mod executor;

@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::clock::RunClock;
 use super::events::{Command, Event};
 use crate::search::{Member, Problem, Status};
 
@@ -126,7 +127,8 @@ pub struct RunView {
     pub log: VecDeque<LogLine>,
     /// Cache hits reported at the end.
     pub cache_hits: Option<u64>,
-    /// Time since the viewer started (set by [`RunView::tick`]).
+    /// The run's clock as shown (see [`RunClock`]): wall time the run's
+    /// processes have spent on it, stopped once the run has ended.
     pub clock: Duration,
     /// The run directory, when known: named in messages instead of a placeholder.
     pub run_dir: Option<PathBuf>,
@@ -136,6 +138,10 @@ pub struct RunView {
     paused: bool,
     trained_seconds: f64,
     trained_count: usize,
+    /// The run's clock, when this process runs the search itself.
+    run_clock: Option<RunClock>,
+    /// The stamp of the latest event read from the log, and when it was read.
+    last_stamp: Option<(f64, Instant)>,
 }
 
 /// The member an event ends, with the status it ends in.
@@ -195,9 +201,37 @@ impl RunView {
         self.state = RunState::Stopping;
     }
 
-    /// Updates the clock (the time since the viewer started).
-    pub fn tick(&mut self, since_start: Duration) {
-        self.clock = since_start;
+    /// Reads the run's clock from `clock` (the search runs in this process).
+    pub fn set_run_clock(&mut self, clock: RunClock) {
+        self.run_clock = Some(clock);
+    }
+
+    /// Tells the view the run's clock of the next event, its `"t"` in
+    /// `events.jsonl` (attached or replayed): between events the clock runs
+    /// on from the latest stamp.
+    pub fn stamp(&mut self, t: f64) {
+        self.last_stamp = Some((t, Instant::now()));
+        self.clock = Duration::from_secs_f64(t.max(0.0));
+    }
+
+    /// True once the run has ended: the clock stands still.
+    fn ended(&self) -> bool {
+        matches!(
+            self.state,
+            RunState::Finished | RunState::Stopped | RunState::Gone
+        )
+    }
+
+    /// Moves the clock to now, unless the run has ended.
+    pub fn tick(&mut self) {
+        if self.ended() {
+            return;
+        }
+        if let Some(clock) = &self.run_clock {
+            self.clock = clock.elapsed();
+        } else if let Some((t, at)) = self.last_stamp {
+            self.clock = Duration::from_secs_f64(t + at.elapsed().as_secs_f64());
+        }
     }
 
     /// True when a `Generation` event for `generation` starts a new one
@@ -455,6 +489,8 @@ impl RunView {
                 elites,
                 cache_hits,
             } => {
+                // The clock stops with the search, at the time of this event.
+                self.tick();
                 self.set_elites(elites);
                 self.cache_hits = Some(*cache_hits);
                 self.state = if *complete {
@@ -473,7 +509,10 @@ impl RunView {
                 self.note(
                     "info",
                     if *complete {
-                        "search finished: q to leave".to_string()
+                        format!(
+                            "search finished in {}: q to leave",
+                            crate::format::duration(self.clock.as_secs_f64())
+                        )
                     } else {
                         format!(
                             "search stopped and checkpointed: resume it with esr-ea search --resume {}",
@@ -530,19 +569,26 @@ impl RunView {
         (done, training)
     }
 
-    /// Elapsed time: the viewer's clock, or the training time the events
-    /// account for (divided over the devices) when larger, as after attaching
-    /// to a run that started earlier.
+    /// Elapsed time on the run's clock (see [`RunView::clock`]).
     pub fn elapsed(&self) -> Duration {
-        let devices = self.run.devices.len().max(1) as f64;
-        let trained = Duration::from_secs_f64((self.trained_seconds / devices).max(0.0));
-        self.clock.max(trained)
+        self.clock
     }
 
-    /// Estimated time left: the mean training time of the members trained so
-    /// far times the members left, spread over the devices.
+    /// Estimated time left in the current stage: during the search, the
+    /// mean training time of the members trained so far times the members
+    /// left, spread over the devices; after it, the stage's own estimate
+    /// ([`StagesView::eta`]). None once the run has ended.
     pub fn eta(&self) -> Option<Duration> {
-        if self.trained_count == 0 || matches!(self.state, RunState::Finished) {
+        if matches!(
+            self.state,
+            RunState::Finished | RunState::Stopped | RunState::Gone
+        ) {
+            return None;
+        }
+        if self.stages.after_search() {
+            return self.stages.eta();
+        }
+        if self.trained_count == 0 {
             return None;
         }
         let mean = self.trained_seconds / self.trained_count as f64;

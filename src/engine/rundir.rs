@@ -227,7 +227,8 @@ impl RunDir {
         removed
     }
 
-    /// Appends one event to `events.jsonl`.
+    /// Appends one event to `events.jsonl`, stamped with the run's clock
+    /// (`"t"`, seconds; see [`RunClock`](super::clock::RunClock)).
     pub fn append_event(&mut self, event: &Event) -> Result<()> {
         if self.events.is_none() {
             let path = self.file(files::EVENTS);
@@ -241,7 +242,10 @@ impl RunDir {
             self.events = Some(file);
         }
         let mut line = serde_json::to_string(event)?;
-        line.push('\n');
+        // Readers of the event itself ignore the extra key.
+        let t = super::clock::RunClock::of_run(&self.path).now();
+        line.pop();
+        line.push_str(&format!(",\"t\":{t:.3}}}\n"));
         let file = self.events.as_mut().expect("opened above");
         file.write_all(line.as_bytes())?;
         file.flush()?;
@@ -298,6 +302,8 @@ fn origin_name(m: &Member) -> &'static str {
 /// files of other runs keep their columns; the last column,
 /// `psnr_over_bicubic`, is the fitness minus the bicubic PSNR of the same
 /// validation images (empty without a fitness or a known bicubic).
+/// Generations count from 1, as the dashboard and the headless lines say
+/// them (`state.json` keeps the search's own 0-based count).
 pub fn history_csv(state: &SearchState) -> String {
     let with_latency = !state.latency.is_empty();
     let with_stops = state
@@ -319,7 +325,7 @@ pub fn history_csv(state: &SearchState) -> String {
         let (psnr, ssim, secs) = outcome(m);
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            m.generation,
+            m.generation + 1,
             m.id,
             m.genes,
             m.genes.len(),
@@ -367,7 +373,9 @@ pub fn history_csv(state: &SearchState) -> String {
 /// one block per generation: fitness, params, flops (2 x Multi-Adds), genes.
 /// With a known bicubic PSNR, a first `#` line names it and each fitness
 /// line ends in a `# +0.45 dB vs bicubic` comment (Python's parser, which
-/// reads the reference's list form, skips comments).
+/// reads the reference's list form, skips comments). Neither the spec nor
+/// the seed page fixes the `generation N` lines, so they count from 1 like
+/// every other place a person reads a generation.
 pub fn arch_txt(state: &SearchState, children: bool) -> String {
     let mut out = String::new();
     if let Some(b) = state.bicubic_psnr {
@@ -391,7 +399,7 @@ pub fn arch_txt(state: &SearchState, children: bool) -> String {
         )
     };
     for summary in &state.summaries {
-        out.push_str(&format!("generation {}\n", summary.generation));
+        out.push_str(&format!("generation {}\n", summary.generation + 1));
         if children {
             for m in state
                 .history

@@ -304,21 +304,46 @@ fn staircase(front: &[(f64, f64)]) -> Vec<(f64, f64)> {
     steps
 }
 
-/// `progress.png`: best and mean fitness per completed generation.
+/// Points of a line chart, (x, y).
+type Points = Vec<(f64, f64)>;
+
+/// Best and mean (x, y) per completed generation, x counted from 1.
+fn progress_points(
+    summaries: &[crate::search::GenerationSummary],
+    y: impl Fn(f64) -> f64,
+) -> (Points, Points) {
+    let at = |s: &crate::search::GenerationSummary, v: Option<f64>| {
+        v.map(|v| ((s.generation + 1) as f64, y(v)))
+    };
+    (
+        summaries.iter().filter_map(|s| at(s, s.best)).collect(),
+        summaries.iter().filter_map(|s| at(s, s.mean)).collect(),
+    )
+}
+
+/// The x range of `generations` completed generations, 1 to the last, with
+/// a margin.
+fn generation_axis(generations: usize) -> (f64, f64) {
+    (0.7, generations.max(1) as f64 + 0.3)
+}
+
+/// A generation's tick label: whole generations from 1 only.
+fn generation_label(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-6 && v >= 1.0 {
+        format!("{}", v.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
+/// `progress.png`: best and mean fitness per completed generation, the
+/// generations counted from 1 as the dashboard and `history.csv` say them.
 pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
     let family = font()?;
     let scale = Scale::of(run);
     let summaries = &run.state.summaries;
-    let best: Vec<(f64, f64)> = summaries
-        .iter()
-        .filter_map(|s| Some((s.generation as f64, scale.y(s.best?))))
-        .collect();
-    let mean: Vec<(f64, f64)> = summaries
-        .iter()
-        .filter_map(|s| Some((s.generation as f64, scale.y(s.mean?))))
-        .collect();
-    let last = summaries.len().max(1) as f64 - 1.0;
-    let (x0, x1) = (-0.3, last + 0.3);
+    let (best, mean) = progress_points(summaries, |f| scale.y(f));
+    let (x0, x1) = generation_axis(summaries.len());
     let (y0, y1) = padded(best.iter().chain(&mean).map(|p| p.1), 0.2, 0.2);
     let (legend, (y0, y1)) = legend_place(best.iter().chain(&mean).copied(), (x0, x1), (y0, y1));
     let title = if summaries.is_empty() {
@@ -348,13 +373,7 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
             .axis_desc_style((family, AXIS_PX))
             .label_style((family, LABEL_PX))
             .x_labels(gens.min(20) + 1)
-            .x_label_formatter(&|v| {
-                if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
-                    format!("{}", v.round() as i64)
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|v| generation_label(*v))
             .y_label_formatter(&|v| format!("{v:+.2}"))
             .draw()
             .map_err(plot_error)?;
@@ -402,6 +421,23 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_generations_from_one() {
+        let summary = |generation: usize, best: f64| crate::search::GenerationSummary {
+            generation,
+            best: Some(best),
+            mean: Some(best - 1.0),
+            elites: Vec::new(),
+        };
+        let (best, mean) = progress_points(&[summary(0, 30.0), summary(1, 31.0)], |v| v);
+        assert_eq!(best, [(1.0, 30.0), (2.0, 31.0)]);
+        assert_eq!(mean, [(1.0, 29.0), (2.0, 30.0)]);
+        let (x0, x1) = generation_axis(2);
+        assert!(x0 < 1.0 && x0 > 0.0 && x1 > 2.0, "{x0}..{x1}");
+        let labels: Vec<String> = [0.0, 1.0, 1.5, 2.0].map(generation_label).to_vec();
+        assert_eq!(labels, ["", "1", "", "2"]);
+    }
 
     #[test]
     fn padded_ranges_are_never_empty() {

@@ -41,10 +41,44 @@ pub enum KeyAction {
 pub enum Shown {
     /// Always.
     Always,
-    /// While the search can be steered.
+    /// While the run can be steered (the search or a stage after it).
     WhileLive,
-    /// Once the search has ended (steering keys make room for it).
-    WhenEnded,
+    /// While the search itself runs: its members can be steered.
+    WhileSearching,
+    /// While the search's tables are on screen (not once a stage after the
+    /// search shows its finalists instead).
+    WithTables,
+    /// With the search's tables, once the run has ended (steering keys make
+    /// room for it).
+    WithTablesWhenEnded,
+}
+
+/// What the dashboard shows and what can still be steered: which keys apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    /// The run takes commands (it has not finished, stopped or gone).
+    pub live: bool,
+    /// The search's tables are shown: no stage after the search has started.
+    pub search: bool,
+}
+
+impl Stage {
+    /// The search running.
+    pub const SEARCHING: Stage = Stage {
+        live: true,
+        search: true,
+    };
+
+    /// True when a key shown `shown` applies in this stage.
+    pub fn offers(self, shown: Shown) -> bool {
+        match shown {
+            Shown::Always => true,
+            Shown::WhileLive => self.live,
+            Shown::WhileSearching => self.live && self.search,
+            Shown::WithTables => self.search,
+            Shown::WithTablesWhenEnded => self.search && !self.live,
+        }
+    }
 }
 
 /// A key in the footer: its place, label and word.
@@ -104,7 +138,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 7,
             label: "j/k",
             word: "select",
-            shown: Shown::WhenEnded,
+            shown: Shown::WithTablesWhenEnded,
         }),
     },
     Binding {
@@ -145,7 +179,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 6,
             label: "Tab",
             word: "pane",
-            shown: Shown::Always,
+            shown: Shown::WithTables,
         }),
     },
     Binding {
@@ -162,7 +196,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 8,
             label: "Enter",
             word: "detail",
-            shown: Shown::Always,
+            shown: Shown::WithTables,
         }),
     },
     Binding {
@@ -184,7 +218,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 2,
             label: "x",
             word: "kill",
-            shown: Shown::WhileLive,
+            shown: Shown::WhileSearching,
         }),
     },
     Binding {
@@ -195,7 +229,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 3,
             label: "m",
             word: "mutate",
-            shown: Shown::WhileLive,
+            shown: Shown::WhileSearching,
         }),
     },
     Binding {
@@ -206,7 +240,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 4,
             label: "i",
             word: "inject",
-            shown: Shown::WhileLive,
+            shown: Shown::WhileSearching,
         }),
     },
     Binding {
@@ -217,7 +251,7 @@ pub const BINDINGS: &[Binding] = &[
             rank: 5,
             label: "e",
             word: "export",
-            shown: Shown::WhileLive,
+            shown: Shown::WhileSearching,
         }),
     },
     Binding {
@@ -282,17 +316,36 @@ fn quit_help(mode: Mode) -> &'static str {
     }
 }
 
-/// The footer's keys, `(label, word)` left to right: the steering ones while
-/// the search is `live`; "resume" for `p` while `paused`.
-pub fn footer_keys(live: bool, paused: bool) -> Vec<(&'static str, &'static str)> {
+/// How a binding's key is shown, for one that the footer does not list
+/// (Down like Up, BackTab like Tab, Esc always).
+fn shown_of(action: KeyAction) -> Shown {
+    BINDINGS
+        .iter()
+        .filter(|b| std::mem::discriminant(&b.action) == std::mem::discriminant(&action))
+        .find_map(|b| b.footer.map(|f| f.shown))
+        .map(|shown| match shown {
+            // j/k leave the footer while live for room, not because they stop working.
+            Shown::WithTablesWhenEnded => Shown::WithTables,
+            other => other,
+        })
+        .unwrap_or(match action {
+            KeyAction::PreviousPane => Shown::WithTables,
+            _ => Shown::Always,
+        })
+}
+
+/// True when `action` applies in `stage` (the footer offers exactly these).
+pub fn applies(action: KeyAction, stage: Stage) -> bool {
+    stage.offers(shown_of(action))
+}
+
+/// The footer's keys, `(label, word)` left to right: those that apply in
+/// `stage`; "resume" for `p` while `paused`.
+pub fn footer_keys(stage: Stage, paused: bool) -> Vec<(&'static str, &'static str)> {
     let mut keys: Vec<(FooterKey, KeyAction)> = BINDINGS
         .iter()
         .filter_map(|b| b.footer.map(|f| (f, b.action)))
-        .filter(|(f, _)| match f.shown {
-            Shown::Always => true,
-            Shown::WhileLive => live,
-            Shown::WhenEnded => !live,
-        })
+        .filter(|(f, _)| stage.offers(f.shown))
         .collect();
     keys.sort_by_key(|(f, _)| f.rank);
     keys.into_iter()
@@ -322,7 +375,7 @@ mod tests {
     fn footer_keys_are_bound_and_shown_in_the_help() {
         let help = help_lines(Mode::InProcess);
         for live in [true, false] {
-            for (label, _) in footer_keys(live, false) {
+            for (label, _) in footer_keys(Stage { live, search: true }, false) {
                 assert!(
                     help.iter()
                         .any(|(keys, _)| keys.contains(label.split('/').next().unwrap())),
@@ -331,11 +384,17 @@ mod tests {
             }
         }
         assert_eq!(
-            footer_keys(true, true)[..2],
+            footer_keys(Stage::SEARCHING, true)[..2],
             [("q", "quit"), ("p", "resume")]
         );
         assert_eq!(
-            footer_keys(false, false),
+            footer_keys(
+                Stage {
+                    live: false,
+                    search: true
+                },
+                false
+            ),
             [
                 ("q", "quit"),
                 ("Tab", "pane"),

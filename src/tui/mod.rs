@@ -137,10 +137,12 @@ fn spawn_input(
         .expect("spawn input thread")
 }
 
-/// Bridges the event source into a tokio channel.
+/// Bridges the event source into a tokio channel, each event with its
+/// run-clock stamp when it comes from the log (the in-process engine's
+/// clock is read directly, see [`crate::engine::RunView::set_run_clock`]).
 fn spawn_events(
     source: EventSource,
-    tx: UnboundedSender<Event>,
+    tx: UnboundedSender<(Event, Option<f64>)>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -149,7 +151,7 @@ fn spawn_events(
             EventSource::Engine(rx) => {
                 // Ends when the engine drops its sender (it has finished).
                 for event in rx {
-                    if tx.send(event).is_err() {
+                    if tx.send((event, None)).is_err() {
                         return;
                     }
                 }
@@ -181,7 +183,6 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
     let _bridge = spawn_events(source, event_tx, Arc::clone(&stop));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let started = Instant::now();
     let mut open = true;
     let mut draw = true;
     let in_process = matches!(sink, CommandSink::Engine(_));
@@ -223,11 +224,17 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
                 None => break on_signal(&sink, in_process),
             },
             event = events.recv(), if open => match event {
-                Some(event) => {
-                    app.apply(&event);
-                    // Apply a burst at once; it is drawn on the next tick.
-                    while let Ok(event) = events.try_recv() {
+                Some(stamped) => {
+                    let mut apply = |(event, t): (Event, Option<f64>)| {
+                        if let Some(t) = t {
+                            app.view.stamp(t);
+                        }
                         app.apply(&event);
+                    };
+                    apply(stamped);
+                    // Apply a burst at once; it is drawn on the next tick.
+                    while let Ok(stamped) = events.try_recv() {
+                        apply(stamped);
                     }
                     let ended = matches!(app.view.state(), RunState::Stopped | RunState::Finished);
                     if ended && app.stop_requested() {
@@ -244,7 +251,7 @@ async fn event_loop(source: EventSource, sink: CommandSink, mut app: App) -> Res
                 }
             },
             _ = tick.tick() => {
-                app.view.tick(started.elapsed());
+                app.view.tick();
                 for message in terminal::take_other_panics() {
                     app.view.note("error", message);
                 }

@@ -9,6 +9,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::clock::stamp_of;
 use crate::engine::Event;
 
 /// How often the tail looks for new lines.
@@ -38,16 +39,25 @@ impl Tail {
     /// that is not an event becomes a warning `Log` event naming the line; a
     /// missing file yields nothing (the search may not have started yet).
     pub fn poll(&mut self) -> Vec<Event> {
+        self.poll_stamped().into_iter().map(|(e, _)| e).collect()
+    }
+
+    /// [`Tail::poll`], each event with its line's run clock (`"t"`), when
+    /// the line has one.
+    pub fn poll_stamped(&mut self) -> Vec<(Event, Option<f64>)> {
         let mut events = Vec::new();
         let Ok(mut file) = File::open(&self.path) else {
             return events;
         };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len < self.offset {
-            events.push(warn(format!(
-                "{} got shorter: reading it again from the start",
-                self.path.display()
-            )));
+            events.push((
+                warn(format!(
+                    "{} got shorter: reading it again from the start",
+                    self.path.display()
+                )),
+                None,
+            ));
             self.offset = 0;
             self.line = 0;
             self.pending.clear();
@@ -79,12 +89,15 @@ impl Tail {
                 continue;
             }
             match serde_json::from_str::<Event>(text) {
-                Ok(event) => events.push(event),
-                Err(e) => events.push(warn(format!(
-                    "{} line {}: not an event ({e}); skipped",
-                    self.path.display(),
-                    self.line
-                ))),
+                Ok(event) => events.push((event, stamp_of(text))),
+                Err(e) => events.push((
+                    warn(format!(
+                        "{} line {}: not an event ({e}); skipped",
+                        self.path.display(),
+                        self.line
+                    )),
+                    None,
+                )),
             }
         }
         self.pending.drain(..start);
@@ -104,11 +117,11 @@ pub fn read_event_log(path: &Path) -> Vec<Event> {
     Tail::new(path).poll()
 }
 
-/// Follows `path` on a thread, sending events until `stop` is set or the
-/// receiver is gone.
+/// Follows `path` on a thread, sending events with their stamps until
+/// `stop` is set or the receiver is gone.
 pub fn spawn_tail(
     path: &Path,
-    events: Sender<Event>,
+    events: Sender<(Event, Option<f64>)>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let mut tail = Tail::new(path);
@@ -116,7 +129,7 @@ pub fn spawn_tail(
         .name("esr-ea-tail".into())
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                for event in tail.poll() {
+                for event in tail.poll_stamped() {
                     if events.send(event).is_err() {
                         return;
                     }

@@ -43,8 +43,21 @@ fn a_full_search_runs_and_writes_its_files() {
     }
     let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
     assert_eq!(csv.lines().count(), 25, "header + one row per individual");
+    // Generations count from 1 wherever a person reads them, as on screen.
+    let gens: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        gens.into_iter().collect::<Vec<_>>(),
+        ["1", "2", "3"],
+        "{csv}"
+    );
     let arch = std::fs::read_to_string(dir.join("arch.txt")).unwrap();
     assert_eq!(arch.matches("generation").count(), 3);
+    assert!(arch.contains("generation 1\n") && arch.contains("generation 3\n"));
+    assert!(!arch.contains("generation 0"), "{arch}");
     assert!(arch.contains("fitness: ") && arch.contains("arch: ['"));
     let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), events.len());
@@ -128,6 +141,11 @@ fn pause_kill_mutate_inject_export() {
     let yaml = std::fs::read_to_string(dir.join("export/1.yaml")).unwrap();
     assert!(
         yaml.contains("genes_python: '['") || yaml.contains("genes_python: \"['"),
+        "{yaml}"
+    );
+    // The export is made in the first generation, which a person calls 1.
+    assert!(
+        yaml.contains("generation: 1\n") && !yaml.contains("generation: 0"),
         "{yaml}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

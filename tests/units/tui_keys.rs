@@ -322,3 +322,152 @@ fn overlays_close_with_esc_and_navigation_moves() {
     app.on_key(ch('k'));
     assert_eq!(app.pop_selected, app.view.population.len() - 2);
 }
+
+/// The whole recorded search, then the pipeline's full training of one
+/// finalist, 45% in, 1m23s left by its own estimate.
+fn fully_training() -> App {
+    let mut events = recorded();
+    events.push(Event::StageDone {
+        stage: "search".into(),
+        seconds: 30.0,
+    });
+    events.push(Event::StageStarted {
+        stage: "fully_train".into(),
+        index: 1,
+        stages: 4,
+    });
+    events.push(Event::FinalStarted {
+        rank: 1,
+        member_id: 3,
+        genes: vec!["S_4_16_16".into()],
+        params: 120_000,
+        step: 0,
+        steps: 1000,
+        device: "cpu".into(),
+        bicubic_psnr: 30.0,
+    });
+    events.push(Event::FinalProgress {
+        rank: 1,
+        step: 450,
+        steps: 1000,
+        loss: 0.02,
+        eta_seconds: 83.0,
+    });
+    app_from(&events, Mode::InProcess)
+}
+
+#[test]
+fn after_the_search_the_keys_and_header_follow_the_stage() {
+    let mut app = fully_training();
+    let screen = text(&render(&app, 80, 24));
+    let (header, footer) = (
+        screen.lines().next().unwrap(),
+        screen.lines().last().unwrap(),
+    );
+    // The header tells the stage and its own progress and ETA, not the
+    // search's last generation.
+    assert!(header.contains("stage 2/4 fully_train"), "{header}");
+    assert!(header.contains("finals 0/1 45%"), "{header}");
+    assert!(header.contains("ETA 1m23s"), "{header}");
+    assert!(!header.contains("gen 2/2"), "{header}");
+    // Only what still applies is offered.
+    for gone in ["x kill", "m mutate", "i inject", "e export", "Tab", "Enter"] {
+        assert!(!footer.contains(gone), "{gone} offered: {footer}");
+    }
+    for kept in ["q quit", "p pause", "? help"] {
+        assert!(footer.contains(kept), "{kept} missing: {footer}");
+    }
+    // Pressed anyway, each says why in the status line (80x24 has no log pane).
+    for (c, word) in [('x', "killed"), ('m', "mutated"), ('i', "injected")] {
+        assert_eq!(app.on_key(ch(c)), None);
+        assert_eq!(app.overlay, None);
+        let flash = app.flash.clone().unwrap();
+        assert!(
+            flash.contains("the search is over (fully_train runs now)") && flash.contains(word),
+            "{flash}"
+        );
+        let screen = text(&render(&app, 80, 24));
+        assert!(
+            screen
+                .lines()
+                .last()
+                .unwrap()
+                .contains("the search is over"),
+            "{screen}"
+        );
+    }
+    assert_eq!(app.on_key(ch('e')), None);
+    assert!(app.flash.as_deref().unwrap().contains("export/"));
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    assert_eq!(app.overlay, None, "no details of a member no longer shown");
+    assert!(app
+        .flash
+        .as_deref()
+        .unwrap()
+        .contains("shows the finalists"));
+    // Pause still applies to the full training.
+    assert_eq!(app.on_key(ch('p')), Some(Action::Send(Command::Pause)));
+}
+
+#[test]
+fn a_prompt_open_when_the_search_ends_closes_and_says_so() {
+    let events = recorded();
+    let end = events
+        .iter()
+        .position(|e| matches!(e, Event::Finished { .. }))
+        .unwrap();
+    let mut app = app_from(&events[..end], Mode::InProcess);
+    app.on_key(ch('i'));
+    assert!(matches!(app.overlay, Some(Overlay::Inject(_))));
+    app.apply(&events[end]);
+    assert_eq!(app.overlay, None);
+    assert!(app.flash.as_deref().unwrap().contains("nothing sent"));
+    // Reopened as the pipeline's next stage starts: closed again, and said.
+    app.overlay = Some(Overlay::Inject(Default::default()));
+    app.apply(&Event::StageStarted {
+        stage: "fully_train".into(),
+        index: 1,
+        stages: 4,
+    });
+    assert_eq!(app.overlay, None);
+    let flash = app.flash.as_deref().unwrap();
+    assert!(flash.contains("fully_train runs now") && flash.contains("nothing sent"));
+}
+
+#[test]
+fn inject_shows_the_problem_as_it_is_typed() {
+    let mut app = mid(Mode::InProcess);
+    app.on_key(ch('i'));
+    let error = |app: &App| match &app.overlay {
+        Some(Overlay::Inject(input)) => input.error.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Gene syntax, before any Enter.
+    type_text(&mut app, "S_4_16");
+    assert!(
+        error(&app).unwrap().contains("4 fields"),
+        "{:?}",
+        error(&app)
+    );
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("4 fields"), "{screen}");
+    assert!(
+        !screen.contains("not sent"),
+        "nothing was refused yet: {screen}"
+    );
+    // Too few blocks.
+    type_text(&mut app, "_16");
+    assert!(error(&app).unwrap().contains("min_active"));
+    // Over the budget, then fine.
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    assert_eq!(error(&app), None, "an empty prompt has no problem yet");
+    type_text(&mut app, "G_4_8_8 G_4_8_8 G_4_8_8 G_4_8_8");
+    assert!(error(&app).unwrap().contains("below the budget"));
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(
+        &mut app,
+        "S_4_16_16 G_4_16_16 C_4_16_16 S_6_16_24 G_6_24_24",
+    );
+    assert_eq!(error(&app), None);
+    assert!(text(&render(&app, 80, 24)).contains("ok: 5 blocks"));
+}

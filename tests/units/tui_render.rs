@@ -326,3 +326,37 @@ fn halving_states_show_in_the_table_and_the_detail_pane() {
         "{screen}"
     );
 }
+
+#[test]
+fn the_generation_chart_legend_keeps_clear_of_the_newest_points() {
+    let app = app_from(&recorded(), Mode::InProcess);
+    let screen = text(&render(&app, 200, 50));
+    let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let find = |row: &[char], what: &str, from: usize| -> Option<usize> {
+        let what: Vec<char> = what.chars().collect();
+        (from..row.len().saturating_sub(what.len() - 1)).find(|&i| row[i..].starts_with(&what))
+    };
+    let (top, title) = rows
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| find(row, "PSNR per generation", 0).map(|c| (r, c)))
+        .expect("the chart's pane");
+    let left = title - 2;
+    let right = (title..rows[top].len())
+        .find(|&c| rows[top][c] == '┐')
+        .expect("its right edge");
+    let (row, col) = rows[top + 1..]
+        .iter()
+        .enumerate()
+        .find_map(|(r, row)| find(&row[..right], "mean", left).map(|c| (top + 1 + r, c)))
+        .expect("a legend naming the mean");
+    // The newest generation is drawn at the right end, an improving one high:
+    // the legend is no longer in the top right corner.
+    let bottom = (top + 1..rows.len())
+        .find(|&r| rows[r].get(left) == Some(&'└'))
+        .expect("its bottom edge");
+    assert!(
+        col < (left + right) / 2 || row > (top + bottom) / 2,
+        "legend at row {row} col {col} in {left}..{right}:\n{screen}"
+    );
+}

@@ -275,3 +275,27 @@ fn charts_keep_their_corner_points_visible() {
     assert_eq!(chart.matches('•').count(), 2, "{chart}");
     assert!(chart.contains("gen 2"), "{chart}");
 }
+
+#[test]
+fn a_headless_run_stopped_before_any_fitness_says_so_instead_of_an_empty_table() {
+    let events = recorded();
+    let first_end = events
+        .iter()
+        .position(|e| esr_ea::engine::run_view::ended_member(e).is_some())
+        .expect("a member ends");
+    let mut printer = esr_ea::cli::headless::Printer::for_run(std::path::Path::new("runs/r"));
+    for e in &events[..first_end] {
+        printer.handle(e);
+    }
+    let lines = printer.handle(&Event::Finished {
+        complete: false,
+        elites: vec![],
+        cache_hits: 0,
+    });
+    let text = lines.join("\n");
+    assert!(
+        text.contains("no member got a fitness before the stop"),
+        "{text}"
+    );
+    assert!(!text.contains("rank"), "no empty table: {text}");
+}

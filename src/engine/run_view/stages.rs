@@ -68,6 +68,8 @@ pub struct StagesView {
     pub stages: Vec<(String, bool)>,
     /// The stage running now, or the last one.
     pub current: Option<String>,
+    /// Its place in the pipeline: (0-based index, stages in all).
+    pub position: Option<(usize, usize)>,
     /// Finalists by rank.
     pub finals: BTreeMap<usize, FinalLive>,
     /// Benchmark rows in arrival order.
@@ -81,6 +83,42 @@ impl StagesView {
     /// shows the stages instead of the search.
     pub fn after_search(&self) -> bool {
         self.current.as_deref().is_some_and(|s| s != "search")
+    }
+
+    /// The current stage's own progress, for a header: `finals 1/2 45%`
+    /// while fully training, the rows so far while benchmarking.
+    pub fn progress(&self) -> Option<String> {
+        match self.current.as_deref()? {
+            "fully_train" if !self.finals.is_empty() => {
+                let done = self.finals.values().filter(|f| f.result.is_some()).count();
+                let (step, steps) = self
+                    .finals
+                    .values()
+                    .fold((0, 0), |(a, b), f| (a + f.step.min(f.steps), b + f.steps));
+                let pct = (100 * step).checked_div(steps).unwrap_or(0);
+                Some(format!("finals {done}/{} {pct}%", self.finals.len()))
+            }
+            s if s.starts_with("benchmark") && !self.bench.is_empty() => {
+                Some(format!("rows {}", self.bench.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Time left in the current stage, as far as its events tell it: the
+    /// longest of the finalists' own estimates while fully training (they
+    /// train side by side on the devices); unknown in the other stages.
+    pub fn eta(&self) -> Option<std::time::Duration> {
+        if self.current.as_deref()? != "fully_train" {
+            return None;
+        }
+        self.finals
+            .values()
+            .filter(|f| f.training)
+            .filter_map(|f| f.eta_seconds)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .max_by(f64::total_cmp)
+            .map(std::time::Duration::from_secs_f64)
     }
 }
 
@@ -101,6 +139,7 @@ impl RunView {
                     s.stages.push((stage.clone(), false));
                 }
                 s.current = Some(stage.clone());
+                s.position = Some((*index, *stages));
                 if stage != "search" {
                     self.state = RunState::Running;
                     self.paused = false;
@@ -112,10 +151,14 @@ impl RunView {
                     Some(entry) => entry.1 = true,
                     None => s.stages.push((stage.clone(), true)),
                 }
-                self.note(
-                    "info",
-                    format!("{stage} done in {}", crate::format::duration(*seconds)),
-                );
+                // The search's end was told by its `Finished` ("search
+                // finished in ..."), on the run's clock: one sentence, one time.
+                if stage != "search" {
+                    self.note(
+                        "info",
+                        format!("{stage} done in {}", crate::format::duration(*seconds)),
+                    );
+                }
             }
             Event::FinalStarted {
                 rank,
@@ -218,6 +261,9 @@ impl RunView {
                 report,
                 stopped_after,
             } => {
+                // The clock stops with the pipeline, at the time of this event.
+                self.tick();
+                let s = &mut self.stages;
                 s.done = Some((*complete, model.clone(), report.clone()));
                 for f in s.finals.values_mut() {
                     f.training = false;

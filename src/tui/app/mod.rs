@@ -53,8 +53,11 @@ pub enum Pane {
 pub struct Input {
     /// What was typed.
     pub text: String,
-    /// Why the last Enter was refused, if it was.
+    /// What is wrong with it: checked as it is typed where the prompt can
+    /// tell (inject), else when Enter was refused.
     pub error: Option<String>,
+    /// True when Enter was pressed on this text and refused (nothing sent).
+    pub refused: bool,
 }
 
 /// A window drawn over the panes; it takes every key until closed.
@@ -171,11 +174,33 @@ impl App {
                 self.clamp_selection();
             }
             Event::GenerationDone { .. } => self.clamp_selection(),
+            Event::StageStarted { stage, .. } if stage != "search" => {
+                // The finalists replace the search's tables: a prompt or a
+                // member's details opened during the search would act on
+                // (or show) what is no longer on screen.
+                let open = self.overlay.take();
+                self.overlay = match open {
+                    Some(o @ (Overlay::Help | Overlay::ConfirmQuit)) => Some(o),
+                    Some(Overlay::Inject(_) | Overlay::Export(_) | Overlay::ConfirmKill { .. }) => {
+                        self.flash = Some(format!(
+                            "the search is over ({stage} runs now): the prompt was closed, nothing sent"
+                        ));
+                        None
+                    }
+                    _ => None,
+                };
+            }
             Event::Finished { .. } => {
                 self.clamp_selection();
                 // Prompts that would steer the ended search make no sense now.
                 self.overlay = match self.overlay.take() {
                     Some(o @ (Overlay::Help | Overlay::Detail)) => Some(o),
+                    Some(Overlay::Inject(_) | Overlay::Export(_) | Overlay::ConfirmKill { .. }) => {
+                        self.flash = Some(
+                            "the search has ended: the prompt was closed, nothing sent".into(),
+                        );
+                        None
+                    }
                     _ => None,
                 };
             }

@@ -7,7 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::{Action, App, Input, Mode, Overlay, Pane};
 use crate::engine::run_view::RunState;
 use crate::engine::Command;
-use crate::tui::keys::{action_of, KeyAction};
+use crate::tui::keys::{action_of, applies, KeyAction, Stage};
 use crate::tui::validate::check_genes;
 
 /// Longest gene list text accepted in the inject prompt.
@@ -23,7 +23,11 @@ impl App {
         if self.overlay.is_some() {
             return self.overlay_key(key);
         }
-        match action_of(&key)? {
+        let action = action_of(&key)?;
+        if self.refused_in_stage(action) {
+            return None;
+        }
+        match action {
             KeyAction::Quit => self.quit_key(),
             KeyAction::Help => {
                 self.overlay = Some(Overlay::Help);
@@ -89,7 +93,7 @@ impl App {
                     };
                     self.overlay = Some(Overlay::Export(Input {
                         text: n.max(1).to_string(),
-                        error: None,
+                        ..Input::default()
                     }));
                 }
                 None
@@ -118,6 +122,64 @@ impl App {
                 None
             }
         }
+    }
+
+    /// What the dashboard shows now and whether the run takes commands.
+    pub fn stage(&self) -> Stage {
+        Stage {
+            live: !matches!(
+                self.view.state(),
+                RunState::Finished | RunState::Stopped | RunState::Gone
+            ),
+            search: !self.view.stages.after_search(),
+        }
+    }
+
+    /// True (with the reason in the footer) when `action` does not apply
+    /// to what is on screen: once the search is over, its members can no
+    /// longer be steered, and the finalists' screen has no tables to move in.
+    /// An ended run's steering keys are left to [`App::can_steer`], which
+    /// says how it ended.
+    fn refused_in_stage(&mut self, action: KeyAction) -> bool {
+        let stage = self.stage();
+        if applies(action, stage) {
+            return false;
+        }
+        let now = self
+            .view
+            .stages
+            .current
+            .clone()
+            .unwrap_or_else(|| "a later stage".into());
+        let over = format!("the search is over ({now} runs now)");
+        let why = match action {
+            KeyAction::Kill if stage.live => {
+                format!("{over}: its members can no longer be killed; p pauses, q quits")
+            }
+            KeyAction::Mutate if stage.live => {
+                format!("{over}: its members can no longer be mutated; p pauses, q quits")
+            }
+            KeyAction::Inject if stage.live => {
+                format!("{over}: nothing can be injected; p pauses, q quits")
+            }
+            KeyAction::Export if stage.live => format!(
+                "{over}: its best are in export/; esr-ea export --run {} picks another count",
+                self.view.run_dir_text()
+            ),
+            KeyAction::Select(_)
+            | KeyAction::NextPane
+            | KeyAction::PreviousPane
+            | KeyAction::Detail
+                if !stage.search =>
+            {
+                format!(
+                    "{now} shows the finalists, not the search's tables: Tab, j/k and Enter apply during the search"
+                )
+            }
+            _ => return false,
+        };
+        self.flash = Some(why);
+        true
     }
 
     /// True when commands can reach a live search; otherwise says why in the footer.
@@ -274,12 +336,21 @@ impl App {
                     }
                     Err(why) => {
                         input.error = Some(why);
+                        input.refused = true;
                         self.overlay = Some(Overlay::Inject(input));
                         None
                     }
                 },
                 _ => {
-                    edit(&mut input, key.code, ctrl);
+                    if edit(&mut input, key.code, ctrl) {
+                        // Checked as typed, as the README promises: the
+                        // problem shows before Enter is pressed.
+                        input.error = if input.text.trim().is_empty() {
+                            None
+                        } else {
+                            check_genes(&self.problem, &input.text).err()
+                        };
+                    }
                     self.overlay = Some(Overlay::Inject(input));
                     None
                 }
@@ -292,6 +363,7 @@ impl App {
                         self.send(Command::Export { top, dir: None })
                     }
                     _ => {
+                        input.refused = true;
                         input.error = Some(format!(
                             "'{}' is not a count: type how many of the best architectures to export (a whole number >= 1)",
                             input.text.trim()
@@ -311,18 +383,20 @@ impl App {
 }
 
 /// Line editing for prompts: type, Backspace, Ctrl-U clears. Any edit
-/// clears the previous error.
-fn edit(input: &mut Input, code: KeyCode, ctrl: bool) {
+/// clears the previous error; returns true when the text changed.
+fn edit(input: &mut Input, code: KeyCode, ctrl: bool) -> bool {
     match code {
         KeyCode::Char('u') if ctrl => input.text.clear(),
-        KeyCode::Char(_) if ctrl => return,
+        KeyCode::Char(_) if ctrl => return false,
         KeyCode::Char(c) if input.text.len() < MAX_INPUT && (c.is_ascii_graphic() || c == ' ') => {
             input.text.push(c)
         }
         KeyCode::Backspace => {
             input.text.pop();
         }
-        _ => return,
+        _ => return false,
     }
     input.error = None;
+    input.refused = false;
+    true
 }

@@ -33,14 +33,11 @@ pub(super) fn header(frame: &mut Frame, area: Rect, app: &App) {
     let run = &app.view.run;
     let (done, training) = app.view.counts();
     let n = app.view.population.len().max(run.individuals);
-    let mut name = if run.run.is_empty() {
+    let name = if run.run.is_empty() {
         "(waiting for the run)".to_string()
     } else {
         run.run.clone()
     };
-    if name.len() > 28 {
-        name = format!("{}...", &name[..25]);
-    }
     let eta = app
         .view
         .eta()
@@ -56,23 +53,43 @@ pub(super) fn header(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(name, bold),
         Span::raw("  "),
         Span::raw(devices),
-        Span::raw("  gen "),
-        Span::styled(
-            format!(
-                "{}/{}",
-                (app.view.generation + 1).min(run.generations.max(1)),
-                run.generations
-            ),
-            bold,
-        ),
-        Span::raw("  ind "),
-        Span::styled(format!("{}/{}", (done + training).min(n), n), bold),
-        Span::raw(format!(
-            "  {} ETA {}",
-            duration(app.view.elapsed().as_secs_f64()),
-            eta
-        )),
     ];
+    let stages = &app.view.stages;
+    if stages.after_search() {
+        // The search's generation and members are history now: the header
+        // follows the stage that runs, with its own progress and ETA.
+        let stage = stages.current.clone().unwrap_or_default();
+        let of = stages
+            .position
+            .map(|(i, n)| format!(" {}/{n}", i + 1))
+            .unwrap_or_default();
+        spans.push(Span::raw("  stage"));
+        spans.push(Span::raw(of));
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(stage, bold));
+        if let Some(progress) = stages.progress() {
+            spans.push(Span::raw(format!("  {progress}")));
+        }
+    } else {
+        spans.extend([
+            Span::raw("  gen "),
+            Span::styled(
+                format!(
+                    "{}/{}",
+                    (app.view.generation + 1).min(run.generations.max(1)),
+                    run.generations
+                ),
+                bold,
+            ),
+            Span::raw("  ind "),
+            Span::styled(format!("{}/{}", (done + training).min(n), n), bold),
+        ]);
+    }
+    spans.push(Span::raw(format!(
+        "  {} ETA {}",
+        duration(app.view.elapsed().as_secs_f64()),
+        eta
+    )));
     if app.mode == Mode::Attached {
         spans.push(Span::styled("  attached", look.dim()));
     }
@@ -82,6 +99,14 @@ pub(super) fn header(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(label.len() as u16 + 3),
     ])
     .split(area);
+    // The run's name gives way first: the person knows which run this is,
+    // but not how far it is (the stage's progress and ETA come last).
+    let rest: usize = spans[1..].iter().map(|s| s.content.chars().count()).sum();
+    let room = (cols[0].width as usize).saturating_sub(rest).clamp(8, 28);
+    if spans[0].content.chars().count() > room {
+        let cut: String = spans[0].content.chars().take(room - 3).collect();
+        spans[0] = Span::styled(format!("{cut}..."), bold);
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), cols[0]);
     frame.render_widget(
         Paragraph::new(Span::styled(format!(" [{label}]"), style)).alignment(Alignment::Right),
@@ -124,11 +149,7 @@ pub(super) fn footer(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let live = !matches!(
-        app.view.state(),
-        RunState::Finished | RunState::Stopped | RunState::Gone
-    );
-    let keys = footer_keys(live, app.view.paused());
+    let keys = footer_keys(app.stage(), app.view.paused());
     // Narrow terminals drop "Enter detail" (the help lists it) so "? help" stays visible.
     let keys: Vec<(&str, &str)> = if area.width < 96 {
         keys.into_iter().filter(|(k, _)| *k != "Enter").collect()

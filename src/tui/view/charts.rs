@@ -4,7 +4,7 @@
 use ratatui::layout::{Constraint, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::Span;
-use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition, Paragraph};
 use ratatui::Frame;
 
 use super::widgets::pane_block;
@@ -89,6 +89,33 @@ pub(super) fn loss_chart(frame: &mut Frame, area: Rect, app: &App, member: Optio
     frame.render_widget(chart, area);
 }
 
+/// Where the legend hides the fewest points. The default corner (top
+/// right) is where an improving search draws its newest generations, so the
+/// left corners are tried first and win ties; the right ones only when they
+/// hide fewer (after one generation, every point is at the left edge).
+fn legend_corner(points: &[(f64, f64)], x: [f64; 2], y: [f64; 2]) -> LegendPosition {
+    let hidden = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|&&(px, py)| {
+                let fx = (px - x[0]) / (x[1] - x[0]).max(1e-9);
+                let fy = (py - y[0]) / (y[1] - y[0]).max(1e-9);
+                (if right { fx > 0.5 } else { fx < 0.5 })
+                    && (if upper { fy > 0.5 } else { fy < 0.5 })
+            })
+            .count()
+    };
+    [
+        (LegendPosition::TopLeft, false, true),
+        (LegendPosition::BottomLeft, false, false),
+        (LegendPosition::TopRight, true, true),
+        (LegendPosition::BottomRight, true, false),
+    ]
+    .into_iter()
+    .min_by_key(|(_, right, upper)| hidden(*right, *upper))
+    .map_or(LegendPosition::TopLeft, |(corner, _, _)| corner)
+}
+
 pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     let look = &app.look;
     let bicubic_psnr = app.view.run.bicubic_psnr;
@@ -139,8 +166,11 @@ pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
     if !bicubic.is_empty() {
         datasets.insert(0, bicubic_line(look, &bicubic));
     }
+    let y = padded(lo, hi);
+    let plotted: Vec<(f64, f64)> = best.iter().chain(&mean).copied().collect();
     let chart = Chart::new(datasets)
         .block(pane_block(title, false, look))
+        .legend_position(Some(legend_corner(&plotted, [1.0, gens], y)))
         .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
         // No axis titles: drawn inside the plot, they hid the first and
         // last points. The pane title names the values, the labels the unit.
@@ -153,7 +183,7 @@ pub(super) fn progress_chart(frame: &mut Frame, area: Rect, app: &App) {
         .y_axis(
             Axis::default()
                 .style(look.dim())
-                .bounds(padded(lo, hi))
+                .bounds(y)
                 .labels([format!("{lo:.2}"), format!("{hi:.2}")]),
         );
     frame.render_widget(chart, area);

@@ -251,10 +251,11 @@ pub(super) fn feedback(
     preview: impl Fn() -> Option<String>,
 ) -> Vec<Line<'static>> {
     match &input.error {
-        Some(e) => vec![Line::from(Span::styled(
+        Some(e) if input.refused => vec![Line::from(Span::styled(
             format!("not sent: {e}"),
             look.error(),
         ))],
+        Some(e) => vec![Line::from(Span::styled(e.clone(), look.error()))],
         None => match preview() {
             Some(p) => vec![Line::from(Span::styled(p, look.good()))],
             None => vec![Line::from("")],
