@@ -210,26 +210,18 @@ impl App {
             self.flash = Some("no member selected".into());
             return None;
         };
-        let (label, _) = self.member_state(m);
-        let training = self.view.live.get(&m.id).is_some_and(|l| l.training);
-        let refusal = if m.status.is_done() {
-            Some(format!(
-                "#{} is {label}: only queued or training members can be changed",
-                m.id
-            ))
-        } else if queued_only && training {
-            Some(format!(
-                "#{} is training: only queued members can be mutated (kill it first)",
-                m.id
-            ))
+        // The same check `esr-ea control` makes before it sends.
+        let id = m.id;
+        let command = if queued_only {
+            Command::Mutate { id, genes: None }
         } else {
-            None
+            Command::Kill { id }
         };
-        if let Some(why) = refusal {
+        if let Some(why) = self.view.refusal(&command) {
             self.flash = Some(why);
             return None;
         }
-        Some(m.id)
+        Some(id)
     }
 
     fn send(&mut self, command: Command) -> Option<Action> {
