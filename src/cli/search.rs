@@ -15,7 +15,7 @@ use crate::engine::lock::RunLock;
 use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
 use crate::search::memory_plan::{self, MemoryInputs, MemoryPlan};
-use crate::search::{plan, Problem, Search};
+use crate::search::{plan, Problem, Search, Strategy};
 use crate::train::fitness::QuickTrain;
 
 /// Arguments of `search`.
@@ -53,10 +53,33 @@ pub struct SearchArgs {
     /// benchmarks, no report); `--resume` runs the rest later.
     #[arg(long, value_name = "STAGE", value_enum)]
     pub stop_after: Option<StopAfterArg>,
+    /// How generations after the first are made: `evolution` (elites,
+    /// mutation, crossover) or `random` (fresh draws at the same budget: the
+    /// baseline); default: the config's `nas.search_algorithm.type`.
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub strategy: Option<StrategyArg>,
     /// Where trainings run: `local` (worker threads, --devices) or `slurm`
     /// (one batch job each); default: the config's `executor.type`, else local.
     #[command(flatten)]
     pub slurm: SlurmArgs,
+}
+
+/// `--strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// Elites, mutation and crossover.
+    Evolution,
+    /// Fresh random networks every generation.
+    Random,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(arg: StrategyArg) -> Strategy {
+        match arg {
+            StrategyArg::Evolution => Strategy::Evolution,
+            StrategyArg::Random => Strategy::Random,
+        }
+    }
 }
 
 /// The stage `--stop-after` ends a run after.
@@ -397,6 +420,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             // them in its own log (headless); the dashboard's log gets them too.
             warnings = ConfigWarnings::new(loaded.warnings, args.check || !headless);
             let mut config = loaded.config;
+            if let Some(strategy) = args.strategy {
+                config.policy.strategy = strategy.into();
+            }
             if let Some(seed) = args.seed {
                 config.seed = seed;
             }
@@ -479,10 +505,20 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         SearchStage::Finished(Box::new(search))
     } else {
         let memory = memory_of(&config, &search.problem, &args.devices)?;
-        let notes = warnings
-            .into_log()
+        let strategy = (search.problem.policy.strategy == Strategy::Random).then(|| {
+            (
+                "info".to_string(),
+                "strategy: random search (every generation drawn fresh at the same budget; no evolution)".to_string(),
+            )
+        });
+        let notes = strategy
             .into_iter()
-            .map(|w| ("warn".to_string(), format!("config: {w}")))
+            .chain(
+                warnings
+                    .into_log()
+                    .into_iter()
+                    .map(|w| ("warn".to_string(), format!("config: {w}"))),
+            )
             .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
             .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
             .collect();

@@ -140,6 +140,7 @@ pub(crate) fn to_yaml(c: &Config) -> String {
                 (
                     "search_algorithm",
                     map([
+                        ("type", c.policy.strategy.name().into()),
                         (
                             "policy",
                             map([

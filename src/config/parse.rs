@@ -10,7 +10,7 @@ use super::reader::{show, Node, Reader};
 use super::split::{scale_value, split};
 use super::{Config, DataSplit, DatasetConfig, ScheduleKind, TrainerConfig};
 use crate::latency::{parse_size, LatencyLimit, Runtime};
-use crate::search::{Policy, Range, Selection};
+use crate::search::{Policy, Range, Selection, Strategy};
 use crate::space::{BlockKind, SearchSpace};
 
 /// Reads a whole configuration document.
@@ -237,6 +237,13 @@ fn search_algorithm(r: &mut Reader, nas: &Node) -> Result<(Policy, Range), Confi
     let Some(alg) = r.section(nas, "search_algorithm")? else {
         return Ok((policy, range));
     };
+    if let Some(n) = r.get(&alg, "type")? {
+        // Vega's configs name the evolution `ESRSearch`.
+        policy.strategy = match r.word(&n, &["evolution", "random", "ESRSearch"])? {
+            "random" => Strategy::Random,
+            _ => Strategy::Evolution,
+        };
+    }
     if let Some(p) = r.section(&alg, "policy")? {
         if let Some(n) = r.get(&p, "num_generation")? {
             policy.num_generation = r.count(&n, 1)?;

@@ -118,6 +118,9 @@ pub struct RunFacts {
     pub config: String,
     /// Master seed.
     pub seed: u64,
+    /// `evolution` or `random` (the baseline).
+    #[serde(default)]
+    pub strategy: String,
     /// Upscaling factor.
     pub scale: usize,
     /// Devices the search trained on (latest start).
@@ -405,6 +408,14 @@ impl Report {
             ("run directory", format!("`{}`", f.run_dir)),
             ("config", f.config.clone()),
             ("seed", f.seed.to_string()),
+            (
+                "strategy",
+                if f.strategy == "random" {
+                    "random search (the baseline: no evolution)".to_string()
+                } else {
+                    "evolution".to_string()
+                },
+            ),
             ("devices", devices),
             (
                 "generations x population",
@@ -596,6 +607,7 @@ fn facts(run: &RunInputs) -> RunFacts {
         run_dir,
         config: run.config_origin.clone(),
         seed: run.config.seed,
+        strategy: run.config.policy.strategy.name().to_string(),
         scale: run.config.search_space.scale,
         devices: run.devices.clone(),
         generations: run.config.policy.num_generation,

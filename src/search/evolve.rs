@@ -5,7 +5,7 @@ use rand::seq::IndexedRandom;
 use rand::Rng;
 
 use super::individual::Individual;
-use super::{Member, Origin, Search, Selection};
+use super::{Member, Origin, Search, Selection, Strategy};
 
 impl Search {
     /// Of the elites and this generation's members, keeps the E fittest
@@ -26,9 +26,13 @@ impl Search {
         self.state.elites = pool;
     }
 
-    /// The next generation's genotypes (spec §3 step 3).
+    /// The next generation's genotypes (spec §3 step 3), or fresh random
+    /// ones under [`Strategy::Random`].
     pub(super) fn reproduce(&mut self) -> Vec<(Individual, Origin)> {
         let n = self.problem.policy.num_individual;
+        if self.problem.policy.strategy == Strategy::Random {
+            return (0..n).map(|i| self.random_child(i)).collect();
+        }
         let pairs = n / 4;
         let mutants = n - 2 * pairs;
         let mut children = Vec::with_capacity(n);
@@ -41,6 +45,20 @@ impl Search {
             children.push(b);
         }
         children
+    }
+
+    /// A fresh draw from the space, as the first generation's; where the
+    /// draw cannot be repaired into the budget, the member it replaces.
+    fn random_child(&mut self, i: usize) -> (Individual, Origin) {
+        match self.problem.random_individual(&mut self.state.rng) {
+            Ok(ind) => (ind, Origin::Initial),
+            Err(_) => (
+                self.state.population[i % self.state.population.len()]
+                    .individual
+                    .clone(),
+                Origin::Initial,
+            ),
+        }
     }
 
     fn mutation_child(&mut self, i: usize) -> (Individual, Origin) {

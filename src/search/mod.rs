@@ -37,6 +37,29 @@ pub enum SearchError {
     StateMismatch(String),
 }
 
+/// How each generation after the first is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Elites, mutation and crossover (spec §3).
+    #[default]
+    Evolution,
+    /// Every generation drawn fresh from the space, as the first one is, and
+    /// repaired into the same budget: the baseline evolution must beat. The
+    /// fitness, cache, elites and pipeline are the same.
+    Random,
+}
+
+impl Strategy {
+    /// Its name as the config and `--strategy` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Evolution => "evolution",
+            Strategy::Random => "random",
+        }
+    }
+}
+
 /// How crossover parents are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +85,9 @@ pub struct Policy {
     /// How crossover parents are chosen.
     #[serde(default)]
     pub selection: Selection,
+    /// Evolution, or random search at the same budget.
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 impl Default for Policy {
@@ -72,6 +98,7 @@ impl Default for Policy {
             num_elitism: 4,
             mutation_rate: 0.05,
             selection: Selection::Roulette,
+            strategy: Strategy::Evolution,
         }
     }
 }

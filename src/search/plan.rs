@@ -20,15 +20,23 @@ pub fn describe(
     let highest = reach.iter().map(|x| x.max).max().unwrap_or(0);
     let repair = problem.measure_repair(repair_samples, seed)?;
     let pairs = p.num_individual / 4;
+    let per_generation = match p.strategy {
+        super::Strategy::Evolution => format!(
+            "per generation {} + {}",
+            crate::format::plural(p.num_individual - 2 * pairs, "mutant"),
+            crate::format::plural(pairs, "crossover pair"),
+        ),
+        super::Strategy::Random => {
+            "random search: every generation drawn fresh, no evolution".to_string()
+        }
+    };
     let mut out = String::new();
     out.push_str(&format!(
-        "search: {} generations x {} individuals = {} trainings at most ({} elites; per generation {} + {}), seed {seed}\n",
+        "search: {} generations x {} individuals = {} trainings at most ({} elites; {per_generation}), seed {seed}\n",
         p.num_generation,
         p.num_individual,
         p.num_generation * p.num_individual,
         p.num_elitism,
-        crate::format::plural(p.num_individual - 2 * pairs, "mutant"),
-        crate::format::plural(pairs, "crossover pair"),
     ));
     out.push_str(&format!(
         "network: x{} upscaling, G0 {}, biases {}, {}..{} blocks of {} slots\n",

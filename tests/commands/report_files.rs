@@ -290,6 +290,7 @@ fn a_whole_pipeline_run_reports_every_set_bicubic_and_the_finalist() {
     )));
     for fact in [
         "| seed | 3 |",
+        "| strategy | evolution |",
         "| devices | cpu |",
         "| generations x population | 3 x 4 (3 completed) |",
         "| parameter budget | 20,000..60,000 |",

@@ -63,42 +63,7 @@ fn a_search_killed_with_sigkill_resumes_to_the_same_result() {
     }
 
     let killed = dir.join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args([
-            "search",
-            "--config",
-            cfg,
-            "--run-dir",
-            killed.to_str().unwrap(),
-            "--headless",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until some individuals are done and another is training, then SIGKILL.
-    let start = Instant::now();
-    loop {
-        let events = std::fs::read_to_string(killed.join("events.jsonl")).unwrap_or_default();
-        let evaluated = events.matches("\"event\":\"evaluated\"").count();
-        let last_is_progress = events
-            .lines()
-            .last()
-            .is_some_and(|l| l.contains("\"progress\""));
-        if evaluated >= 5 && last_is_progress {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "search too slow"
-        );
-        if child.try_wait().unwrap().is_some() {
-            panic!("search ended before it could be killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL: no chance to checkpoint
-    child.wait().unwrap();
+    kill_mid_search(&["--config", cfg], &killed);
     let o = search(&["--resume", killed.to_str().unwrap(), "--headless"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("resuming run"));
@@ -171,5 +136,84 @@ fn corrupt_state_is_reported_clearly() {
         "--headless",
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a search"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts a headless search into `run`, waits until some members are done
+/// and another is training, then SIGKILLs it (no chance to checkpoint).
+fn kill_mid_search(args: &[&str], run: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+        .arg("search")
+        .args(args)
+        .args(["--run-dir", run.to_str().unwrap(), "--headless"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
+        let evaluated = events.matches("\"event\":\"evaluated\"").count();
+        let last_is_progress = events
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"progress\""));
+        if evaluated >= 5 && last_is_progress {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "search too slow"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("search ended before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `--strategy random`, the baseline, runs like the evolution: resumed
+/// after SIGKILL to the same result, every member a fresh draw in the
+/// budget, and the run says which strategy ran.
+#[test]
+fn a_random_search_resumes_after_sigkill_and_says_it_is_random() {
+    let dir = temp_dir("random");
+    let cfg = tiny_config(&dir);
+    let cfg = cfg.to_str().unwrap();
+    let straight = dir.join("straight");
+    let o = search(&[
+        "--config",
+        cfg,
+        "--strategy",
+        "random",
+        "--run-dir",
+        straight.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("strategy: random search"), "{out}");
+    let config = std::fs::read_to_string(straight.join("config.yaml")).unwrap();
+    assert!(config.contains("type: random"), "{config}");
+    let history = std::fs::read_to_string(straight.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 3 * 4, "{history}");
+    for row in history.lines().skip(1) {
+        assert!(row.contains(",initial,"), "bred, not drawn: {row}");
+    }
+    let killed = dir.join("killed");
+    kill_mid_search(&["--config", cfg, "--strategy", "random"], &killed);
+    let o = search(&["--resume", killed.to_str().unwrap(), "--headless"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(elites_and_history(&killed), elites_and_history(&straight));
+    // The strategy is the run's: a resume cannot change it.
+    let o = search(&[
+        "--resume",
+        killed.to_str().unwrap(),
+        "--strategy",
+        "evolution",
+    ]);
+    assert!(!o.status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }

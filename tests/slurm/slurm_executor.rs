@@ -271,16 +271,24 @@ fn stop_and_wait(run: &Path, mut child: Child) {
 
 #[test]
 fn a_search_on_slurm_ends_with_the_local_elites() {
+    slurm_ends_like_local("same", &[]);
+}
+
+/// The random-search baseline runs on Slurm as the evolution does.
+#[test]
+fn a_random_search_on_slurm_ends_with_the_local_elites() {
+    slurm_ends_like_local("random", &["--strategy", "random"]);
+}
+
+fn slurm_ends_like_local(name: &str, extra: &[&str]) {
     require_slurm!();
-    let case = Case::new("same");
+    let case = Case::new(name);
     let local_run = case.run_dir("local");
     let slurm_run = case.run_dir("slurm");
-    finish(search(
-        &case.config(2, 4, ""),
-        &local_run,
-        &["--executor", "local"],
-    ));
-    let out = finish(search(&case.config(2, 4, SLURM), &slurm_run, &[]));
+    let mut local_args = vec!["--executor", "local"];
+    local_args.extend_from_slice(extra);
+    finish(search(&case.config(2, 4, ""), &local_run, &local_args));
+    let out = finish(search(&case.config(2, 4, SLURM), &slurm_run, extra));
     assert!(
         out.contains("Slurm job"),
         "headless lines name the jobs:\n{out}"

@@ -123,3 +123,34 @@ fn cosine_schedule_and_gradient_clipping() {
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     assert_eq!(again.config, c);
 }
+
+/// `nas.search_algorithm.type`: evolution (also Vega's `ESRSearch`) or
+/// random; written back into the run's config; anything else named.
+#[test]
+fn the_strategy_is_read_written_back_and_checked() {
+    use esr_ea::search::Strategy;
+    let c = load("", "");
+    assert_eq!(c.policy.strategy, Strategy::Evolution);
+    for (word, strategy) in [
+        ("random", Strategy::Random),
+        ("Random", Strategy::Random),
+        ("ESRSearch", Strategy::Evolution),
+        ("evolution", Strategy::Evolution),
+    ] {
+        let c = load(&format!("  search_algorithm: {{type: {word}}}\n"), "");
+        assert_eq!(c.policy.strategy, strategy, "{word}");
+        let yaml = c.to_yaml();
+        assert!(
+            yaml.contains(&format!("type: {}", strategy.name())),
+            "{yaml}"
+        );
+        let again = Config::from_yaml_str(&yaml, Path::new("/x"), "t.yaml").unwrap();
+        assert_eq!(again.config.policy.strategy, strategy);
+    }
+    let text = format!("nas:\n{DATA}  search_algorithm: {{type: genetic}}\n");
+    let err = Config::from_yaml_str(&text, Path::new("/cfg"), "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nas.search_algorithm.type"), "{err}");
+    assert!(err.contains("random"), "{err}");
+}

@@ -5,7 +5,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use esr_ea::engine::{self, Command, Event, RunDir};
-use esr_ea::search::{Search, Status};
+use esr_ea::search::{Search, Status, Strategy};
 use support::*;
 
 #[test]
@@ -153,7 +153,23 @@ fn pause_kill_mutate_inject_export() {
 
 #[test]
 fn stop_then_resume_ends_like_an_uninterrupted_run() {
-    let straight_dir = temp_run("straight");
+    stop_then_resume_matches(Strategy::Evolution);
+}
+
+/// The random-search baseline resumes exactly as the evolution does: its
+/// draws come from the same saved generator.
+#[test]
+fn a_random_search_resumes_like_an_uninterrupted_one() {
+    stop_then_resume_matches(Strategy::Random);
+}
+
+fn stop_then_resume_matches(strategy: Strategy) {
+    let problem = |generations| {
+        let mut p = problem(generations);
+        p.policy.strategy = strategy;
+        p
+    };
+    let straight_dir = temp_run(&format!("straight-{}", strategy.name()));
     let (h, _rx) = start(
         Search::new(problem(3), 3).unwrap(),
         RunDir::create(&straight_dir).unwrap(),
@@ -162,7 +178,7 @@ fn stop_then_resume_ends_like_an_uninterrupted_run() {
     );
     let straight = h.join().unwrap();
 
-    let dir = temp_run("stopped");
+    let dir = temp_run(&format!("stopped-{}", strategy.name()));
     let (h, rx) = start(
         Search::new(problem(3), 3).unwrap(),
         RunDir::create(&dir).unwrap(),

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use esr_ea::search::{
-    Evaluation, GenerationSummary, Member, Policy, Problem, Range, Search, SearchError,
-    SearchState, Selection, Status,
+    Evaluation, GenerationSummary, Member, Origin, Policy, Problem, Range, Search, SearchError,
+    SearchState, Selection, Status, Strategy,
 };
 use esr_ea::space::SearchSpace;
 use proptest::prelude::*;
@@ -450,4 +450,48 @@ fn hand_made_members_are_validated_marked_and_selected() {
     // Done members cannot be changed.
     let done = search.state.history[0].id;
     assert!(search.hand_mutate(done, None).is_err());
+}
+
+/// `strategy: random` (the baseline): every generation is a fresh draw
+/// inside the same budget, from the same seeded generator (same seed, same
+/// genes), with the same elites bookkeeping and cache; at the paper's size too.
+#[test]
+fn random_search_draws_every_generation_fresh_inside_the_budget() {
+    for problem in [
+        small_problem(Policy {
+            num_generation: 4,
+            strategy: Strategy::Random,
+            ..Policy::default()
+        }),
+        {
+            let mut p = default_problem();
+            p.policy.num_generation = 2;
+            p.policy.strategy = Strategy::Random;
+            p
+        },
+    ] {
+        let run = |seed| {
+            let mut search = Search::new(problem.clone(), seed).unwrap();
+            let mut trainer = FakeTrainer::new();
+            let summaries = search.run(&mut trainer);
+            (search, summaries, trainer)
+        };
+        let (search, summaries, trainer) = run(7);
+        assert_eq!(summaries.len(), problem.policy.num_generation);
+        for m in &search.state.history {
+            assert!(problem.is_valid(&m.individual), "{} {}", m.genes, m.params);
+            assert!(
+                (problem.range.min_params..=problem.range.max_params).contains(&m.params),
+                "{}",
+                m.params
+            );
+            assert_eq!(m.origin, Origin::Initial, "#{} was bred", m.id);
+        }
+        // Never trained twice: a repeated draw is a cache hit.
+        assert!(trainer.trained.values().all(|&n| n == 1));
+        assert!(!search.state.elites.is_empty());
+        let genes = |s: &Search| s.state.history.iter().map(|m| m.key()).collect::<Vec<_>>();
+        assert_eq!(genes(&search), genes(&run(7).0));
+        assert_ne!(genes(&search), genes(&run(8).0));
+    }
 }
