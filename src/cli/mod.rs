@@ -2,6 +2,7 @@
 
 pub mod attach;
 mod bench;
+mod compare;
 mod control;
 mod device_check;
 mod evaluate;
@@ -63,6 +64,8 @@ pub enum Command {
     Report(report_cmd::ReportArgs),
     /// How far the search's fitness can be trusted: rank correlation with a longer training, seed noise.
     Study(study::StudyArgs),
+    /// Evolution against random search over several runs: incumbent curves, verdict.
+    Compare(compare::CompareArgs),
     /// Compare a device's forward/backward with the CPU's (CUDA check).
     #[command(hide = true)]
     DeviceCheck(device_check::DeviceCheckArgs),
@@ -92,6 +95,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Latency(args)) => latency::run(&args),
         Some(Command::Report(args)) => report_cmd::run(&args),
         Some(Command::Study(args)) => study::run(&args),
+        Some(Command::Compare(args)) => compare::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.

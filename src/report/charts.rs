@@ -418,6 +418,91 @@ pub fn progress_png(run: &RunInputs, path: &Path) -> Result<()> {
     })
 }
 
+/// `compare.png`: each run's best fitness so far against trained members
+/// (thin), and each strategy's mean up to the common budget (thick).
+pub fn compare_png(cmp: &super::compare::Comparison, path: &Path) -> Result<()> {
+    let family = font()?;
+    let max_x = cmp
+        .runs
+        .iter()
+        .map(|r| r.evaluations)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let (y0, y1) = padded(
+        cmp.runs.iter().flat_map(|r| r.points.iter().map(|p| p.2)),
+        0.1,
+        0.2,
+    );
+    let color = |strategy: &str| {
+        if strategy == "random" {
+            RGBColor(40, 90, 180)
+        } else {
+            RGBColor(200, 30, 30)
+        }
+    };
+    write_png(path, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "best fitness so far: evolution against random search",
+                (family, CAPTION_PX),
+            )
+            .margin(24)
+            .x_label_area_size(64)
+            .y_label_area_size(84)
+            .build_cartesian_2d(0.0..max_x + 0.5, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("members trained")
+            .y_desc("best validation PSNR so far, dB")
+            .axis_desc_style((family, AXIS_PX))
+            .label_style((family, LABEL_PX))
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .draw()
+            .map_err(plot_error)?;
+        for r in &cmp.runs {
+            let c = color(&r.strategy);
+            chart
+                .draw_series(LineSeries::new(
+                    r.points.iter().map(|p| (p.0 as f64, p.2)),
+                    c.mix(0.35).stroke_width(1),
+                ))
+                .map_err(plot_error)?;
+        }
+        for strategy in ["evolution", "random"] {
+            let runs: Vec<_> = cmp.runs.iter().filter(|r| r.strategy == strategy).collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let mean: Vec<(f64, f64)> = (1..=cmp.common_evaluations)
+                .filter_map(|e| {
+                    let v: Vec<f64> = runs.iter().filter_map(|r| r.best_at(e)).collect();
+                    (v.len() == runs.len())
+                        .then(|| (e as f64, v.iter().sum::<f64>() / v.len() as f64))
+                })
+                .collect();
+            let c = color(strategy);
+            chart
+                .draw_series(LineSeries::new(mean, c.stroke_width(4)))
+                .map_err(plot_error)?
+                .label(format!("{strategy} (mean of {})", runs.len()))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x - 10, y), (x + 10, y)], c.stroke_width(4))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((family, LABEL_PX))
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

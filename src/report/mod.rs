@@ -13,6 +13,7 @@
 //! charts) and says that no finalist was fully trained.
 
 mod charts;
+pub mod compare;
 mod inputs;
 mod pareto;
 mod table;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use charts::{HEIGHT as CHART_HEIGHT, WIDTH as CHART_WIDTH};
+pub use charts::{compare_png, HEIGHT as CHART_HEIGHT, WIDTH as CHART_WIDTH};
 pub use inputs::{BicubicBaseline, RunInputs};
 pub use pareto::pareto_front;
 pub use table::{finalist_name, Report, ReportRow, RowKind, RunFacts, SetCell, SetInfo, StageFact};

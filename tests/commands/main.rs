@@ -10,6 +10,7 @@ mod support;
 mod check_reports_all;
 mod cli_commands;
 mod common_random_numbers;
+mod compare_cli;
 mod device_check_cli;
 mod evaluate_job;
 mod fault_matrix_misc;

@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod compare_runs;
 mod config_errors;
 mod config_executor;
 mod config_files;
