@@ -11,28 +11,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::config::latency::{parse_size, LatencyLimit, Runtime};
 use crate::model::Esrn;
-
-/// The runtime a latency is measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    /// esr-ea's own candle network (the custom CPU kernels).
-    Candle,
-    /// The exported ONNX file in onnxruntime's CPU execution provider.
-    Onnxruntime,
-}
-
-impl std::fmt::Display for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Runtime::Candle => "candle",
-            Runtime::Onnxruntime => "onnxruntime",
-        })
-    }
-}
 
 /// What one measurement found: milliseconds per frame over `frames` timed
 /// runs, after one untimed warm-up run.
@@ -83,20 +65,6 @@ impl Latency {
             min_ms: times[0],
             max_ms: times[n - 1],
         })
-    }
-}
-
-/// Parses `WIDTHxHEIGHT` (`640x360`).
-pub fn parse_size(text: &str) -> Result<(usize, usize)> {
-    let parse = |s: &str| s.trim().parse::<usize>().ok().filter(|&v| v > 0);
-    match text.split_once(['x', 'X']) {
-        Some((w, h)) => match (parse(w), parse(h)) {
-            (Some(w), Some(h)) => Ok((w, h)),
-            _ => bail!(
-                "size '{text}': width and height must be positive whole numbers (example: 640x360)"
-            ),
-        },
-        None => bail!("size '{text}' is not WIDTHxHEIGHT (example: 640x360)"),
     }
 }
 
@@ -217,59 +185,8 @@ fn time_onnxruntime(
     Latency::from_times(Runtime::Onnxruntime, threads, size, times)
 }
 
-/// The search's optional latency constraint (`range.max_latency_ms` with
-/// `range.latency`): a member whose measured latency is above `max_ms` is
-/// not trained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatencyLimit {
-    /// Largest allowed median ms per frame.
-    pub max_ms: f64,
-    /// Where it is measured.
-    pub runtime: Runtime,
-    /// CPU threads it is measured on.
-    pub threads: usize,
-    /// Frame width (LR pixels).
-    pub width: usize,
-    /// Frame height (LR pixels).
-    pub height: usize,
-    /// Timed frames (after one warm-up frame).
-    pub frames: usize,
-}
-
+/// Measuring, the part of the limit that needs a network.
 impl LatencyLimit {
-    /// The measurement defaults: candle, 1 thread, 640x360, 3 frames.
-    pub fn with_max(max_ms: f64) -> LatencyLimit {
-        LatencyLimit {
-            max_ms,
-            runtime: Runtime::Candle,
-            threads: 1,
-            width: 640,
-            height: 360,
-            frames: 3,
-        }
-    }
-
-    /// How it is measured, for messages: `candle, 1 thread, 640x360`.
-    pub fn setting(&self) -> String {
-        let s = if self.threads == 1 { "" } else { "s" };
-        format!(
-            "{}, {} thread{s}, {}x{}",
-            self.runtime, self.threads, self.width, self.height
-        )
-    }
-
-    /// Why a member with `latency_ms` is refused, or `None` when it is within
-    /// the limit.
-    pub fn rejection(&self, latency_ms: f64) -> Option<String> {
-        (latency_ms > self.max_ms).then(|| {
-            format!(
-                "latency {latency_ms:.1} ms > max_latency_ms {} ({})",
-                self.max_ms,
-                self.setting()
-            )
-        })
-    }
-
     /// Measures the median ms per frame of `arch` with weights drawn from
     /// `seed` (the weights' values do not change the work). Candle runs in
     /// this process, so it uses the kernel threads the process was started

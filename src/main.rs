@@ -20,13 +20,13 @@ fn main() -> ExitCode {
     }
     match esr_ea::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.is::<esr_ea::cli::report::Interrupted>() => {
+        Err(err) if err.is::<esr_ea::cli::exit::Interrupted>() => {
             eprintln!("{err}");
-            ExitCode::from(esr_ea::cli::report::EXIT_INTERRUPTED)
+            ExitCode::from(esr_ea::cli::exit::EXIT_INTERRUPTED)
         }
         Err(err) => {
             // One line: the chain of causes joined, never a backtrace.
-            eprintln!("error: {}", esr_ea::cli::report::error_line(&err));
+            eprintln!("error: {}", esr_ea::cli::exit::error_line(&err));
             ExitCode::FAILURE
         }
     }

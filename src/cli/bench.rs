@@ -98,7 +98,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for (i, pair) in data.pairs.iter().enumerate() {
             let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
             if let Some(m) = &model {
-                let plan = super::upscale::tile_plan(
+                let plan = super::tile_plan(
                     m.arch(),
                     args.max_memory,
                     &dev,

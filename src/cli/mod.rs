@@ -6,14 +6,14 @@ mod compare;
 mod control;
 mod device_check;
 mod evaluate;
+pub mod exit;
 mod export;
 pub mod headless;
 mod inspect;
 mod latency;
 mod onnx;
 mod progress;
-pub mod report;
-mod report_cmd;
+mod report;
 mod search;
 mod speed;
 mod study;
@@ -61,7 +61,7 @@ pub enum Command {
     /// Milliseconds per frame of a model in candle or onnxruntime.
     Latency(latency::LatencyArgs),
     /// (Re)write a run's report: report.md/csv/json, pareto.png, progress.png.
-    Report(report_cmd::ReportArgs),
+    Report(report::ReportArgs),
     /// How far the search's fitness can be trusted: rank correlation with a longer training, seed noise.
     Study(study::StudyArgs),
     /// Evolution against random search over several runs: incumbent curves, verdict.
@@ -93,14 +93,14 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Speed(args)) => speed::run(&args),
         Some(Command::Onnx(args)) => onnx::run(&args),
         Some(Command::Latency(args)) => latency::run(&args),
-        Some(Command::Report(args)) => report_cmd::run(&args),
+        Some(Command::Report(args)) => report::run(&args),
         Some(Command::Study(args)) => study::run(&args),
         Some(Command::Compare(args)) => compare::run(&args),
         Some(Command::DeviceCheck(args)) => device_check::run(&args),
         Some(Command::Evaluate(args)) => evaluate::run(&args),
         // No subcommand: a search on the embedded default, as the README promises.
         None => search::run(&search::SearchArgs {
-            devices: vec![crate::engine::executor::local::DeviceWorkers {
+            devices: vec![crate::device::DeviceWorkers {
                 device: crate::device::DeviceName::Cpu,
                 workers: 1,
             }],
@@ -138,4 +138,19 @@ pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crat
         eprintln!("warning: {w}");
     }
     Ok(loaded.config)
+}
+
+/// The tiles for a model on an `h x w` image within `--max-memory` (or the
+/// default budget): one pass when the image fits.
+pub fn tile_plan(
+    arch: &crate::space::Arch,
+    max_memory: Option<u64>,
+    device: &candle_core::Device,
+    h: usize,
+    w: usize,
+) -> anyhow::Result<crate::model::tiled::TilePlan> {
+    let budget =
+        max_memory.unwrap_or_else(|| crate::model::tiled::default_memory_budget_on(device));
+    crate::model::tiled::TilePlan::for_image(arch, budget, h, w)
+        .map_err(|e| anyhow::anyhow!("{e}; give --max-memory with at least that much"))
 }

@@ -1,31 +1,25 @@
-//! How the binary ends: one line for an error (exit 1), and a distinct
-//! status for a stopped-but-resumable `search` or `train` (Ctrl-C, SIGTERM,
-//! SIGHUP, `control stop`), so scripts can tell it from a finished one (0).
+//! `esr-ea report RUN_DIR`: regenerates a run's report files from what the
+//! run directory holds (the pipeline's report stage writes the same).
 
-/// Exit status of an interrupted, resumable `search` or `train`.
-pub const EXIT_INTERRUPTED: u8 = 3;
+use std::path::PathBuf;
 
-/// Returned by a command that checkpointed and stopped before the end; the
-/// binary prints the message and exits with [`EXIT_INTERRUPTED`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Interrupted(pub String);
+use anyhow::Result;
+use clap::Args;
 
-/// The error as the one line users see: its chain of causes joined, without
-/// the backtrace candle appends to its errors when `RUST_BACKTRACE` is set
-/// (the frames start at a line `   0: ...`).
-pub fn error_line(err: &anyhow::Error) -> String {
-    let text = format!("{err:#}");
-    let mut kept = Vec::new();
-    for line in text.lines() {
-        let t = line.trim_start();
-        let frame = t
-            .split_once(':')
-            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-        if frame || t.starts_with("stack backtrace:") {
-            break;
-        }
-        kept.push(line);
+/// Arguments of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run directory (`runs/<name>`).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+}
+
+/// Runs `report`.
+pub fn run(args: &ReportArgs) -> Result<()> {
+    let files = crate::report::write_report(&args.run_dir)?;
+    println!("report of {}:", args.run_dir.display());
+    for path in files.all() {
+        println!("  {}", path.display());
     }
-    kept.join(" ").trim().to_string()
+    Ok(())
 }

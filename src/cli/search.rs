@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::headless::Printer;
 use crate::config::{Config, ExecutorConfig, SlurmSettings};
-use crate::engine::executor::local::DeviceWorkers;
+use crate::device::DeviceWorkers;
 use crate::engine::lock::RunLock;
 use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
 use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
@@ -95,8 +95,8 @@ pub enum StopAfterArg {
 #[derive(Debug, Args, Default)]
 pub struct SlurmArgs {
     /// Where trainings run: `local` or `slurm` (overrides `executor.type`).
-    #[arg(long, value_name = "TYPE", value_parser = ["local", "slurm"])]
-    pub executor: Option<String>,
+    #[arg(long, value_name = "TYPE", value_enum)]
+    pub executor: Option<ExecutorArg>,
     /// Slurm partition (`executor.partition`).
     #[arg(long, value_name = "NAME")]
     pub partition: Option<String>,
@@ -126,11 +126,20 @@ pub struct SlurmArgs {
     pub max_in_flight: Option<usize>,
 }
 
+/// `--executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorArg {
+    /// Worker threads on this machine (`--devices`).
+    Local,
+    /// One Slurm batch job per training.
+    Slurm,
+}
+
 impl SlurmArgs {
     /// The config's executor with these flags applied.
     fn apply(&self, config: &ExecutorConfig) -> Result<ExecutorConfig> {
-        let mut settings = match (self.executor.as_deref(), config) {
-            (Some("local"), _) => return Ok(ExecutorConfig::Local),
+        let mut settings = match (self.executor, config) {
+            (Some(ExecutorArg::Local), _) => return Ok(ExecutorConfig::Local),
             (_, ExecutorConfig::Slurm(s)) => s.clone(),
             (Some(_), ExecutorConfig::Local) => SlurmSettings::default(),
             (None, ExecutorConfig::Local) => {
@@ -590,7 +599,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             } else {
                 "search"
             };
-            Err(super::report::Interrupted(format!(
+            Err(super::exit::Interrupted(format!(
                 "{what} interrupted, state saved: resume with: esr-ea search --resume {}",
                 run_path.display()
             ))

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::load_config;
-use crate::engine::executor::local::DeviceWorkers;
+use crate::device::DeviceWorkers;
 use crate::study::{files, Finished, Study, StudyReport, StudySettings};
 
 /// Arguments of `study`.
@@ -135,7 +135,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
         study.dir().display()
     ));
     if !complete {
-        return Err(super::report::Interrupted(format!(
+        return Err(super::exit::Interrupted(format!(
             "study interrupted ({} of {} trainings done): continue with: esr-ea study --resume {}",
             report.done,
             report.total,

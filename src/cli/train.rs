@@ -150,7 +150,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if interrupted.load(Ordering::SeqCst) {
             trainer.save_checkpoint(&args.out)?;
             progress.finish();
-            return Err(super::report::Interrupted(format!(
+            return Err(super::exit::Interrupted(format!(
                 "interrupted at step {step}: checkpoint saved; continue with --resume --out {}",
                 args.out.display()
             ))

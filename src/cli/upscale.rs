@@ -9,7 +9,6 @@ use super::progress::Progress;
 use crate::data::load_rgb;
 use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
-use crate::model::tiled::{default_memory_budget_on, TilePlan};
 use crate::train::trainer::{timed, upscale_image_tiled};
 
 /// Arguments of `upscale`.
@@ -32,20 +31,6 @@ pub struct UpscaleArgs {
     /// the available memory, at most 16 GiB (on a GPU: of its free memory).
     #[arg(long, value_name = "BYTES", value_parser = crate::format::parse_memory)]
     pub max_memory: Option<u64>,
-}
-
-/// The tiles for a model on an `h x w` image within `--max-memory` (or the
-/// default budget): one pass when the image fits.
-pub fn tile_plan(
-    arch: &crate::space::Arch,
-    max_memory: Option<u64>,
-    device: &candle_core::Device,
-    h: usize,
-    w: usize,
-) -> Result<TilePlan> {
-    let budget = max_memory.unwrap_or_else(|| default_memory_budget_on(device));
-    TilePlan::for_image(arch, budget, h, w)
-        .map_err(|e| anyhow::anyhow!("{e}; give --max-memory with at least that much"))
 }
 
 /// What 8-bit RGB output loses of the input: alpha, or bits beyond 8.
@@ -100,7 +85,7 @@ pub fn run(args: &UpscaleArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let plan = tile_plan(model.arch(), args.max_memory, &dev, lr.height, lr.width)?;
+    let plan = super::tile_plan(model.arch(), args.max_memory, &dev, lr.height, lr.width)?;
     let tiles = plan.tiles(lr.height, lr.width).len();
     let mut progress = (tiles > 1).then(|| Progress::new("upscale", tiles));
     let (sr, secs) = timed(|| {

@@ -2,8 +2,8 @@
 
 use serde_yaml::{Mapping, Value};
 
+use super::latency::LatencyLimit;
 use super::{Config, DataSplit, DatasetConfig, ScheduleKind, TrainerConfig};
-use crate::latency::LatencyLimit;
 use crate::search::Selection;
 
 /// Builds a mapping from (key, value) pairs, keeping their order.

@@ -21,6 +21,7 @@ mod emit;
 mod error;
 mod executor;
 mod halving;
+pub mod latency;
 mod median_stop;
 mod parse;
 mod paths;
@@ -37,7 +38,7 @@ pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
 pub use pipeline::BenchmarkConfig;
 
-use crate::latency::LatencyLimit;
+use super::latency::LatencyLimit;
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
 

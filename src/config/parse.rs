@@ -6,10 +6,10 @@ use std::path::Path;
 use serde_yaml::Value;
 
 use super::error::ConfigError;
+use super::latency::{parse_size, LatencyLimit, Runtime};
 use super::reader::{show, Node, Reader};
 use super::split::{scale_value, split};
 use super::{Config, DataSplit, DatasetConfig, ScheduleKind, TrainerConfig};
-use crate::latency::{parse_size, LatencyLimit, Runtime};
 use crate::search::{Policy, Range, Selection, Strategy};
 use crate::space::{BlockKind, SearchSpace};
 

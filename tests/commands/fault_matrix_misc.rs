@@ -61,7 +61,7 @@ fn candle_backtraces_never_reach_the_error_line() {
         raw.lines().count() > 1,
         "candle gave no backtrace to strip: {raw}"
     );
-    let line = esr_ea::cli::report::error_line(&anyhow::Error::new(err).context("upscale"));
+    let line = esr_ea::cli::exit::error_line(&anyhow::Error::new(err).context("upscale"));
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(
         line.starts_with("upscale: ") && line.contains("shape"),
