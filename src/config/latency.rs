@@ -1,6 +1,6 @@
 //! The latency constraint's settings (`range.max_latency_ms`, `range.latency`)
 //! and their spellings: plain data the config reads and writes. Measuring
-//! lives in `crate::latency`, which needs the network.
+//! lives in the crate's `latency` module, which needs the network.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

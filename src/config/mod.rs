@@ -38,7 +38,7 @@ pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
 pub use pipeline::BenchmarkConfig;
 
-use super::latency::LatencyLimit;
+use latency::LatencyLimit;
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
 
