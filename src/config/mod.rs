@@ -38,9 +38,9 @@ pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
 pub use pipeline::BenchmarkConfig;
 
-use latency::LatencyLimit;
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
+use latency::LatencyLimit;
 
 /// Everything a run needs to know, resolved and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
