@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
-use crate::engine::control::ask;
+use crate::engine::control::{answer_to, ask_command};
 use crate::engine::run_view::RunInfo;
 use crate::engine::rundir::{files, problem_of_run, RunDir};
-use crate::engine::{Command, RunView};
-use crate::tui::tail::read_event_log;
+use crate::engine::{Command, Event, RunView};
+use crate::tui::tail::Tail;
 use crate::tui::validate::check_genes;
 
 /// Arguments of `control`.
@@ -109,17 +109,16 @@ pub fn run(args: &ControlArgs) -> Result<()> {
             run.path().display()
         );
     };
-    if let Some(why) = refusal(&run, &command)? {
+    // One read of the event log: its history for the checks, then what the
+    // search appends after the command, where its answer comes.
+    let mut events = Tail::new(&run.file(files::EVENTS));
+    if let Some(why) = refusal(&run, &command, &events.poll())? {
         bail!("{why}: nothing sent");
     }
     let sent = serde_json::to_string(&command)?;
     let timeout = Duration::from_secs_f64(args.wait.max(0.0));
-    match ask(
-        &run.file(files::CONTROL),
-        &run.file(files::EVENTS),
-        &command,
-        timeout,
-    )? {
+    let ack = ask_command(&run.file(files::CONTROL), &command)?;
+    match events.wait_for(timeout, |e| answer_to(e, &ack)) {
         Some(answer) if answer.accepted => {
             println!("{} ({})", answer.message, holder.describe());
             Ok(())
@@ -136,7 +135,7 @@ pub fn run(args: &ControlArgs) -> Result<()> {
 
 /// What the dashboard would refuse, from the run's events so far and its
 /// problem (member ids and states, the stage, hand genes and the budget).
-fn refusal(run: &RunDir, command: &Command) -> Result<Option<String>> {
+fn refusal(run: &RunDir, command: &Command, history: &[Event]) -> Result<Option<String>> {
     let problem = problem_of_run(run.path())?;
     let genes = match command {
         Command::Inject { genes } => Some(genes),
@@ -155,8 +154,8 @@ fn refusal(run: &RunDir, command: &Command) -> Result<Option<String>> {
         }
     }
     let mut view = RunView::new(RunInfo::planned(&problem));
-    for event in read_event_log(&run.file(files::EVENTS)) {
-        view.apply(&event);
+    for event in history {
+        view.apply(event);
     }
     Ok(view.refusal(command))
 }

@@ -19,7 +19,39 @@ use super::Inbox;
 /// Appends one command to a run's control file (one `write` of one line, so
 /// concurrent writers never interleave).
 pub fn send_command(control_file: &Path, command: &Command) -> Result<()> {
-    let mut line = serde_json::to_string(command)?;
+    append_line(control_file, serde_json::to_string(command)?)
+}
+
+/// Appends `command` with a fresh `ack` token, which the search's
+/// [`Event::Answered`] will carry; returns the token.
+pub fn ask_command(control_file: &Path, command: &Command) -> Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let ack = format!("{}-{nanos}", std::process::id());
+    let mut line = serde_json::to_value(command)?;
+    line["ack"] = serde_json::Value::String(ack.clone());
+    append_line(control_file, line.to_string())?;
+    Ok(ack)
+}
+
+/// The search's answer to the command sent with `ack`, if `event` is it.
+pub fn answer_to(event: &Event, ack: &str) -> Option<Answer> {
+    match event {
+        Event::Answered {
+            ack: answered,
+            accepted,
+            message,
+        } if answered == ack => Some(Answer {
+            accepted: *accepted,
+            message: message.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn append_line(control_file: &Path, mut line: String) -> Result<()> {
     line.push('\n');
     let mut file = OpenOptions::new()
         .create(true)
@@ -28,62 +60,6 @@ pub fn send_command(control_file: &Path, command: &Command) -> Result<()> {
         .with_context(|| format!("cannot open {}", control_file.display()))?;
     file.write_all(line.as_bytes())
         .with_context(|| format!("cannot write {}", control_file.display()))
-}
-
-/// Appends `command` to the run's control file with a fresh token and waits
-/// up to `timeout` for the search's [`Event::Answered`] in `events.jsonl`.
-/// `None` when no answer came in time (the search may be busy or gone).
-pub fn ask(
-    control_file: &Path,
-    events_file: &Path,
-    command: &Command,
-    timeout: Duration,
-) -> Result<Option<Answer>> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let ack = format!("{}-{nanos}", std::process::id());
-    // Only what is appended after the question can be its answer.
-    let mut offset = std::fs::metadata(events_file).map(|m| m.len()).unwrap_or(0);
-    let mut line = serde_json::to_value(command)?;
-    line["ack"] = serde_json::Value::String(ack.clone());
-    let mut text = line.to_string();
-    text.push('\n');
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(control_file)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("cannot write {}", control_file.display()))?;
-    let deadline = std::time::Instant::now() + timeout;
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        if let Ok(mut file) = std::fs::File::open(events_file) {
-            let mut chunk = Vec::new();
-            if file.seek(SeekFrom::Start(offset)).is_ok() && file.read_to_end(&mut chunk).is_ok() {
-                offset += chunk.len() as u64;
-                pending.extend_from_slice(&chunk);
-            }
-        }
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let raw: Vec<u8> = pending.drain(..=end).collect();
-            if let Ok(Event::Answered {
-                ack: answered,
-                accepted,
-                message,
-            }) = serde_json::from_slice::<Event>(&raw)
-            {
-                if answered == ack {
-                    return Ok(Some(Answer { accepted, message }));
-                }
-            }
-        }
-        if std::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Where this process's next watch of each control file starts reading.

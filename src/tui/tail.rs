@@ -35,6 +35,25 @@ impl Tail {
         }
     }
 
+    /// Polls until an event satisfies `found` (returning what it made of
+    /// it) or `timeout` passes (`None`).
+    pub fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut found: impl FnMut(&Event) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(hit) = self.poll().iter().find_map(&mut found) {
+                return Some(hit);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The events of the complete lines appended since the last call. A line
     /// that is not an event becomes a warning `Log` event naming the line; a
     /// missing file yields nothing (the search may not have started yet).

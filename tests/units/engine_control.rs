@@ -266,18 +266,21 @@ fn commands_arrive_through_the_control_file() {
     // Asked with a token, the search answers: refused with its reason, or done.
     let events = dir.join("events.jsonl");
     let wait = std::time::Duration::from_secs(20);
-    let no = engine::control::ask(&control, &events, &Command::Kill { id: 99 }, wait)
-        .unwrap()
-        .expect("an answer");
+    let mut tail = esr_ea::tui::tail::Tail::new(&events);
+    tail.poll();
+    let mut ask = |command: &Command| {
+        let ack = engine::control::ask_command(&control, command).unwrap();
+        tail.wait_for(wait, |e| engine::control::answer_to(e, &ack))
+            .expect("an answer")
+    };
+    let no = ask(&Command::Kill { id: 99 });
     assert!(!no.accepted);
     assert!(
         no.message
             .contains("kill 99: no queued or training member has that id"),
         "{no:?}"
     );
-    let yes = engine::control::ask(&control, &events, &Command::Pause, wait)
-        .unwrap()
-        .expect("an answer");
+    let yes = ask(&Command::Pause);
     assert!(yes.accepted && yes.message == "already paused", "{yes:?}");
     engine::control::send_command(&control, &Command::Stop).unwrap();
     let done = handle.join().unwrap();
