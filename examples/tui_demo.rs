@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use esr_ea::config::Config;
 use esr_ea::engine::{
-    self, Command, EngineSetup, Event, Failure, Fitness, Inbox, Job, RunDir, StepReport,
+    self, Command, EngineSetup, Event, Fitness, Inbox, Job, Outcome, RunDir, StepReport,
+    TrainingRules,
 };
 use esr_ea::search::{Evaluation, Problem, Search};
 use esr_ea::tui::{self, App, CommandSink, EventSource, Look, Mode};
@@ -33,20 +34,12 @@ struct Demo {
 }
 
 impl Fitness for Demo {
-    fn steps(&self) -> usize {
-        STEPS
-    }
-
-    fn evaluate(
-        &self,
-        job: &Job,
-        report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure> {
+    fn evaluate(&self, job: &Job, report: &mut dyn FnMut(StepReport)) -> Outcome {
         let start = Instant::now();
         let wobble = (job.seed % 1000) as f64 / 1000.0;
         for step in 1..=STEPS {
             if job.cancel.load(Ordering::SeqCst) {
-                return Err(Failure::Cancelled);
+                return Outcome::Cancelled;
             }
             let until = Instant::now() + Duration::from_millis(self.step_ms);
             if self.burn {
@@ -70,14 +63,16 @@ impl Fitness for Demo {
         }
         let _ = std::fs::write(&job.weights, b"demo");
         let g = &job.member.genes;
-        Ok(Evaluation {
-            psnr: 30.0 + g.len() as f64 * 0.04 + wobble * 0.3,
-            ssim: 0.85 + wobble * 0.02,
-            final_loss: Some(0.07),
-            seconds: start.elapsed().as_secs_f64(),
-            latency_ms: None,
-            checkpoint_losses: Vec::new(),
-        })
+        Outcome::Evaluated {
+            evaluation: Evaluation {
+                psnr: 30.0 + g.len() as f64 * 0.04 + wobble * 0.3,
+                ssim: 0.85 + wobble * 0.02,
+                final_loss: Some(0.07),
+                seconds: start.elapsed().as_secs_f64(),
+                latency_ms: None,
+                checkpoint_losses: Vec::new(),
+            },
+        }
     }
 }
 
@@ -148,11 +143,12 @@ fn main() -> Result<()> {
             devices: vec!["cpu".into(); args.workers.max(1)],
             resumed: false,
             notes: Vec::new(),
-            fitness: Arc::new(Demo {
-                step_ms: args.step_ms,
-                burn: args.burn,
-            }),
+            rules: TrainingRules::whole(STEPS),
         },
+        Arc::new(Demo {
+            step_ms: args.step_ms,
+            burn: args.burn,
+        }),
         tx,
     );
     if args.headless {
@@ -223,11 +219,12 @@ fn snapshot(config: &Config, problem: Problem, w: u16, h: u16) -> Result<()> {
             devices: vec!["cpu".into()],
             resumed: false,
             notes: Vec::new(),
-            fitness: Arc::new(Demo {
-                step_ms: 0,
-                burn: false,
-            }),
+            rules: TrainingRules::whole(STEPS),
         },
+        Arc::new(Demo {
+            step_ms: 0,
+            burn: false,
+        }),
         tx,
     );
     let mut app = App::new(problem, Mode::InProcess).with_look(Look::from_env());

@@ -14,9 +14,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::config::Config;
-use crate::engine::executor::jobfile::{self, JobResult, JobSpec, ProgressLine};
-use crate::engine::{Failure, Fitness, Job};
-use crate::search::{Evaluation, Rung, Stop};
+use crate::engine::executor::jobfile::{self, JobSpec, ProgressLine};
+use crate::engine::{Fitness, Job, Outcome};
 use crate::train::fitness::QuickTrain;
 
 /// Arguments of `evaluate`.
@@ -31,60 +30,49 @@ pub struct EvaluateArgs {
 /// member failed, so Slurm shows the job as FAILED too.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     let spec = jobfile::read_spec(&args.job)?;
-    let result = match evaluate(&spec) {
-        Ok(evaluation) => JobResult::Evaluated { evaluation },
-        Err(Ended::Stopped(stop)) => JobResult::Stopped { stop },
-        Err(Ended::Waiting(rung)) => JobResult::Waiting { rung },
-        Err(Ended::Failed(reason)) => JobResult::Failed { reason },
+    let outcome = match evaluate(&spec) {
+        Ok(outcome) => outcome,
+        Err(reason) => Outcome::Failed { reason },
     };
-    jobfile::write_result(&spec.result, &result)?;
-    match result {
-        JobResult::Evaluated { evaluation } => {
-            println!(
-                "member #{}: PSNR {:.4} dB, SSIM {:.5}, {:.1} s",
-                spec.member.id, evaluation.psnr, evaluation.ssim, evaluation.seconds
-            );
-            Ok(())
+    // What the job file carries: the coordinator records it as a local
+    // worker's outcome would be recorded.
+    let outcome = match outcome {
+        // The job cannot tell the coordinator to stop: the member fails, saying why.
+        Outcome::StorageFailed { reason } => {
+            Outcome::failed(format!("cannot write the run's files: {reason}"))
         }
-        JobResult::Stopped { stop } => {
-            println!(
-                "member #{}: stopped by {} after {} of {} steps ({})",
-                spec.member.id,
-                stop.rule_name(),
-                stop.step,
-                stop.steps,
-                stop.reason()
-            );
-            Ok(())
+        Outcome::Cancelled | Outcome::Detached => Outcome::failed("cancelled"),
+        other => other,
+    };
+    jobfile::write_result(&spec.result, &outcome)?;
+    let id = spec.member.id;
+    match outcome {
+        Outcome::Evaluated { evaluation } => println!(
+            "member #{id}: PSNR {:.4} dB, SSIM {:.5}, {:.1} s",
+            evaluation.psnr, evaluation.ssim, evaluation.seconds
+        ),
+        Outcome::Stopped { stop } => println!(
+            "member #{id}: stopped by {} after {} of {} steps ({})",
+            stop.rule_name(),
+            stop.step,
+            stop.steps,
+            stop.reason()
+        ),
+        Outcome::Waiting { rung } => println!(
+            "member #{id}: trained to step {} (mean loss {:.5}), saved for successive halving",
+            rung.step, rung.loss
+        ),
+        Outcome::Rejected { reason, .. } => println!("member #{id}: not trained: {reason}"),
+        Outcome::Failed { reason } | Outcome::StorageFailed { reason } => {
+            bail!("member #{id}: {reason}")
         }
-        JobResult::Waiting { rung } => {
-            println!(
-                "member #{}: trained to step {} (mean loss {:.5}), saved for successive halving",
-                spec.member.id, rung.step, rung.loss
-            );
-            Ok(())
-        }
-        JobResult::Failed { reason } => bail!("member #{}: {reason}", spec.member.id),
+        Outcome::Cancelled | Outcome::Detached => bail!("member #{id}: cancelled"),
     }
+    Ok(())
 }
 
-/// How a job ended without an evaluation.
-enum Ended {
-    /// The median stopping rule stopped it: a result, not a failure.
-    Stopped(Stop),
-    /// Successive halving: it reached its leg's checkpoint.
-    Waiting(Rung),
-    /// It failed, one line.
-    Failed(String),
-}
-
-impl From<String> for Ended {
-    fn from(reason: String) -> Ended {
-        Ended::Failed(reason)
-    }
-}
-
-fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
+/// The job's training, or why it could not begin (its config or data).
+fn evaluate(spec: &JobSpec) -> Result<Outcome, String> {
     let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let config = loaded.config;
     let scale = config.search_space.scale;
@@ -123,14 +111,5 @@ fn evaluate(spec: &JobSpec) -> Result<Evaluation, Ended> {
     if let Some(e) = write_error {
         eprintln!("warning: cannot append to {}: {e}", spec.progress.display());
     }
-    outcome.map_err(|f| match f {
-        Failure::Stopped(stop) => Ended::Stopped(stop),
-        Failure::Waiting(rung) => Ended::Waiting(rung),
-        Failure::Error(reason) | Failure::Rejected { reason, .. } => Ended::Failed(reason),
-        // The job cannot tell the coordinator to stop: the member fails, saying why.
-        Failure::Storage(reason) => {
-            Ended::Failed(format!("cannot write the run's files: {reason}"))
-        }
-        Failure::Cancelled | Failure::Detached => Ended::Failed("cancelled".into()),
-    })
+    Ok(outcome)
 }

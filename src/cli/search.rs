@@ -608,7 +608,9 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     }
 }
 
-/// The search engine for an unfinished search: data, trainer and executor.
+/// The search engine for an unfinished search: its training rules, the
+/// trainer (local workers: the images loaded once, shared by every worker)
+/// or the Slurm executor (each job loads its own), and the bicubic line.
 fn search_engine(
     config: &Config,
     mut search: Search,
@@ -617,29 +619,32 @@ fn search_engine(
     resumed: bool,
     notes: Vec<(String, String)>,
 ) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
+    use crate::train::datasets::{count_images, load_for, Role};
     let scale = config.search_space.scale;
-    use crate::train::datasets::{load_for, Role};
-    let crop = config.dataset.train.crop;
-    let train = Arc::new(load_for(
-        &config.dataset.train,
-        scale,
-        Role::Training { crop },
-    )?);
     let val = Arc::new(load_for(&config.dataset.test, scale, Role::Scoring)?);
     if search.state.bicubic_psnr.is_none() {
         // Once per run (saved in state.json): the line every fitness is read against.
         search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
     }
-    let fitness = Arc::new(QuickTrain::from_config(config, train, val));
-    let executor: Box<dyn engine::executor::Executor> = match &config.executor {
-        ExecutorConfig::Local => Box::new(engine::executor::local::LocalExecutor::new(
-            devices.to_vec(),
-            fitness.clone(),
-        )),
-        ExecutorConfig::Slurm(settings) => Box::new(
-            engine::executor::slurm::SlurmExecutor::new(settings.clone(), run.path())
-                .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?,
-        ),
+    let (rules, executor): (_, Box<dyn engine::executor::Executor>) = match &config.executor {
+        ExecutorConfig::Local => {
+            let crop = config.dataset.train.crop;
+            let train = Arc::new(load_for(
+                &config.dataset.train,
+                scale,
+                Role::Training { crop },
+            )?);
+            let rules = config.search_rules(train.len());
+            let fitness = Arc::new(QuickTrain::from_config(config, train, val));
+            let local = engine::executor::local::LocalExecutor::new(devices.to_vec(), fitness);
+            (rules, Box::new(local))
+        }
+        ExecutorConfig::Slurm(settings) => {
+            let images = count_images(&config.dataset.train, scale)?;
+            let slurm = engine::executor::slurm::SlurmExecutor::new(settings.clone(), run.path())
+                .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
+            (config.search_rules(images), Box::new(slurm))
+        }
     };
     let setup = EngineSetup {
         search,
@@ -647,7 +652,7 @@ fn search_engine(
         seed: config.seed,
         devices: devices.to_vec(),
         resumed,
-        fitness,
+        rules,
         notes,
     };
     Ok((setup, executor))

@@ -244,6 +244,19 @@ pub enum ScheduleKind {
 }
 
 impl TrainerConfig {
+    /// Optimiser steps in one epoch over `train_images` images with
+    /// `split`'s batch (or this trainer's own `batch_size`).
+    pub fn steps_per_epoch(&self, split: &DataSplit, train_images: usize) -> usize {
+        let batch_size = self.batch_size.unwrap_or(split.batch_size).max(1);
+        train_images.div_ceil(batch_size).max(1)
+    }
+
+    /// Optimiser steps of one whole training: `steps`, else `epochs` epochs.
+    pub fn total_steps(&self, split: &DataSplit, train_images: usize) -> usize {
+        self.steps
+            .unwrap_or(self.epochs * self.steps_per_epoch(split, train_images))
+    }
+
     /// The reference's quick training for fitness: 500 epochs, Adam 1e-4,
     /// halved at epochs 100 and 200.
     pub fn search_defaults() -> TrainerConfig {
@@ -309,6 +322,18 @@ const EMBEDDED: &[(&str, &str)] = &[
 const READ_SECTIONS: &[&str] = &["nas", "fully_train", "executor"];
 
 impl Config {
+    /// The search's training rules (`nas.trainer`): the length of one quick
+    /// training over `train_images` training images and the early-stopping
+    /// rules the engine plans each job with.
+    pub fn search_rules(&self, train_images: usize) -> crate::search::TrainingRules {
+        let t = &self.search_trainer;
+        crate::search::TrainingRules {
+            steps: t.total_steps(&self.dataset.train, train_images),
+            median_stop: t.median_stop.clone(),
+            halving: t.successive_halving.clone(),
+        }
+    }
+
     /// Reads and checks a configuration file. Relative dataset paths are
     /// taken relative to the file's folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {

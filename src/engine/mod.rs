@@ -28,7 +28,8 @@ use executor::Executor;
 
 use anyhow::Result;
 
-pub use crate::train::fitness::{Failure, Fitness, Job, Leg, LegEnd, LegStart};
+pub use crate::search::TrainingRules;
+pub use crate::train::fitness::{Fitness, Job, Leg, LegEnd, LegStart, Outcome};
 pub use crate::train::StepReport;
 pub use events::{Answer, Command, Event};
 pub use run_view::RunView;
@@ -67,8 +68,8 @@ pub enum Inbox {
     Done {
         /// Member id.
         id: u64,
-        /// Result.
-        result: Result<Evaluation, Failure>,
+        /// How it ended.
+        outcome: Outcome,
     },
 }
 
@@ -84,8 +85,9 @@ pub struct EngineSetup {
     pub devices: Vec<String>,
     /// True when continuing a saved state.
     pub resumed: bool,
-    /// The trainer.
-    pub fitness: Arc<dyn Fitness>,
+    /// How long each member trains and when the engine may stop it early:
+    /// turned into each job's checks and leg here, never asked of the trainer.
+    pub rules: TrainingRules,
     /// Lines for the run's log right after it starts (the memory plan,
     /// config warnings): what the front ends show once they own the screen.
     pub notes: Vec<(String, String)>,
@@ -125,11 +127,10 @@ pub fn member_seed(run_seed: u64, id: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Starts the engine thread with local workers, one per entry of
-/// `setup.devices`; events go to `events`.
-pub fn spawn(setup: EngineSetup, events: Sender<Event>) -> EngineHandle {
-    let local =
-        executor::local::LocalExecutor::new(setup.devices.clone(), Arc::clone(&setup.fitness));
+/// Starts the engine thread with local workers evaluating with `fitness`,
+/// one per entry of `setup.devices`; events go to `events`.
+pub fn spawn(setup: EngineSetup, fitness: Arc<dyn Fitness>, events: Sender<Event>) -> EngineHandle {
+    let local = executor::local::LocalExecutor::new(setup.devices.clone(), fitness);
     spawn_with(setup, Box::new(local), events)
 }
 
@@ -162,7 +163,7 @@ struct Engine {
     run: RunDir,
     seed: u64,
     resumed: bool,
-    fitness: Arc<dyn Fitness>,
+    rules: TrainingRules,
     executor: Box<dyn Executor>,
     events: Sender<Event>,
     inbox_tx: Sender<Inbox>,
@@ -191,7 +192,7 @@ impl Engine {
             run: setup.run,
             seed: setup.seed,
             resumed: setup.resumed,
-            fitness: setup.fitness,
+            rules: setup.rules,
             notes: setup.notes,
             executor,
             events,
@@ -311,7 +312,7 @@ impl Engine {
             }
         };
         self.checkpoint();
-        if let Some(rule) = self.rule_name() {
+        if let Some(rule) = self.rules.stopping_rule_name() {
             let message = self.stop_summary(rule);
             self.log("info", message);
         }
@@ -334,17 +335,6 @@ impl Engine {
         Ok(self.search)
     }
 
-    /// The stopping rule the fitness runs under, for the end of the search.
-    fn rule_name(&self) -> Option<&'static str> {
-        if self.fitness.halving().is_some() {
-            Some("successive halving")
-        } else if self.fitness.median_stop().is_some() {
-            Some("median stopping rule")
-        } else {
-            None
-        }
-    }
-
     /// What the stopping rule did, for the end of the search.
     fn stop_summary(&self, rule: &str) -> String {
         let history = &self.search.state.history;
@@ -354,7 +344,7 @@ impl Engine {
             .filter(|m| matches!(m.status, Status::Evaluated(_)))
             .count()
             + tally.stopped;
-        let planned = trained * self.fitness.steps();
+        let planned = trained * self.rules.steps;
         format!(
             "{rule}: stopped {} of {} trainings, saving {} of {} training steps ({:.0}%)",
             tally.stopped,
@@ -417,11 +407,12 @@ impl Engine {
                 adopt: self.search.state.jobs.get(&member.id).cloned(),
                 latency_ms: self.search.known_latency(&member),
                 checks: self
-                    .fitness
-                    .median_stop()
+                    .rules
+                    .median_stop
+                    .as_ref()
                     .map(|rule| {
                         rule.checks(
-                            self.fitness.steps(),
+                            self.rules.steps,
                             &self.search.state.history,
                             member.generation,
                         )
@@ -443,16 +434,15 @@ impl Engine {
                         self.search.state.jobs.insert(member.id, handle);
                         self.checkpoint();
                     }
-                    let steps = self.fitness.steps();
                     self.emit(Event::Started {
                         id: member.id,
                         device: submitted.device,
-                        steps,
+                        steps: self.rules.steps,
                     });
                 }
                 Err(reason) => {
                     let flight = self.in_flight.remove(&member.id).expect("inserted above");
-                    self.finish_member(member.id, flight, Err(Failure::Error(reason)));
+                    self.finish_member(member.id, flight, Outcome::Failed { reason });
                 }
             }
         }
@@ -461,10 +451,10 @@ impl Engine {
     /// The part of its training a member trains next: under successive
     /// halving, from its last checkpoint (when promoted) to the next one.
     fn leg(&self, member: &crate::search::Member) -> Leg {
-        let Some(halving) = self.fitness.halving() else {
+        if self.rules.halving.is_none() {
             return Leg::default();
-        };
-        let schedule = halving.schedule(self.fitness.steps());
+        }
+        let schedule = self.rules.halving_schedule();
         let from = match &member.status {
             Status::Promoted(rung) => Some(LegStart {
                 checkpoint: self.run.halving_checkpoint(member.id, rung.rung),
@@ -485,11 +475,11 @@ impl Engine {
     /// Successive halving's cut, once the whole generation waits at a
     /// checkpoint: the better part goes on, the rest stops.
     fn halve(&mut self) {
-        let Some(halving) = self.fitness.halving().cloned() else {
+        let Some(halving) = self.rules.halving.clone() else {
             return;
         };
         let before = self.cached_ids();
-        let (promoted, stopped) = self.search.halve(&halving, self.fitness.steps());
+        let (promoted, stopped) = self.search.halve(&halving, self.rules.steps);
         let mut stopped_ids = Vec::with_capacity(stopped.len());
         for (id, stop) in stopped {
             self.emit(Event::Stopped { id, stop });
@@ -518,10 +508,7 @@ impl Engine {
     /// Removes a member's halving checkpoints once it has its result (best
     /// effort: a leftover folder costs disk space, never a result).
     fn remove_halving_checkpoints(&self, id: u64) {
-        let Some(halving) = self.fitness.halving() else {
-            return;
-        };
-        for rung in 0..halving.schedule(self.fitness.steps()).len() {
+        for rung in 0..self.rules.halving_schedule().len() {
             let _ = std::fs::remove_dir_all(self.run.halving_checkpoint(id, rung));
         }
     }
@@ -533,12 +520,12 @@ impl Engine {
                     self.emit(e);
                 }
             }
-            Inbox::Done { id, result } => {
+            Inbox::Done { id, outcome } => {
                 self.progress.forget(id);
                 let Some(flight) = self.in_flight.remove(&id) else {
                     return;
                 };
-                self.finish_member(id, flight, result);
+                self.finish_member(id, flight, outcome);
                 self.executor.release(id);
             }
             Inbox::Command(command) => {
@@ -557,14 +544,14 @@ impl Engine {
         }
     }
 
-    fn finish_member(&mut self, id: u64, flight: InFlight, result: Result<Evaluation, Failure>) {
+    fn finish_member(&mut self, id: u64, flight: InFlight, outcome: Outcome) {
         let before: Vec<u64> = self.cached_ids();
         let killed_by_hand = flight.cancel.load(Ordering::SeqCst) && !self.stopping;
-        if !matches!(result, Err(Failure::Detached)) {
+        if outcome != Outcome::Detached {
             self.search.state.jobs.remove(&id);
         }
-        match result {
-            Ok(evaluation) => {
+        match outcome {
+            Outcome::Evaluated { evaluation } => {
                 let (params, multi_adds) = self
                     .search
                     .member_index(id)
@@ -585,24 +572,24 @@ impl Engine {
                     });
                 }
             }
-            Err(Failure::Cancelled) if killed_by_hand => {
+            Outcome::Cancelled if killed_by_hand => {
                 if self.search.record(id, Status::Killed) {
                     self.emit(Event::Killed { id });
                 }
             }
             // Stopping: the member stays queued and is trained again (or its
             // detached job adopted) on resume.
-            Err(Failure::Cancelled) | Err(Failure::Detached) => {}
-            Err(Failure::Storage(reason)) => {
+            Outcome::Cancelled | Outcome::Detached => {}
+            Outcome::StorageFailed { reason } => {
                 self.storage_failed(reason);
                 return;
             }
-            Err(Failure::Stopped(stop)) => {
+            Outcome::Stopped { stop } => {
                 if self.search.record(id, Status::Stopped(stop.clone())) {
                     self.emit(Event::Stopped { id, stop });
                 }
             }
-            Err(Failure::Waiting(rung)) => {
+            Outcome::Waiting { rung } => {
                 let (step, loss) = (rung.step, rung.loss);
                 if self.search.record_waiting(id, rung) {
                     self.emit(Event::Queued { id });
@@ -610,7 +597,7 @@ impl Engine {
                         "info",
                         format!(
                             "#{id} reached step {step}/{} (mean loss {loss:.5}): waits for its generation (successive halving)",
-                            self.fitness.steps()
+                            self.rules.steps
                         ),
                     );
                     self.after_population_change();
@@ -618,12 +605,12 @@ impl Engine {
                 self.checkpoint();
                 return;
             }
-            Err(Failure::Rejected { reason, latency_ms }) => {
+            Outcome::Rejected { reason, latency_ms } => {
                 if self.search.record_rejected(id, reason.clone(), latency_ms) {
                     self.emit(Event::Failed { id, reason });
                 }
             }
-            Err(Failure::Error(reason)) => {
+            Outcome::Failed { reason } => {
                 if self.search.record(
                     id,
                     Status::Failed {

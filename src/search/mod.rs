@@ -10,6 +10,7 @@ pub mod member;
 pub mod memory_plan;
 pub mod plan;
 pub mod problem;
+pub mod rules;
 pub mod state;
 mod steer;
 
@@ -20,6 +21,7 @@ pub use individual::{Individual, Slot};
 pub use median_stop::{MedianStop, Stop, StopCheck, StopRule, StopTally};
 pub use member::{Evaluation, Member, Origin, Status};
 pub use problem::{Problem, Reach, RepairCost, RepairRounds};
+pub use rules::TrainingRules;
 pub use state::{GenerationSummary, Search, SearchState};
 pub use steer::HandGenesError;
 

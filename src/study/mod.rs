@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::data::Dataset;
 use crate::search::{Member, Origin, Problem, Status};
 use crate::space::GeneList;
-use crate::train::fitness::{Failure, Fitness, Job, QuickTrain};
+use crate::train::fitness::{Fitness, Job, Outcome, QuickTrain};
 use crate::train::trainer::{bicubic_psnr, TrainError, TrainPlan, Trainer};
 
 /// File names inside a study directory.
@@ -430,7 +430,9 @@ impl Study {
             Some(n) => full.with_steps(n),
             None => full,
         };
-        let checkpoint_steps = rule_schedule(&config, fitness.steps)
+        let checkpoint_steps = config
+            .search_rules(train.len())
+            .checkpoints()
             .into_iter()
             .map(|(step, _)| step)
             .collect();
@@ -581,23 +583,24 @@ impl Study {
                     latency_ms: None,
                     // The study measures the whole fitness: its stopping
                     // rule's checkpoints only record the loss there.
-                    checks: self.rule_checkpoints(fitness.plan.steps),
+                    checks: self.rule_checkpoints(),
                     leg: Default::default(),
                 };
                 match fitness.evaluate(&job, &mut |_| {}) {
-                    Ok(e) => {
-                        checkpoint_losses = e.checkpoint_losses;
-                        Ok(e.psnr)
+                    Outcome::Evaluated { evaluation } => {
+                        checkpoint_losses = evaluation.checkpoint_losses;
+                        Ok(evaluation.psnr)
                     }
-                    Err(Failure::Cancelled | Failure::Detached) => return None,
-                    Err(Failure::Error(e) | Failure::Storage(e)) => Err(e),
-                    Err(Failure::Rejected { reason, .. }) => Err(reason),
-                    Err(Failure::Stopped(stop)) => Err(format!(
+                    Outcome::Cancelled | Outcome::Detached => return None,
+                    Outcome::Failed { reason }
+                    | Outcome::StorageFailed { reason }
+                    | Outcome::Rejected { reason, .. } => Err(reason),
+                    Outcome::Stopped { stop } => Err(format!(
                         "stopped by {} after {} steps",
                         stop.rule_name(),
                         stop.step
                     )),
-                    Err(Failure::Waiting(rung)) => Err(format!(
+                    Outcome::Waiting { rung } => Err(format!(
                         "waiting at step {} for successive halving",
                         rung.step
                     )),
@@ -633,10 +636,12 @@ impl Study {
         })
     }
 
-    /// The config's stopping rule's checkpoints in a fitness training of
-    /// `steps` steps, as checks that never stop anyone.
-    fn rule_checkpoints(&self, steps: usize) -> Vec<crate::search::StopCheck> {
-        rule_schedule(&self.config, steps)
+    /// The config's stopping rule's checkpoints in a fitness training, as
+    /// checks that never stop anyone.
+    fn rule_checkpoints(&self) -> Vec<crate::search::StopCheck> {
+        self.config
+            .search_rules(self.train.len())
+            .checkpoints()
             .into_iter()
             .map(|(step, window)| crate::search::StopCheck {
                 step,
@@ -1078,17 +1083,6 @@ fn checkpoint_ranks(
             rank
         })
         .collect()
-}
-
-/// The checkpoints `(step, window)` of the config's stopping rule in a
-/// fitness training of `steps` steps (none without a rule).
-fn rule_schedule(config: &Config, steps: usize) -> Vec<(usize, usize)> {
-    let t = &config.search_trainer;
-    match (&t.successive_halving, &t.median_stop) {
-        (Some(h), _) => h.schedule(steps),
-        (None, Some(m)) => m.schedule(steps),
-        (None, None) => Vec::new(),
-    }
 }
 
 /// The rows as CSV (one line per architecture; empty cells where a

@@ -32,6 +32,16 @@ pub fn load_for(split: &DataSplit, scale: usize, role: Role) -> Result<Dataset, 
     })
 }
 
+/// How many images a split holds, without decoding them (the embedded
+/// default is small and decoded): what a training's length in epochs needs
+/// where the images themselves are not (a Slurm coordinator).
+pub fn count_images(split: &DataSplit, scale: usize) -> Result<usize, DataError> {
+    match embedded_default(split, scale) {
+        Some(embedded) => embedded.map(|d| d.len()),
+        None => crate::data::dataset::list_images(&split.root_hr).map(|files| files.len()),
+    }
+}
+
 /// [`load_benchmark_dir`], its images checked as [`Role::Scoring`] needs.
 pub fn load_benchmark_for_scoring(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
     let (hr, lr) = benchmark_folders(dir);

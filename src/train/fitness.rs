@@ -14,7 +14,7 @@ use super::StepReport;
 use crate::data::dataset::Dataset;
 use crate::latency::LatencyLimit;
 use crate::search::median_stop::{window_mean, StopWatch};
-use crate::search::{Evaluation, Halving, MedianStop, Member, Rung, Stop, StopCheck, StopRule};
+use crate::search::{Evaluation, Member, Rung, Stop, StopCheck, StopRule};
 use crate::space::Arch;
 
 /// Quick training as the search's fitness.
@@ -31,12 +31,6 @@ pub struct QuickTrain {
     /// (patch stream and initial weights) instead of its own job seed, so
     /// members of one run differ by their architecture only.
     pub common_seed: Option<u64>,
-    /// The median stopping rule (`nas.trainer.median_stop`), when on: the
-    /// engine turns it into each job's [`Job::checks`].
-    pub median_stop: Option<MedianStop>,
-    /// Successive halving (`nas.trainer.successive_halving`), when on: the
-    /// engine turns it into each job's [`Job::leg`].
-    pub halving: Option<Halving>,
 }
 
 /// The seed every member of a run shares under common random numbers: a
@@ -52,7 +46,8 @@ impl QuickTrain {
     /// The search's fitness as a config defines it (`nas.trainer`,
     /// `nas.dataset`, `range.max_latency_ms`, the run seed for common random
     /// numbers), on already loaded images: what `search`, a Slurm job and
-    /// `study` all evaluate with.
+    /// `study` all evaluate with. The stopping rules are not the trainer's:
+    /// they come with each [`Job`] as its checks and leg.
     pub fn from_config(
         config: &crate::config::Config,
         train: Arc<Dataset>,
@@ -69,8 +64,6 @@ impl QuickTrain {
                 .search_trainer
                 .common_random_numbers
                 .then(|| common_seed(config.seed)),
-            median_stop: config.search_trainer.median_stop.clone(),
-            halving: config.search_trainer.successive_halving.clone(),
         }
     }
 
@@ -104,7 +97,7 @@ pub struct Job {
     pub latency_ms: Option<f64>,
     /// The median stopping rule's checkpoints for this member, limits
     /// included, fixed by the coordinator from earlier generations
-    /// ([`MedianStop::checks`]); empty when the rule is off.
+    /// ([`crate::search::MedianStop::checks`]); empty when the rule is off.
     pub checks: Vec<StopCheck>,
     /// Which part of the training this job is, under successive halving;
     /// the default is the whole training.
@@ -147,19 +140,32 @@ pub struct LegEnd {
     pub checkpoint: PathBuf,
 }
 
-/// Why an evaluation produced no fitness.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The job's cancel flag was seen.
-    Cancelled,
-    /// Training or validation failed: the member's own fault, its fitness.
-    Error(String),
-    /// Writing the run's files (the member's weights) failed: not the
-    /// member's fault, so the search stops and the member is redone on resume.
-    Storage(String),
-    /// The search stopped and the job was left running (a Slurm job), to be
-    /// adopted on resume; the member stays queued.
-    Detached,
+/// How an evaluation ended: the one answer a trainer gives, a worker thread
+/// or a Slurm job passes on (as `jobs/<id>.result.json`) and the engine
+/// records. Only [`Outcome::Evaluated`] carries a fitness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Trained and validated.
+    Evaluated {
+        /// The fitness and its figures.
+        evaluation: Evaluation,
+    },
+    /// Training or validation failed: the member's own fault, its result.
+    Failed {
+        /// Why, one line.
+        reason: String,
+    },
+    /// Stopped early by the median stopping rule at one of its checkpoints.
+    Stopped {
+        /// Where and why.
+        stop: Stop,
+    },
+    /// Successive halving: trained to the leg's checkpoint and saved there.
+    Waiting {
+        /// What it reached.
+        rung: Rung,
+    },
     /// Not trained: the measured latency is over the run's limit.
     Rejected {
         /// Why, with the figures (`latency 812.0 ms > max_latency_ms 500 (…)`).
@@ -167,51 +173,61 @@ pub enum Failure {
         /// The measured median ms per frame.
         latency_ms: f64,
     },
-    /// Stopped by the median stopping rule at one of its checkpoints.
-    Stopped(Stop),
-    /// Successive halving: trained to the leg's checkpoint and saved there.
-    Waiting(Rung),
+    /// The job's cancel flag was seen.
+    Cancelled,
+    /// The search stopped and the job was left running (a Slurm job), to be
+    /// adopted on resume; the member stays queued.
+    Detached,
+    /// Writing the run's files (the member's weights) failed: not the
+    /// member's fault, so the search stops and the member is redone on resume.
+    StorageFailed {
+        /// Why, one line.
+        reason: String,
+    },
 }
 
-/// Turns a job into a fitness. Implementations must check `job.cancel`
-/// regularly (at least every training step) and return `Failure::Cancelled`.
+impl Outcome {
+    /// A failure with its reason.
+    pub fn failed(reason: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            reason: reason.into(),
+        }
+    }
+
+    /// The evaluation, or the outcome that ended without one.
+    pub fn into_evaluation(self) -> Result<Evaluation, Outcome> {
+        match self {
+            Outcome::Evaluated { evaluation } => Ok(evaluation),
+            other => Err(other),
+        }
+    }
+}
+
+/// Turns a job into an [`Outcome`]. Implementations must check `job.cancel`
+/// regularly (at least every training step) and end with
+/// [`Outcome::Cancelled`] when it is set.
 pub trait Fitness: Send + Sync {
-    /// Training steps per evaluation (for progress and ETA).
-    fn steps(&self) -> usize;
-    /// The median stopping rule this fitness is evaluated under, if any.
-    fn median_stop(&self) -> Option<&MedianStop> {
-        None
-    }
-    /// Successive halving, if this fitness is evaluated under it.
-    fn halving(&self) -> Option<&Halving> {
-        None
-    }
     /// Trains and validates the job's network, reporting each step.
-    fn evaluate(
-        &self,
-        job: &Job,
-        report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure>;
+    fn evaluate(&self, job: &Job, report: &mut dyn FnMut(StepReport)) -> Outcome;
 }
 
 impl Fitness for QuickTrain {
-    fn steps(&self) -> usize {
-        self.plan.steps
+    fn evaluate(&self, job: &Job, report: &mut dyn FnMut(StepReport)) -> Outcome {
+        match self.train_and_validate(job, report) {
+            Ok(evaluation) => Outcome::Evaluated { evaluation },
+            Err(ended) => ended,
+        }
     }
+}
 
-    fn median_stop(&self) -> Option<&MedianStop> {
-        self.median_stop.as_ref()
-    }
-
-    fn halving(&self) -> Option<&Halving> {
-        self.halving.as_ref()
-    }
-
-    fn evaluate(
+impl QuickTrain {
+    /// [`Fitness::evaluate`], with every ending but an evaluation as `Err`
+    /// (so `?` ends the training where it failed).
+    fn train_and_validate(
         &self,
         job: &Job,
         report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure> {
+    ) -> Result<Evaluation, Outcome> {
         let start = Instant::now();
         let latency_ms = match &self.latency {
             None => None,
@@ -220,10 +236,10 @@ impl Fitness for QuickTrain {
                     Some(ms) => ms,
                     None => limit
                         .measure(&job.arch, job.seed)
-                        .map_err(|e| Failure::Error(format!("latency measurement: {e:#}")))?,
+                        .map_err(|e| Outcome::failed(format!("latency measurement: {e:#}")))?,
                 };
                 if let Some(reason) = limit.rejection(ms) {
-                    return Err(Failure::Rejected {
+                    return Err(Outcome::Rejected {
                         reason,
                         latency_ms: ms,
                     });
@@ -232,12 +248,13 @@ impl Fitness for QuickTrain {
             }
         };
         if job.cancel.load(Ordering::SeqCst) {
-            return Err(Failure::Cancelled);
+            return Err(Outcome::Cancelled);
         }
-        let device = crate::device::open(&job.device).map_err(|e| Failure::Error(e.to_string()))?;
+        let device =
+            crate::device::open(&job.device).map_err(|e| Outcome::failed(e.to_string()))?;
         let fail = |e: TrainError| match e {
-            TrainError::Stopped(_) => Failure::Cancelled,
-            other => Failure::Error(other.to_string()),
+            TrainError::Stopped(_) => Outcome::Cancelled,
+            other => Outcome::failed(other.to_string()),
         };
         let mut trainer = match &job.leg.from {
             None => Trainer::new(
@@ -266,41 +283,49 @@ impl Fitness for QuickTrain {
                 && !job.cancel.load(Ordering::SeqCst)
         });
         if let Some(point) = stopped {
-            return Err(Failure::Stopped(Stop {
-                step: point.step,
-                steps: self.plan.steps,
-                loss: point.loss,
-                median: point.median,
-                checkpoint_losses: watch.checkpoint_losses,
-                seconds: start.elapsed().as_secs_f64(),
-                rule: StopRule::Median,
-            }));
+            return Err(Outcome::Stopped {
+                stop: Stop {
+                    step: point.step,
+                    steps: self.plan.steps,
+                    loss: point.loss,
+                    median: point.median,
+                    checkpoint_losses: watch.checkpoint_losses,
+                    seconds: start.elapsed().as_secs_f64(),
+                    rule: StopRule::Median,
+                },
+            });
         }
         if let Some(until) = until {
             if trainer.step() == until.step && !job.cancel.load(Ordering::SeqCst) {
                 let loss = window_mean(&trainer.losses, until.window);
                 trainer
                     .save_checkpoint(&until.checkpoint)
-                    .map_err(|e| Failure::Storage(e.to_string()))?;
+                    .map_err(|e| Outcome::StorageFailed {
+                        reason: e.to_string(),
+                    })?;
                 let mut checkpoint_losses = losses_before;
                 checkpoint_losses.push(loss);
-                return Err(Failure::Waiting(Rung {
-                    rung: until.rung,
-                    step: until.step,
-                    loss,
-                    checkpoint_losses,
-                    seconds: seconds_before + start.elapsed().as_secs_f64(),
-                }));
+                return Err(Outcome::Waiting {
+                    rung: Rung {
+                        rung: until.rung,
+                        step: until.step,
+                        loss,
+                        checkpoint_losses,
+                        seconds: seconds_before + start.elapsed().as_secs_f64(),
+                    },
+                });
             }
         }
         run.map_err(fail)?;
         if job.cancel.load(Ordering::SeqCst) {
-            return Err(Failure::Cancelled);
+            return Err(Outcome::Cancelled);
         }
         let score = trainer.validate(&self.val).map_err(fail)?;
         trainer
             .save_weights(&job.weights)
-            .map_err(|e| Failure::Storage(e.to_string()))?;
+            .map_err(|e| Outcome::StorageFailed {
+                reason: e.to_string(),
+            })?;
         let checkpoint_losses = if job.leg == Leg::default() {
             watch.checkpoint_losses
         } else {

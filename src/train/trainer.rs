@@ -81,8 +81,8 @@ impl TrainPlan {
         train_images: usize,
     ) -> TrainPlan {
         let batch_size = trainer.batch_size.unwrap_or(split.batch_size).max(1);
-        let steps_per_epoch = train_images.div_ceil(batch_size).max(1);
-        let steps = trainer.steps.unwrap_or(trainer.epochs * steps_per_epoch);
+        let steps_per_epoch = trainer.steps_per_epoch(split, train_images);
+        let steps = trainer.total_steps(split, train_images);
         let milestones = if trainer.milestones_in_steps {
             trainer.milestones.clone()
         } else {

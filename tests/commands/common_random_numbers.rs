@@ -86,6 +86,7 @@ fn members_share_the_run_streams_only_when_switched_on() {
     let psnr = |config: &Config, id: u64, seed: u64| {
         fitness_of(config)
             .evaluate(&job(id, seed, config, &dir), &mut |_| {})
+            .into_evaluation()
             .unwrap()
             .psnr
     };

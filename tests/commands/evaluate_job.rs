@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::support;
 
 use esr_ea::config::Config;
-use esr_ea::engine::executor::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
-use esr_ea::engine::{member_seed, Failure, Fitness, Job, Leg, LegEnd, LegStart};
+use esr_ea::engine::executor::jobfile::{self, JobPaths, JobSpec, ProgressTail};
+use esr_ea::engine::{member_seed, Fitness, Job, Leg, LegEnd, LegStart, Outcome};
 use esr_ea::search::{Member, Problem, Search, StopCheck};
 use esr_ea::train::fitness::QuickTrain;
 use support::cli::esr_ea;
@@ -108,6 +108,7 @@ fn a_job_trains_like_the_local_worker() {
     let mut local_losses = Vec::new();
     let expected = local
         .evaluate(&job, &mut |r| local_losses.push(r.loss))
+        .into_evaluation()
         .unwrap();
 
     // The job's way, through the binary.
@@ -120,7 +121,7 @@ fn a_job_trains_like_the_local_worker() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let Some(JobResult::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
+    let Some(Outcome::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
     else {
         panic!("no evaluated result");
     };
@@ -151,7 +152,7 @@ fn a_job_that_cannot_train_writes_the_reason_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tpu:0"), "{stderr}");
     match jobfile::read_result(&paths.result).unwrap() {
-        Some(JobResult::Failed { reason }) => assert!(reason.contains("tpu:0"), "{reason}"),
+        Some(Outcome::Failed { reason }) => assert!(reason.contains("tpu:0"), "{reason}"),
         other => panic!("expected a failed result, got {other:?}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,7 +185,8 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
         ..job
     };
     let mut local_losses = Vec::new();
-    let Err(Failure::Stopped(expected)) = local.evaluate(&job, &mut |r| local_losses.push(r.loss))
+    let Outcome::Stopped { stop: expected } =
+        local.evaluate(&job, &mut |r| local_losses.push(r.loss))
     else {
         panic!("the local worker should stop at step 2");
     };
@@ -209,7 +211,7 @@ fn a_job_stops_at_the_median_checks_it_carries_as_a_local_worker_does() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("stopped by the median rule after 2 of"));
-    let Some(JobResult::Stopped { stop }) = jobfile::read_result(&paths.result).unwrap() else {
+    let Some(Outcome::Stopped { stop }) = jobfile::read_result(&paths.result).unwrap() else {
         panic!("no stopped result");
     };
     assert_eq!(
@@ -238,6 +240,7 @@ fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
     let mut local_losses = Vec::new();
     let expected = local
         .evaluate(&whole, &mut |r| local_losses.push(r.loss))
+        .into_evaluation()
         .unwrap();
 
     // Leg 1 through the binary: to step 1, saved there.
@@ -263,7 +266,7 @@ fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let Some(JobResult::Waiting { rung }) = jobfile::read_result(&paths.result).unwrap() else {
+    let Some(Outcome::Waiting { rung }) = jobfile::read_result(&paths.result).unwrap() else {
         panic!("leg 1 ends waiting at its checkpoint");
     };
     assert_eq!((rung.rung, rung.step), (0, 1));
@@ -293,7 +296,7 @@ fn two_halving_legs_as_jobs_end_where_one_local_training_ends() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let Some(JobResult::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
+    let Some(Outcome::Evaluated { evaluation }) = jobfile::read_result(&paths.result).unwrap()
     else {
         panic!("leg 2 ends evaluated");
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use esr_ea::config::Config;
 use esr_ea::data::dataset::Dataset;
-use esr_ea::engine::{self, EngineSetup, Event, RunDir};
+use esr_ea::engine::{self, EngineSetup, Event, RunDir, TrainingRules};
 use esr_ea::latency::{LatencyLimit, Runtime};
 use esr_ea::search::{Search, Status};
 use esr_ea::train::fitness::QuickTrain;
@@ -235,9 +235,8 @@ fn a_cached_latency_is_not_measured_again() {
         plan,
         latency: Some(limit),
         common_seed: None,
-        median_stop: None,
-        halving: None,
     };
+    let rules = TrainingRules::whole(fitness.plan.steps);
     let run_dir = temp_run("latency-cache-run");
     let (tx, rx) = mpsc::channel();
     let handle = engine::spawn(
@@ -247,9 +246,10 @@ fn a_cached_latency_is_not_measured_again() {
             seed: 1,
             devices: vec!["cpu".into()],
             resumed: false,
-            fitness: Arc::new(fitness),
+            rules,
             notes: Vec::new(),
         },
+        Arc::new(fitness),
         tx,
     );
     wait_for(&rx, |e| matches!(e, Event::Finished { .. }));

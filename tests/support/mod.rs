@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use esr_ea::engine::{
-    self, EngineHandle, EngineSetup, Event, Failure, Fitness, Job, RunDir, StepReport,
+    self, EngineHandle, EngineSetup, Event, Fitness, Job, Outcome, RunDir, StepReport,
+    TrainingRules,
 };
 use esr_ea::search::{Evaluation, Policy, Problem, Range, Search};
 use esr_ea::space::SearchSpace;
@@ -64,18 +65,10 @@ impl Stand {
 }
 
 impl Fitness for Stand {
-    fn steps(&self) -> usize {
-        self.steps
-    }
-
-    fn evaluate(
-        &self,
-        job: &Job,
-        report: &mut dyn FnMut(StepReport),
-    ) -> Result<Evaluation, Failure> {
+    fn evaluate(&self, job: &Job, report: &mut dyn FnMut(StepReport)) -> Outcome {
         for step in 1..=self.steps {
             if job.cancel.load(Ordering::SeqCst) {
-                return Err(Failure::Cancelled);
+                return Outcome::Cancelled;
             }
             if self.step_ms > 0 {
                 std::thread::sleep(Duration::from_millis(self.step_ms));
@@ -93,14 +86,16 @@ impl Fitness for Stand {
             .0;
         esr_ea::model::save_model(&model, &job.weights).unwrap();
         let g = &job.member.genes;
-        Ok(Evaluation {
-            psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,
-            ssim: 0.8,
-            final_loss: Some(self.first_loss / 4.0),
-            seconds: self.seconds,
-            latency_ms: None,
-            checkpoint_losses: Vec::new(),
-        })
+        Outcome::Evaluated {
+            evaluation: Evaluation {
+                psnr: 28.0 + g.len() as f64 * 0.05 + (job.member.params % 97) as f64 * 0.001,
+                ssim: 0.8,
+                final_loss: Some(self.first_loss / 4.0),
+                seconds: self.seconds,
+                latency_ms: None,
+                checkpoint_losses: Vec::new(),
+            },
+        }
     }
 }
 
@@ -150,9 +145,10 @@ pub fn start(
             seed: 5,
             devices: vec!["cpu".into()],
             resumed,
-            fitness: Arc::new(fitness),
+            rules: TrainingRules::whole(fitness.steps),
             notes: Vec::new(),
         },
+        Arc::new(fitness),
         tx,
     );
     (handle, rx)

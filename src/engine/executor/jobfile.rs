@@ -4,7 +4,7 @@
 //! * `jobs/<id>.json`: the [`JobSpec`] that `esr-ea evaluate` reads;
 //! * `jobs/<id>.progress.jsonl`: one [`ProgressLine`] per training step,
 //!   appended by the job and tailed by the coordinator for the live loss curve;
-//! * `jobs/<id>.result.json`: the [`JobResult`], written atomically at the end;
+//! * `jobs/<id>.result.json`: the [`Outcome`] (`evaluated`, `failed`, `stopped`, `waiting` or `rejected`), written atomically at the end;
 //! * `jobs/<id>.sh`, `jobs/<id>.out`: the batch script and its output (Slurm).
 
 use std::path::{Path, PathBuf};
@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write;
-use crate::search::{Evaluation, Member, Rung, Stop, StopCheck};
-use crate::train::fitness::Leg;
+use crate::search::{Member, StopCheck};
+use crate::train::fitness::{Leg, Outcome};
 use crate::train::StepReport;
 
 /// The folder of the job files inside a run directory.
@@ -90,32 +90,6 @@ impl From<ProgressLine> for StepReport {
     }
 }
 
-/// How an evaluation ended, as the job wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum JobResult {
-    /// Trained and validated.
-    Evaluated {
-        /// The fitness and its figures.
-        evaluation: Evaluation,
-    },
-    /// Training or validation failed.
-    Failed {
-        /// Why, one line.
-        reason: String,
-    },
-    /// The median stopping rule or successive halving stopped the training.
-    Stopped {
-        /// Where and why.
-        stop: Stop,
-    },
-    /// Successive halving: trained to the leg's checkpoint and saved there.
-    Waiting {
-        /// What it reached.
-        rung: Rung,
-    },
-}
-
 /// Paths of one member's job files in a run directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPaths {
@@ -164,13 +138,13 @@ pub fn write_spec(path: &Path, spec: &JobSpec) -> Result<()> {
 }
 
 /// Writes a result atomically: a reader sees no file or the whole result.
-pub fn write_result(path: &Path, result: &JobResult) -> Result<()> {
+pub fn write_result(path: &Path, result: &Outcome) -> Result<()> {
     let json = serde_json::to_vec(result)?;
     atomic_write(path, &json).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Reads a result; `Ok(None)` while the job has not written it.
-pub fn read_result(path: &Path) -> Result<Option<JobResult>> {
+pub fn read_result(path: &Path) -> Result<Option<Outcome>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
@@ -271,7 +245,7 @@ mod tests {
         let path = dir.join("r.json");
         let _ = std::fs::remove_file(&path);
         assert_eq!(read_result(&path).unwrap(), None);
-        let r = JobResult::Failed {
+        let r = Outcome::Failed {
             reason: "out of memory".into(),
         };
         write_result(&path, &r).unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Executor, Submitted};
-use crate::engine::{Failure, Fitness, Inbox, Job, StepReport};
+use crate::engine::{Fitness, Inbox, Job, Outcome, StepReport};
 
 /// Worker threads on this machine.
 pub struct LocalExecutor {
@@ -58,14 +58,14 @@ impl Executor for LocalExecutor {
                         let mut report = |r: StepReport| {
                             let _ = step_inbox.send(Inbox::Step(id, r));
                         };
-                        let result =
+                        let outcome =
                             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 fitness.evaluate(&job, &mut report)
                             })) {
                                 Ok(r) => r,
-                                Err(_) => Err(Failure::Error("training panicked".into())),
+                                Err(_) => Outcome::failed("training panicked"),
                             };
-                        let _ = inbox.send(Inbox::Done { id, result });
+                        let _ = inbox.send(Inbox::Done { id, outcome });
                     }
                 })
                 .expect("spawn worker thread");

@@ -41,7 +41,7 @@ pub trait Executor: Send {
     /// The search is stopping: every job in flight must end with an
     /// [`Inbox::Done`] soon. Local trainings are cancelled (and redone on
     /// resume); Slurm jobs are left running and reported as
-    /// [`super::Failure::Detached`], to be adopted on resume.
+    /// [`super::Outcome::Detached`], to be adopted on resume.
     fn stop(&mut self);
 
     /// Ends the background work; no job is in flight any more.

@@ -9,7 +9,7 @@
 //! test setup, run without accounting.
 //!
 //! * kill → `scancel`; the member is killed once Slurm reports the job gone.
-//! * stop → jobs in flight are left queued or running ([`Failure::Detached`]);
+//! * stop → jobs in flight are left queued or running ([`Outcome::Detached`]);
 //!   their ids stay in `state.json` and `--resume` adopts them, collecting
 //!   results that arrived meanwhile instead of submitting again.
 //! * a job that fails, times out, runs out of memory or is preempted → a
@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::jobfile::{self, JobPaths, JobResult, JobSpec, ProgressTail};
+use super::jobfile::{self, JobPaths, JobSpec, ProgressTail};
 use super::{Executor, Submitted};
 use crate::config::SlurmSettings;
-use crate::engine::{Event, Failure, Inbox, Job};
+use crate::engine::{Event, Inbox, Job, Outcome};
 
 /// How often progress and result files are looked at.
 const TAIL_INTERVAL: Duration = Duration::from_millis(200);
@@ -472,7 +472,7 @@ impl Executor for SlurmExecutor {
         for (id, _) in detached {
             let _ = inbox.send(Inbox::Done {
                 id,
-                result: Err(Failure::Detached),
+                outcome: Outcome::Detached,
             });
         }
     }
@@ -496,7 +496,7 @@ fn monitor(
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(TAIL_INTERVAL);
         let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-        let mut finished: Vec<(u64, Result<crate::search::Evaluation, Failure>)> = Vec::new();
+        let mut finished: Vec<(u64, Outcome)> = Vec::new();
         for (id, t) in shared.tracked.iter_mut() {
             if t.job.cancel.load(Ordering::SeqCst) && !t.cancel_sent {
                 t.cancel_sent = true;
@@ -508,20 +508,9 @@ fn monitor(
                 let _ = inbox.send(Inbox::Step(*id, line.into()));
             }
             match jobfile::read_result(&t.paths.result) {
-                Ok(Some(JobResult::Evaluated { evaluation })) => {
-                    finished.push((*id, Ok(evaluation)))
-                }
-                Ok(Some(JobResult::Failed { reason })) => {
-                    finished.push((*id, Err(Failure::Error(reason))))
-                }
-                Ok(Some(JobResult::Stopped { stop })) => {
-                    finished.push((*id, Err(Failure::Stopped(stop))))
-                }
-                Ok(Some(JobResult::Waiting { rung })) => {
-                    finished.push((*id, Err(Failure::Waiting(rung))))
-                }
+                Ok(Some(outcome)) => finished.push((*id, outcome)),
                 Ok(None) => {}
-                Err(e) => finished.push((*id, Err(Failure::Error(format!("{e:#}"))))),
+                Err(e) => finished.push((*id, Outcome::failed(format!("{e:#}")))),
             }
         }
         let due = last_poll.is_none_or(|t| t.elapsed() >= poll);
@@ -565,27 +554,12 @@ fn monitor(
                         for line in t.tail.poll() {
                             let _ = inbox.send(Inbox::Step(*id, line.into()));
                         }
-                        match jobfile::read_result(&t.paths.result) {
-                            Ok(Some(JobResult::Evaluated { evaluation })) => {
-                                finished.push((*id, Ok(evaluation)));
-                                continue;
-                            }
-                            Ok(Some(JobResult::Failed { reason })) => {
-                                finished.push((*id, Err(Failure::Error(reason))));
-                                continue;
-                            }
-                            Ok(Some(JobResult::Stopped { stop })) => {
-                                finished.push((*id, Err(Failure::Stopped(stop))));
-                                continue;
-                            }
-                            Ok(Some(JobResult::Waiting { rung })) => {
-                                finished.push((*id, Err(Failure::Waiting(rung))));
-                                continue;
-                            }
-                            _ => {}
+                        if let Ok(Some(outcome)) = jobfile::read_result(&t.paths.result) {
+                            finished.push((*id, outcome));
+                            continue;
                         }
                         if t.cancel_sent {
-                            finished.push((*id, Err(Failure::Cancelled)));
+                            finished.push((*id, Outcome::Cancelled));
                         } else if status.state == "NODE_FAIL" && !t.resubmitted {
                             t.resubmitted = true;
                             match submitter.sbatch(&t.job, &t.paths) {
@@ -606,19 +580,19 @@ fn monitor(
                                     t.tail = ProgressTail::new(t.paths.progress.clone());
                                     t.submitted = Instant::now();
                                 }
-                                Err(e) => finished.push((*id, Err(Failure::Error(e)))),
+                                Err(e) => finished.push((*id, Outcome::failed(e))),
                             }
                         } else {
                             let reason = failure_reason(&t.job_id, &status, &t.paths.output);
-                            finished.push((*id, Err(Failure::Error(reason))));
+                            finished.push((*id, Outcome::Failed { reason }));
                         }
                     }
                 }
             }
         }
-        for (id, result) in finished {
+        for (id, outcome) in finished {
             shared.tracked.remove(&id);
-            let _ = inbox.send(Inbox::Done { id, result });
+            let _ = inbox.send(Inbox::Done { id, outcome });
         }
     }
 }
