@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod ops;
 pub mod report;
 pub mod search;
+pub mod seeds;
 pub mod space;
 pub mod study;
 pub mod train;

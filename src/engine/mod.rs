@@ -29,6 +29,7 @@ use executor::Executor;
 use anyhow::Result;
 
 pub use crate::search::TrainingRules;
+pub use crate::seeds::member_seed;
 pub use crate::train::fitness::{Fitness, Job, Leg, LegEnd, LegStart, Outcome};
 pub use crate::train::StepReport;
 pub use events::{Answer, Command, Event};
@@ -117,14 +118,6 @@ impl EngineHandle {
             Err(_) => anyhow::bail!("the engine thread panicked"),
         }
     }
-}
-
-/// A per-member training seed (SplitMix64 of run seed and id).
-pub fn member_seed(run_seed: u64, id: u64) -> u64 {
-    let mut z = run_seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Starts the engine thread with local workers evaluating with `fitness`,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::search::{Member, Origin, Problem, Status};
+use crate::seeds::study_seed;
 use crate::space::GeneList;
 use crate::train::fitness::{Fitness, Job, Outcome, QuickTrain};
 use crate::train::trainer::{bicubic_psnr, TrainError, TrainPlan, Trainer};
@@ -314,16 +315,6 @@ pub struct Study {
     val: Arc<Dataset>,
 }
 
-/// A seed for one (run seed, index) pair: a SplitMix64 step, as the engine
-/// derives member seeds, so different archs never share a stream by accident.
-fn mix(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The K architectures a study measures: the search's own random
 /// individuals (fair coin per slot, weighted choice, repair to depth and
 /// budget), drawn from one seeded stream, repeated architectures skipped.
@@ -575,7 +566,7 @@ impl Study {
                         status: Status::Pending,
                     },
                     arch,
-                    seed: mix(run_seed, index as u64),
+                    seed: study_seed(run_seed, index as u64),
                     device: device.to_string(),
                     weights,
                     cancel: Arc::clone(cancel),
@@ -677,7 +668,7 @@ impl Study {
         };
         // Its own seed, unrelated to any fitness run's: shared luck would
         // inflate the correlation.
-        let seed = mix(
+        let seed = study_seed(
             (self.plan.settings.seed ^ 0x5EF0_0000_0000_0000).wrapping_add(repeat as u64),
             index as u64,
         );

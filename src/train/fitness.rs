@@ -33,15 +33,6 @@ pub struct QuickTrain {
     pub common_seed: Option<u64>,
 }
 
-/// The seed every member of a run shares under common random numbers: a
-/// SplitMix64 step of the run seed, so it is not the seed of member 0.
-pub fn common_seed(run_seed: u64) -> u64 {
-    let mut z = run_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl QuickTrain {
     /// The search's fitness as a config defines it (`nas.trainer`,
     /// `nas.dataset`, `range.max_latency_ms`, the run seed for common random
@@ -63,7 +54,7 @@ impl QuickTrain {
             common_seed: config
                 .search_trainer
                 .common_random_numbers
-                .then(|| common_seed(config.seed)),
+                .then(|| crate::seeds::common_seed(config.seed)),
         }
     }
 
