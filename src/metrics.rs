@@ -3,10 +3,11 @@
 //! The super-resolved image is first stored as 8-bit (clip to 0..255, round),
 //! both images are converted to BT.601 luma `Y = 16 + (65.481 R + 128.553 G +
 //! 24.966 B) / 255` (RGB on 0..255, Y kept as a float), and `shave` pixels are
-//! removed from every border (the scale, by convention). Averaging over a set
-//! of images is the caller's job ([`mean`]).
+//! removed from every border (the scale, by convention). A set is scored per
+//! image and then averaged ([`SetScores`]), by every caller alike: the
+//! fitness, the full training, the benchmarks, the report and `bench`.
 
-use crate::data::{DataError, RgbImage};
+use crate::data::{upscale_bicubic, DataError, Dataset, ImagePair, RgbImage};
 
 /// The PSNR reported for identical images (and the cap for any PSNR): a finite
 /// value keeps fitness sortable and JSON-serialisable, and 100 dB is far above
@@ -158,6 +159,61 @@ fn valid_filter(img: &[f64], h: usize, w: usize, kernel: &[f64]) -> Vec<f64> {
 /// Arithmetic mean (NaN for an empty slice, so an empty set is never scored 0).
 pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Y-PSNR and Y-SSIM of one output against its HR image.
+pub fn score_image(sr: &RgbImage, hr: &RgbImage, shave: usize) -> Result<(f64, f64), DataError> {
+    Ok((psnr_y(sr, hr, shave)?, ssim_y(sr, hr, shave)?))
+}
+
+/// Plain bicubic upscaling's Y-PSNR and Y-SSIM on one pair: the line every
+/// network is read against.
+pub fn bicubic_image(pair: &ImagePair, scale: usize) -> Result<(f64, f64), DataError> {
+    score_image(&upscale_bicubic(&pair.lr, scale)?, &pair.hr, scale)
+}
+
+/// A set's score as the SR papers report it: each image scored, then the
+/// means.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Score {
+    /// Mean Y-PSNR (dB).
+    pub psnr: f64,
+    /// Mean Y-SSIM.
+    pub ssim: f64,
+    /// Per image, in the set's order: (name, PSNR, SSIM).
+    pub images: Vec<(String, f64, f64)>,
+}
+
+impl Score {
+    /// The score of images already scored one by one (means in their order;
+    /// 0 for none, which every data loader refuses before this point).
+    pub fn from_images(images: Vec<(String, f64, f64)>) -> Score {
+        let n = images.len().max(1) as f64;
+        Score {
+            psnr: images.iter().map(|i| i.1).sum::<f64>() / n,
+            ssim: images.iter().map(|i| i.2).sum::<f64>() / n,
+            images,
+        }
+    }
+
+    /// Scores what `upscale` makes of every pair of `set`, shaving `shave`.
+    pub fn of_set<E: From<DataError>>(
+        set: &Dataset,
+        shave: usize,
+        mut upscale: impl FnMut(&ImagePair) -> Result<RgbImage, E>,
+    ) -> Result<Score, E> {
+        let mut images = Vec::with_capacity(set.pairs.len());
+        for pair in &set.pairs {
+            let (psnr, ssim) = score_image(&upscale(pair)?, &pair.hr, shave)?;
+            images.push((pair.name.clone(), psnr, ssim));
+        }
+        Ok(Score::from_images(images))
+    }
+
+    /// Plain bicubic upscaling's score on `set`.
+    pub fn bicubic(set: &Dataset, scale: usize) -> Result<Score, DataError> {
+        Score::of_set(set, scale, |pair| upscale_bicubic(&pair.lr, scale))
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::progress::Progress;
 use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
-use crate::metrics::{psnr_y, ssim_y};
+use crate::metrics::{score_image, Score};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::load_benchmark_for_scoring;
 use crate::train::trainer::upscale_image_tiled;
@@ -91,9 +91,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let data = load_benchmark_for_scoring(dir, scale)?;
         let name = dir.display().to_string();
         let mut progress = Progress::new(&format!("bench {name}"), data.len());
-        let mut sums: Vec<(String, f64, f64)> = vec![("bicubic".into(), 0.0, 0.0)];
+        // Per method, its images' (name, PSNR, SSIM): bicubic, then the model.
+        let mut methods: Vec<(String, Vec<(String, f64, f64)>)> = vec![("bicubic".into(), vec![])];
         if model.is_some() {
-            sums.push((args.model.clone(), 0.0, 0.0));
+            methods.push((args.model.clone(), vec![]));
         }
         for (i, pair) in data.pairs.iter().enumerate() {
             let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
@@ -107,14 +108,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 )?;
                 outputs.push(upscale_image_tiled(m, &pair.lr, &dev, &plan, |_, _| {})?);
             }
-            for (sum, sr) in sums.iter_mut().zip(&outputs) {
-                let psnr = psnr_y(sr, &pair.hr, scale)?;
-                let ssim = ssim_y(sr, &pair.hr, scale)?;
-                sum.1 += psnr;
-                sum.2 += ssim;
+            for ((method, images), sr) in methods.iter_mut().zip(&outputs) {
+                let (psnr, ssim) = score_image(sr, &pair.hr, scale)?;
+                images.push((pair.name.clone(), psnr, ssim));
                 per_image.push(ImageScore {
                     name: format!("{name}/{}", pair.name),
-                    method: sum.0.clone(),
+                    method: method.clone(),
                     psnr,
                     ssim,
                 });
@@ -122,14 +121,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             progress.update(i + 1, &pair.name);
         }
         progress.finish();
-        let n = data.len().max(1) as f64;
-        for (method, psnr, ssim) in sums {
+        for (method, images) in methods {
+            let score = Score::from_images(images);
             per_set.push(DatasetScore {
                 dataset: name.clone(),
                 images: data.len(),
                 method,
-                psnr: psnr / n,
-                ssim: ssim / n,
+                psnr: score.psnr,
+                ssim: score.ssim,
             });
         }
     }

@@ -11,11 +11,9 @@ use serde_json::json;
 
 use super::load_config;
 use super::progress::Progress;
-use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
 use crate::format::thousands;
 use crate::fsutil::atomic_write;
-use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::load_model;
 use crate::space::GeneList;
 use crate::train::datasets::{load_for, Role};
@@ -160,14 +158,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     progress.finish();
     trainer.save_checkpoint(&args.out)?;
     let score = trainer.validate(&val)?;
-    let mut bicubic = (0.0, 0.0);
-    for pair in &val.pairs {
-        let up = upscale_bicubic(&pair.lr, scale)?;
-        bicubic.0 += psnr_y(&up, &pair.hr, scale)?;
-        bicubic.1 += ssim_y(&up, &pair.hr, scale)?;
-    }
-    let n = val.len().max(1) as f64;
-    let (bic_psnr, bic_ssim) = (bicubic.0 / n, bicubic.1 / n);
+    let bicubic = crate::metrics::Score::bicubic(&val, scale)?;
+    let (bic_psnr, bic_ssim) = (bicubic.psnr, bicubic.ssim);
     println!(
         "validation ({} images): PSNR {:.3} dB, SSIM {:.4}; bicubic {:.3} dB, {:.4} ({:+.3} dB)",
         val.len(),

@@ -110,12 +110,21 @@ pub struct FinalResult {
 }
 
 /// PSNR and SSIM of one model on one set (means over its images, Y channel).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SetScore {
     /// Mean PSNR, dB.
     pub psnr: f64,
     /// Mean SSIM.
     pub ssim: f64,
+}
+
+impl From<crate::metrics::Score> for SetScore {
+    fn from(score: crate::metrics::Score) -> SetScore {
+        SetScore {
+            psnr: score.psnr,
+            ssim: score.ssim,
+        }
+    }
 }
 
 /// One finalist's score on one benchmark set.

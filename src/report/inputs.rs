@@ -11,13 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
-use crate::data::upscale_bicubic;
 use crate::engine::results::{
     self, files, BenchResults, FinalResult, PipelineState, SetScore, StageStatus,
 };
 use crate::engine::rundir::{self, RunDir};
 use crate::engine::Event;
-use crate::metrics::{psnr_y, ssim_y};
 use crate::search::SearchState;
 use crate::train::datasets::load_split;
 
@@ -229,18 +227,8 @@ fn measure_bicubic(config: &Config) -> BicubicBaseline {
         if val.is_empty() {
             bail!("{} has no images", val.source);
         }
-        let (mut psnr, mut ssim) = (0.0, 0.0);
-        for pair in &val.pairs {
-            let sr = upscale_bicubic(&pair.lr, scale)?;
-            psnr += psnr_y(&sr, &pair.hr, scale)?;
-            ssim += ssim_y(&sr, &pair.hr, scale)?;
-        }
-        let n = val.len() as f64;
         Ok((
-            SetScore {
-                psnr: psnr / n,
-                ssim: ssim / n,
-            },
+            SetScore::from(crate::metrics::Score::bicubic(&val, scale)?),
             val.source.clone(),
         ))
     })();

@@ -14,7 +14,6 @@ use crate::data::dataset::Dataset;
 use crate::data::image::RgbImage;
 use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
 use crate::fsutil::atomic_write;
-use crate::metrics::{psnr_y, ssim_y};
 use crate::model::checkpoint::{load_model, save_model};
 use crate::model::tiled::{default_memory_budget_on, forward_tiled, Rect, Tile, TilePlan};
 use crate::model::Esrn;
@@ -137,16 +136,7 @@ impl TrainPlan {
     }
 }
 
-/// Validation scores: means over the images, and each image's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Score {
-    /// Mean Y-PSNR (dB).
-    pub psnr: f64,
-    /// Mean Y-SSIM.
-    pub ssim: f64,
-    /// Per image: (name, PSNR, SSIM).
-    pub images: Vec<(String, f64, f64)>,
-}
+pub use crate::metrics::Score;
 
 /// Saved progress of a training, beside the weights and optimiser state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,31 +254,15 @@ pub fn upscale_image_tiled(
 /// Scores a network on a fixed validation set, as the SR papers do:
 /// uint8 output, Y of BT.601, `scale` pixels shaved, per image then mean.
 pub fn validate(model: &Esrn, val: &Dataset, device: &Device) -> Result<Score, TrainError> {
-    let shave = model.arch().scale;
-    let mut images = Vec::with_capacity(val.pairs.len());
-    for pair in &val.pairs {
-        let sr = upscale_image(model, &pair.lr, device)?;
-        let psnr = psnr_y(&sr, &pair.hr, shave)?;
-        let ssim = ssim_y(&sr, &pair.hr, shave)?;
-        images.push((pair.name.clone(), psnr, ssim));
-    }
-    let n = images.len().max(1) as f64;
-    Ok(Score {
-        psnr: images.iter().map(|i| i.1).sum::<f64>() / n,
-        ssim: images.iter().map(|i| i.2).sum::<f64>() / n,
-        images,
+    Score::of_set(val, model.arch().scale, |pair| {
+        upscale_image(model, &pair.lr, device)
     })
 }
 
 /// Mean Y-PSNR of plain bicubic upscaling on a validation set, scored as
 /// [`validate`] scores a network: the reference every fitness is compared to.
 pub fn bicubic_psnr(val: &Dataset, scale: usize) -> Result<f64, TrainError> {
-    let mut sum = 0.0;
-    for pair in &val.pairs {
-        let sr = crate::data::upscale_bicubic(&pair.lr, scale)?;
-        sum += psnr_y(&sr, &pair.hr, scale)?;
-    }
-    Ok(sum / val.pairs.len().max(1) as f64)
+    Ok(Score::bicubic(val, scale)?.psnr)
 }
 
 impl Trainer {

@@ -9,8 +9,7 @@ use super::super::results::{
 };
 use super::Pipeline;
 use crate::data::dataset::Dataset;
-use crate::data::upscale_bicubic;
-use crate::metrics::{psnr_y, ssim_y};
+use crate::metrics::{bicubic_image, score_image, Score};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::{load_benchmark_for_scoring, too_small, Role};
 use crate::train::trainer::upscale_image;
@@ -56,39 +55,33 @@ impl Pipeline {
                 crate::format::plural(models.len(), "model")
             ),
         );
-        // (psnr, ssim) sums: bicubic first, then each model.
-        let mut sums = vec![(0.0, 0.0); models.len() + 1];
+        // Image by image: bicubic first, then each model.
+        let mut scored: Vec<Vec<(String, f64, f64)>> = vec![Vec::new(); models.len() + 1];
         for pair in &data.pairs {
             self.drain();
             if self.stopping() {
                 return Ok(false);
             }
-            let bicubic = upscale_bicubic(&pair.lr, scale)?;
-            sums[0].0 += psnr_y(&bicubic, &pair.hr, scale)?;
-            sums[0].1 += ssim_y(&bicubic, &pair.hr, scale)?;
+            let (psnr, ssim) = bicubic_image(pair, scale)?;
+            scored[0].push((pair.name.clone(), psnr, ssim));
             for (i, (_, model)) in models.iter().enumerate() {
                 let sr = upscale_image(model, &pair.lr, &dev)?;
-                sums[i + 1].0 += psnr_y(&sr, &pair.hr, scale)?;
-                sums[i + 1].1 += ssim_y(&sr, &pair.hr, scale)?;
+                let (psnr, ssim) = score_image(&sr, &pair.hr, scale)?;
+                scored[i + 1].push((pair.name.clone(), psnr, ssim));
             }
         }
-        let n = data.len().max(1) as f64;
-        let mean = |(p, s): (f64, f64)| SetScore {
-            psnr: p / n,
-            ssim: s / n,
-        };
+        let mut means = scored
+            .into_iter()
+            .map(|images| SetScore::from(Score::from_images(images)));
         let bench_set = BenchSet {
             name: name.to_string(),
             path: set.root_hr.display().to_string(),
             images: data.len(),
-            bicubic: mean(sums[0]),
+            bicubic: means.next().unwrap_or_default(),
             models: models
                 .iter()
-                .zip(&sums[1..])
-                .map(|((rank, _), sum)| ModelScore {
-                    rank: *rank,
-                    score: mean(*sum),
-                })
+                .zip(means)
+                .map(|((rank, _), score)| ModelScore { rank: *rank, score })
                 .collect(),
         };
         let path = self.run_dir.join(files::BENCH);

@@ -21,8 +21,6 @@ use super::super::results::{self, files, CurvePoint, FinalResult};
 use super::super::{member_seed, Event, Inbox};
 use super::Pipeline;
 use crate::data::dataset::Dataset;
-use crate::data::upscale_bicubic;
-use crate::metrics::{psnr_y, ssim_y};
 use crate::search::{Member, SearchState};
 use crate::space::{Arch, SearchSpace};
 use crate::train::datasets::{load_for, Role};
@@ -84,18 +82,6 @@ struct Shared {
     stop: Arc<AtomicBool>,
 }
 
-/// Mean bicubic PSNR/SSIM of a set.
-pub(super) fn bicubic_score(set: &Dataset, scale: usize) -> Result<(f64, f64)> {
-    let (mut p, mut s) = (0.0, 0.0);
-    for pair in &set.pairs {
-        let up = upscale_bicubic(&pair.lr, scale)?;
-        p += psnr_y(&up, &pair.hr, scale)?;
-        s += ssim_y(&up, &pair.hr, scale)?;
-    }
-    let n = set.len().max(1) as f64;
-    Ok((p / n, s / n))
-}
-
 impl Pipeline {
     /// Runs the stage; `Ok(false)` when it was stopped (resumable).
     pub(super) fn fully_train(&mut self, search: &crate::search::Search) -> Result<bool> {
@@ -114,7 +100,10 @@ impl Pipeline {
         );
         let shared = Arc::new(Shared {
             run_dir: self.run_dir.clone(),
-            bicubic: bicubic_score(&val, scale)?,
+            bicubic: {
+                let score = crate::metrics::Score::bicubic(&val, scale)?;
+                (score.psnr, score.ssim)
+            },
             train,
             val,
             plan,
