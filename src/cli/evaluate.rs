@@ -75,14 +75,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
 fn evaluate(spec: &JobSpec) -> Result<Outcome, String> {
     let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let config = loaded.config;
-    let scale = config.search_space.scale;
-    use crate::train::datasets::{load_for, Role};
-    let crop = config.dataset.train.crop;
-    let train = load_for(&config.dataset.train, scale, Role::Training { crop })
-        .map_err(|e| format!("training images: {e}"))?;
-    let val = load_for(&config.dataset.test, scale, Role::Scoring)
-        .map_err(|e| format!("validation images: {e}"))?;
-    let fitness = QuickTrain::from_config(&config, Arc::new(train), Arc::new(val));
+    let fitness = QuickTrain::load(&config).map_err(|e| format!("{e:#}"))?;
     let job = Job {
         arch: config.search_space.arch(spec.member.genes.clone()),
         member: spec.member.clone(),

@@ -189,15 +189,6 @@ impl SlurmArgs {
     }
 }
 
-fn problem_of(config: &Config) -> Result<Problem> {
-    Problem::new(
-        config.search_space.clone(),
-        config.policy.clone(),
-        config.range.clone(),
-    )
-    .with_context(|| config.source.clone())
-}
-
 /// Every problem of the data folders the config names, as the start of a
 /// run would meet them (each image decoded and measured against the crop,
 /// the scale and the shave), each prefixed with its config key. Folders
@@ -408,7 +399,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             _lock = Some(RunLock::acquire(dir)?);
             let mut config = run.load_config()?;
             config.executor = args.slurm.apply(&config.executor)?;
-            let search = Search::new(problem_of(&config)?, config.seed)?;
+            let search = Search::new(config.problem()?, config.seed)?;
             (config, run, search, false)
         }
         Some(dir) => {
@@ -418,7 +409,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             }
             let mut config = run.load_config()?;
             config.executor = args.slurm.apply(&config.executor)?;
-            let problem = problem_of(&config)?;
+            let problem = config.problem()?;
             let state = run.load_state()?;
             let search = Search::resume(problem, state)?;
             (config, run, search, true)
@@ -439,7 +430,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             if args.check {
                 return check(&config, &args.devices);
             }
-            let problem = problem_of(&config)?;
+            let problem = config.problem()?;
             config.validate_paths()?;
             if let Some(e) = config.benchmark_path_problems().into_iter().next() {
                 return Err(e.into());
@@ -621,31 +612,27 @@ fn search_engine(
 ) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
     use crate::train::datasets::{count_images, load_for, Role};
     let scale = config.search_space.scale;
-    let val = Arc::new(load_for(&config.dataset.test, scale, Role::Scoring)?);
-    if search.state.bicubic_psnr.is_none() {
-        // Once per run (saved in state.json): the line every fitness is read against.
-        search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
-    }
-    let (rules, executor): (_, Box<dyn engine::executor::Executor>) = match &config.executor {
+    let (rules, executor, val): (_, Box<dyn engine::executor::Executor>, _) = match &config.executor
+    {
         ExecutorConfig::Local => {
-            let crop = config.dataset.train.crop;
-            let train = Arc::new(load_for(
-                &config.dataset.train,
-                scale,
-                Role::Training { crop },
-            )?);
-            let rules = config.search_rules(train.len());
-            let fitness = Arc::new(QuickTrain::from_config(config, train, val));
+            let fitness = Arc::new(QuickTrain::load(config)?);
+            let rules = config.search_rules(fitness.train.len());
+            let val = Arc::clone(&fitness.val);
             let local = engine::executor::local::LocalExecutor::new(devices.to_vec(), fitness);
-            (rules, Box::new(local))
+            (rules, Box::new(local), val)
         }
         ExecutorConfig::Slurm(settings) => {
             let images = count_images(&config.dataset.train, scale)?;
             let slurm = engine::executor::slurm::SlurmExecutor::new(settings.clone(), run.path())
                 .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
-            (config.search_rules(images), Box::new(slurm))
+            let val = Arc::new(load_for(&config.dataset.test, scale, Role::Scoring)?);
+            (config.search_rules(images), Box::new(slurm), val)
         }
     };
+    if search.state.bicubic_psnr.is_none() {
+        // Once per run (saved in state.json): the line every fitness is read against.
+        search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
+    }
     let setup = EngineSetup {
         search,
         run,
@@ -698,7 +685,7 @@ fn final_lines(run_dir: &Path) {
 fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
     let mut problems = Vec::new();
     let mut memory = None;
-    match problem_of(config) {
+    match config.problem() {
         Ok(problem) => {
             match plan::describe(&problem, config.seed, 200) {
                 Ok(text) => {

@@ -322,6 +322,18 @@ const EMBEDDED: &[(&str, &str)] = &[
 const READ_SECTIONS: &[&str] = &["nas", "fully_train", "executor"];
 
 impl Config {
+    /// The search problem the config describes (space, policy and range,
+    /// checked together); an error names the config it came from.
+    pub fn problem(&self) -> anyhow::Result<crate::search::Problem> {
+        use anyhow::Context;
+        crate::search::Problem::new(
+            self.search_space.clone(),
+            self.policy.clone(),
+            self.range.clone(),
+        )
+        .with_context(|| self.source.clone())
+    }
+
     /// The search's training rules (`nas.trainer`): the length of one quick
     /// training over `train_images` training images and the early-stopping
     /// rules the engine plans each job with.

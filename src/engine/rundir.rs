@@ -56,8 +56,7 @@ pub fn load_config(run_dir: &Path) -> Result<Config> {
 /// The search problem of the run in `run_dir`, from its `config.yaml`: what
 /// a viewer (`attach`) or `control` checks commands against.
 pub fn problem_of_run(run_dir: &Path) -> Result<Problem> {
-    let c = load_config(run_dir)?;
-    Problem::new(c.search_space, c.policy, c.range).with_context(|| {
+    load_config(run_dir)?.problem().with_context(|| {
         format!(
             "{}: the search constraints",
             run_dir.join(files::CONFIG).display()

@@ -345,28 +345,10 @@ pub fn draw_archs(problem: &Problem, count: usize, seed: u64) -> Result<Vec<Plan
     Ok(out)
 }
 
+/// The images the search's fitness trains and validates on, loaded as it loads them.
 fn load_images(config: &Config) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
-    let scale = config.search_space.scale;
-    use crate::train::datasets::{load_for, Role};
-    let crop = config.dataset.train.crop;
-    let train = load_for(&config.dataset.train, scale, Role::Training { crop })
-        .with_context(|| format!("training images {}", config.dataset.train.root_hr.display()))?;
-    let val = load_for(&config.dataset.test, scale, Role::Scoring).with_context(|| {
-        format!(
-            "validation images {}",
-            config.dataset.test.root_hr.display()
-        )
-    })?;
-    Ok((Arc::new(train), Arc::new(val)))
-}
-
-fn problem_of(config: &Config) -> Result<Problem> {
-    Problem::new(
-        config.search_space.clone(),
-        config.policy.clone(),
-        config.range.clone(),
-    )
-    .with_context(|| config.source.clone())
+    let fitness = QuickTrain::load(config)?;
+    Ok((fitness.train, fitness.val))
 }
 
 impl Study {
@@ -405,7 +387,7 @@ impl Study {
                 dir.display()
             );
         }
-        let problem = problem_of(&config)?;
+        let problem = config.problem()?;
         config.validate_paths()?;
         let (train, val) = load_images(&config)?;
         let archs = draw_archs(&problem, settings.archs, settings.seed)?;
@@ -462,7 +444,7 @@ impl Study {
         let (plan, config) = read_plan_and_config(dir)?;
         // The config must still make the same problem (a hand-edited file
         // would silently change what the records mean).
-        problem_of(&config)?;
+        config.problem()?;
         let (train, val) = load_images(&config)?;
         Ok(Study {
             dir: dir.to_path_buf(),

@@ -58,6 +58,26 @@ impl QuickTrain {
         }
     }
 
+    /// [`QuickTrain::from_config`] with the config's images loaded and
+    /// checked (`nas.dataset`: the training set against its crop, the
+    /// validation set for scoring); an error says which set failed.
+    pub fn load(config: &crate::config::Config) -> anyhow::Result<QuickTrain> {
+        use crate::train::datasets::{load_for, Role};
+        use anyhow::Context;
+        let scale = config.search_space.scale;
+        let split = &config.dataset.train;
+        let train = load_for(split, scale, Role::Training { crop: split.crop })
+            .with_context(|| format!("training images {}", split.root_hr.display()))?;
+        let split = &config.dataset.test;
+        let val = load_for(split, scale, Role::Scoring)
+            .with_context(|| format!("validation images {}", split.root_hr.display()))?;
+        Ok(QuickTrain::from_config(
+            config,
+            Arc::new(train),
+            Arc::new(val),
+        ))
+    }
+
     /// The seed a job trains with: the run's common seed, else its own.
     pub fn training_seed(&self, job: &Job) -> u64 {
         self.common_seed.unwrap_or(job.seed)
