@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -11,12 +10,9 @@ use clap::Args;
 use super::headless::Printer;
 use crate::config::{Config, ExecutorConfig, SlurmSettings};
 use crate::device::DeviceWorkers;
-use crate::engine::lock::RunLock;
 use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
-use crate::engine::{self, Command, EngineSetup, Inbox, RunDir};
-use crate::search::memory_plan::{self, MemoryInputs, MemoryPlan};
-use crate::search::{plan, Problem, Search, Strategy};
-use crate::train::fitness::QuickTrain;
+use crate::engine::{self, start, Command, Inbox};
+use crate::search::Strategy;
 
 /// Arguments of `search`.
 #[derive(Debug, Args, Default)]
@@ -189,44 +185,6 @@ impl SlurmArgs {
     }
 }
 
-/// Every problem of the data folders the config names, as the start of a
-/// run would meet them (each image decoded and measured against the crop,
-/// the scale and the shave), each prefixed with its config key. Folders
-/// that do not exist are left to [`Config::path_problems`].
-fn data_problems(config: &Config) -> Vec<String> {
-    use crate::train::datasets::{load_for, Role};
-    let scale = config.search_space.scale;
-    let mut splits = vec![
-        (
-            "nas.dataset.train",
-            &config.dataset.train,
-            Role::Training {
-                crop: config.dataset.train.crop,
-            },
-        ),
-        ("nas.dataset.test", &config.dataset.test, Role::Scoring),
-    ];
-    if config.full_dataset.train != config.dataset.train {
-        let crop = config.full_dataset.train.crop;
-        splits.push((
-            "fully_train.dataset.train",
-            &config.full_dataset.train,
-            Role::Training { crop },
-        ));
-    }
-    let mut problems = Vec::new();
-    for (key, split, role) in splits {
-        if !split.root_hr.exists() {
-            continue;
-        }
-        eprintln!("checking the images of {key} ({})", split.root_hr.display());
-        if let Err(e) = load_for(split, scale, role) {
-            problems.extend(e.problems().into_iter().map(|p| format!("{key}: {p}")));
-        }
-    }
-    problems
-}
-
 /// A config's warnings (unknown keys, ignored Vega keys) on their way to
 /// the user: printed at once, or handed to the run's log; printed when
 /// dropped if neither happened (a run that failed before its log began).
@@ -266,118 +224,6 @@ impl Drop for ConfigWarnings {
     }
 }
 
-/// The memory part of the plan: the largest networks' training step on
-/// each device (with its workers) or in each Slurm job, and validation of
-/// the largest validation image.
-fn memory_of(config: &Config, problem: &Problem, devices: &[DeviceWorkers]) -> Result<MemoryPlan> {
-    let train = &config.dataset.train;
-    let validation_lr = largest_image(&config.dataset.test).map(|(h, w)| {
-        let s = config.search_space.scale;
-        match config.dataset.test.root_lr {
-            Some(_) => (h, w),
-            None => (h / s, w / s),
-        }
-    });
-    // (workers, where, memory available there, validation budget there)
-    let mut places: Vec<(usize, String, Option<u64>, u64)> = Vec::new();
-    match &config.executor {
-        ExecutorConfig::Slurm(settings) => {
-            let mem = settings
-                .mem
-                .as_deref()
-                .and_then(|m| crate::format::parse_memory(m).ok());
-            let budget = crate::model::tiled::default_memory_budget();
-            places.push((1, "each Slurm job (executor.slurm.mem)".into(), mem, budget));
-        }
-        ExecutorConfig::Local => {
-            for d in devices {
-                let dev = d.device.open()?;
-                places.push((
-                    d.workers,
-                    if dev.is_cpu() {
-                        "this machine".into()
-                    } else {
-                        d.device.to_string()
-                    },
-                    crate::model::tiled::free_memory_on(&dev),
-                    crate::model::tiled::default_memory_budget_on(&dev),
-                ));
-            }
-        }
-    }
-    let mut plan = MemoryPlan::default();
-    for (workers, place, available, budget) in places {
-        let inputs = MemoryInputs {
-            batch: train.batch_size,
-            crop: train.crop,
-            workers,
-            validation_lr,
-            budget,
-            available,
-            place,
-        };
-        let one = memory_plan::memory_plan(problem, config.seed, memory_plan::SAMPLES, &inputs)?;
-        for line in one.lines.into_iter().chain(one.problems.iter().cloned()) {
-            if !plan.lines.contains(&line) && !one.problems.contains(&line) {
-                plan.lines.push(line);
-            }
-        }
-        for p in one.problems {
-            if !plan.problems.contains(&p) {
-                plan.problems.push(p);
-            }
-        }
-    }
-    Ok(plan)
-}
-
-/// Height and width of the largest image (by pixels) of a data split's
-/// folder (the LR folder when it has one), read from the files' headers;
-/// `None` when the folder cannot be listed (its problems are reported
-/// separately).
-fn largest_image(split: &crate::config::DataSplit) -> Option<(usize, usize)> {
-    let dir = split.root_lr.as_deref().unwrap_or(&split.root_hr);
-    crate::data::dataset::list_images(dir)
-        .ok()?
-        .iter()
-        .filter_map(|p| image::image_dimensions(p).ok())
-        .map(|(w, h)| (h as usize, w as usize))
-        .max_by_key(|(h, w)| h * w)
-}
-
-/// A default run directory name: `runs/<config stem>-YYYYmmdd-HHMMSS` (UTC).
-fn default_run_dir(config: &Config) -> PathBuf {
-    let stem = Path::new(config.source.trim_start_matches("embedded "))
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "search".into());
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    PathBuf::from("runs").join(format!(
-        "{stem}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    ))
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Runs `search`.
 pub fn run(args: &SearchArgs) -> Result<()> {
     if args.devices.is_empty() {
@@ -388,32 +234,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     }
     let headless = args.headless || !std::io::stdout().is_terminal();
     let mut warnings = ConfigWarnings::default();
-    // Held until this function returns: one search per run directory.
-    let mut _lock: Option<RunLock> = None;
-    let (config, run, search, resumed) = match &args.resume {
-        Some(dir) if never_checkpointed(dir) => {
-            // Killed between writing config.yaml and the first state.json:
-            // nothing was evaluated, so starting from the saved config with
-            // its seed is exactly the run that was begun.
-            let run = RunDir::create(dir)?;
-            _lock = Some(RunLock::acquire(dir)?);
-            let mut config = run.load_config()?;
-            config.executor = args.slurm.apply(&config.executor)?;
-            let search = Search::new(config.problem()?, config.seed)?;
-            (config, run, search, false)
-        }
-        Some(dir) => {
-            let run = RunDir::open(dir)?;
-            if !args.check {
-                _lock = Some(RunLock::acquire(dir)?);
-            }
-            let mut config = run.load_config()?;
-            config.executor = args.slurm.apply(&config.executor)?;
-            let problem = config.problem()?;
-            let state = run.load_state()?;
-            let search = Search::resume(problem, state)?;
-            (config, run, search, true)
-        }
+    let started = match &args.resume {
+        Some(dir) => start::resume(dir, args.check, |executor| args.slurm.apply(executor))?,
         None => {
             let loaded = super::load_config_with_warnings(args.config.as_deref())?;
             // Seen where the user looks: printed now unless the run prints
@@ -430,30 +252,17 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             if args.check {
                 return check(&config, &args.devices);
             }
-            let problem = config.problem()?;
-            config.validate_paths()?;
-            if let Some(e) = config.benchmark_path_problems().into_iter().next() {
-                return Err(e.into());
-            }
-            if let Some(p) = memory_of(&config, &problem, &args.devices)?
-                .problems
-                .first()
-            {
-                bail!("{p} ({})", config.source);
-            }
-            let search = Search::new(problem, config.seed)?;
-            let dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| default_run_dir(&config));
-            let run = RunDir::create(&dir)?;
-            _lock = Some(RunLock::acquire(&dir)?);
-            // Another search may have started here while we waited.
-            let run = RunDir::create(&dir).map(|_| run)?;
-            run.write_config(&config.to_yaml())?;
-            (config, run, search, false)
+            start::fresh(config, &args.devices, args.run_dir.clone())?
         }
     };
+    // Held until this function returns: one search per run directory.
+    let start::Started {
+        config,
+        run,
+        search,
+        resumed,
+        lock: _lock,
+    } = started;
     if _lock.is_some() {
         let stale = run.remove_stale_temp_files();
         if stale > 0 {
@@ -504,7 +313,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search_stage = if search.state.finished {
         SearchStage::Finished(Box::new(search))
     } else {
-        let memory = memory_of(&config, &search.problem, &args.devices)?;
+        let memory = start::memory_of(&config, &search.problem, &args.devices)?;
         let strategy = (search.problem.policy.strategy == Strategy::Random).then(|| {
             (
                 "info".to_string(),
@@ -522,7 +331,8 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
             .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
             .collect();
-        let (setup, executor) = search_engine(&config, search, run, &devices, resumed, notes)?;
+        let (setup, executor) =
+            start::engine_setup(&config, search, run, resumed, &devices, notes)?;
         SearchStage::Run(Box::new(setup), executor)
     };
     let (tx, rx) = mpsc::channel();
@@ -599,52 +409,6 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     }
 }
 
-/// The search engine for an unfinished search: its training rules, the
-/// trainer (local workers: the images loaded once, shared by every worker)
-/// or the Slurm executor (each job loads its own), and the bicubic line.
-fn search_engine(
-    config: &Config,
-    mut search: Search,
-    run: RunDir,
-    devices: &[String],
-    resumed: bool,
-    notes: Vec<(String, String)>,
-) -> Result<(EngineSetup, Box<dyn engine::executor::Executor>)> {
-    use crate::train::datasets::{count_images, load_for, Role};
-    let scale = config.search_space.scale;
-    let (rules, executor, val): (_, Box<dyn engine::executor::Executor>, _) = match &config.executor
-    {
-        ExecutorConfig::Local => {
-            let fitness = Arc::new(QuickTrain::load(config)?);
-            let rules = config.search_rules(fitness.train.len());
-            let val = Arc::clone(&fitness.val);
-            let local = engine::executor::local::LocalExecutor::new(devices.to_vec(), fitness);
-            (rules, Box::new(local), val)
-        }
-        ExecutorConfig::Slurm(settings) => {
-            let images = count_images(&config.dataset.train, scale)?;
-            let slurm = engine::executor::slurm::SlurmExecutor::new(settings.clone(), run.path())
-                .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
-            let val = Arc::new(load_for(&config.dataset.test, scale, Role::Scoring)?);
-            (config.search_rules(images), Box::new(slurm), val)
-        }
-    };
-    if search.state.bicubic_psnr.is_none() {
-        // Once per run (saved in state.json): the line every fitness is read against.
-        search.state.bicubic_psnr = Some(crate::train::trainer::bicubic_psnr(&val, scale)?);
-    }
-    let setup = EngineSetup {
-        search,
-        run,
-        seed: config.seed,
-        devices: devices.to_vec(),
-        resumed,
-        rules,
-        notes,
-    };
-    Ok((setup, executor))
-}
-
 /// The report stage's writer: the one place the report module is called.
 fn write_report(run_dir: &Path) -> Result<()> {
     crate::report::write_report(run_dir).map(|_| ())
@@ -679,95 +443,6 @@ fn final_lines(run_dir: &Path) {
     }
 }
 
-/// `search --check`: the plan and every problem found (not only the
-/// first): the budget and space, then each dataset folder. The plan is
-/// printed whatever the data folders say; any problem makes it an error.
-fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
-    let mut problems = Vec::new();
-    let mut memory = None;
-    match config.problem() {
-        Ok(problem) => {
-            match plan::describe(&problem, config.seed, 200) {
-                Ok(text) => {
-                    println!("config: {}", config.source);
-                    print!("{text}");
-                }
-                Err(e) => problems.push(format!("{e:#}")),
-            }
-            memory = Some(memory_of(config, &problem, devices));
-        }
-        Err(e) => problems.push(format!("{e:#}")),
-    }
-    let t = &config.search_trainer;
-    println!(
-        "training per individual: {} ({})",
-        t.steps
-            .map(|s| format!("{s} steps"))
-            .unwrap_or_else(|| format!("{} epochs", t.epochs)),
-        t.describe_optimiser()
-    );
-    if let Some(rule) = &t.median_stop {
-        println!("{}", rule.describe(t.steps));
-    }
-    if let Some(halving) = &t.successive_halving {
-        println!("{}", halving.describe(t.steps));
-    }
-    println!(
-        "data: train {}, validation {}",
-        config.dataset.train.root_hr.display(),
-        config.dataset.test.root_hr.display()
-    );
-    let ft = &config.full_trainer;
-    let stages: Vec<String> = pipeline::planned_stages(config)
-        .stages
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    println!(
-        "pipeline: {}; fully training the best {} for {}",
-        stages.join(" -> "),
-        config.top_n,
-        ft.steps
-            .map(|s| format!("{s} steps"))
-            .unwrap_or_else(|| format!("{} epochs", ft.epochs))
-    );
-    match memory {
-        Some(Ok(plan)) => {
-            for line in &plan.lines {
-                println!("{line}");
-            }
-            problems.extend(plan.problems);
-        }
-        Some(Err(e)) => problems.push(format!("{e:#}")),
-        None => {}
-    }
-    problems.extend(config.path_problems().iter().map(|e| e.to_string()));
-    problems.extend(data_problems(config));
-    // Benchmark sets often live on the machine that runs the search only.
-    for e in config.benchmark_path_problems() {
-        eprintln!("warning: {e} (the run would stop at start)");
-    }
-    if problems.is_empty() {
-        println!("config: {} (ok)", config.source);
-        return Ok(());
-    }
-    for p in &problems {
-        eprintln!("problem: {p}");
-    }
-    bail!(
-        "{} in {}",
-        crate::format::plural(problems.len(), "problem"),
-        config.source
-    )
-}
-
-/// A run directory left by a kill before its first checkpoint: the
-/// resolved config is there, the state is not.
-fn never_checkpointed(dir: &Path) -> bool {
-    use engine::rundir::files;
-    dir.join(files::CONFIG).is_file() && !dir.join(files::STATE).exists()
-}
-
 /// Prints a line; after a dropped SSH connection stdout may be gone, and
 /// losing a message must not turn a clean checkpoint into a panic.
 fn say(line: &str) {
@@ -790,13 +465,27 @@ fn stop_on_signals(inbox: mpsc::Sender<Inbox>) {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::civil_from_days;
-
-    #[test]
-    fn dates_from_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+/// `search --check`: the plan and every problem found (not only the
+/// first). The plan is printed whatever the data folders say; any problem
+/// makes it an error.
+fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
+    let report = start::check(config, devices, &mut |line| eprintln!("{line}"));
+    for line in &report.lines {
+        println!("{line}");
     }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.problems.is_empty() {
+        println!("config: {} (ok)", config.source);
+        return Ok(());
+    }
+    for p in &report.problems {
+        eprintln!("problem: {p}");
+    }
+    bail!(
+        "{} in {}",
+        crate::format::plural(report.problems.len(), "problem"),
+        config.source
+    )
 }

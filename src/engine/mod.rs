@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod results;
 pub mod run_view;
 pub mod rundir;
+pub mod start;
 pub mod thin;
 
 use std::collections::HashMap;
