@@ -172,6 +172,9 @@ pub fn bicubic_image(pair: &ImagePair, scale: usize) -> Result<(f64, f64), DataE
     score_image(&upscale_bicubic(&pair.lr, scale)?, &pair.hr, scale)
 }
 
+/// Each image's score, in the set's order: (name, PSNR, SSIM).
+pub type ImageScores = Vec<(String, f64, f64)>;
+
 /// A set's score as the SR papers report it: each image scored, then the
 /// means.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -180,14 +183,14 @@ pub struct Score {
     pub psnr: f64,
     /// Mean Y-SSIM.
     pub ssim: f64,
-    /// Per image, in the set's order: (name, PSNR, SSIM).
-    pub images: Vec<(String, f64, f64)>,
+    /// Per image, in the set's order.
+    pub images: ImageScores,
 }
 
 impl Score {
     /// The score of images already scored one by one (means in their order;
     /// 0 for none, which every data loader refuses before this point).
-    pub fn from_images(images: Vec<(String, f64, f64)>) -> Score {
+    pub fn from_images(images: ImageScores) -> Score {
         let n = images.len().max(1) as f64;
         Score {
             psnr: images.iter().map(|i| i.1).sum::<f64>() / n,

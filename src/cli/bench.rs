@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::progress::Progress;
 use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
-use crate::metrics::{score_image, Score};
+use crate::metrics::{score_image, ImageScores, Score};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::load_benchmark_for_scoring;
 use crate::train::trainer::upscale_image_tiled;
@@ -92,7 +92,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let name = dir.display().to_string();
         let mut progress = Progress::new(&format!("bench {name}"), data.len());
         // Per method, its images' (name, PSNR, SSIM): bicubic, then the model.
-        let mut methods: Vec<(String, Vec<(String, f64, f64)>)> = vec![("bicubic".into(), vec![])];
+        let mut methods: Vec<(String, ImageScores)> = vec![("bicubic".into(), vec![])];
         if model.is_some() {
             methods.push((args.model.clone(), vec![]));
         }

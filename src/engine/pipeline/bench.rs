@@ -9,7 +9,7 @@ use super::super::results::{
 };
 use super::Pipeline;
 use crate::data::dataset::Dataset;
-use crate::metrics::{bicubic_image, score_image, Score};
+use crate::metrics::{bicubic_image, score_image, ImageScores, Score};
 use crate::model::checkpoint::load_model;
 use crate::train::datasets::{load_benchmark_for_scoring, too_small, Role};
 use crate::train::trainer::upscale_image;
@@ -56,7 +56,7 @@ impl Pipeline {
             ),
         );
         // Image by image: bicubic first, then each model.
-        let mut scored: Vec<Vec<(String, f64, f64)>> = vec![Vec::new(); models.len() + 1];
+        let mut scored: Vec<ImageScores> = vec![Vec::new(); models.len() + 1];
         for pair in &data.pairs {
             self.drain();
             if self.stopping() {
