@@ -11,8 +11,8 @@ use crate::data::upscale_bicubic;
 use crate::device::DeviceName;
 use crate::metrics::{score_image, ImageScores, Score};
 use crate::model::checkpoint::load_model;
+use crate::model::infer::upscale_image_tiled;
 use crate::train::datasets::load_benchmark_for_scoring;
-use crate::train::trainer::upscale_image_tiled;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]

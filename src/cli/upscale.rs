@@ -9,7 +9,8 @@ use super::progress::Progress;
 use crate::data::load_rgb;
 use crate::device::DeviceName;
 use crate::model::checkpoint::load_model;
-use crate::train::trainer::{timed, upscale_image_tiled};
+use crate::model::infer::upscale_image_tiled;
+use crate::train::trainer::timed;
 
 /// Arguments of `upscale`.
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod blocks;
 pub mod checkpoint;
 pub mod conv;
 pub mod esrn;
+pub mod infer;
 pub mod init;
 pub mod memory;
 pub mod ops;

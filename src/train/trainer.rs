@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Adam, AdamConfig, LrSchedule, ScheduleKind, StepReport};
 use crate::data::dataset::Dataset;
-use crate::data::image::RgbImage;
 use crate::data::patches::{Augment, Batch, PatchSampler, SamplerState};
 use crate::fsutil::atomic_write;
 use crate::model::checkpoint::{load_model, save_model};
-use crate::model::tiled::{default_memory_budget_on, forward_tiled, Rect, Tile, TilePlan};
+use crate::model::infer::upscale_image;
 use crate::model::Esrn;
 use crate::space::Arch;
 
@@ -42,6 +41,9 @@ pub enum TrainError {
     /// Saving or loading a checkpoint failed.
     #[error("{0}")]
     Checkpoint(String),
+    /// Super-resolving a validation image failed.
+    #[error("{0}")]
+    Infer(#[from] crate::model::infer::InferError),
 }
 
 /// What to train and how long, resolved to optimiser steps.
@@ -161,102 +163,18 @@ pub struct Trainer {
     pub losses: Vec<f64>,
 }
 
-/// Converts an image (0..255, CHW) into a `[1, 3, H, W]` tensor in 0..1.
-pub fn image_to_tensor(img: &RgbImage, device: &Device) -> candle_core::Result<Tensor> {
-    let data: Vec<f32> = img.data.iter().map(|v| v / 255.0).collect();
-    Tensor::from_vec(data, (1, 3, img.height, img.width), device)
-}
-
-/// Converts a `[1, 3, H, W]` tensor in 0..1 into an image (0..255, not yet quantised).
-pub fn tensor_to_image(t: &Tensor) -> Result<RgbImage, TrainError> {
-    let (_, _, h, w) = t.dims4()?;
-    let data: Vec<f32> = (t.squeeze(0)?.to_device(&Device::Cpu)? * 255.0)?
-        .flatten_all()?
-        .to_vec1()?;
-    Ok(RgbImage::new(h, w, data)?)
-}
-
 fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let lr = Tensor::from_slice(&batch.lr, batch.lr_shape().as_slice(), device)?;
     let hr = Tensor::from_slice(&batch.hr, batch.hr_shape().as_slice(), device)?;
     Ok((lr, hr))
 }
 
-/// Super-resolves one image with a network (any size), in tiles within the
-/// default memory budget of the device ([`crate::model::tiled::default_memory_budget_on`]).
-pub fn upscale_image(model: &Esrn, lr: &RgbImage, device: &Device) -> Result<RgbImage, TrainError> {
-    let plan = TilePlan::for_image(
-        model.arch(),
-        default_memory_budget_on(device),
-        lr.height,
-        lr.width,
-    )?;
-    upscale_image_tiled(model, lr, device, &plan, |_, _| {})
-}
-
-/// Super-resolves one image tile by tile ([`crate::model::tiled`]): the
-/// network's memory is bounded by the plan, whatever the image size, and
-/// the output equals the untiled one to float rounding. `progress(done,
-/// total)` follows the tiles.
-pub fn upscale_image_tiled(
-    model: &Esrn,
-    lr: &RgbImage,
-    device: &Device,
-    plan: &TilePlan,
-    progress: impl FnMut(usize, usize),
-) -> Result<RgbImage, TrainError> {
-    // No gradient graph: activations are freed as the pass goes.
-    let model = &model.inference_copy()?;
-    let s = model.arch().scale;
-    let (h, w) = (lr.height, lr.width);
-    let (out_h, out_w) = (
-        h.checked_mul(s).filter(|v| v.checked_mul(3).is_some()),
-        w.checked_mul(s),
-    );
-    let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
-        return Err(TrainError::Checkpoint(format!(
-            "a {w}x{h} image is too large to upscale x{s}"
-        )));
-    };
-    let mut out = RgbImage::filled(out_h, out_w, 0.0);
-    let plane = out_h * out_w;
-    // Rows and columns beyond the image replicate its last one, as Esrn::forward pads.
-    let fetch = |r: &Rect| -> candle_core::Result<Tensor> {
-        let mut data = Vec::with_capacity(3 * r.h * r.w);
-        for c in 0..3 {
-            for y in r.y..r.y + r.h {
-                let row = &lr.plane(c)[y.min(h - 1) * w..][..w];
-                data.extend((r.x..r.x + r.w).map(|x| row[x.min(w - 1)] / 255.0));
-            }
-        }
-        Tensor::from_vec(data, (1, 3, r.h, r.w), device)
-    };
-    let store = |tile: &Tile, t: &Tensor| -> candle_core::Result<()> {
-        let t = (t.clamp(0.0, 1.0)? * 255.0)?.to_device(&Device::Cpu)?;
-        let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-        let (th, tw) = (s * tile.core.h, s * tile.core.w);
-        let (y0, x0) = (s * tile.core.y, s * tile.core.x);
-        let rows = th.min(out_h.saturating_sub(y0));
-        let cols = tw.min(out_w.saturating_sub(x0));
-        for c in 0..3 {
-            for dy in 0..rows {
-                let src = &values[c * th * tw + dy * tw..][..cols];
-                let dst = c * plane + (y0 + dy) * out_w + x0;
-                out.data[dst..dst + cols].copy_from_slice(src);
-            }
-        }
-        Ok(())
-    };
-    forward_tiled(model, h, w, plan, fetch, store, progress)?;
-    Ok(out)
-}
-
 /// Scores a network on a fixed validation set, as the SR papers do:
 /// uint8 output, Y of BT.601, `scale` pixels shaved, per image then mean.
 pub fn validate(model: &Esrn, val: &Dataset, device: &Device) -> Result<Score, TrainError> {
-    Score::of_set(val, model.arch().scale, |pair| {
+    Ok(Score::of_set(val, model.arch().scale, |pair| {
         upscale_image(model, &pair.lr, device)
-    })
+    })?)
 }
 
 /// Mean Y-PSNR of plain bicubic upscaling on a validation set, scored as

@@ -4,10 +4,10 @@
 
 use candle_core::Device;
 use esr_ea::data::image::RgbImage;
+use esr_ea::model::infer::{image_to_tensor, tensor_to_image, upscale_image_tiled};
 use esr_ea::model::tiled::{receptive_radius, TilePlan};
 use esr_ea::model::Esrn;
 use esr_ea::space::{Arch, GeneList};
-use esr_ea::train::trainer::{image_to_tensor, tensor_to_image, upscale_image_tiled};
 
 fn arch(genes: &[&str], scale: usize) -> Arch {
     let genes: Vec<String> = genes.iter().map(|s| s.to_string()).collect();

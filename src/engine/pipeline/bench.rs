@@ -11,8 +11,8 @@ use super::Pipeline;
 use crate::data::dataset::Dataset;
 use crate::metrics::{bicubic_image, score_image, ImageScores, Score};
 use crate::model::checkpoint::load_model;
+use crate::model::infer::upscale_image;
 use crate::train::datasets::{load_benchmark_for_scoring, too_small, Role};
-use crate::train::trainer::upscale_image;
 
 impl Pipeline {
     /// Scores the set; `Ok(false)` when stopped (the set is redone on resume).
