@@ -138,22 +138,22 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
     }
     let mut progress = Progress::new("train", steps);
-    while trainer.step() < steps {
-        let loss = trainer.train_step()?;
-        let step = trainer.step();
-        progress.update(step, &format!("loss {loss:.5}"));
-        if step % every == 0 || step == steps {
+    let finished = trainer.train_to(steps, |trainer, r| {
+        progress.update(r.step, &format!("loss {:.5}", r.loss));
+        if r.step % every == 0 || r.step == steps {
             trainer.save_checkpoint(&args.out)?;
         }
-        if interrupted.load(Ordering::SeqCst) {
-            trainer.save_checkpoint(&args.out)?;
-            progress.finish();
-            return Err(super::exit::Interrupted(format!(
-                "interrupted at step {step}: checkpoint saved; continue with --resume --out {}",
-                args.out.display()
-            ))
-            .into());
-        }
+        Ok::<_, anyhow::Error>(!interrupted.load(Ordering::SeqCst))
+    })?;
+    if !finished {
+        trainer.save_checkpoint(&args.out)?;
+        progress.finish();
+        return Err(super::exit::Interrupted(format!(
+            "interrupted at step {}: checkpoint saved; continue with --resume --out {}",
+            trainer.step(),
+            args.out.display()
+        ))
+        .into());
     }
     progress.finish();
     trainer.save_checkpoint(&args.out)?;

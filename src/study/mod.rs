@@ -406,16 +406,19 @@ impl Study {
         let steps = self.plan.reference.steps;
         let every = (steps / 10).max(1);
         let mut curve = Vec::new();
-        while trainer.step() < steps {
-            if cancel.load(Ordering::SeqCst) {
-                return Err(TrainError::Stopped(trainer.step()));
+        if cancel.load(Ordering::SeqCst) && trainer.step() < steps {
+            return Err(TrainError::Stopped(trainer.step()));
+        }
+        let val = &self.val;
+        let finished = trainer.train_to(steps, |trainer, r| {
+            if r.step % every == 0 || r.step == steps {
+                let psnr = trainer.validate(val)?.psnr;
+                curve.push(CurvePoint { step: r.step, psnr });
             }
-            trainer.train_step()?;
-            let step = trainer.step();
-            if step % every == 0 || step == steps {
-                let psnr = trainer.validate(&self.val)?.psnr;
-                curve.push(CurvePoint { step, psnr });
-            }
+            Ok::<_, TrainError>(r.step == steps || !cancel.load(Ordering::SeqCst))
+        })?;
+        if !finished {
+            return Err(TrainError::Stopped(trainer.step()));
         }
         // The last point is the final score (a zero-step plan still gets one).
         if curve.last().is_none_or(|p| p.step != steps) {

@@ -265,20 +265,38 @@ impl Trainer {
     /// Trains up to the plan's last step, reporting each step; the callback
     /// returns false to stop (the training then ends with `Stopped`).
     pub fn run(&mut self, mut on_step: impl FnMut(StepReport) -> bool) -> Result<(), TrainError> {
-        while self.step < self.plan.steps {
+        let steps = self.plan.steps;
+        match self.train_to(steps, |_, report| Ok::<_, TrainError>(on_step(report)))? {
+            true => Ok(()),
+            false => Err(TrainError::Stopped(self.step)),
+        }
+    }
+
+    /// The crate's one training loop (the fitness, the full training, the
+    /// study's reference and `train` all run it): trains up to step `steps`,
+    /// handing each step's report to `after_step` together with the trainer,
+    /// to validate, checkpoint or report at that step. `Ok(true)` when
+    /// `steps` was reached; `after_step`'s `false` ends the training after
+    /// that step with `Ok(false)`.
+    pub fn train_to<E: From<TrainError>>(
+        &mut self,
+        steps: usize,
+        mut after_step: impl FnMut(&mut Trainer, StepReport) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        while self.step < steps {
             let lr = self.plan.lr_at(self.step);
             let loss = self.train_step()?;
-            let go_on = on_step(StepReport {
+            let report = StepReport {
                 step: self.step,
-                steps: self.plan.steps,
+                steps,
                 loss,
                 lr,
-            });
-            if !go_on {
-                return Err(TrainError::Stopped(self.step));
+            };
+            if !after_step(self, report)? {
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Validation scores of the current weights.

@@ -259,20 +259,25 @@ fn train_finalist(f: &Finalist, shared: &Shared, device: &str) -> Result<bool> {
     let first_step = trainer.step();
     let seconds = |extra: &Extra| extra.seconds + started.elapsed().as_secs_f64();
     let mut last_score = None;
-    while trainer.step() < steps {
+    let stopped = |trainer: &Trainer, extra: &Extra| -> Result<bool> {
         while shared.paused.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if shared.stop.load(Ordering::SeqCst) {
-            let extra = Extra {
-                seconds: seconds(&extra),
-                ..extra.clone()
-            };
-            checkpoint(&trainer, &dir, &extra)?;
+        if !shared.stop.load(Ordering::SeqCst) || trainer.step() >= steps {
             return Ok(false);
         }
-        let loss = trainer.train_step()?;
-        let step = trainer.step();
+        let extra = Extra {
+            seconds: seconds(extra),
+            ..extra.clone()
+        };
+        checkpoint(trainer, &dir, &extra)?;
+        Ok(true)
+    };
+    if stopped(&trainer, &extra)? {
+        return Ok(false);
+    }
+    let finished = trainer.train_to(steps, |trainer, r| -> Result<bool> {
+        let step = r.step;
         if step % report_every == 0 || step == steps {
             let rate = started.elapsed().as_secs_f64() / (step - first_step).max(1) as f64;
             send(
@@ -281,7 +286,7 @@ fn train_finalist(f: &Finalist, shared: &Shared, device: &str) -> Result<bool> {
                     rank: f.rank,
                     step,
                     steps,
-                    loss,
+                    loss: r.loss,
                     eta_seconds: rate * (steps - step) as f64,
                 },
             );
@@ -301,9 +306,13 @@ fn train_finalist(f: &Finalist, shared: &Shared, device: &str) -> Result<bool> {
                 seconds: seconds(&extra),
                 ..extra.clone()
             };
-            checkpoint(&trainer, &dir, &saved)?;
+            checkpoint(trainer, &dir, &saved)?;
             last_score = Some(score);
         }
+        Ok(!stopped(trainer, &extra)?)
+    })?;
+    if !finished {
+        return Ok(false);
     }
     let score = match last_score {
         Some(s) => s,
