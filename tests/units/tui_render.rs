@@ -360,3 +360,55 @@ fn the_generation_chart_legend_keeps_clear_of_the_newest_points() {
         "legend at row {row} col {col} in {left}..{right}:\n{screen}"
     );
 }
+
+/// The whole 80x24 screen, cell by cell (ratatui's buffer, as text): a
+/// broken layout (a pane a row too high, a column cut, a border lost) fails
+/// here even where every word is still somewhere on the screen. Only the
+/// header's run directory (a temporary name) and its clock (real time) vary
+/// between runs; they are checked apart.
+#[test]
+fn compact_80x24_screen_is_exactly_as_drawn() {
+    let events = recorded();
+    let mut app = app_from(&mid_run(&events), Mode::InProcess);
+    select_training(&mut app);
+    let buffer = render(&app, 80, 24);
+    assert_eq!((buffer.area.width, buffer.area.height), (80, 24));
+    let screen = text(&buffer);
+    let mut lines: Vec<&str> = screen.lines().collect();
+    let header = lines.remove(0);
+    assert!(
+        header.starts_with("esr-ea-test-recorded-")
+            && header.contains("  cpu  gen 2/2  ind 5/8  ")
+            && header.trim_end().ends_with("[RUNNING]"),
+        "{header}"
+    );
+    let expected = [
+        "best so far 28.417 dB  #1 g1  150k params  G_6_8_32 G_4_8_32 C_4_8_24 +4        ",
+        "┌ [population] elites log (Tab) ───────────────────────────────────────────────┐",
+        "│ id  genes                          params bud  M-Adds loss   PSNR  state     │",
+        "│ #8  G_6_8_32 G_4_8_32 C_4_8_24 +4  150k   83%  33.8G  0.1250 28.42 cached    │",
+        "│ #9  S_4_24_24 C_4_8_32 S_6_8_32 +3 145k   74%  33.3G  0.1250 28.37 cached    │",
+        "│ #10 G_4_8_16 C_4_16_24 +3          104k   7%   23.4G  0.1250 28.30 done      │",
+        "│ #11 S_8_16_24 C_4_8_24 +3          115k   25%  25.6G  0.1250 28.26 done      │",
+        "│>#12 G_6_8_32 C_8_8_8 G_8_16_32 +1  103k   5%   22.7G  0.2500 -     train 50% │",
+        "│ #13 S_4_24_24 C_4_8_32 S_6_8_32 +4 157k   95%  35.5G  -      -     queued    │",
+        "│ #14 G_6_8_32 G_4_8_32 C_4_8_24 +3  115k   26%  26.6G  -      -     queued    │",
+        "│ #15 S_4_24_24 S_6_8_16 S_6_8_32 +4 130k   50%  29.5G  -      -     queued    │",
+        "└──────────────────────────────────────────────────────────────────────────────┘",
+        "┌ #12 detail (Enter) ──────────────────┐┌ loss #12 ────────────────────────────┐",
+        "│train 50%  gen 2  crossover of #3 x #0││0.5000│        •                      │",
+        "│step 2/4  on cpu  lr 1.0e-3           ││      │         ••                    │",
+        "│params 103,227 (5% of budget)         ││      │           •                   │",
+        "│100k [=|........................] 160k││      │            •                  │",
+        "│4 blocks     CxG   in->out  params    ││      │             ••                │",
+        "│G group       6x8   32->32    6,312   ││0.2500│               •               │",
+        "│C contextual  8x8   32->8     7,384   ││      └───────────────────────────────│",
+        "│... 2 more lines: Enter for all       ││      0                        4 steps│",
+        "└──────────────────────────────────────┘└──────────────────────────────────────┘",
+        "q quit  p pause  x kill  m mutate  i inject  e export  Tab pane  ? help         ",
+    ];
+    for (row, (got, want)) in lines.iter().zip(expected).enumerate() {
+        assert_eq!(*got, want, "row {} of the screen:\n{screen}", row + 2);
+    }
+    assert_eq!(lines.len(), expected.len());
+}
