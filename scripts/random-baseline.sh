@@ -17,14 +17,15 @@
 # usage: scripts/random-baseline.sh [SEED...]     (default: 1 2 3 4 5)
 #   ESR_EA=path/to/esr-ea   the binary (default target/release/esr-ea, built
 #                           if missing); every run of one comparison must use
-#                           the same binary: its commit is recorded per run.
+#                           the same binary: its commit is recorded per run
+#   ESR_EA_COMMIT=abc1234   the commit it was built from (default: HEAD)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=("$@")
 [[ ${#seeds[@]} -gt 0 ]] || seeds=(1 2 3 4 5)
 bin=${ESR_EA:-target/release/esr-ea}
 [[ -x $bin ]] || cargo build --release --locked
-commit=$(git rev-parse --short HEAD)
+commit=${ESR_EA_COMMIT:-$(git rev-parse --short HEAD)}
 work=runs/random-baseline
 keep=docs/random-baseline/runs
 mkdir -p "$work" "$keep"
