@@ -82,6 +82,25 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `psnr` as dB over `bicubic`, signed with two decimals: `+0.45`, `-4.12`.
+pub fn signed_db(psnr: f64, bicubic: f64) -> String {
+    format!("{:+.2}", psnr - bicubic)
+}
+
+/// `+0.45 dB vs bicubic`: a fitness against the reference, for text lines.
+pub fn vs_bicubic(psnr: f64, bicubic: f64) -> String {
+    format!("{} dB vs bicubic", signed_db(psnr, bicubic))
+}
+
+/// ` (+0.45 dB vs bicubic)` when the reference is known, else nothing: for
+/// lines that read the same without it.
+pub fn vs_bicubic_note(psnr: f64, bicubic: Option<f64>) -> String {
+    match bicubic {
+        Some(b) if psnr.is_finite() => format!(" ({})", vs_bicubic(psnr, b)),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +116,15 @@ mod tests {
         assert_eq!(thousands(111_616_819_200), "111,616,819,200");
         assert_eq!(plural(1, "cache hit"), "1 cache hit");
         assert_eq!(plural(3, "cache hit"), "3 cache hits");
+    }
+
+    #[test]
+    fn signs_and_rounding() {
+        assert_eq!(signed_db(29.6, 29.15), "+0.45");
+        assert_eq!(signed_db(25.0, 29.13), "-4.13");
+        assert_eq!(vs_bicubic(30.0, 29.0), "+1.00 dB vs bicubic");
+        assert_eq!(vs_bicubic_note(30.0, None), "");
+        assert_eq!(vs_bicubic_note(f64::NAN, Some(29.0)), "");
+        assert_eq!(vs_bicubic_note(28.5, Some(29.0)), " (-0.50 dB vs bicubic)");
     }
 }

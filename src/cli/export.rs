@@ -36,7 +36,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let mut state = run.load_state()?;
     if state.bicubic_psnr.is_none() {
         // A run saved before bicubic was recorded: score it now if the images are there.
-        state.bicubic_psnr = crate::engine::bicubic::of_config(&config).ok();
+        state.bicubic_psnr = crate::train::fitness::bicubic_of_config(&config).ok();
     }
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
     let latency = match &args.latency {
@@ -70,7 +70,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         println!(
             "  #{:<4} {psnr:.3} dB{}  {} params  {}",
             m.id,
-            crate::engine::bicubic::vs_bicubic_note(psnr, state.bicubic_psnr),
+            crate::format::vs_bicubic_note(psnr, state.bicubic_psnr),
             thousands(m.params),
             m.genes
         );

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use crate::engine::bicubic::{signed_db, vs_bicubic_note};
 use crate::engine::clock::RunClock;
 use crate::engine::{Event, RunView};
 use crate::format::{duration, plural, thousands};
+use crate::format::{signed_db, vs_bicubic_note};
 use crate::search::Status;
 
 /// Turns events into lines of text; what it knows of the run is the

@@ -165,7 +165,7 @@ fn fitness_comment(e: &ExportedArch, bicubic: Option<f64>) -> String {
     let against = match bicubic {
         Some(b) => format!(
             ", {} ({b:.3} dB) on the same validation images",
-            super::bicubic::vs_bicubic(e.psnr, b)
+            crate::format::vs_bicubic(e.psnr, b)
         ),
         None => " (bicubic PSNR not recorded for this run)".into(),
     };

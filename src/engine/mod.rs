@@ -3,7 +3,6 @@
 //! touches the terminal; front ends (TUI, headless printer, other processes
 //! through `control.jsonl`) only read events and send commands.
 
-pub mod bicubic;
 pub mod clock;
 pub mod control;
 pub mod events;

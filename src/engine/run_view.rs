@@ -11,6 +11,7 @@ use super::clock::RunClock;
 use super::events::{Command, Event};
 use crate::search::{Member, Problem, Status};
 
+mod bicubic;
 mod stages;
 pub use stages::{BenchRowView, FinalLive, StagesView};
 

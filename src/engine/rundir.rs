@@ -384,7 +384,7 @@ pub fn arch_txt(state: &SearchState, children: bool) -> String {
     }
     let line = |m: &Member| {
         let over = match (m.fitness(), state.bicubic_psnr) {
-            (Some(f), Some(b)) => format!("  # {}", super::bicubic::vs_bicubic(f, b)),
+            (Some(f), Some(b)) => format!("  # {}", crate::format::vs_bicubic(f, b)),
             _ => String::new(),
         };
         format!(

@@ -84,6 +84,18 @@ impl QuickTrain {
     }
 }
 
+/// The bicubic PSNR of a run's fitness validation images (`nas.dataset.test`
+/// of `config`), scored as the fitness is: for a run saved without it.
+pub fn bicubic_of_config(config: &crate::config::Config) -> anyhow::Result<f64> {
+    let scale = config.search_space.scale;
+    let val = crate::train::datasets::load_for(
+        &config.dataset.test,
+        scale,
+        crate::train::datasets::Role::Scoring,
+    )?;
+    Ok(crate::train::trainer::bicubic_psnr(&val, scale)?)
+}
+
 /// One training job handed to a worker.
 #[derive(Debug, Clone)]
 pub struct Job {

@@ -121,7 +121,7 @@ pub(super) fn best_line(frame: &mut Frame, area: Rect, app: &App) {
         Some(m) => {
             let psnr = m.fitness().unwrap_or(f64::NAN);
             spans.push(Span::styled(format!("{psnr:.3} dB"), look.good()));
-            spans.push(Span::raw(crate::engine::bicubic::vs_bicubic_note(
+            spans.push(Span::raw(crate::format::vs_bicubic_note(
                 psnr,
                 app.view.run.bicubic_psnr,
             )));

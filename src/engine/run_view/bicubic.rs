@@ -1,30 +1,12 @@
 //! Bicubic upscaling as the reference every fitness is read against: a
 //! quick-trained network's validation PSNR means little alone (24 dB looks
-//! fine until bicubic scores 29 dB on the same images), so the search's
-//! outputs show each fitness also as dB over bicubic, and the end of a search
-//! says plainly which side of bicubic its best network is on.
+//! fine until bicubic scores 29 dB on the same images), so the run's view
+//! shows each fitness also as dB over bicubic, and the end of a search says
+//! plainly which side of bicubic its best network is on.
 
-use super::run_view::RunView;
+use super::RunView;
+use crate::format::signed_db;
 use crate::search::Member;
-
-/// `psnr` as dB over `bicubic`, signed with two decimals: `+0.45`, `-4.12`.
-pub fn signed_db(psnr: f64, bicubic: f64) -> String {
-    format!("{:+.2}", psnr - bicubic)
-}
-
-/// `+0.45 dB vs bicubic`: a fitness against the reference, for text lines.
-pub fn vs_bicubic(psnr: f64, bicubic: f64) -> String {
-    format!("{} dB vs bicubic", signed_db(psnr, bicubic))
-}
-
-/// ` (+0.45 dB vs bicubic)` when the reference is known, else nothing: for
-/// lines that read the same without it.
-pub fn vs_bicubic_note(psnr: f64, bicubic: Option<f64>) -> String {
-    match bicubic {
-        Some(b) if psnr.is_finite() => format!(" ({})", vs_bicubic(psnr, b)),
-        _ => String::new(),
-    }
-}
 
 /// The end-of-search sentence about the best quick-trained network `best`
 /// of the run in `run_dir`: how far below bicubic it still is and what to
@@ -49,18 +31,6 @@ pub fn verdict(best: &Member, bicubic: f64, run_dir: &str) -> Option<String> {
              full training (the pipeline's fully_train stage, or `esr-ea train`) adds more"
         )
     })
-}
-
-/// The bicubic PSNR of a run's fitness validation images (`nas.dataset.test`
-/// of `config`), scored as the fitness is: for a run saved without it.
-pub fn of_config(config: &crate::config::Config) -> anyhow::Result<f64> {
-    let scale = config.search_space.scale;
-    let val = crate::train::datasets::load_for(
-        &config.dataset.test,
-        scale,
-        crate::train::datasets::Role::Scoring,
-    )?;
-    Ok(crate::train::trainer::bicubic_psnr(&val, scale)?)
 }
 
 impl RunView {
@@ -130,16 +100,6 @@ mod tests {
             resumed: bicubic_psnr.is_none(),
             bicubic_psnr,
         }
-    }
-
-    #[test]
-    fn signs_and_rounding() {
-        assert_eq!(signed_db(29.6, 29.15), "+0.45");
-        assert_eq!(signed_db(25.0, 29.13), "-4.13");
-        assert_eq!(vs_bicubic(30.0, 29.0), "+1.00 dB vs bicubic");
-        assert_eq!(vs_bicubic_note(30.0, None), "");
-        assert_eq!(vs_bicubic_note(f64::NAN, Some(29.0)), "");
-        assert_eq!(vs_bicubic_note(28.5, Some(29.0)), " (-0.50 dB vs bicubic)");
     }
 
     #[test]
