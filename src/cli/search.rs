@@ -235,7 +235,6 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let headless = args.headless || !std::io::stdout().is_terminal();
     let mut warnings = ConfigWarnings::default();
     let started = match &args.resume {
-        Some(dir) => start::resume(dir, args.check, |executor| args.slurm.apply(executor))?,
         None => {
             let loaded = super::load_config_with_warnings(args.config.as_deref())?;
             // Seen where the user looks: printed now unless the run prints
@@ -254,6 +253,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             }
             start::fresh(config, &args.devices, args.run_dir.clone())?
         }
+        Some(dir) => start::resume(dir, args.check, |executor| args.slurm.apply(executor))?,
     };
     // Held until this function returns: one search per run directory.
     let start::Started {
