@@ -97,6 +97,77 @@ pub fn open(name: &str) -> anyhow::Result<Device> {
         .open()
 }
 
+/// What one piece of work handed out by [`share_out`] ended with.
+#[derive(Debug)]
+pub enum WorkEnd<R> {
+    /// It returned this.
+    Done(R),
+    /// It panicked (the message, where it had one).
+    Panicked(String),
+}
+
+/// Hands `tasks` out in order to one thread per entry of `devices` (each
+/// takes the next task when its last one is done; no thread for a device
+/// that would get none) and gives each end to `on_end` on the calling
+/// thread as it arrives. `between` runs on the calling thread whenever no
+/// end arrived for 100 ms (to serve an inbox, notice a stop). Once `stop`
+/// is set no new task starts; the ones running end as `work` ends them.
+/// The one worker pool of the crate's batch work (the full trainings, the
+/// study); the search's workers stay up between jobs instead.
+pub fn share_out<T: Send, R: Send>(
+    tasks: impl IntoIterator<Item = T>,
+    devices: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+    work: impl Fn(T, &str) -> R + Sync,
+    mut on_end: impl FnMut(WorkEnd<R>),
+    mut between: impl FnMut(),
+) {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::sync::Mutex;
+    let queue: std::collections::VecDeque<T> = tasks.into_iter().collect();
+    let threads = devices.len().min(queue.len());
+    let queue = Mutex::new(queue);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<WorkEnd<R>>();
+        for device in &devices[..threads] {
+            let (tx, queue) = (tx.clone(), &queue);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(task) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                    return;
+                };
+                let end = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(task, device)
+                })) {
+                    Ok(r) => WorkEnd::Done(r),
+                    Err(panic) => WorkEnd::Panicked(
+                        panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default(),
+                    ),
+                };
+                if tx.send(end).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(end) => on_end(end),
+                Err(RecvTimeoutError::Timeout) => between(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +266,7 @@ pub fn expand_devices(list: &[String]) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod worker_tests {
-    use super::{expand_devices, DeviceName, DeviceWorkers};
+    use super::{expand_devices, share_out, DeviceName, DeviceWorkers, WorkEnd};
 
     fn list(s: &[&str]) -> Vec<String> {
         s.iter().map(|d| d.to_string()).collect()
@@ -240,5 +311,67 @@ mod worker_tests {
         assert!(e.contains("'gpu0'") && e.contains("cpu, cuda:N"), "{e}");
         let e = "cpu*0".parse::<DeviceWorkers>().unwrap_err();
         assert!(e.contains("1 or more"), "{e}");
+    }
+
+    #[test]
+    fn share_out_runs_every_task_once_and_reports_panics() {
+        use std::sync::atomic::AtomicBool;
+        let stop = AtomicBool::new(false);
+        let devices = vec!["cpu".to_string(), "cpu".to_string(), "cpu".to_string()];
+        let mut ends = Vec::new();
+        share_out(
+            0..20u32,
+            &devices,
+            &stop,
+            |task, device| {
+                assert_eq!(device, "cpu");
+                if task == 7 {
+                    panic!("task seven");
+                }
+                task * 2
+            },
+            |end| ends.push(end),
+            || {},
+        );
+        let mut done: Vec<u32> = ends
+            .iter()
+            .filter_map(|e| match e {
+                WorkEnd::Done(r) => Some(*r),
+                WorkEnd::Panicked(_) => None,
+            })
+            .collect();
+        done.sort_unstable();
+        let expected: Vec<u32> = (0..20).filter(|t| *t != 7).map(|t| t * 2).collect();
+        assert_eq!(done, expected);
+        let panics: Vec<&WorkEnd<u32>> = ends
+            .iter()
+            .filter(|e| matches!(e, WorkEnd::Panicked(_)))
+            .collect();
+        assert!(matches!(panics[..], [WorkEnd::Panicked(why)] if why == "task seven"));
+    }
+
+    #[test]
+    fn share_out_starts_nothing_new_once_stopped() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = AtomicBool::new(false);
+        let mut ran = Vec::new();
+        share_out(
+            0..10u32,
+            &["cpu".to_string()],
+            &stop,
+            |task, _| {
+                if task == 2 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                task
+            },
+            |end| {
+                if let WorkEnd::Done(t) = end {
+                    ran.push(t)
+                }
+            },
+            || {},
+        );
+        assert_eq!(ran, vec![0, 1, 2]);
     }
 }

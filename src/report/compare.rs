@@ -282,8 +282,12 @@ impl Comparison {
             self.common_evaluations
         );
         let show = |v: &[f64]| {
+            // One run has no spread to show: its SD would read as zero.
             mean_sd(v)
-                .map(|(m, s)| format!("{m:.3} ± {s:.3} dB (n={})", v.len()))
+                .map(|(m, s)| match v.len() {
+                    1 => format!("{m:.3} dB (n=1, no spread)"),
+                    n => format!("{m:.3} ± {s:.3} dB (n={n})"),
+                })
                 .unwrap_or_else(|| "–".into())
         };
         for strategy in ["evolution", "random"] {

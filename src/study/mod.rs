@@ -21,7 +21,7 @@ pub use table::{report_of, to_csv};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::data::Dataset;
+use crate::device::WorkEnd;
 use crate::search::{Member, Origin, Problem, Status};
 use crate::seeds::study_seed;
 use crate::train::fitness::{Fitness, Job, Outcome, QuickTrain};
@@ -456,41 +457,33 @@ impl Study {
             steps as f64
         };
         let mut steps_left: f64 = queue.iter().map(steps_of).sum();
-        let queue = Mutex::new(queue);
         let start = Instant::now();
         let mut done = done_before.len();
         let mut storage_error = None;
-        std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<TrainingRecord>();
-            for device in devices {
-                let tx = tx.clone();
-                let (queue, cancel) = (&queue, &cancel);
-                scope.spawn(move || loop {
-                    if cancel.load(Ordering::SeqCst) {
+        let mut steps_done = 0.0;
+        crate::device::share_out(
+            queue,
+            devices,
+            &cancel,
+            |task, device| self.train_one(task, device, &cancel),
+            |end| {
+                let record = match end {
+                    WorkEnd::Done(Some(record)) => record,
+                    // Cancelled: what finished is kept.
+                    WorkEnd::Done(None) => return,
+                    WorkEnd::Panicked(why) => {
+                        storage_error
+                            .get_or_insert(anyhow::anyhow!("a study training panicked: {why}"));
+                        cancel.store(true, Ordering::SeqCst);
                         return;
                     }
-                    let Some(task) = queue.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    match self.train_one(task, device, cancel) {
-                        Some(record) => {
-                            if tx.send(record).is_err() {
-                                return;
-                            }
-                        }
-                        None => return,
-                    }
-                });
-            }
-            drop(tx);
-            let mut steps_done = 0.0;
-            for record in rx {
+                };
                 if let Err(e) = write_json(&self.record_path(&record.task), &record) {
                     // Losing a record loses only its training; stop rather
                     // than go on with results that cannot be kept.
                     storage_error.get_or_insert(e);
                     cancel.store(true, Ordering::SeqCst);
-                    continue;
+                    return;
                 }
                 done += 1;
                 steps_done += steps_of(&record.task);
@@ -504,8 +497,9 @@ impl Study {
                     total,
                     eta_seconds: per_step * steps_left.max(0.0),
                 });
-            }
-        });
+            },
+            || {},
+        );
         if let Some(e) = storage_error {
             return Err(e);
         }

@@ -7,11 +7,11 @@
 //! validation points), written before the name is switched to it, so a kill
 //! at any moment leaves one whole checkpoint to resume from.
 
-use std::collections::VecDeque;
+use crate::device::WorkEnd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -121,61 +121,40 @@ impl Pipeline {
                 shared.plan.steps
             ),
         );
-        let queue = Arc::new(Mutex::new(VecDeque::from(finalists.clone())));
-        let workers: Vec<_> = self
-            .devices
-            .iter()
-            .take(finalists.len().max(1))
-            .enumerate()
-            .map(|(i, device)| {
-                let (queue, shared, device) =
-                    (Arc::clone(&queue), Arc::clone(&shared), device.clone());
-                std::thread::Builder::new()
-                    .name(format!("esr-ea-final-{i}"))
-                    .spawn(move || -> Result<bool> {
-                        loop {
-                            let next = queue.lock().expect("queue lock").pop_front();
-                            let Some(f) = next else { return Ok(true) };
-                            if !train_finalist(&f, &shared, &device)
-                                .with_context(|| format!("fully training #{}", f.rank))?
-                            {
-                                return Ok(false);
-                            }
-                        }
-                    })
-                    .expect("spawn fully-train worker")
-            })
-            .collect();
-        let mut handles: Vec<_> = workers.into_iter().map(Some).collect();
         let mut complete = true;
         let mut error = None;
-        while handles.iter().any(Option::is_some) {
-            match self.inbox.recv_timeout(Duration::from_millis(100)) {
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {}
-            }
-            if self.router.stop_seen.load(Ordering::SeqCst) {
-                self.stop.store(true, Ordering::SeqCst);
-            }
-            for slot in handles.iter_mut() {
-                if slot.as_ref().is_some_and(|h| h.is_finished()) {
-                    let result = slot.take().expect("checked").join();
-                    match result {
-                        Ok(Ok(done)) => complete &= done,
-                        Ok(Err(e)) => {
-                            // The others stop at their next step and checkpoint.
-                            self.stop.store(true, Ordering::SeqCst);
-                            error.get_or_insert(e);
-                        }
-                        Err(_) => {
-                            self.stop.store(true, Ordering::SeqCst);
-                            error.get_or_insert(anyhow!("a fully-training thread panicked"));
-                        }
-                    }
+        let stop = Arc::clone(&self.stop);
+        let devices = self.devices.clone();
+        crate::device::share_out(
+            finalists.clone(),
+            &devices,
+            &stop,
+            |f, device| {
+                train_finalist(&f, &shared, device)
+                    .with_context(|| format!("fully training #{}", f.rank))
+            },
+            |end| match end {
+                WorkEnd::Done(Ok(done)) => complete &= done,
+                WorkEnd::Done(Err(e)) => {
+                    // The others stop at their next step and checkpoint.
+                    stop.store(true, Ordering::SeqCst);
+                    error.get_or_insert(e);
                 }
-            }
-        }
+                WorkEnd::Panicked(why) => {
+                    stop.store(true, Ordering::SeqCst);
+                    error.get_or_insert(anyhow!("a fully-training thread panicked: {why}"));
+                }
+            },
+            || {
+                // The trainings' events and the user's commands, while they run.
+                while let Ok(msg) = self.inbox.try_recv() {
+                    self.handle(msg);
+                }
+                if self.router.stop_seen.load(Ordering::SeqCst) {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+            },
+        );
         self.drain();
         if let Some(e) = error {
             return Err(e);
