@@ -169,7 +169,11 @@ pub fn score_image(sr: &RgbImage, hr: &RgbImage, shave: usize) -> Result<(f64, f
 /// Plain bicubic upscaling's Y-PSNR and Y-SSIM on one pair: the line every
 /// network is read against.
 pub fn bicubic_image(pair: &ImagePair, scale: usize) -> Result<(f64, f64), DataError> {
-    score_image(&upscale_bicubic(&pair.lr, scale)?, &pair.hr, scale)
+    score_image(
+        &upscale_bicubic(&pair.lr.to_rgb(), scale)?,
+        &pair.hr.to_rgb(),
+        scale,
+    )
 }
 
 /// Each image's score, in the set's order: (name, PSNR, SSIM).
@@ -207,7 +211,7 @@ impl Score {
     ) -> Result<Score, E> {
         let mut images = Vec::with_capacity(set.pairs.len());
         for pair in &set.pairs {
-            let (psnr, ssim) = score_image(&upscale(pair)?, &pair.hr, shave)?;
+            let (psnr, ssim) = score_image(&upscale(pair)?, &pair.hr.to_rgb(), shave)?;
             images.push((pair.name.clone(), psnr, ssim));
         }
         Ok(Score::from_images(images))
@@ -215,7 +219,7 @@ impl Score {
 
     /// Plain bicubic upscaling's score on `set`.
     pub fn bicubic(set: &Dataset, scale: usize) -> Result<Score, DataError> {
-        Score::of_set(set, scale, |pair| upscale_bicubic(&pair.lr, scale))
+        Score::of_set(set, scale, |pair| upscale_bicubic(&pair.lr.to_rgb(), scale))
     }
 }
 

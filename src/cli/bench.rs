@@ -87,8 +87,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut per_image = Vec::new();
     let mut per_set = Vec::new();
+    let cache = crate::train::datasets::reported_cache(
+        crate::data::CachePlace::default().unless_environment_says(),
+        |line| eprintln!("{line}"),
+    );
     for dir in &args.data {
-        let data = load_benchmark_for_scoring(dir, scale)?;
+        let data = load_benchmark_for_scoring(dir, None, scale, &cache)?;
         let name = dir.display().to_string();
         let mut progress = Progress::new(&format!("bench {name}"), data.len());
         // Per method, its images' (name, PSNR, SSIM): bicubic, then the model.
@@ -97,7 +101,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             methods.push((args.model.clone(), vec![]));
         }
         for (i, pair) in data.pairs.iter().enumerate() {
-            let mut outputs = vec![upscale_bicubic(&pair.lr, scale)?];
+            let (lr, hr) = (pair.lr.to_rgb(), pair.hr.to_rgb());
+            let mut outputs = vec![upscale_bicubic(&lr, scale)?];
             if let Some(m) = &model {
                 let plan = super::tile_plan(
                     m.arch(),
@@ -106,10 +111,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     pair.lr.height,
                     pair.lr.width,
                 )?;
-                outputs.push(upscale_image_tiled(m, &pair.lr, &dev, &plan, |_, _| {})?);
+                outputs.push(upscale_image_tiled(m, &lr, &dev, &plan, |_, _| {})?);
             }
             for ((method, images), sr) in methods.iter_mut().zip(&outputs) {
-                let (psnr, ssim) = score_image(sr, &pair.hr, scale)?;
+                let (psnr, ssim) = score_image(sr, &hr, scale)?;
                 images.push((pair.name.clone(), psnr, ssim));
                 per_image.push(ImageScore {
                     name: format!("{name}/{}", pair.name),

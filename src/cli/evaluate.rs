@@ -75,7 +75,8 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
 fn evaluate(spec: &JobSpec) -> Result<Outcome, String> {
     let loaded = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let config = loaded.config;
-    let fitness = QuickTrain::load(&config).map_err(|e| format!("{e:#}"))?;
+    let fitness =
+        QuickTrain::load(&config, &super::data_cache(&config)).map_err(|e| format!("{e:#}"))?;
     let job = Job {
         arch: config.search_space.arch(spec.member.genes.clone()),
         member: spec.member.clone(),

@@ -36,7 +36,8 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let mut state = run.load_state()?;
     if state.bicubic_psnr.is_none() {
         // A run saved before bicubic was recorded: score it now if the images are there.
-        state.bicubic_psnr = crate::train::fitness::bicubic_of_config(&config).ok();
+        state.bicubic_psnr =
+            crate::train::fitness::bicubic_of_config(&config, &super::data_cache(&config)).ok();
     }
     let out = args.out.clone().unwrap_or_else(|| run.file("export"));
     let latency = match &args.latency {

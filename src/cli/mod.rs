@@ -140,6 +140,12 @@ pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crat
     Ok(loaded.config)
 }
 
+/// The decoded image cache `config` asks for, its news printed to stderr
+/// (before any dashboard starts: loading precedes it).
+pub(crate) fn data_cache(config: &crate::config::Config) -> crate::data::DataCache {
+    crate::train::datasets::reported_cache(config.data_cache(), |line| eprintln!("{line}"))
+}
+
 /// The tiles for a model on an `h x w` image within `--max-memory` (or the
 /// default budget): one pass when the image fits.
 pub fn tile_plan(

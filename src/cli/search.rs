@@ -331,8 +331,15 @@ pub fn run(args: &SearchArgs) -> Result<()> {
             .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
             .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
             .collect();
-        let (setup, executor) =
-            start::engine_setup(&config, search, run, resumed, &devices, notes)?;
+        let (setup, executor) = start::engine_setup(
+            &config,
+            search,
+            run,
+            resumed,
+            &devices,
+            &super::data_cache(&config),
+            notes,
+        )?;
         SearchStage::Run(Box::new(setup), executor)
     };
     let (tx, rx) = mpsc::channel();
@@ -469,7 +476,8 @@ fn stop_on_signals(inbox: mpsc::Sender<Inbox>) {
 /// first). The plan is printed whatever the data folders say; any problem
 /// makes it an error.
 fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
-    let report = start::check(config, devices, &mut |line| eprintln!("{line}"));
+    let cache = super::data_cache(config);
+    let report = start::check(config, devices, &cache, &mut |line| eprintln!("{line}"));
     for line in &report.lines {
         println!("{line}");
     }

@@ -68,7 +68,7 @@ pub fn run(args: &StudyArgs) -> Result<()> {
         d.device.open().context("--devices")?;
     }
     let study = match &args.resume {
-        Some(dir) => Study::open(dir)?,
+        Some(dir) => Study::open(dir, super::data_cache)?,
         None => {
             let mut config = load_config(args.config.as_deref())?;
             if let Some(seed) = args.seed {
@@ -89,8 +89,14 @@ pub fn run(args: &StudyArgs) -> Result<()> {
                     .unwrap_or_else(|| "study".into());
                 PathBuf::from("studies").join(format!("{stem}-s{}-k{}", config.seed, args.archs))
             });
-            let (study, reused) =
-                Study::create_reusing(&dir, config, settings, args.references_from.as_deref())?;
+            let cache = super::data_cache(&config);
+            let (study, reused) = Study::create_reusing(
+                &dir,
+                config,
+                settings,
+                args.references_from.as_deref(),
+                cache,
+            )?;
             if let Some(from) = &args.references_from {
                 say(&format!(
                     "reused {reused} finished reference trainings from {}",

@@ -60,12 +60,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let dev = args.device.open().context("--device")?;
     let scale = config.search_space.scale;
     let crop = config.full_dataset.train.crop;
+    let cache = super::data_cache(&config);
     let train = Arc::new(load_for(
         &config.full_dataset.train,
         scale,
         Role::Training { crop },
+        &cache,
     )?);
-    let val = load_for(&config.full_dataset.test, scale, Role::Scoring)?;
+    let val = load_for(&config.full_dataset.test, scale, Role::Scoring, &cache)?;
     let seed = args.seed.unwrap_or(config.seed);
     let mut trainer = if args.resume {
         if !args.out.join("trainer.json").is_file() {

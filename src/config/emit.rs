@@ -183,6 +183,7 @@ pub(crate) fn to_yaml(c: &Config) -> String {
             ]),
         ),
         ("executor", super::executor::emit(&c.executor)),
+        ("data_cache", c.data_cache.to_string().into()),
     ]);
     let (pipeline, benchmarks) = super::pipeline::emit(&c.pipeline, &c.benchmarks);
     let mut doc = doc;

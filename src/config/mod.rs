@@ -38,6 +38,7 @@ pub use error::ConfigError;
 pub use executor::{ExecutorConfig, SlurmSettings};
 pub use pipeline::BenchmarkConfig;
 
+use crate::data::CachePlace;
 use crate::search::{Policy, Range};
 use crate::space::SearchSpace;
 use latency::LatencyLimit;
@@ -79,6 +80,12 @@ pub struct Config {
     /// `executor` (esr-ea only): where the trainings run; local when absent.
     #[serde(default)]
     pub executor: ExecutorConfig,
+    /// `data_cache` (esr-ea only): where decoded images are kept, a folder
+    /// (e.g. a cluster's shared storage), `memory`, or `beside_data` (the
+    /// default); the environment's `ESR_EA_DATA_CACHE` overrides it
+    /// ([`Config::data_cache`]).
+    #[serde(default)]
+    pub data_cache: CachePlace,
     /// Where the settings came from: the path as given, or `embedded configs/quick.yaml`.
     pub source: String,
 }
@@ -322,6 +329,12 @@ const EMBEDDED: &[(&str, &str)] = &[
 const READ_SECTIONS: &[&str] = &["nas", "fully_train", "executor"];
 
 impl Config {
+    /// Where decoded images are kept: `ESR_EA_DATA_CACHE` when set (a
+    /// folder, `memory` or `beside_data`), else the `data_cache` key.
+    pub fn data_cache(&self) -> CachePlace {
+        self.data_cache.clone().unless_environment_says()
+    }
+
     /// The search problem the config describes (space, policy and range,
     /// checked together); an error names the config it came from.
     pub fn problem(&self) -> anyhow::Result<crate::search::Problem> {

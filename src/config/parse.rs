@@ -89,6 +89,10 @@ pub(crate) fn config(tree: &Value, r: &mut Reader, base_dir: &Path) -> Result<Co
         top_n,
         benchmarks,
         executor: super::executor::parse(r, &root)?,
+        data_cache: match r.get(&root, "data_cache")? {
+            Some(n) => crate::data::CachePlace::parse(&r.string(&n)?, base_dir),
+            None => Default::default(),
+        },
         source: r.file().to_string(),
     })
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::cache::{self, DataCache, Source};
 use super::image::load_rgb;
+use super::image8::Image8;
 use super::resize::{check_scale, downscale, modcrop};
 use super::{DataError, RgbImage};
 
@@ -16,13 +18,13 @@ pub struct ImagePair {
     /// The HR file name (e.g. `0001.png`), used in messages and reports.
     pub name: String,
     /// The HR image, modcropped so that its sides are multiples of the scale.
-    pub hr: RgbImage,
+    pub hr: Image8,
     /// The LR image, exactly `hr.height / scale` x `hr.width / scale`.
-    pub lr: RgbImage,
+    pub lr: Image8,
 }
 
-/// A set of decoded HR/LR pairs, held in memory so that every image is read
-/// and decoded once.
+/// A set of decoded HR/LR pairs as 8-bit images, in memory or mapped from
+/// the decoded cache, so that every image is read and decoded once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// The pairs, sorted by HR file name.
@@ -48,16 +50,19 @@ impl Dataset {
     /// Image files have the extensions in [`IMAGE_EXTENSIONS`]; other files
     /// are ignored. A missing or image-less folder is an error.
     pub fn load(hr_dir: &Path, lr_dir: Option<&Path>, scale: usize) -> Result<Dataset, DataError> {
-        Dataset::load_checked(hr_dir, lr_dir, scale, &|_| None)
+        Dataset::load_checked(hr_dir, lr_dir, scale, &DataCache::in_memory(), &|_| None)
     }
 
-    /// [`Dataset::load`], every pair also given to `check` (e.g. a size
-    /// rule for training or scoring); every problem, of decoding, pairing or
-    /// `check`, is collected, so one error names all the files at fault.
+    /// [`Dataset::load`] through the decoded cache `cache` (the images are
+    /// decoded once and mapped afterwards, [`super::cache`]), every pair
+    /// also given to `check` (e.g. a size rule for training or scoring);
+    /// every problem, of decoding, pairing or `check`, is collected, so one
+    /// error names all the files at fault.
     pub fn load_checked(
         hr_dir: &Path,
         lr_dir: Option<&Path>,
         scale: usize,
+        cache: &DataCache,
         check: &(dyn Fn(&ImagePair) -> Option<DataError> + Sync),
     ) -> Result<Dataset, DataError> {
         check_scale(scale)?;
@@ -67,28 +72,35 @@ impl Dataset {
             Some(lr) => format!("{} + {}", hr_dir.display(), lr.display()),
             None => format!("{} (LR by bicubic x{scale} downscale)", hr_dir.display()),
         };
-        let made: Vec<Result<ImagePair, DataError>> = match lr_dir {
-            None => hr_files
-                .iter()
-                .zip(decode_each(&hr_files))
-                .map(|(path, hr)| pair_from_hr(file_name(path), hr?, scale))
-                .collect(),
+        let (sources, lr_dir) = match lr_dir {
+            None => {
+                let sources = hr_files
+                    .iter()
+                    .map(|hr| Source {
+                        name: file_name(hr),
+                        hr: hr.clone(),
+                        lr: None,
+                    })
+                    .collect::<Vec<_>>();
+                (sources, None)
+            }
             Some(lr_dir) => {
                 let lr_dir = resolve_lr_dir(lr_dir, scale);
                 let lr_files = list_images(&lr_dir)?;
                 let matched = match_by_name(hr_dir, &hr_named, &lr_dir, &lr_files, scale)?;
-                let hr_paths: Vec<PathBuf> = matched.iter().map(|(h, _)| h.clone()).collect();
-                let lr_paths: Vec<PathBuf> = matched.iter().map(|(_, l)| l.clone()).collect();
-                decode_each(&hr_paths)
+                let sources = matched
                     .into_iter()
-                    .zip(decode_each(&lr_paths))
-                    .zip(&matched)
-                    .map(|((hr, lr), (hr_path, lr_path))| {
-                        checked_pair(hr_path, hr?, lr_path, lr?, scale)
+                    .map(|(hr, lr)| Source {
+                        name: file_name(&hr),
+                        hr,
+                        lr: Some(lr),
                     })
-                    .collect()
+                    .collect::<Vec<_>>();
+                (sources, Some(lr_dir))
             }
         };
+        let make = |s: &Source| make_pair(s, scale);
+        let made = cache::pairs_of(&sources, hr_dir, lr_dir.as_deref(), scale, cache, &make)?;
         let mut pairs = Vec::with_capacity(made.len());
         let mut problems = Vec::new();
         for pair in made {
@@ -138,6 +150,16 @@ impl Dataset {
     }
 }
 
+/// One pair from its files: the HR decoded and modcropped, the LR decoded
+/// and checked, or made by bicubic downscaling.
+fn make_pair(source: &Source, scale: usize) -> Result<ImagePair, DataError> {
+    let hr = load_rgb(&source.hr)?;
+    match &source.lr {
+        None => pair_from_hr(source.name.clone(), hr, scale),
+        Some(lr_path) => checked_pair(&source.hr, hr, lr_path, load_rgb(lr_path)?, scale),
+    }
+}
+
 /// Modcrop `hr` and make its LR.
 fn pair_from_hr(name: String, hr: RgbImage, scale: usize) -> Result<ImagePair, DataError> {
     if hr.height < scale || hr.width < scale {
@@ -149,7 +171,11 @@ fn pair_from_hr(name: String, hr: RgbImage, scale: usize) -> Result<ImagePair, D
     }
     let hr = modcrop(&hr, scale)?;
     let lr = downscale(&hr, scale)?;
-    Ok(ImagePair { name, hr, lr })
+    Ok(ImagePair {
+        name,
+        hr: Image8::from_rgb(&hr),
+        lr: Image8::from_rgb(&lr),
+    })
 }
 
 /// Modcrop `hr` and check that `lr` is its size / `scale`.
@@ -172,7 +198,11 @@ fn checked_pair(
         });
     }
     let hr = modcrop(&hr, scale)?;
-    Ok(ImagePair { name, hr, lr })
+    Ok(ImagePair {
+        name,
+        hr: Image8::from_rgb(&hr),
+        lr: Image8::from_rgb(&lr),
+    })
 }
 
 /// The file name of `path` as text.
@@ -316,28 +346,6 @@ fn match_by_name(
         .collect();
     pairs.sort_by_key(|(h, _)| file_name(h));
     Ok(pairs)
-}
-
-/// Decode every file, spread over the available cores; the first error (in
-/// file order) wins.
-fn decode_each(paths: &[PathBuf]) -> Vec<Result<RgbImage, DataError>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(paths.len())
-        .max(1);
-    let chunk = paths.len().div_ceil(workers).max(1);
-    let results: Vec<Vec<Result<RgbImage, DataError>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(load_rgb).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("image decoding thread panicked"))
-            .collect()
-    });
-    results.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,24 @@
 //! Images, MATLAB-compatible bicubic resizing, datasets and training patches
 //! (spec §6).
 //!
-//! Everything here works on plain `f32` buffers ([`RgbImage`], channel-major,
-//! values 0..255); turning batches into tensors is the model's business.
+//! Datasets hold 8-bit images ([`Image8`], decoded once into a mapped cache
+//! file, [`cache`]); resizing and scoring work on `f32` buffers ([`RgbImage`],
+//! channel-major, values 0..255), patches are `f32` on 0..1; turning batches
+//! into tensors is the model's business.
 
+pub mod cache;
 pub mod dataset;
 pub mod embedded;
 pub mod image;
+pub mod image8;
 pub mod patches;
 pub mod resize;
 
 pub use self::image::{load_rgb, load_rgb_from_memory, save_rgb, save_rgb_png, RgbImage};
+pub use cache::{CacheEvent, CachePlace, DataCache};
 pub use dataset::{Dataset, ImagePair};
 pub use embedded::{default_train, default_val};
+pub use image8::Image8;
 pub use patches::{Augment, Batch, PatchSampler, SamplerState};
 pub use resize::{downscale, imresize, modcrop, upscale_bicubic};
 

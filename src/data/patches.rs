@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{DataError, Dataset, RgbImage};
+use super::{DataError, Dataset, Image8};
 
 /// Which random augmentations are applied (each with probability 1/2, the
 /// same to the LR and HR patch). With all three on, the 8 orientations of
@@ -244,7 +244,7 @@ struct Orientation {
 
 /// Copy the `side` x `side` window at `(top, left)` of `img` into `dst`
 /// (CHW, 0..1), transformed as `rot90(vflip(hflip(window)))`.
-fn extract(img: &RgbImage, top: usize, left: usize, side: usize, o: Orientation, dst: &mut [f32]) {
+fn extract(img: &Image8, top: usize, left: usize, side: usize, o: Orientation, dst: &mut [f32]) {
     const TO_UNIT: f32 = 1.0 / 255.0;
     let last = side - 1;
     for c in 0..3 {
@@ -260,7 +260,8 @@ fn extract(img: &RgbImage, top: usize, left: usize, side: usize, o: Orientation,
                 if o.hflip {
                     sx = last - sx;
                 }
-                dst_plane[y * side + x] = plane[(top + sy) * img.width + left + sx] * TO_UNIT;
+                dst_plane[y * side + x] =
+                    f32::from(plane[(top + sy) * img.width + left + sx]) * TO_UNIT;
             }
         }
     }
@@ -272,7 +273,9 @@ mod tests {
 
     /// The red plane of a 2x2 image pulled through a transform, back on 0..255.
     fn window(o: Orientation) -> Vec<f32> {
-        let img = RgbImage::new(2, 2, (0..12).map(|v| v as f32).collect()).unwrap();
+        let img = Image8::from_rgb(
+            &super::super::RgbImage::new(2, 2, (0..12).map(|v| v as f32).collect()).unwrap(),
+        );
         let mut dst = vec![0.0; 12];
         extract(&img, 0, 0, 2, o, &mut dst);
         dst[..4].iter().map(|v| (v * 255.0).round()).collect()

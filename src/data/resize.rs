@@ -213,6 +213,11 @@ pub fn downscale(hr: &RgbImage, scale: usize) -> Result<RgbImage, DataError> {
     Ok(small.scaled(255.0).quantized())
 }
 
+/// Version of [`downscale`]'s arithmetic: part of the decoded cache's key
+/// ([`super::cache`]), so that LR images made by an older downscaler are
+/// made again. Raise it whenever `downscale` may give other values.
+pub const DOWNSCALER_VERSION: u32 = 1;
+
 /// The bicubic baseline: MATLAB's `imresize(lr, scale)` on an 8-bit image,
 /// which returns 8-bit samples (rounded and clipped).
 pub fn upscale_bicubic(lr: &RgbImage, scale: usize) -> Result<RgbImage, DataError> {

@@ -17,6 +17,7 @@ use super::lock::RunLock;
 use super::rundir::{files, RunDir};
 use super::EngineSetup;
 use crate::config::{Config, DataSplit, ExecutorConfig};
+use crate::data::DataCache;
 use crate::device::DeviceWorkers;
 use crate::search::memory_plan::{self, MemoryInputs, MemoryPlan};
 use crate::search::{plan, Problem, Search};
@@ -158,6 +159,7 @@ pub struct CheckReport {
 pub fn check(
     config: &Config,
     devices: &[DeviceWorkers],
+    cache: &DataCache,
     say: &mut dyn FnMut(String),
 ) -> CheckReport {
     let mut report = CheckReport::default();
@@ -219,7 +221,7 @@ pub fn check(
     report
         .problems
         .extend(config.path_problems().iter().map(|e| e.to_string()));
-    report.problems.extend(data_problems(config, say));
+    report.problems.extend(data_problems(config, cache, say));
     // Benchmark sets often live on the machine that runs the search only.
     report.warnings.extend(
         config
@@ -234,7 +236,7 @@ pub fn check(
 /// run would meet them (each image decoded and measured against the crop,
 /// the scale and the shave), each prefixed with its config key. Folders
 /// that do not exist are left to [`Config::path_problems`].
-fn data_problems(config: &Config, say: &mut dyn FnMut(String)) -> Vec<String> {
+fn data_problems(config: &Config, cache: &DataCache, say: &mut dyn FnMut(String)) -> Vec<String> {
     let scale = config.search_space.scale;
     let mut splits = vec![
         (
@@ -263,7 +265,7 @@ fn data_problems(config: &Config, say: &mut dyn FnMut(String)) -> Vec<String> {
             "checking the images of {key} ({})",
             split.root_hr.display()
         ));
-        if let Err(e) = load_for(split, scale, role) {
+        if let Err(e) = load_for(split, scale, role, cache) {
             problems.extend(e.problems().into_iter().map(|p| format!("{key}: {p}")));
         }
     }
@@ -363,12 +365,13 @@ pub fn engine_setup(
     run: RunDir,
     resumed: bool,
     devices: &[String],
+    cache: &DataCache,
     notes: Vec<(String, String)>,
 ) -> Result<(EngineSetup, Box<dyn Executor>)> {
     let scale = config.search_space.scale;
     let (rules, executor, val): (_, Box<dyn Executor>, _) = match &config.executor {
         ExecutorConfig::Local => {
-            let fitness = Arc::new(QuickTrain::load(config)?);
+            let fitness = Arc::new(QuickTrain::load(config, cache)?);
             let rules = config.search_rules(fitness.train.len());
             let val = Arc::clone(&fitness.val);
             (
@@ -381,12 +384,13 @@ pub fn engine_setup(
             let images = count_images(&config.dataset.train, scale)?;
             let slurm = SlurmExecutor::new(settings.clone(), run.path())
                 .map_err(|e| anyhow::anyhow!("--executor slurm: {e}"))?;
-            let val = load_for(&config.dataset.test, scale, Role::Scoring).with_context(|| {
-                format!(
-                    "validation images {}",
-                    config.dataset.test.root_hr.display()
-                )
-            })?;
+            let val =
+                load_for(&config.dataset.test, scale, Role::Scoring, cache).with_context(|| {
+                    format!(
+                        "validation images {}",
+                        config.dataset.test.root_hr.display()
+                    )
+                })?;
             (config.search_rules(images), Box::new(slurm), Arc::new(val))
         }
     };

@@ -223,7 +223,9 @@ fn measure_bicubic(config: &Config) -> BicubicBaseline {
     let scale = config.search_space.scale;
     let split = &config.dataset.test;
     let measured = (|| -> Result<(SetScore, String)> {
-        let val = load_split(split, scale)?;
+        // Silent: the report is written under a running dashboard too.
+        let cache = crate::data::DataCache::new(config.data_cache(), |_| {});
+        let val = load_split(split, scale, &cache)?;
         if val.is_empty() {
             bail!("{} has no images", val.source);
         }

@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::data::Dataset;
+use crate::data::{DataCache, Dataset};
 use crate::device::WorkEnd;
 use crate::search::{Member, Origin, Problem, Status};
 use crate::seeds::study_seed;
@@ -62,6 +62,7 @@ pub struct Study {
     pub plan: StudyPlan,
     train: Arc<Dataset>,
     val: Arc<Dataset>,
+    cache: DataCache,
 }
 
 /// The K architectures a study measures: the search's own random
@@ -95,18 +96,14 @@ pub fn draw_archs(problem: &Problem, count: usize, seed: u64) -> Result<Vec<Plan
 }
 
 /// The images the search's fitness trains and validates on, loaded as it loads them.
-fn load_images(config: &Config) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
-    let fitness = QuickTrain::load(config)?;
+fn load_images(config: &Config, cache: &DataCache) -> Result<(Arc<Dataset>, Arc<Dataset>)> {
+    let fitness = QuickTrain::load(config, cache)?;
     Ok((fitness.train, fitness.val))
 }
 
 impl Study {
-    /// Starts a study in `dir` (created; refused when it already holds one).
-    pub fn create(dir: &Path, config: Config, settings: StudySettings) -> Result<Study> {
-        Ok(Study::create_reusing(dir, config, settings, None)?.0)
-    }
-
-    /// Starts a study as [`Study::create`] does, taking over the finished
+    /// Starts a study in `dir` (created; refused when it already holds one),
+    /// its images decoded through `cache`, taking over the finished
     /// reference trainings of the study in `references_from` that are the
     /// same trainings (same networks, seed, reference plan, images; checked
     /// before anything is written); returns how many it took over.
@@ -115,6 +112,7 @@ impl Study {
         config: Config,
         settings: StudySettings,
         references_from: Option<&Path>,
+        cache: DataCache,
     ) -> Result<(Study, usize)> {
         if settings.archs < 2 {
             bail!("--archs: {} is too few to rank (2 or more)", settings.archs);
@@ -138,7 +136,7 @@ impl Study {
         }
         let problem = config.problem()?;
         config.validate_paths()?;
-        let (train, val) = load_images(&config)?;
+        let (train, val) = load_images(&config, &cache)?;
         let archs = draw_archs(&problem, settings.archs, settings.seed)?;
         let bicubic = bicubic_psnr(&val, config.search_space.scale)?;
         let fitness =
@@ -180,6 +178,7 @@ impl Study {
             plan,
             train,
             val,
+            cache,
         };
         let reused = match source {
             Some(source) => source.copy_into(&study)?,
@@ -189,18 +188,21 @@ impl Study {
     }
 
     /// Opens a study started before (to resume it or redo its table).
-    pub fn open(dir: &Path) -> Result<Study> {
+    /// Its images are decoded through the cache `cache_for` gives for its config.
+    pub fn open(dir: &Path, cache_for: impl FnOnce(&Config) -> DataCache) -> Result<Study> {
         let (plan, config) = read_plan_and_config(dir)?;
         // The config must still make the same problem (a hand-edited file
         // would silently change what the records mean).
         config.problem()?;
-        let (train, val) = load_images(&config)?;
+        let cache = cache_for(&config);
+        let (train, val) = load_images(&config, &cache)?;
         Ok(Study {
             dir: dir.to_path_buf(),
             config,
             plan,
             train,
             val,
+            cache,
         })
     }
 
@@ -395,6 +397,7 @@ impl Study {
                 crate::train::datasets::Role::Training {
                     crop: self.config.full_dataset.train.crop,
                 },
+                &self.cache,
             )?)
         };
         // Its own seed, unrelated to any fitness run's: shared luck would

@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::DataSplit;
-use crate::data::{default_train, default_val, DataError, Dataset, ImagePair};
+use std::time::Instant;
+
+use crate::data::{
+    default_train, default_val, CacheEvent, CachePlace, DataCache, DataError, Dataset, ImagePair,
+};
 
 /// What a split's images are used for, which decides how large they must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,14 +26,23 @@ pub enum Role {
 /// [`load_split`] with every image checked against what `role` needs: all
 /// images that cannot be used (undecodable, unpaired, too small: file and
 /// size needed) are named in one error, before anything trains on them.
-pub fn load_for(split: &DataSplit, scale: usize, role: Role) -> Result<Dataset, DataError> {
+pub fn load_for(
+    split: &DataSplit,
+    scale: usize,
+    role: Role,
+    cache: &DataCache,
+) -> Result<Dataset, DataError> {
     if let Some(embedded) = embedded_default(split, scale) {
         return embedded;
     }
     let dir = split.root_hr.clone();
-    Dataset::load_checked(&split.root_hr, split.root_lr.as_deref(), scale, &|p| {
-        too_small(p, &dir, scale, role)
-    })
+    Dataset::load_checked(
+        &split.root_hr,
+        split.root_lr.as_deref(),
+        scale,
+        cache,
+        &|p| too_small(p, &dir, scale, role),
+    )
 }
 
 /// How many images a split holds, without decoding them (the embedded
@@ -43,10 +56,71 @@ pub fn count_images(split: &DataSplit, scale: usize) -> Result<usize, DataError>
 }
 
 /// [`load_benchmark_dir`], its images checked as [`Role::Scoring`] needs.
-pub fn load_benchmark_for_scoring(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
-    let (hr, lr) = benchmark_folders(dir);
-    Dataset::load_checked(&hr, lr.as_deref(), scale, &|p| {
+pub fn load_benchmark_for_scoring(
+    dir: &Path,
+    lr_dir: Option<&Path>,
+    scale: usize,
+    cache: &DataCache,
+) -> Result<Dataset, DataError> {
+    let (hr, lr) = match lr_dir {
+        Some(lr) => (dir.to_path_buf(), Some(lr.to_path_buf())),
+        None => benchmark_folders(dir),
+    };
+    Dataset::load_checked(&hr, lr.as_deref(), scale, cache, &|p| {
         too_small(p, &hr, scale, Role::Scoring)
+    })
+}
+
+/// A cache at `place` whose news (waiting, preparing, rebuilt, ready) is
+/// one line each to `say`: at most one progress line every 5 seconds, and
+/// nothing when the cache was ready and quick to check.
+pub fn reported_cache(
+    place: CachePlace,
+    say: impl Fn(String) + Send + Sync + 'static,
+) -> DataCache {
+    let last = std::sync::Mutex::new(Instant::now());
+    DataCache::new(place, move |event| {
+        let line = match event {
+            CacheEvent::Waiting { path } => format!(
+                "waiting for another esr-ea that is preparing {}",
+                path.display()
+            ),
+            CacheEvent::Rebuilding { path, reason } => format!(
+                "image cache {}: {reason}; preparing it again",
+                path.display()
+            ),
+            CacheEvent::Preparing { path, done, total } => {
+                let mut last = last.lock().expect("not poisoned");
+                if *done != 1 && done != total && last.elapsed().as_secs() < 5 {
+                    return;
+                }
+                *last = Instant::now();
+                format!(
+                    "preparing the image cache {} (once): {done}/{total} images decoded",
+                    path.display()
+                )
+            }
+            CacheEvent::Ready {
+                path,
+                images,
+                decoded,
+                bytes,
+                seconds,
+            } => {
+                if *decoded == 0 && *seconds < 2.0 {
+                    return;
+                }
+                format!(
+                    "image cache {}: {images} images, {:.2} GB, {decoded} decoded now, ready in {seconds:.1} s",
+                    path.display(),
+                    *bytes as f64 / 1e9
+                )
+            }
+            CacheEvent::InMemory { reason } => {
+                format!("warning: {reason}; the images are decoded into memory")
+            }
+        };
+        say(line);
     })
 }
 
@@ -81,11 +155,21 @@ fn asset_dir(name: &str) -> PathBuf {
 /// Loads one configured split (HR folder, optional LR folder paired by name).
 /// When the folder is the default `assets/train` or `assets/val` and it is
 /// not on disk (an installed binary), the copy embedded in the binary is used.
-pub fn load_split(split: &DataSplit, scale: usize) -> Result<Dataset, DataError> {
+pub fn load_split(
+    split: &DataSplit,
+    scale: usize,
+    cache: &DataCache,
+) -> Result<Dataset, DataError> {
     if let Some(embedded) = embedded_default(split, scale) {
         return embedded;
     }
-    Dataset::load(&split.root_hr, split.root_lr.as_deref(), scale)
+    Dataset::load_checked(
+        &split.root_hr,
+        split.root_lr.as_deref(),
+        scale,
+        cache,
+        &|_| None,
+    )
 }
 
 /// The embedded copy, when `split` is the default `assets/train` or

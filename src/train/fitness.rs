@@ -61,15 +61,18 @@ impl QuickTrain {
     /// [`QuickTrain::from_config`] with the config's images loaded and
     /// checked (`nas.dataset`: the training set against its crop, the
     /// validation set for scoring); an error says which set failed.
-    pub fn load(config: &crate::config::Config) -> anyhow::Result<QuickTrain> {
+    pub fn load(
+        config: &crate::config::Config,
+        cache: &crate::data::DataCache,
+    ) -> anyhow::Result<QuickTrain> {
         use crate::train::datasets::{load_for, Role};
         use anyhow::Context;
         let scale = config.search_space.scale;
         let split = &config.dataset.train;
-        let train = load_for(split, scale, Role::Training { crop: split.crop })
+        let train = load_for(split, scale, Role::Training { crop: split.crop }, cache)
             .with_context(|| format!("training images {}", split.root_hr.display()))?;
         let split = &config.dataset.test;
-        let val = load_for(split, scale, Role::Scoring)
+        let val = load_for(split, scale, Role::Scoring, cache)
             .with_context(|| format!("validation images {}", split.root_hr.display()))?;
         Ok(QuickTrain::from_config(
             config,
@@ -86,12 +89,16 @@ impl QuickTrain {
 
 /// The bicubic PSNR of a run's fitness validation images (`nas.dataset.test`
 /// of `config`), scored as the fitness is: for a run saved without it.
-pub fn bicubic_of_config(config: &crate::config::Config) -> anyhow::Result<f64> {
+pub fn bicubic_of_config(
+    config: &crate::config::Config,
+    cache: &crate::data::DataCache,
+) -> anyhow::Result<f64> {
     let scale = config.search_space.scale;
     let val = crate::train::datasets::load_for(
         &config.dataset.test,
         scale,
         crate::train::datasets::Role::Scoring,
+        cache,
     )?;
     Ok(crate::train::trainer::bicubic_psnr(&val, scale)?)
 }

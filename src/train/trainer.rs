@@ -173,7 +173,7 @@ fn batch_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor,
 /// uint8 output, Y of BT.601, `scale` pixels shaved, per image then mean.
 pub fn validate(model: &Esrn, val: &Dataset, device: &Device) -> Result<Score, TrainError> {
     Ok(Score::of_set(val, model.arch().scale, |pair| {
-        upscale_image(model, &pair.lr, device)
+        upscale_image(model, &pair.lr.to_rgb(), device)
     })?)
 }
 

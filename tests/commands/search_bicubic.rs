@@ -33,14 +33,19 @@ fn tiny_config(dir: &Path) -> PathBuf {
 fn bicubic_here(config: &Path) -> f64 {
     let config = Config::load(config).unwrap().config;
     let scale = config.search_space.scale;
-    let val = esr_ea::train::datasets::load_split(&config.dataset.test, scale).unwrap();
+    let val = esr_ea::train::datasets::load_split(
+        &config.dataset.test,
+        scale,
+        &esr_ea::data::DataCache::in_memory(),
+    )
+    .unwrap();
     assert!(!val.pairs.is_empty());
     let scores: Vec<f64> = val
         .pairs
         .iter()
         .map(|p| {
-            let up = esr_ea::data::upscale_bicubic(&p.lr, scale).unwrap();
-            esr_ea::metrics::psnr_y(&up, &p.hr, scale).unwrap()
+            let up = esr_ea::data::upscale_bicubic(&p.lr.to_rgb(), scale).unwrap();
+            esr_ea::metrics::psnr_y(&up, &p.hr.to_rgb(), scale).unwrap()
         })
         .collect();
     scores.iter().sum::<f64>() / scores.len() as f64

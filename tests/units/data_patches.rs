@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use esr_ea::data::{
-    default_train, downscale, Augment, Batch, Dataset, ImagePair, PatchSampler, RgbImage,
+    default_train, downscale, Augment, Batch, Dataset, Image8, ImagePair, PatchSampler, RgbImage,
     SamplerState,
 };
 
@@ -47,8 +47,8 @@ fn blocky_dataset(scale: usize) -> Arc<Dataset> {
             let lr = texture(h, w, i as u64 + 1);
             ImagePair {
                 name: format!("img{i}"),
-                hr: nearest_up(&lr, scale),
-                lr,
+                hr: Image8::from_rgb(&nearest_up(&lr, scale)),
+                lr: Image8::from_rgb(&lr),
             }
         })
         .collect();
@@ -243,7 +243,7 @@ fn bad_arguments_are_errors() {
     });
     assert!(PatchSampler::new(empty, 4, 4, Augment::ALL, 0).is_err());
     let mut ds = (*blocky_dataset(2)).clone();
-    ds.pairs[0].hr = ds.pairs[0].hr.crop(0, 0, 10, 10).unwrap();
+    ds.pairs[0].hr = Image8::from_rgb(&ds.pairs[0].hr.to_rgb().crop(0, 0, 10, 10).unwrap());
     let err = PatchSampler::new(Arc::new(ds), 4, 4, Augment::ALL, 0).unwrap_err();
     assert!(err.to_string().contains("img0"), "{err}");
 }

@@ -14,6 +14,7 @@ mod config_files;
 mod config_values;
 mod control_bytes;
 mod data_assets;
+mod data_cache;
 mod data_dataset;
 mod data_io;
 mod data_patches;

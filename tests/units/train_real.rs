@@ -171,7 +171,10 @@ fn validation_handles_odd_sizes_and_scores_each_image() {
     let arch = tiny_arch("C_4_8_8");
     let (model, _) = esr_ea::model::Esrn::seeded(&arch, 1, &Device::Cpu).unwrap();
     let odd = esr_ea::data::Dataset::from_hr_images(
-        vec![("odd".into(), val.pairs[0].hr.crop(0, 0, 42, 38).unwrap())],
+        vec![(
+            "odd".into(),
+            val.pairs[0].hr.to_rgb().crop(0, 0, 42, 38).unwrap(),
+        )],
         2,
         "odd crop",
     )

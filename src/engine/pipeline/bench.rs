@@ -8,11 +8,10 @@ use super::super::results::{
     self, files, BenchResults, BenchSet, FinalResult, ModelScore, SetScore,
 };
 use super::Pipeline;
-use crate::data::dataset::Dataset;
 use crate::metrics::{bicubic_image, score_image, ImageScores, Score};
 use crate::model::checkpoint::load_model;
 use crate::model::infer::upscale_image;
-use crate::train::datasets::{load_benchmark_for_scoring, too_small, Role};
+use crate::train::datasets::load_benchmark_for_scoring;
 
 impl Pipeline {
     /// Scores the set; `Ok(false)` when stopped (the set is redone on resume).
@@ -27,12 +26,8 @@ impl Pipeline {
             bail!("benchmark_{name}: the run's config.yaml has no such section");
         };
         let scale = self.config.search_space.scale;
-        let data = match &set.root_lr {
-            Some(lr) => Dataset::load_checked(&set.root_hr, Some(lr), scale, &|p| {
-                too_small(p, &set.root_hr, scale, Role::Scoring)
-            })?,
-            None => load_benchmark_for_scoring(&set.root_hr, scale)?,
-        };
+        let cache = self.data_cache();
+        let data = load_benchmark_for_scoring(&set.root_hr, set.root_lr.as_deref(), scale, &cache)?;
         let dev = crate::device::open(self.devices.first().map_or("cpu", String::as_str))?;
         let mut models = Vec::new();
         for rank in 1.. {
@@ -64,9 +59,10 @@ impl Pipeline {
             }
             let (psnr, ssim) = bicubic_image(pair, scale)?;
             scored[0].push((pair.name.clone(), psnr, ssim));
+            let (lr, hr) = (pair.lr.to_rgb(), pair.hr.to_rgb());
             for (i, (_, model)) in models.iter().enumerate() {
-                let sr = upscale_image(model, &pair.lr, &dev)?;
-                let (psnr, ssim) = score_image(&sr, &pair.hr, scale)?;
+                let sr = upscale_image(model, &lr, &dev)?;
+                let (psnr, ssim) = score_image(&sr, &hr, scale)?;
                 scored[i + 1].push((pair.name.clone(), psnr, ssim));
             }
         }

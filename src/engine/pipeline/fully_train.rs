@@ -90,9 +90,20 @@ impl Pipeline {
         let training = Role::Training {
             crop: self.config.full_dataset.train.crop,
         };
-        let train = Arc::new(load_for(&self.config.full_dataset.train, scale, training)?);
+        let cache = self.data_cache();
+        let train = Arc::new(load_for(
+            &self.config.full_dataset.train,
+            scale,
+            training,
+            &cache,
+        )?);
         // Validated on the search's own validation images, as its fitness was.
-        let val = Arc::new(load_for(&self.config.dataset.test, scale, Role::Scoring)?);
+        let val = Arc::new(load_for(
+            &self.config.dataset.test,
+            scale,
+            Role::Scoring,
+            &cache,
+        )?);
         let plan = TrainPlan::from_config(
             &self.config.full_trainer,
             &self.config.full_dataset.train,

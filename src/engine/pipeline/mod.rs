@@ -244,6 +244,19 @@ impl Pipeline {
         let _ = self.events.send(event);
     }
 
+    /// The config's image cache, its news in the run's log (the dashboard
+    /// may be on the terminal).
+    fn data_cache(&self) -> crate::data::DataCache {
+        let events = Mutex::new(self.events.clone());
+        crate::train::datasets::reported_cache(self.config.data_cache(), move |message| {
+            let events = events.lock().expect("not poisoned");
+            let _ = events.send(Event::Log {
+                level: "info".into(),
+                message,
+            });
+        })
+    }
+
     fn log(&mut self, level: &str, message: String) {
         self.emit(Event::Log {
             level: level.into(),
