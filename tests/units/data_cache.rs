@@ -121,7 +121,7 @@ fn a_truncated_or_corrupt_cache_is_rebuilt_saying_so() {
     for i in 0..2 {
         save_rgb_png(&texture(16, 16, i), root.join(format!("{i}.png"))).unwrap();
     }
-    let (cache, events) = recording(CachePlace::Dir(place.clone()));
+    let (cache, _) = recording(CachePlace::Dir(place.clone()));
     load(&root, &cache);
     // Compared with images in memory: the damage below is done to the file
     // in place, under any mapping of it (esr-ea itself only ever renames).
