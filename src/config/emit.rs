@@ -40,6 +40,7 @@ fn split(s: &DataSplit) -> Value {
         ("rot90", s.rot90.into()),
         ("shuffle", s.shuffle.into()),
         ("batch_size", s.batch_size.into()),
+        ("val_crop", s.val_crop.into()),
     ])
 }
 

@@ -153,6 +153,12 @@ pub struct DataSplit {
     pub shuffle: bool,
     /// `batch_size`: patches per step.
     pub batch_size: usize,
+    /// `val_crop` (validation splits): score each image on its centred
+    /// `val_crop` x `val_crop` LR window (and the HR window over it) instead
+    /// of whole: a fixed, deterministic and cheaper validation of large
+    /// images; 0 (the default) scores whole images.
+    #[serde(default)]
+    pub val_crop: usize,
 }
 
 impl DataSplit {
@@ -168,6 +174,7 @@ impl DataSplit {
             rot90: true,
             shuffle: true,
             batch_size: 16,
+            val_crop: 0,
         }
     }
 

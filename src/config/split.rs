@@ -60,5 +60,8 @@ pub(super) fn split(
     if let Some(n) = r.get(node, "batch_size")? {
         s.batch_size = r.count(&n, 1)?;
     }
+    if let Some(n) = r.get(node, "val_crop")? {
+        s.val_crop = r.count(&n, 0)?;
+    }
     Ok(s)
 }

@@ -23,6 +23,22 @@ pub struct ImagePair {
     pub lr: Image8,
 }
 
+impl ImagePair {
+    /// The pair's centred `side` x `side` LR window (smaller where the image
+    /// is) and the HR window over it: the same pixels every time.
+    pub fn centre_crop(&self, side: usize, scale: usize) -> ImagePair {
+        let (h, w) = (side.min(self.lr.height), side.min(self.lr.width));
+        let (top, left) = ((self.lr.height - h) / 2, (self.lr.width - w) / 2);
+        ImagePair {
+            name: self.name.clone(),
+            lr: self.lr.crop(top, left, h, w),
+            hr: self
+                .hr
+                .crop(top * scale, left * scale, h * scale, w * scale),
+        }
+    }
+}
+
 /// A set of decoded HR/LR pairs as 8-bit images, in memory or mapped from
 /// the decoded cache, so that every image is read and decoded once.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +153,20 @@ impl Dataset {
             scale,
             source: source.to_string(),
         })
+    }
+
+    /// Every pair cut to its centred `side` x `side` LR window
+    /// ([`ImagePair::centre_crop`]).
+    pub fn centre_cropped(&self, side: usize) -> Dataset {
+        Dataset {
+            pairs: self
+                .pairs
+                .iter()
+                .map(|p| p.centre_crop(side, self.scale))
+                .collect(),
+            scale: self.scale,
+            source: format!("{} (centred {side} px LR crops)", self.source),
+        }
     }
 
     /// Number of pairs.

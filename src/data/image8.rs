@@ -87,6 +87,25 @@ impl Image8 {
         }
     }
 
+    /// The `h` x `w` window at `(top, left)`, clipped to the image, as an
+    /// image of its own.
+    pub fn crop(&self, top: usize, left: usize, h: usize, w: usize) -> Image8 {
+        let (top, left) = (top.min(self.height), left.min(self.width));
+        let (h, w) = (h.min(self.height - top), w.min(self.width - left));
+        let mut out = Vec::with_capacity(3 * h * w);
+        for c in 0..3 {
+            let plane = self.plane(c);
+            for y in top..top + h {
+                out.extend_from_slice(&plane[y * self.width + left..y * self.width + left + w]);
+            }
+        }
+        Image8 {
+            height: h,
+            width: w,
+            samples: Samples::Owned(out),
+        }
+    }
+
     /// Bytes its samples take.
     pub fn byte_len(&self) -> usize {
         3 * self.height * self.width
@@ -120,6 +139,14 @@ mod tests {
         let bytes = Image8::from_rgb(&img);
         assert_eq!(bytes.to_rgb(), img);
         assert_eq!(bytes.plane(1), &[84, 98, 112, 126, 140, 154]);
+    }
+
+    #[test]
+    fn crop_takes_the_window_from_every_channel() {
+        let img = RgbImage::new(3, 3, (0..27).map(|v| v as f32).collect()).unwrap();
+        let window = Image8::from_rgb(&img).crop(1, 1, 2, 5);
+        assert_eq!((window.height, window.width), (2, 2));
+        assert_eq!(window.to_rgb(), img.crop(1, 1, 2, 2).unwrap());
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub fn check(
 ) -> CheckReport {
     let mut report = CheckReport::default();
     let mut memory = None;
+    let mut problem_for_cost = None;
     match config.problem() {
         Ok(problem) => {
             match plan::describe(&problem, config.seed, 200) {
@@ -174,6 +175,7 @@ pub fn check(
                 Err(e) => report.problems.push(format!("{e:#}")),
             }
             memory = Some(memory_of(config, &problem, devices));
+            problem_for_cost = Some(problem);
         }
         Err(e) => report.problems.push(format!("{e:#}")),
     }
@@ -221,7 +223,16 @@ pub fn check(
     report
         .problems
         .extend(config.path_problems().iter().map(|e| e.to_string()));
-    report.problems.extend(data_problems(config, cache, say));
+    let data = data_problems(config, cache, say);
+    if let (Some(problem), true) = (&problem_for_cost, data.is_empty()) {
+        match validation_cost(config, problem, devices, cache) {
+            Ok(lines) => report.lines.extend(lines),
+            Err(e) => report
+                .warnings
+                .push(format!("cannot estimate the validation's cost: {e:#}")),
+        }
+    }
+    report.problems.extend(data);
     // Benchmark sets often live on the machine that runs the search only.
     report.warnings.extend(
         config
@@ -272,6 +283,63 @@ fn data_problems(config: &Config, cache: &DataCache, say: &mut dyn FnMut(String)
     problems
 }
 
+/// What one fitness's validation costs beside its training, on the first
+/// device: the images' LR pixels times the inference time per pixel of one
+/// network of the budget, measured here on a 64 px tile; the training's
+/// steps estimated at 3 forwards of the batch each (forward + backward).
+fn validation_cost(
+    config: &Config,
+    problem: &Problem,
+    devices: &[DeviceWorkers],
+    cache: &DataCache,
+) -> Result<Vec<String>> {
+    use rand::SeedableRng;
+    let scale = config.search_space.scale;
+    let val = load_for(&config.dataset.test, scale, Role::Scoring, cache)?;
+    let pixels: usize = val.pairs.iter().map(|p| p.lr.height * p.lr.width).sum();
+    let device = devices
+        .first()
+        .map_or(Ok(candle_core::Device::Cpu), |d| d.device.open())?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+    let individual = problem.random_individual(&mut rng)?;
+    let arch = config.search_space.arch(individual.genes(&problem.table));
+    let (model, _) = crate::model::Esrn::seeded(&arch, 0, &device)?;
+    let tile = crate::data::RgbImage::filled(64, 64, 128.0);
+    crate::model::infer::upscale_image(&model, &tile, &device)?;
+    let start = std::time::Instant::now();
+    let runs = 3;
+    for _ in 0..runs {
+        crate::model::infer::upscale_image(&model, &tile, &device)?;
+    }
+    let per_pixel = start.elapsed().as_secs_f64() / (runs * 64 * 64) as f64;
+    let validation = per_pixel * pixels as f64;
+    let train = &config.dataset.train;
+    let images = count_images(train, scale)?;
+    let steps = config.search_rules(images).steps as f64;
+    let training = steps * 3.0 * per_pixel * (train.batch_size * train.crop * train.crop) as f64;
+    let share = validation / (validation + training).max(f64::MIN_POSITIVE);
+    let how = match config.dataset.test.val_crop {
+        0 => "whole images".to_string(),
+        side => format!("centred {side} px LR crops"),
+    };
+    let mut lines = vec![format!(
+        "validation per fitness: {} ({how}), {:.2} M LR pixels: about {} on {} ({:.1} us a pixel, measured here on one network of the budget); {:.1}% of a member's time beside ~{} of training ({steps} steps at about 3 forwards each)",
+        crate::format::plural(val.len(), "image"),
+        pixels as f64 / 1e6,
+        crate::format::duration(validation),
+        devices.first().map_or("cpu".to_string(), |d| d.device.to_string()),
+        per_pixel * 1e6,
+        share * 100.0,
+        crate::format::duration(training),
+    )];
+    if share > 0.25 && config.dataset.test.val_crop == 0 {
+        lines.push(
+            "validation: more than a quarter of each member's time; nas.dataset.test.val_crop: N scores every image on its centred N px LR window instead (fixed, deterministic)".into(),
+        );
+    }
+    Ok(lines)
+}
+
 /// The memory part of the plan: the largest networks' training step on
 /// each device (with its workers) or in each Slurm job, and validation of
 /// the largest validation image.
@@ -283,9 +351,13 @@ pub fn memory_of(
     let train = &config.dataset.train;
     let validation_lr = largest_image(&config.dataset.test).map(|(h, w)| {
         let s = config.search_space.scale;
-        match config.dataset.test.root_lr {
+        let (h, w) = match config.dataset.test.root_lr {
             Some(_) => (h, w),
             None => (h / s, w / s),
+        };
+        match config.dataset.test.val_crop {
+            0 => (h, w),
+            side => (h.min(side), w.min(side)),
         }
     });
     // (workers, where, memory available there, validation budget there)

@@ -32,17 +32,30 @@ pub fn load_for(
     role: Role,
     cache: &DataCache,
 ) -> Result<Dataset, DataError> {
-    if let Some(embedded) = embedded_default(split, scale) {
-        return embedded;
+    let smallest = crate::metrics::smallest_scored_side(scale);
+    if role == Role::Scoring && split.val_crop > 0 && split.val_crop * scale < smallest {
+        return Err(DataError::InvalidArgument {
+            name: "val_crop",
+            value: split.val_crop.to_string(),
+            allowed:
+                "0 (whole images) or at least the smallest scored HR side (2 x scale + 11) / scale",
+        });
     }
     let dir = split.root_hr.clone();
-    Dataset::load_checked(
-        &split.root_hr,
-        split.root_lr.as_deref(),
-        scale,
-        cache,
-        &|p| too_small(p, &dir, scale, role),
-    )
+    let set = match embedded_default(split, scale) {
+        Some(embedded) => embedded?,
+        None => Dataset::load_checked(
+            &split.root_hr,
+            split.root_lr.as_deref(),
+            scale,
+            cache,
+            &|p| too_small(p, &dir, scale, role),
+        )?,
+    };
+    Ok(match role {
+        Role::Scoring if split.val_crop > 0 => set.centre_cropped(split.val_crop),
+        _ => set,
+    })
 }
 
 /// How many images a split holds, without decoding them (the embedded

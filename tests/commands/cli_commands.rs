@@ -126,6 +126,12 @@ fn search_check_prints_the_plan_for_every_shipped_config() {
         assert!(out.contains("generations x"), "{cfg}: {out}");
         assert!(out.contains("reachable:"), "{cfg}: {out}");
         assert!(out.contains("choice table:"), "{cfg}: {out}");
+        // What validating each member costs beside its training.
+        assert!(
+            out.contains("validation per fitness: 2 images"),
+            "{cfg}: {out}"
+        );
+        assert!(out.contains("of a member's time"), "{cfg}: {out}");
     }
     // No config: the embedded default.
     let o = esr_ea(&["search", "--check"]);

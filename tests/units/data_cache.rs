@@ -256,3 +256,28 @@ fn div2k_sized_images_are_cached_as_bytes() {
     assert_eq!(batch.hr_shape(), [16, 3, 128, 128]);
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// `val_crop`: every validation image scored on the same centred window.
+#[test]
+fn validation_on_centred_crops_is_fixed() {
+    use esr_ea::config::DataSplit;
+    use esr_ea::train::datasets::{load_for, Role};
+    let root = scratch("valcrop");
+    save_rgb_png(&texture(60, 80, 3), root.join("a.png")).unwrap();
+    let mut split = DataSplit::test_defaults(root.clone(), 2);
+    let whole = load_for(&split, 2, Role::Scoring, &DataCache::in_memory()).unwrap();
+    split.val_crop = 12;
+    let cropped = load_for(&split, 2, Role::Scoring, &DataCache::in_memory()).unwrap();
+    let (lr, hr) = (&cropped.pairs[0].lr, &cropped.pairs[0].hr);
+    assert_eq!((lr.height, lr.width, hr.height, hr.width), (12, 12, 24, 24));
+    // Centred: LR rows 9..21 of 30, columns 14..26 of 40; HR twice that.
+    let full_lr = whole.pairs[0].lr.to_rgb();
+    assert_eq!(lr.to_rgb(), full_lr.crop(9, 14, 12, 12).unwrap());
+    let full_hr = whole.pairs[0].hr.to_rgb();
+    assert_eq!(hr.to_rgb(), full_hr.crop(18, 28, 24, 24).unwrap());
+    // Too small to score (SSIM's window after the shave) is refused by name.
+    split.val_crop = 3;
+    let err = load_for(&split, 2, Role::Scoring, &DataCache::in_memory()).unwrap_err();
+    assert!(err.to_string().contains("val_crop"), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}
