@@ -3,8 +3,9 @@
 //! patches one core draws per second (issue 27).
 //!
 //! `cargo bench --bench data_patches -- [--dir HR_FOLDER] [--images N]
-//! [--batches N]`: without `--dir`, N (default 8) DIV2K-sized (2040x1356)
-//! PNGs are made in a temporary folder. Patches: batch 16 x 64x64 LR at x2
+//! [--batches N] [--make DIR]`: without `--dir`, N (default 8) DIV2K-sized
+//! (2040x1356) PNGs are made in a temporary folder (in DIR, and kept, with
+//! `--make`). Patches: batch 16 x 64x64 LR at x2
 //! with flips and rotations, the reference's training batch, drawn on one
 //! thread; one H200 consumes about 215 a second at PyTorch's step.
 
@@ -72,8 +73,11 @@ fn main() {
     let (dir, made) = match arg("--dir") {
         Some(d) => (PathBuf::from(d), false),
         None => {
-            let dir =
-                std::env::temp_dir().join(format!("esr-ea-div2k-bench-{}", std::process::id()));
+            // `--make DIR`: the images are made there and kept.
+            let kept = arg("--make").map(PathBuf::from);
+            let dir = kept.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("esr-ea-div2k-bench-{}", std::process::id()))
+            });
             std::fs::create_dir_all(&dir).expect("temporary folder");
             let start = Instant::now();
             for i in 0..images {
@@ -88,7 +92,7 @@ fn main() {
                 dir.display(),
                 start.elapsed().as_secs_f64()
             );
-            (dir, true)
+            (dir, kept.is_none())
         }
     };
     let place = CachePlace::Dir(dir.join(".bench-cache"));

@@ -11,6 +11,7 @@ mod check_reports_all;
 mod cli_commands;
 mod common_random_numbers;
 mod compare_cli;
+mod data_cache_processes;
 mod device_check_cli;
 mod evaluate_job;
 mod fault_matrix_misc;
