@@ -262,6 +262,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         search,
         resumed,
         lock: _lock,
+        memory,
     } = started;
     if _lock.is_some() {
         let stale = run.remove_stale_temp_files();
@@ -313,7 +314,10 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let search_stage = if search.state.finished {
         SearchStage::Finished(Box::new(search))
     } else {
-        let memory = start::memory_of(&config, &search.problem, &args.devices)?;
+        let memory = match memory {
+            Some(plan) => plan,
+            None => start::memory_of(&config, &search.problem, &args.devices)?,
+        };
         let strategy = (search.problem.policy.strategy == Strategy::Random).then(|| {
             (
                 "info".to_string(),

@@ -37,6 +37,9 @@ pub struct Started {
     pub resumed: bool,
     /// One search per run directory: held until dropped.
     pub lock: Option<RunLock>,
+    /// The memory plan a fresh run was admitted with (made once; a resumed
+    /// run's is made against the devices it resumes on).
+    pub memory: Option<MemoryPlan>,
 }
 
 /// A new run of `config` in `dir` (default: [`default_run_dir`]): refused
@@ -48,7 +51,8 @@ pub fn fresh(config: Config, devices: &[DeviceWorkers], dir: Option<PathBuf>) ->
     if let Some(e) = config.benchmark_path_problems().into_iter().next() {
         return Err(e.into());
     }
-    if let Some(p) = memory_of(&config, &problem, devices)?.problems.first() {
+    let memory = memory_of(&config, &problem, devices)?;
+    if let Some(p) = memory.problems.first() {
         bail!("{p} ({})", config.source);
     }
     let search = Search::new(problem, config.seed)?;
@@ -64,6 +68,7 @@ pub fn fresh(config: Config, devices: &[DeviceWorkers], dir: Option<PathBuf>) ->
         search,
         resumed: false,
         lock: Some(lock),
+        memory: Some(memory),
     })
 }
 
@@ -104,6 +109,7 @@ pub fn resume(
         search,
         resumed,
         lock,
+        memory: None,
     })
 }
 
