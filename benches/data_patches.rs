@@ -9,6 +9,9 @@
 //! with flips and rotations, the reference's training batch, drawn on one
 //! thread; one H200 consumes about 215 a second at PyTorch's step.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,13 +54,7 @@ fn photo_like(h: usize, w: usize, seed: usize) -> RgbImage {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    use support::arg;
     let images: usize = arg("--images").and_then(|v| v.parse().ok()).unwrap_or(8);
     let batches: usize = arg("--batches").and_then(|v| v.parse().ok()).unwrap_or(300);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

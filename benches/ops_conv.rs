@@ -5,6 +5,9 @@
 //! a 128x128 inference layer. Each line: median time of the forward (conv +
 //! bias) and of forward + backward (all gradients), candle vs ours.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Result, Tensor, Var};
@@ -149,13 +152,8 @@ fn candle_conv(x: &Tensor, w: &Tensor, b: &Tensor, s: &Shape, relu: bool) -> Res
 }
 
 fn main() -> Result<()> {
+    use support::arg;
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let repeats = arg("--repeats")
         .and_then(|v| v.parse().ok())
         .unwrap_or(7usize)

@@ -6,6 +6,9 @@
 //! batch 16 of 32x32, inference 1x3x128x128). Set `ESR_EA_CANDLE_OPS=1` to
 //! time candle's own convolutions instead of `esr_ea::ops`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::Instant;
 
 use candle_core::{Device, Result, Tensor};
@@ -31,13 +34,7 @@ fn stats(mut ms: Vec<f64>) -> String {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    use support::arg;
     let repeats = arg("--repeats")
         .and_then(|v| v.parse().ok())
         .unwrap_or(5usize)

@@ -64,20 +64,7 @@ fn job(id: u64, seed: u64, config: &Config, dir: &Path) -> Job {
 }
 
 fn fitness_of(config: &Config) -> QuickTrain {
-    let scale = config.search_space.scale;
-    let train = esr_ea::train::datasets::load_split(
-        &config.dataset.train,
-        scale,
-        &esr_ea::data::DataCache::in_memory(),
-    )
-    .unwrap();
-    let val = esr_ea::train::datasets::load_split(
-        &config.dataset.test,
-        scale,
-        &esr_ea::data::DataCache::in_memory(),
-    )
-    .unwrap();
-    QuickTrain::from_config(config, Arc::new(train), Arc::new(val))
+    QuickTrain::load(config, &esr_ea::data::DataCache::in_memory()).unwrap()
 }
 
 #[test]

@@ -54,20 +54,7 @@ fn local_worker(dir: &Path, config: &Config, index: usize) -> Local {
         .population[index]
         .clone();
     let seed = member_seed(config.seed, member.id);
-    let scale = config.search_space.scale;
-    let train = esr_ea::train::datasets::load_split(
-        &config.dataset.train,
-        scale,
-        &esr_ea::data::DataCache::in_memory(),
-    )
-    .unwrap();
-    let val = esr_ea::train::datasets::load_split(
-        &config.dataset.test,
-        scale,
-        &esr_ea::data::DataCache::in_memory(),
-    )
-    .unwrap();
-    let fitness = QuickTrain::from_config(config, Arc::new(train), Arc::new(val));
+    let fitness = QuickTrain::load(config, &esr_ea::data::DataCache::in_memory()).unwrap();
     let job = Job {
         arch: problem.space.arch(member.genes.clone()),
         member: member.clone(),
