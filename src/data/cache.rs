@@ -266,13 +266,12 @@ pub fn pairs_of(
             })
         })
         .collect::<Result<Vec<_>, DataError>>()?;
-    let lock = lock_file(&path)?;
     // Readers share the lock; whoever must write waits for them and for any
     // other writer, then looks again: the other may have made it already.
-    if lock.try_lock_shared().is_err() {
-        (cache.report)(&CacheEvent::Waiting { path: path.clone() });
-        lock.lock_shared().map_err(|e| DataError::io(&path, &e))?;
-    }
+    let lock = Lock::open(&path);
+    lock.take(false, &|| {
+        (cache.report)(&CacheEvent::Waiting { path: path.clone() })
+    });
     let opened = open(&path, &key, scale);
     if let Ok(Some((map, index))) = &opened {
         if let Some(pairs) = complete(&stamped, map, index) {
@@ -280,11 +279,10 @@ pub fn pairs_of(
             return Ok(pairs.into_iter().map(Ok).collect());
         }
     }
-    let _ = lock.unlock();
-    if lock.try_lock().is_err() {
-        (cache.report)(&CacheEvent::Waiting { path: path.clone() });
-        lock.lock().map_err(|e| DataError::io(&path, &e))?;
-    }
+    lock.release();
+    lock.take(true, &|| {
+        (cache.report)(&CacheEvent::Waiting { path: path.clone() })
+    });
     let old = match open(&path, &key, scale) {
         Ok(old) => old,
         Err(reason) => {
@@ -404,14 +402,49 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-fn lock_file(path: &Path) -> Result<File, DataError> {
-    let lock_path = with_suffix(path, ".lock");
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| DataError::io(&lock_path, &e))
+/// `<cache file>.lock`, taken shared to read and exclusive to write. Where
+/// it cannot be made or locked (a read-only cache folder prepared by
+/// someone else, a file system without `flock`), the cache is used unlocked:
+/// files are still only ever renamed into place, so a reader never sees a
+/// half-written one, at worst two processes both prepare it.
+struct Lock(Option<File>);
+
+impl Lock {
+    fn open(path: &Path) -> Lock {
+        Lock(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(with_suffix(path, ".lock"))
+                .ok(),
+        )
+    }
+
+    /// Takes the lock (exclusive or shared), calling `waiting` first when
+    /// another process holds it.
+    fn take(&self, exclusive: bool, waiting: &dyn Fn()) {
+        let Some(file) = &self.0 else { return };
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        if let Err(std::fs::TryLockError::WouldBlock) = tried {
+            waiting();
+            let _ = if exclusive {
+                file.lock()
+            } else {
+                file.lock_shared()
+            };
+        }
+    }
+
+    fn release(&self) {
+        if let Some(file) = &self.0 {
+            let _ = file.unlock();
+        }
+    }
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
