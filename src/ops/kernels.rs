@@ -426,13 +426,18 @@ pub unsafe fn conv_grad_input_add<T: Elem>(
     );
 }
 
+/// Pieces the weight gradient's sum over images and pixels is cut into
+/// (each summed by one thread into its own buffer, then added in order):
+/// fixed, so that results do not depend on the number of threads.
+const WEIGHT_GRAD_PIECES: usize = 8;
+
 /// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
 /// followed, when `with_bias`, by the bias gradient `Σ_{b,pixels} grad`
 /// (`[c_out]`), in one buffer.
 ///
-/// Work is split into one contiguous run of items per thread, each summed in
-/// its own buffer; the buffers are added in a fixed order, so the result does
-/// not depend on thread timing.
+/// Work is split into [`WEIGHT_GRAD_PIECES`] contiguous runs of items, each
+/// summed in its own buffer; the buffers are added in a fixed order, so the
+/// result depends neither on thread timing nor on the number of threads.
 pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: bool) -> Vec<T> {
     debug_assert_eq!(x.len(), g.x_len());
     debug_assert_eq!(grad.len(), g.y_len());
@@ -453,12 +458,14 @@ pub fn conv_grad_weight_strided<T: Elem>(
     planes: Planes,
     with_bias: bool,
 ) -> Vec<T> {
-    let threads = par::threads();
-    let tiling = g.tiling(threads);
+    // The sum is cut into pieces fixed by the shapes alone, never by the
+    // thread count, and the pieces are added in order: any number of
+    // threads gives the same bits (threads only decide who sums which piece).
+    let tiling = g.tiling(WEIGHT_GRAD_PIECES);
     let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
     let (cin_g, cout_g, w_len) = (g.cin_g(), g.cout_g(), g.w_len());
     let n_items = g.batch * tiling.count;
-    let chunks = threads.min(n_items).max(1);
+    let chunks = WEIGHT_GRAD_PIECES.min(n_items).max(1);
     let len = w_len + if with_bias { g.c_out } else { 0 };
     if n_items == 0 || hw == 0 {
         return vec![zero::<T>(); len];

@@ -27,4 +27,5 @@ mod speed_command;
 mod state_export_checks;
 mod storage_faults;
 mod study_cli;
+mod thread_invariance;
 mod upscale_memory;
