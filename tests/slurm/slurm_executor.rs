@@ -165,8 +165,8 @@ fn search(config: &Path, run: &Path, extra: &[&str]) -> Command {
         // local full training) are the pipeline's tests' business.
         .args(["--stop-after", "search"])
         .args(extra)
-        // Local and Slurm trainings on the same number of threads: on CPU the
-        // results are then identical (a job trains on its cpus_per_task).
+        // One thread unless a test says otherwise (the machine has few cores
+        // and some tests run searches side by side).
         .env("RAYON_NUM_THREADS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -287,8 +287,14 @@ fn slurm_ends_like_local(name: &str, extra: &[&str]) {
     let slurm_run = case.run_dir("slurm");
     let mut local_args = vec!["--executor", "local"];
     local_args.extend_from_slice(extra);
-    finish(search(&case.config(2, 4, ""), &local_run, &local_args));
-    let out = finish(search(&case.config(2, 4, SLURM), &slurm_run, extra));
+    // Two threads locally, the default one CPU a job on Slurm: CPU results
+    // do not depend on the number of threads.
+    let mut local = search(&case.config(2, 4, ""), &local_run, &local_args);
+    local.env("RAYON_NUM_THREADS", "2");
+    finish(local);
+    let mut on_slurm = search(&case.config(2, 4, SLURM), &slurm_run, extra);
+    on_slurm.env_remove("RAYON_NUM_THREADS");
+    let out = finish(on_slurm);
     assert!(
         out.contains("Slurm job"),
         "headless lines name the jobs:\n{out}"
