@@ -244,16 +244,18 @@ impl Pipeline {
         let _ = self.events.send(event);
     }
 
-    /// The config's image cache, its news in the run's log (the dashboard
-    /// may be on the terminal).
+    /// The config's image cache, its news logged through the pipeline's
+    /// inbox as the workers' events are (into `events.jsonl` and the event
+    /// stream when the inbox is next served; the dashboard may be on the
+    /// terminal).
     fn data_cache(&self) -> crate::data::DataCache {
-        let events = Mutex::new(self.events.clone());
+        let inbox = Mutex::new(self.inbox_tx.clone());
         crate::train::datasets::reported_cache(self.config.data_cache(), move |message| {
-            let events = events.lock().expect("not poisoned");
-            let _ = events.send(Event::Log {
+            let inbox = inbox.lock().expect("not poisoned");
+            let _ = inbox.send(Inbox::Emit(Event::Log {
                 level: "info".into(),
                 message,
-            });
+            }));
         })
     }
 
