@@ -166,14 +166,10 @@ pub fn score_image(sr: &RgbImage, hr: &RgbImage, shave: usize) -> Result<(f64, f
     Ok((psnr_y(sr, hr, shave)?, ssim_y(sr, hr, shave)?))
 }
 
-/// Plain bicubic upscaling's Y-PSNR and Y-SSIM on one pair: the line every
-/// network is read against.
-pub fn bicubic_image(pair: &ImagePair, scale: usize) -> Result<(f64, f64), DataError> {
-    score_image(
-        &upscale_bicubic(&pair.lr.to_rgb(), scale)?,
-        &pair.hr.to_rgb(),
-        scale,
-    )
+/// Plain bicubic upscaling's Y-PSNR and Y-SSIM on one pair (`lr`, `hr`):
+/// the line every network is read against.
+pub fn bicubic_image(lr: &RgbImage, hr: &RgbImage, scale: usize) -> Result<(f64, f64), DataError> {
+    score_image(&upscale_bicubic(lr, scale)?, hr, scale)
 }
 
 /// Each image's score, in the set's order: (name, PSNR, SSIM).

@@ -272,12 +272,15 @@ pub fn pairs_of(
     lock.take(false, &|| {
         (cache.report)(&CacheEvent::Waiting { path: path.clone() })
     });
-    let opened = open(&path, &key, scale);
-    if let Ok(Some((map, index))) = &opened {
-        if let Some(pairs) = complete(&stamped, map, index) {
-            (cache.report)(&ready(&path, pairs.len(), 0, start));
-            return Ok(pairs.into_iter().map(Ok).collect());
-        }
+    // The pairs when the cache file holds exactly these images, as they are now.
+    let current = |opened: &Option<(Arc<Mmap>, Index)>| {
+        let (map, index) = opened.as_ref()?;
+        let pairs = complete(&stamped, map, index)?;
+        (cache.report)(&ready(&path, pairs.len(), 0, start));
+        Some(pairs.into_iter().map(Ok).collect::<Vec<_>>())
+    };
+    if let Some(pairs) = open(&path, &key, scale).ok().and_then(|o| current(&o)) {
+        return Ok(pairs);
     }
     lock.release();
     lock.take(true, &|| {
@@ -293,11 +296,8 @@ pub fn pairs_of(
             None
         }
     };
-    if let Some((map, index)) = &old {
-        if let Some(pairs) = complete(&stamped, map, index) {
-            (cache.report)(&ready(&path, pairs.len(), 0, start));
-            return Ok(pairs.into_iter().map(Ok).collect());
-        }
+    if let Some(pairs) = current(&old) {
+        return Ok(pairs);
     }
     remove_stale_temporaries(&path);
     let (index, problems, decoded) =
