@@ -229,9 +229,9 @@ pub fn check(
     report
         .problems
         .extend(config.path_problems().iter().map(|e| e.to_string()));
-    let data = data_problems(config, cache, say);
+    let (data, validation) = data_problems(config, cache, say);
     if let (Some(problem), true) = (&problem_for_cost, data.is_empty()) {
-        match validation_cost(config, problem, devices, cache) {
+        match validation_cost(config, problem, devices, validation, cache) {
             Ok(lines) => report.lines.extend(lines),
             Err(e) => report
                 .warnings
@@ -252,8 +252,13 @@ pub fn check(
 /// Every problem of the data folders the config names, as the start of a
 /// run would meet them (each image decoded and measured against the crop,
 /// the scale and the shave), each prefixed with its config key. Folders
-/// that do not exist are left to [`Config::path_problems`].
-fn data_problems(config: &Config, cache: &DataCache, say: &mut dyn FnMut(String)) -> Vec<String> {
+/// that do not exist are left to [`Config::path_problems`]. Also returns
+/// the validation set (`nas.dataset.test`) when it was read.
+fn data_problems(
+    config: &Config,
+    cache: &DataCache,
+    say: &mut dyn FnMut(String),
+) -> (Vec<String>, Option<crate::data::Dataset>) {
     let scale = config.search_space.scale;
     let mut splits = vec![
         (
@@ -274,6 +279,7 @@ fn data_problems(config: &Config, cache: &DataCache, say: &mut dyn FnMut(String)
         ));
     }
     let mut problems = Vec::new();
+    let mut validation = None;
     for (key, split, role) in splits {
         if !split.root_hr.exists() {
             continue;
@@ -282,26 +288,34 @@ fn data_problems(config: &Config, cache: &DataCache, say: &mut dyn FnMut(String)
             "checking the images of {key} ({})",
             split.root_hr.display()
         ));
-        if let Err(e) = load_for(split, scale, role, cache) {
-            problems.extend(e.problems().into_iter().map(|p| format!("{key}: {p}")));
+        match load_for(split, scale, role, cache) {
+            Ok(set) if key == "nas.dataset.test" => validation = Some(set),
+            Ok(_) => {}
+            Err(e) => problems.extend(e.problems().into_iter().map(|p| format!("{key}: {p}"))),
         }
     }
-    problems
+    (problems, validation)
 }
 
 /// What one fitness's validation costs beside its training, on the first
 /// device: the images' LR pixels times the inference time per pixel of one
 /// network of the budget, measured here on a 64 px tile; the training's
 /// steps estimated at 3 forwards of the batch each (forward + backward).
+/// `validation`: the set as the check read it (else it is loaded here: the
+/// embedded default, which the check does not read).
 fn validation_cost(
     config: &Config,
     problem: &Problem,
     devices: &[DeviceWorkers],
+    validation: Option<crate::data::Dataset>,
     cache: &DataCache,
 ) -> Result<Vec<String>> {
     use rand::SeedableRng;
     let scale = config.search_space.scale;
-    let val = load_for(&config.dataset.test, scale, Role::Scoring, cache)?;
+    let val = match validation {
+        Some(set) => set,
+        None => load_for(&config.dataset.test, scale, Role::Scoring, cache)?,
+    };
     let pixels: usize = val.pairs.iter().map(|p| p.lr.height * p.lr.width).sum();
     let device = devices
         .first()
