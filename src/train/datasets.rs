@@ -2,9 +2,9 @@
 //! fallback when the binary runs away from its checkout.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::config::DataSplit;
-use std::time::Instant;
 
 use crate::data::{
     default_train, default_val, CacheEvent, CachePlace, DataCache, DataError, Dataset, ImagePair,
@@ -34,11 +34,15 @@ pub fn load_for(
 ) -> Result<Dataset, DataError> {
     let smallest = crate::metrics::smallest_scored_side(scale);
     if role == Role::Scoring && split.val_crop > 0 && split.val_crop * scale < smallest {
+        // The bound is the scoring rule's own (metrics::smallest_scored_side).
         return Err(DataError::InvalidArgument {
             name: "val_crop",
-            value: split.val_crop.to_string(),
-            allowed:
-                "0 (whole images) or at least the smallest scored HR side (2 x scale + 11) / scale",
+            value: format!(
+                "{} (at x{scale} the scored HR side needs at least {} LR pixels)",
+                split.val_crop,
+                smallest.div_ceil(scale)
+            ),
+            allowed: "0 (whole images) or a window large enough to score",
         });
     }
     let dir = split.root_hr.clone();
@@ -68,7 +72,9 @@ pub fn count_images(split: &DataSplit, scale: usize) -> Result<usize, DataError>
     }
 }
 
-/// [`load_benchmark_dir`], its images checked as [`Role::Scoring`] needs.
+/// A benchmark set's images, checked as [`Role::Scoring`] needs: `dir` with
+/// `lr_dir` paired by name, or without it `DIR/HR` (+ `DIR/LR`) when present,
+/// else `DIR` holding HR images whose LR is made by bicubic downscaling.
 pub fn load_benchmark_for_scoring(
     dir: &Path,
     lr_dir: Option<&Path>,
@@ -198,13 +204,6 @@ fn embedded_default(split: &DataSplit, scale: usize) -> Option<Result<Dataset, D
         return Some(default_val(scale));
     }
     None
-}
-
-/// A benchmark folder: `DIR/HR` (+ `DIR/LR`, paired by name) when present,
-/// else `DIR` holds HR images whose LR is made by bicubic downscaling.
-pub fn load_benchmark_dir(dir: &Path, scale: usize) -> Result<Dataset, DataError> {
-    let (hr, lr) = benchmark_folders(dir);
-    Dataset::load(&hr, lr.as_deref(), scale)
 }
 
 /// A benchmark folder's HR folder and LR folder, if it has one.
