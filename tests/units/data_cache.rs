@@ -22,6 +22,13 @@ fn texture(h: usize, w: usize, seed: u64) -> RgbImage {
     RgbImage::new(h, w, data).unwrap()
 }
 
+/// `count` textured PNGs `0.png`, `1.png`, ... of `h` x `w` in `dir`.
+fn write_images(dir: &Path, count: u64, h: usize, w: usize) {
+    for i in 0..count {
+        save_rgb_png(&texture(h, w, i), dir.join(format!("{i}.png"))).unwrap();
+    }
+}
+
 /// A cache at `place` that records what it reports.
 fn recording(place: CachePlace) -> (DataCache, Arc<Mutex<Vec<CacheEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -62,9 +69,7 @@ fn load(hr: &Path, cache: &DataCache) -> Dataset {
 #[test]
 fn first_use_decodes_later_uses_map_the_same_images() {
     let root = scratch("reuse");
-    for i in 0..3 {
-        save_rgb_png(&texture(20, 24, i), root.join(format!("{i}.png"))).unwrap();
-    }
+    write_images(&root, 3, 20, 24);
     let in_memory = Dataset::load(&root, None, 2).unwrap();
     let (cache, events) = recording(CachePlace::BesideData);
     let first = load(&root, &cache);
@@ -87,9 +92,7 @@ fn first_use_decodes_later_uses_map_the_same_images() {
 fn a_changed_or_added_image_is_redone_and_only_it() {
     let root = scratch("changed");
     let place = scratch("changed-cache");
-    for i in 0..3 {
-        save_rgb_png(&texture(20, 24, i), root.join(format!("{i}.png"))).unwrap();
-    }
+    write_images(&root, 3, 20, 24);
     let (cache, events) = recording(CachePlace::Dir(place.clone()));
     load(&root, &cache);
     // Another size makes another file size, whatever the clock's resolution.
@@ -118,9 +121,7 @@ fn a_changed_or_added_image_is_redone_and_only_it() {
 fn a_truncated_or_corrupt_cache_is_rebuilt_saying_so() {
     let root = scratch("damaged");
     let place = scratch("damaged-cache");
-    for i in 0..2 {
-        save_rgb_png(&texture(16, 16, i), root.join(format!("{i}.png"))).unwrap();
-    }
+    write_images(&root, 2, 16, 16);
     let (cache, _) = recording(CachePlace::Dir(place.clone()));
     load(&root, &cache);
     // Compared with images in memory: the damage below is done to the file
@@ -184,9 +185,7 @@ fn of_two_preparing_at_once_one_decodes_the_other_reads() {
     // opens contend as two processes would.
     let root = scratch("race");
     let place = scratch("race-cache");
-    for i in 0..6 {
-        save_rgb_png(&texture(40, 40, i), root.join(format!("{i}.png"))).unwrap();
-    }
+    write_images(&root, 6, 40, 40);
     let runs: Vec<(Dataset, (usize, usize))> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|_| {
