@@ -19,6 +19,8 @@
 #                           if missing); every run of one comparison must use
 #                           the same binary: its commit is recorded per run
 #   ESR_EA_COMMIT=abc1234   the commit it was built from (default: HEAD)
+#   STRATEGIES="random"     only these strategies (default: evolution random),
+#                           to share one seed's two runs between two streams
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=("$@")
@@ -30,7 +32,7 @@ work=runs/random-baseline
 keep=docs/random-baseline/runs
 mkdir -p "$work" "$keep"
 for seed in "${seeds[@]}"; do
-    for strategy in evolution random; do
+    for strategy in ${STRATEGIES:-evolution random}; do
         name=$strategy-$seed
         if [[ -f $keep/$name/history.csv ]]; then
             echo "$name: collected already"
