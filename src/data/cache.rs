@@ -396,8 +396,13 @@ fn user_cache_dir() -> Option<PathBuf> {
 
 /// Makes `dir` and checks that a file can be created in it.
 fn writable(dir: &Path) -> std::io::Result<()> {
+    // A name of its own per call: two threads of one process probing the
+    // same folder at once (two workers loading their data) must not
+    // remove each other's probe (the loser would fall back to memory).
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let probe = dir.join(format!(".probe-{}-{n}", std::process::id()));
     File::create(&probe)?;
     std::fs::remove_file(&probe)
 }
