@@ -203,7 +203,7 @@ fn co_blocks(cout: usize, max_co: usize) -> impl Iterator<Item = (usize, usize)>
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::geom::{ConvGeom, Planes};
@@ -219,7 +219,7 @@ mod x86 {
     const ITEMS_PER_THREAD: usize = 4;
 
     /// One register block's operands.
-    pub(super) struct Block {
+    pub(in crate::ops) struct Block {
         /// The input at this block's first pixel, channel 0, tap offset 0.
         src: *const f32,
         /// Elements from one input channel to the next.
@@ -249,7 +249,7 @@ mod x86 {
     /// that fit a register file. The operations are `#[inline(always)]`
     /// and run inside the `#[target_feature]` entry ([`Isa::run`]'s
     /// blocks), so their intrinsics inline there.
-    pub(super) trait Isa {
+    pub(in crate::ops) trait Isa {
         type V: Copy;
         /// Which lanes of a vector to load or store.
         type Mask: Copy;
@@ -282,6 +282,8 @@ mod x86 {
         /// `a·b + c`.
         fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
         fn max0(v: Self::V) -> Self::V;
+        /// The sum of the lanes (in a fixed order of this set's own).
+        fn hsum(v: Self::V) -> f32;
     }
 
     /// `dst[co][px] = [dst +] bias[co] + Σ_ci Σ_t weights · src`, for `CO`
@@ -400,7 +402,7 @@ mod x86 {
     }
 
     /// 512-bit vectors, 32 registers.
-    pub(super) struct Avx512;
+    pub(in crate::ops) struct Avx512;
 
     impl Isa for Avx512 {
         type V = __m512;
@@ -433,6 +435,11 @@ mod x86 {
             _mm512_max_ps
         );
         #[inline(always)]
+        fn hsum(v: __m512) -> f32 {
+            // SAFETY: only ever inlined into AVX-512 code (see `Isa`).
+            unsafe { _mm512_reduce_add_ps(v) }
+        }
+        #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: u16) -> __m512 {
             // SAFETY: forwarded to the caller.
             unsafe { _mm512_maskz_loadu_ps(m, p) }
@@ -449,7 +456,7 @@ mod x86 {
     /// 16 registers (4 x 3, 3 x 4) made LLVM shuffle and spill accumulators
     /// in the inner loop: 4 x 3 ran 25-35% slower than 6 x 2 (1280x720
     /// inference, Zen 5 with AVX-512 off).
-    pub(super) struct Avx2;
+    pub(in crate::ops) struct Avx2;
 
     impl Isa for Avx2 {
         type V = __m256;
@@ -484,6 +491,15 @@ mod x86 {
             _mm256_fmadd_ps,
             _mm256_max_ps
         );
+        #[inline(always)]
+        fn hsum(v: __m256) -> f32 {
+            // SAFETY: only ever inlined into AVX2 code (see `Isa`).
+            unsafe {
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+            }
+        }
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, m: Option<__m256i>) -> __m256 {
             // SAFETY: forwarded to the caller.

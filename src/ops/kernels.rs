@@ -1,5 +1,7 @@
 //! The CPU kernels: im2col + GEMM forward, the weight/bias gradient as a
-//! batch-summed GEMM, and the helpers of the input gradient.
+//! batch-summed GEMM (each handed to the direct kernels of
+//! [`super::direct`] and [`super::weight_grad`] where those apply), and the
+//! helpers of the input gradient.
 //!
 //! All buffers are contiguous NCHW slices. Work is split into items of one
 //! image × one tile of output rows ([`ConvGeom::tiling`]); each item runs its
@@ -32,9 +34,32 @@ pub trait Elem: WithDType {
     ) -> bool {
         false
     }
+
+    /// [`conv_grad_weight_strided`] with the direct kernels of
+    /// [`super::weight_grad`] where they apply (f32 on AVX-512 or AVX2 +
+    /// FMA); `None` when the caller must run the GEMM path.
+    fn direct_grad_weight(
+        _x: &[Self],
+        _grad: &[Self],
+        _g: &ConvGeom,
+        _planes: Planes,
+        _with_bias: bool,
+    ) -> Option<Vec<Self>> {
+        None
+    }
 }
 
 impl Elem for f32 {
+    fn direct_grad_weight(
+        x: &[f32],
+        grad: &[f32],
+        g: &ConvGeom,
+        planes: Planes,
+        with_bias: bool,
+    ) -> Option<Vec<f32>> {
+        super::weight_grad::conv_grad_weight_f32(x, grad, g, planes, with_bias, WEIGHT_GRAD_PIECES)
+    }
+
     unsafe fn direct_forward(
         x: *const f32,
         weight: &[f32],
@@ -458,6 +483,9 @@ pub fn conv_grad_weight_strided<T: Elem>(
     planes: Planes,
     with_bias: bool,
 ) -> Vec<T> {
+    if let Some(direct) = T::direct_grad_weight(x, grad, g, planes, with_bias) {
+        return direct;
+    }
     // The sum is cut into pieces fixed by the shapes alone, never by the
     // thread count, and the pieces are added in order: any number of
     // threads gives the same bits (threads only decide who sums which piece).

@@ -4,8 +4,11 @@
 //! PyTorch for the small, many-layered networks ESR_EA trains (its input
 //! gradient goes through a transposed convolution, grouped convolutions are
 //! split per group). [`conv2d`] and [`conv2d_relu`] are drop-in replacements
-//! for the stride-1 "same" convolutions ESRN uses, with GEMM-based forward
-//! and backward kernels on the CPU and candle's own convolution elsewhere.
+//! for the stride-1 "same" convolutions ESRN uses, with direct AVX-512 /
+//! AVX2 kernels for the forward, the input gradient (a forward convolution
+//! of the flipped weight) and the weight gradient (`weight_grad`), GEMM
+//! kernels where those do not apply, and candle's own convolution
+//! elsewhere.
 
 pub mod alloc;
 mod conv;
@@ -19,6 +22,7 @@ pub mod kernels;
 pub mod mem;
 pub mod par;
 pub mod pool;
+mod weight_grad;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
 pub use dense::{dense_group_features, dense_shrink_features, DenseLayer};
@@ -50,6 +54,11 @@ pub fn configure_threads(threads: Option<usize>) {
 pub fn relu_fusion_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| !env_flag("ESR_EA_UNFUSED_RELU"))
+}
+
+/// [`env_flag`] read once per process into `cell`.
+fn env_flag_once(cell: &std::sync::OnceLock<bool>, name: &str) -> bool {
+    *cell.get_or_init(|| env_flag(name))
 }
 
 /// True when the environment variable is set to `1`, `true` or `yes`.

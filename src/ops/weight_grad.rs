@@ -1,0 +1,566 @@
+//! The convolution's weight and bias gradient computed directly on AVX-512
+//! or AVX2 vectors: `dW[o][ci][t] = Σ_{b, pixels} grad[b][o][p] ·
+//! x[b][ci][p + tap t]`, without the im2col copy and with full-width
+//! vectors (the `gemm` crate's f32 kernels are 256-bit on stable Rust).
+//!
+//! A register block holds `CO` output channels × `NT` taps (a tap is one
+//! `(input channel, ky, kx)`, numbered as the weight's `[cin_g][k][k]`) as
+//! vector accumulators, streams one tile's pixels through them, and adds
+//! their lane sums to the piece's buffer at the end. The sum over images
+//! and tiles is cut into the same fixed pieces as the GEMM path's
+//! ([`super::kernels::conv_grad_weight_strided`]), so the result does not
+//! depend on the number of threads.
+
+use super::direct::{selected, Kernels};
+use super::geom::{ConvGeom, Planes};
+
+/// Floats of one tile's working set (zero-padded input rows of a group's
+/// input channels and the tile's output-gradient rows): 512 KiB, so both
+/// stay in the core's L2 cache while every register block reads them.
+const TILE_BUDGET: usize = 128 * 1024;
+
+/// `ESR_EA_GEMM_WEIGHT_GRAD=1` keeps the weight gradient on the GEMM path
+/// while the forward runs the direct kernels: the two compared in one
+/// binary (`esr-ea speed`).
+static GEMM_WEIGHT_GRAD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// [`super::kernels::conv_grad_weight_strided`] with the direct kernels,
+/// or `None` where they do not apply (GEMM selected or asked for with
+/// `ESR_EA_GEMM_WEIGHT_GRAD=1`, kernel sides other than 1 and 3). `pieces`
+/// is the fixed number of pieces the sum is cut into.
+pub(super) fn conv_grad_weight_f32(
+    x: &[f32],
+    grad: &[f32],
+    g: &ConvGeom,
+    planes: Planes,
+    with_bias: bool,
+    pieces: usize,
+) -> Option<Vec<f32>> {
+    if !matches!(g.k, 1 | 3) || super::env_flag_once(&GEMM_WEIGHT_GRAD, "ESR_EA_GEMM_WEIGHT_GRAD") {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY (both arms): `selected` only picks kernels the CPU has.
+        match selected() {
+            Kernels::Avx512 => Some(unsafe {
+                x86::grad_weight::<super::direct::x86::Avx512>(
+                    x,
+                    grad,
+                    g,
+                    planes,
+                    with_bias,
+                    pieces,
+                    TILE_BUDGET,
+                )
+            }),
+            Kernels::Avx2 => Some(unsafe {
+                x86::grad_weight::<super::direct::x86::Avx2>(
+                    x,
+                    grad,
+                    g,
+                    planes,
+                    with_bias,
+                    pieces,
+                    TILE_BUDGET,
+                )
+            }),
+            Kernels::Gemm => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, grad, planes, with_bias, pieces, selected, Kernels::Gemm);
+        None
+    }
+}
+
+/// The rows of each image one work item covers: as many as fit
+/// [`TILE_BUDGET`], evened out. Fixed by the shapes alone (never by the
+/// thread count): the items are the pieces' summands.
+fn tile_rows(g: &ConvGeom, strip_pitch: usize, budget: usize) -> usize {
+    let per_row = g.cin_g() * strip_pitch.max(g.w) + g.cout_g() * g.w;
+    let fit = (budget / per_row.max(1)).saturating_sub(2).max(1);
+    let count = g.h.div_ceil(fit).max(1);
+    g.h.div_ceil(count).max(1)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x86 {
+    use super::super::direct::x86::{Avx2, Avx512, Isa};
+    use super::super::geom::{ConvGeom, Planes};
+    use super::super::par;
+    use super::tile_rows;
+
+    /// One register block's operands: a run of `width` pixels.
+    pub(in crate::ops) struct Block {
+        /// The input at the run's first pixel; tap `j` of a pixel is at
+        /// `x + x_offs[j]` from it.
+        x: *const f32,
+        x_offs: *const isize,
+        /// The output gradient at the run's first pixel; channel `c` of the
+        /// block at `g + g_offs[c]`.
+        g: *const f32,
+        g_offs: *const isize,
+        /// Pixels in the run.
+        width: usize,
+        /// The weight gradient at the block's first channel and tap.
+        out: *mut f32,
+        /// Elements from one output channel's taps to the next's.
+        out_stride: usize,
+        /// Channels and taps of the block that are real: the others repeat
+        /// the last real one (so one block shape serves the edges) and are
+        /// not written.
+        co_valid: usize,
+        nt_valid: usize,
+    }
+
+    /// The most channels or taps a block shape has.
+    const MAX_BLOCK: usize = 16;
+
+    /// Register blocks per instruction set: `(channels, taps)`.
+    pub(in crate::ops) trait GradIsa: Isa {
+        /// Output channels × taps of one block.
+        const SHAPE: (usize, usize);
+        /// Runs [`block`] for [`GradIsa::SHAPE`], compiled for this set.
+        ///
+        /// # Safety
+        /// As [`block`].
+        unsafe fn run_grad(a: &Block);
+        /// [`run_sum`], compiled for this set.
+        ///
+        /// # Safety
+        /// As [`run_sum`].
+        unsafe fn sum(p: *const f32, n: usize) -> f32;
+    }
+
+    /// [`GradIsa`] for `$isa`, compiled for `$features`.
+    macro_rules! grad_isa {
+        ($isa:ty, $features:literal, $co:literal, $nt:literal) => {
+            impl GradIsa for $isa {
+                const SHAPE: (usize, usize) = ($co, $nt);
+                unsafe fn run_grad(a: &Block) {
+                    #[target_feature(enable = $features)]
+                    unsafe fn entry(a: &Block) {
+                        // SAFETY: forwarded to the caller; compiled for the set.
+                        unsafe { block::<$isa, $co, $nt>(a) }
+                    }
+                    // SAFETY: forwarded to the caller.
+                    unsafe { entry(a) }
+                }
+                unsafe fn sum(p: *const f32, n: usize) -> f32 {
+                    #[target_feature(enable = $features)]
+                    unsafe fn entry(p: *const f32, n: usize) -> f32 {
+                        // SAFETY: forwarded to the caller; compiled for the set.
+                        unsafe { run_sum::<$isa>(p, n) }
+                    }
+                    // SAFETY: forwarded to the caller.
+                    unsafe { entry(p, n) }
+                }
+            }
+        };
+    }
+
+    // 4 channels × 4 taps: 16 accumulators, 4 gradient vectors and an
+    // input vector. Measured against 2 x 9, 2 x 8, 3 x 6, 4 x 6 and 6 x 3
+    // on the seed network's backward (AVX-512 EPYC, 2 threads): 2 x 9 made
+    // LLVM spill accumulators to the stack inside the loop (370 ms), 4 x 6
+    // and 6 x 3 ran at 390-440 ms, 4 x 4 at 311 ms.
+    grad_isa!(Avx512, "avx512f", 4, 4);
+    // 16 registers: 2 channels × 6 taps = 12 accumulators, 2 gradient
+    // vectors and an input vector (3 x 3 and 2 x 4 were no faster).
+    grad_isa!(Avx2, "avx2,fma", 2, 6);
+
+    /// `out[c][j] += Σ_px g[c][px] · x[px + x_offs[j]]` for the block's `CO`
+    /// channels and `NT` taps, summed in vector lanes over the run, then
+    /// across lanes.
+    ///
+    /// # Safety
+    /// The CPU has `I`'s instruction set and this is inlined into a
+    /// function compiled for it; every address read (masked-off lanes
+    /// excepted) and written must be inside live buffers.
+    #[inline(always)]
+    unsafe fn block<I: Isa, const CO: usize, const NT: usize>(a: &Block) {
+        let lanes = I::LANES;
+        let whole = a.width / lanes;
+        let tail = a.width - whole * lanes;
+        let xs: [*const f32; NT] = std::array::from_fn(|j| a.x.offset(*a.x_offs.add(j)));
+        let gs: [*const f32; CO] = std::array::from_fn(|c| a.g.offset(*a.g_offs.add(c)));
+        let mut acc = [[I::zero(); NT]; CO];
+        for v in 0..whole {
+            let px = v * lanes;
+            let gv: [I::V; CO] = std::array::from_fn(|c| I::load(gs[c].add(px)));
+            for (j, xp) in xs.iter().enumerate() {
+                let xv = I::load(xp.add(px));
+                for c in 0..CO {
+                    acc[c][j] = I::fmadd(gv[c], xv, acc[c][j]);
+                }
+            }
+        }
+        if tail > 0 {
+            let (px, last) = (whole * lanes, I::mask(tail));
+            let gv: [I::V; CO] = std::array::from_fn(|c| I::load_masked(gs[c].add(px), last));
+            for (j, xp) in xs.iter().enumerate() {
+                let xv = I::load_masked(xp.add(px), last);
+                for c in 0..CO {
+                    acc[c][j] = I::fmadd(gv[c], xv, acc[c][j]);
+                }
+            }
+        }
+        for (c, row) in acc.iter().enumerate().take(a.co_valid) {
+            for (j, v) in row.iter().enumerate().take(a.nt_valid) {
+                *a.out.add(c * a.out_stride + j) += I::hsum(*v);
+            }
+        }
+    }
+
+    /// `Σ p[0..n]`, in vector lanes (four vectors at a time), then across
+    /// them: a fixed order for a given `n`.
+    ///
+    /// # Safety
+    /// As [`block`]; `p` readable for `n` floats.
+    #[inline(always)]
+    unsafe fn run_sum<I: Isa>(p: *const f32, n: usize) -> f32 {
+        let lanes = I::LANES;
+        let mut acc = [I::zero(); 4];
+        let whole = n / lanes;
+        for v in 0..whole {
+            let slot = &mut acc[v % 4];
+            *slot = I::fmadd(I::load(p.add(v * lanes)), I::splat(1.0), *slot);
+        }
+        let tail = n - whole * lanes;
+        if tail > 0 {
+            let v = I::load_masked(p.add(whole * lanes), I::mask(tail));
+            acc[whole % 4] = I::fmadd(v, I::splat(1.0), acc[whole % 4]);
+        }
+        (I::hsum(acc[0]) + I::hsum(acc[1])) + (I::hsum(acc[2]) + I::hsum(acc[3]))
+    }
+
+    /// The weight gradient (`[c_out, cin_g, k, k]`, then the bias gradient
+    /// when `with_bias`) on `I`'s vectors, in tiles of at most `budget`
+    /// floats of working set; see
+    /// [`super::super::kernels::conv_grad_weight_strided`].
+    ///
+    /// # Safety
+    /// The CPU has `I`'s instruction set.
+    pub(in crate::ops) unsafe fn grad_weight<I: GradIsa>(
+        x: &[f32],
+        grad: &[f32],
+        g: &ConvGeom,
+        planes: Planes,
+        with_bias: bool,
+        pieces: usize,
+        budget: usize,
+    ) -> Vec<f32> {
+        let (h, w, hw, lanes) = (g.h, g.w, g.hw(), I::LANES);
+        let (cin_g, cout_g, kk) = (g.cin_g(), g.cout_g(), g.k * g.k);
+        let w_len = g.w_len();
+        let len = w_len + if with_bias { g.c_out } else { 0 };
+        if g.batch == 0 || hw == 0 || g.c_out == 0 {
+            return vec![0.0; len];
+        }
+        let taps = cin_g * kk;
+        let (co_block, nt_block) = I::SHAPE;
+        // 3x3: a tile's rows are laid out `pitch = w + 2` apart, the input's
+        // rows y0-1 ..= y0+rows each after a zero column and before another
+        // (shared with the next row), the gradient's with two zero columns
+        // after each row. Tap (ky, kx) of the pixel at `i = r·pitch + col`
+        // is then at input position `i + ky·pitch + kx`, and the whole tile
+        // is one run of pixels (the zero gradient columns add nothing).
+        // 1x1: a tile's rows are one run in each plane, read in place.
+        let pitch = if g.k == 3 { w + 2 } else { w };
+        let rows = tile_rows(g, pitch, budget);
+        let count = h.div_ceil(rows);
+        let x_stride = if g.k == 3 {
+            (rows + 2) * pitch + lanes
+        } else {
+            hw
+        };
+        let g_stride = rows * pitch;
+        let x_offs: Vec<isize> = (0..taps)
+            .map(|j| {
+                let (ci, t) = (j / kk, j % kk);
+                (ci * x_stride + (t / g.k) * pitch + t % g.k) as isize
+            })
+            .collect();
+        let n_items = g.batch * count;
+        let chunks = pieces.min(n_items).max(1);
+        let partials = par::map(chunks, |chunk| {
+            let mut acc = vec![0f32; len];
+            let (mut xstrip, mut gstrip) = if g.k == 3 {
+                (vec![0f32; cin_g * x_stride], vec![0f32; cout_g * g_stride])
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            for item in par::chunk_range(n_items, chunks, chunk) {
+                let (b, t) = (item / count, item % count);
+                let y0 = t * rows;
+                let nrows = rows.min(h - y0);
+                let xb = &x[b * planes.x_batch..][..g.c_in * hw];
+                for grp in 0..g.groups {
+                    let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
+                    // (input, gradient at the run's first pixel, their
+                    // channel strides, the run's length)
+                    let (xsrc, gsrc, gch, width) = if g.k == 3 {
+                        for ci in 0..cin_g {
+                            let c = g.in_channel(grp * cin_g + ci);
+                            for r in 0..nrows + 2 {
+                                let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
+                                match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
+                                    Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
+                                    None => row.fill(0.0),
+                                }
+                            }
+                        }
+                        for co in 0..cout_g {
+                            for r in 0..nrows {
+                                gstrip[co * g_stride + r * pitch..][..w]
+                                    .copy_from_slice(&grad[gfirst + co * hw + r * w..][..w]);
+                            }
+                        }
+                        (
+                            xstrip.as_ptr(),
+                            gstrip.as_ptr(),
+                            g_stride,
+                            (nrows - 1) * pitch + w,
+                        )
+                    } else {
+                        debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
+                        (
+                            xb[grp * cin_g * hw + y0 * w..].as_ptr(),
+                            grad[gfirst..].as_ptr(),
+                            hw,
+                            nrows * w,
+                        )
+                    };
+                    for co0 in (0..cout_g).step_by(co_block) {
+                        let co_valid = co_block.min(cout_g - co0);
+                        let mut g_offs = [0isize; MAX_BLOCK];
+                        for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
+                            *o = ((co0 + c.min(co_valid - 1)) * gch) as isize;
+                        }
+                        for j0 in (0..taps).step_by(nt_block) {
+                            let nt_valid = nt_block.min(taps - j0);
+                            let mut offs = [0isize; MAX_BLOCK];
+                            for (j, o) in offs.iter_mut().enumerate().take(nt_block) {
+                                *o = x_offs[j0 + j.min(nt_valid - 1)];
+                            }
+                            let o = grp * cout_g + co0;
+                            let a = Block {
+                                x: xsrc,
+                                x_offs: offs.as_ptr(),
+                                g: gsrc,
+                                g_offs: g_offs.as_ptr(),
+                                width,
+                                out: acc[o * taps + j0..].as_mut_ptr(),
+                                out_stride: taps,
+                                co_valid,
+                                nt_valid,
+                            };
+                            // SAFETY: the CPU has the set (the caller); the
+                            // block reads the strips (the input's with its
+                            // halo rows and a vector of slack) or this
+                            // tile's run of the group's planes, the last
+                            // vector masked to the run; it writes its
+                            // channels' taps of `acc`.
+                            unsafe { I::run_grad(&a) };
+                        }
+                    }
+                    if with_bias {
+                        for co in 0..cout_g {
+                            let run = &grad[gfirst + co * hw..][..nrows * w];
+                            // SAFETY: the CPU has the set; `run` is live.
+                            acc[w_len + grp * cout_g + co] +=
+                                unsafe { I::sum(run.as_ptr(), run.len()) };
+                        }
+                    }
+                }
+            }
+            acc
+        });
+        let mut parts = partials.into_iter();
+        let mut sum = parts.next().unwrap_or_else(|| vec![0.0; len]);
+        for p in parts {
+            for (t, v) in sum.iter_mut().zip(p) {
+                *t += v;
+            }
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition in f64: the weight gradient then the bias gradient,
+    /// each with the sum of the terms' magnitudes (the rounding scale).
+    fn naive(x: &[f32], grad: &[f32], g: &ConvGeom, planes: Planes) -> Vec<(f64, f64)> {
+        let (h, w, k, p) = (g.h as isize, g.w as isize, g.k, g.pad() as isize);
+        let (cin_g, cout_g, hw) = (g.cin_g(), g.cout_g(), g.hw());
+        let mut out = vec![(0.0, 0.0); g.w_len() + g.c_out];
+        for b in 0..g.batch {
+            for o in 0..g.c_out {
+                let grp = o / cout_g;
+                for yy in 0..h {
+                    for xx in 0..w {
+                        let gv =
+                            f64::from(grad[b * planes.y_batch + o * hw + (yy * w + xx) as usize]);
+                        let bias = &mut out[g.w_len() + o];
+                        bias.0 += gv;
+                        bias.1 += gv.abs();
+                        for ci in 0..cin_g {
+                            let c = g.in_channel(grp * cin_g + ci);
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (yy + ky as isize - p, xx + kx as isize - p);
+                                    if iy < 0 || iy >= h || ix < 0 || ix >= w {
+                                        continue;
+                                    }
+                                    let xv = f64::from(
+                                        x[b * planes.x_batch + c * hw + (iy * w + ix) as usize],
+                                    );
+                                    let e = &mut out[((o * cin_g + ci) * k + ky) * k + kx];
+                                    e.0 += gv * xv;
+                                    e.1 += (gv * xv).abs();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn ramp(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
+    }
+
+    /// 1x1 and 3x3, groups, shuffles, widths around the 8- and 16-lane
+    /// vectors, channel and tap counts that leave partial register blocks.
+    fn cases() -> Vec<ConvGeom> {
+        [
+            // (batch, c_in, c_out, h, w, k, groups, shuffle)
+            (2, 4, 8, 5, 7, 3, 1, 1),
+            (1, 8, 4, 3, 17, 3, 2, 2),
+            (1, 12, 24, 4, 33, 3, 4, 3),
+            (2, 6, 3, 6, 16, 3, 1, 1),
+            (1, 5, 9, 2, 50, 1, 1, 1),
+            (3, 16, 16, 1, 1, 3, 4, 4),
+            (1, 3, 20, 7, 40, 3, 1, 1),
+            (1, 40, 6, 3, 21, 1, 2, 1),
+            (1, 7, 13, 3, 9, 3, 1, 1),
+            (2, 2, 5, 9, 25, 1, 1, 1),
+            (3, 24, 16, 12, 12, 3, 1, 1),
+        ]
+        .into_iter()
+        .map(|(batch, c_in, c_out, h, w, k, groups, shuffle)| ConvGeom {
+            batch,
+            c_in,
+            c_out,
+            h,
+            w,
+            k,
+            groups,
+            shuffle,
+        })
+        .collect()
+    }
+
+    /// `run(x, grad, geometry, planes)` equals the definition on every
+    /// case, images inside larger buffers (as the dense blocks hold them)
+    /// and not.
+    fn check(what: &str, run: impl Fn(&[f32], &[f32], &ConvGeom, Planes) -> Vec<f32>) {
+        for g in cases() {
+            for spare in [0, 3] {
+                let planes = Planes {
+                    x_batch: (g.c_in + spare) * g.hw(),
+                    y_batch: (g.c_out + spare) * g.hw(),
+                };
+                let x = ramp(g.batch * planes.x_batch, 0.3);
+                let grad = ramp(g.batch * planes.y_batch, 1.7);
+                let got = run(&x, &grad, &g, planes);
+                let want = naive(&x, &grad, &g, planes);
+                assert_eq!(got.len(), want.len(), "{what} {g:?}");
+                for (i, (&a, &(b, scale))) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(a) - b).abs() <= 1e-5 * (1.0 + scale),
+                        "{what} {g:?} spare {spare}: element {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whatever kernels this process selected, the weight gradient equals
+    /// the definition (the GEMM path where the direct one does not apply).
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        check("selected", |x, grad, g, planes| {
+            super::super::kernels::conv_grad_weight_strided(x, grad, g, planes, true)
+        });
+    }
+
+    /// Each direct kernel set this CPU has, with tiles of the default size
+    /// and with many small tiles, equals the definition.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_available_direct_kernel_matches_the_definition() {
+        use super::super::direct::x86::{Avx2, Avx512};
+        for kernels in [Kernels::Avx512, Kernels::Avx2] {
+            if !kernels.available() {
+                eprintln!("{}: not on this CPU, not checked", kernels.name());
+                continue;
+            }
+            for budget in [TILE_BUDGET, 200] {
+                check(kernels.name(), |x, grad, g, planes| {
+                    // SAFETY: the CPU has the set (`available`).
+                    unsafe {
+                        match kernels {
+                            Kernels::Avx512 => {
+                                x86::grad_weight::<Avx512>(x, grad, g, planes, true, 8, budget)
+                            }
+                            _ => x86::grad_weight::<Avx2>(x, grad, g, planes, true, 8, budget),
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_fit_the_budget_and_split_the_rows_evenly() {
+        let g = |h: usize, c: usize| ConvGeom {
+            batch: 16,
+            c_in: c,
+            c_out: c,
+            h,
+            w: h,
+            k: 3,
+            groups: 1,
+            shuffle: 1,
+        };
+        for (h, c) in [(32, 32), (64, 64), (64, 200), (200, 16), (7, 8)] {
+            let g = g(h, c);
+            let pitch = g.w + 2;
+            let rows = tile_rows(&g, pitch, TILE_BUDGET);
+            let per_row = c * pitch + c * g.w;
+            assert!(
+                rows == 1 || (rows + 2) * per_row <= TILE_BUDGET,
+                "{h}x{h}, {c} channels: {rows} rows exceed the budget"
+            );
+            let count = h.div_ceil(rows);
+            let last = h - (count - 1) * rows;
+            assert!(
+                last >= 1 && rows - last < count,
+                "{h}x{h}, {c} channels: tiles of {rows} rows leave a last one of {last}"
+            );
+        }
+        assert_eq!(
+            tile_rows(&g(64, 64), 66, 1),
+            1,
+            "a tiny budget still makes one-row tiles"
+        );
+    }
+}
