@@ -707,7 +707,7 @@ pub(super) mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::kernels::{conv_forward, conv_forward_into};
     use super::*;
 
@@ -745,7 +745,7 @@ mod tests {
         y
     }
 
-    fn ramp(n: usize, seed: f32) -> Vec<f32> {
+    pub(in crate::ops) fn ramp(n: usize, seed: f32) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
     }
 
@@ -761,7 +761,7 @@ mod tests {
 
     /// The cases the kernels are checked on: 1x1 and 3x3, groups,
     /// shuffles, widths around the 8- and 16-lane vectors.
-    fn cases() -> Vec<ConvGeom> {
+    pub(in crate::ops) fn cases() -> Vec<ConvGeom> {
         [
             // (batch, c_in, c_out, h, w, k, groups, shuffle)
             (2, 4, 8, 5, 7, 3, 1, 1),

@@ -41,30 +41,14 @@ pub(super) fn conv_grad_weight_f32(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY (both arms): `selected` only picks kernels the CPU has.
+        use super::direct::x86::{Avx2, Avx512};
+        let run = |grad_weight: unsafe fn(_, _, _, _, _, _, _) -> Vec<f32>| {
+            // SAFETY: `selected` only picks kernels the CPU has.
+            Some(unsafe { grad_weight(x, grad, g, planes, with_bias, pieces, TILE_BUDGET) })
+        };
         match selected() {
-            Kernels::Avx512 => Some(unsafe {
-                x86::grad_weight::<super::direct::x86::Avx512>(
-                    x,
-                    grad,
-                    g,
-                    planes,
-                    with_bias,
-                    pieces,
-                    TILE_BUDGET,
-                )
-            }),
-            Kernels::Avx2 => Some(unsafe {
-                x86::grad_weight::<super::direct::x86::Avx2>(
-                    x,
-                    grad,
-                    g,
-                    planes,
-                    with_bias,
-                    pieces,
-                    TILE_BUDGET,
-                )
-            }),
+            Kernels::Avx512 => run(x86::grad_weight::<Avx512>),
+            Kernels::Avx2 => run(x86::grad_weight::<Avx2>),
             Kernels::Gemm => None,
         }
     }
@@ -391,6 +375,7 @@ pub(super) mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::direct::tests::ramp;
     use super::*;
 
     /// The definition in f64: the weight gradient then the bias gradient,
@@ -433,39 +418,24 @@ mod tests {
         out
     }
 
-    fn ramp(n: usize, seed: f32) -> Vec<f32> {
-        (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect()
-    }
-
-    /// 1x1 and 3x3, groups, shuffles, widths around the 8- and 16-lane
-    /// vectors, channel and tap counts that leave partial register blocks.
+    /// The forward kernels' cases (1x1 and 3x3, groups, shuffles, widths
+    /// around the 8- and 16-lane vectors, channel and tap counts that leave
+    /// partial register blocks), and two of several rows and channels.
     fn cases() -> Vec<ConvGeom> {
-        [
-            // (batch, c_in, c_out, h, w, k, groups, shuffle)
-            (2, 4, 8, 5, 7, 3, 1, 1),
-            (1, 8, 4, 3, 17, 3, 2, 2),
-            (1, 12, 24, 4, 33, 3, 4, 3),
-            (2, 6, 3, 6, 16, 3, 1, 1),
-            (1, 5, 9, 2, 50, 1, 1, 1),
-            (3, 16, 16, 1, 1, 3, 4, 4),
-            (1, 3, 20, 7, 40, 3, 1, 1),
-            (1, 40, 6, 3, 21, 1, 2, 1),
-            (1, 7, 13, 3, 9, 3, 1, 1),
-            (2, 2, 5, 9, 25, 1, 1, 1),
-            (3, 24, 16, 12, 12, 3, 1, 1),
-        ]
-        .into_iter()
-        .map(|(batch, c_in, c_out, h, w, k, groups, shuffle)| ConvGeom {
-            batch,
-            c_in,
-            c_out,
-            h,
-            w,
-            k,
-            groups,
-            shuffle,
-        })
-        .collect()
+        let mut cases = super::super::direct::tests::cases();
+        for (batch, c_in, c_out, h, w, k) in [(2, 2, 5, 9, 25, 1), (3, 24, 16, 12, 12, 3)] {
+            cases.push(ConvGeom {
+                batch,
+                c_in,
+                c_out,
+                h,
+                w,
+                k,
+                groups: 1,
+                shuffle: 1,
+            });
+        }
+        cases
     }
 
     /// `run(x, grad, geometry, planes)` equals the definition on every
