@@ -57,7 +57,7 @@ impl Elem for f32 {
         planes: Planes,
         with_bias: bool,
     ) -> Option<Vec<f32>> {
-        super::weight_grad::conv_grad_weight_f32(x, grad, g, planes, with_bias, WEIGHT_GRAD_PIECES)
+        super::weight_grad::conv_grad_weight_f32(x, grad, g, planes, with_bias)
     }
 
     unsafe fn direct_forward(
@@ -451,18 +451,12 @@ pub unsafe fn conv_grad_input_add<T: Elem>(
     );
 }
 
-/// Pieces the weight gradient's sum over images and pixels is cut into
-/// (each summed by one thread into its own buffer, then added in order):
-/// fixed, so that results do not depend on the number of threads.
-const WEIGHT_GRAD_PIECES: usize = 8;
-
 /// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
 /// followed, when `with_bias`, by the bias gradient `Σ_{b,pixels} grad`
 /// (`[c_out]`), in one buffer.
 ///
-/// Work is split into [`WEIGHT_GRAD_PIECES`] contiguous runs of items, each
-/// summed in its own buffer; the buffers are added in a fixed order, so the
-/// result depends neither on thread timing nor on the number of threads.
+/// The sum over images and row tiles runs through [`par::sum_in_pieces`]:
+/// the result depends neither on thread timing nor on the number of threads.
 pub fn conv_grad_weight<T: Elem>(x: &[T], grad: &[T], g: &ConvGeom, with_bias: bool) -> Vec<T> {
     debug_assert_eq!(x.len(), g.x_len());
     debug_assert_eq!(grad.len(), g.y_len());
@@ -486,22 +480,22 @@ pub fn conv_grad_weight_strided<T: Elem>(
     if let Some(direct) = T::direct_grad_weight(x, grad, g, planes, with_bias) {
         return direct;
     }
-    // The sum is cut into pieces fixed by the shapes alone, never by the
-    // thread count, and the pieces are added in order: any number of
-    // threads gives the same bits (threads only decide who sums which piece).
-    let tiling = g.tiling(WEIGHT_GRAD_PIECES);
+    // Tiles fixed by the shapes alone (never by the thread count), summed
+    // in fixed pieces: any number of threads gives the same bits.
+    let tiling = g.tiling(par::SUM_PIECES);
     let (hw, w, kr) = (g.hw(), g.w, g.col_rows());
     let (cin_g, cout_g, w_len) = (g.cin_g(), g.cout_g(), g.w_len());
     let n_items = g.batch * tiling.count;
-    let chunks = WEIGHT_GRAD_PIECES.min(n_items).max(1);
     let len = w_len + if with_bias { g.c_out } else { 0 };
     if n_items == 0 || hw == 0 {
         return vec![zero::<T>(); len];
     }
-    let partials = par::map(chunks, |c| {
-        let mut acc = vec![zero::<T>(); len];
-        let mut cols = vec![zero::<T>(); scratch_len(g, tiling.rows)];
-        for item in par::chunk_range(n_items, chunks, c) {
+    let sum = par::sum_in_pieces(
+        n_items,
+        len,
+        zero::<T>(),
+        || vec![zero::<T>(); scratch_len(g, tiling.rows)],
+        |acc, cols, item| {
             let (b, t) = (item / tiling.count, item % tiling.count);
             let y0 = t * tiling.rows;
             let rows = tiling.rows.min(g.h - y0);
@@ -517,7 +511,7 @@ pub fn conv_grad_weight_strided<T: Elem>(
                         cs: hw,
                     }
                 } else {
-                    im2col(xb, grp * cin_g, g, y0, rows, &mut cols);
+                    im2col(xb, grp * cin_g, g, y0, rows, cols);
                     Mat {
                         ptr: cols.as_ptr(),
                         rs: 1,
@@ -547,16 +541,8 @@ pub fn conv_grad_weight_strided<T: Elem>(
                     }
                 }
             }
-        }
-        acc
-    });
-    let mut parts = partials.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![zero::<T>(); len]);
-    for p in parts {
-        for (t, v) in sum.iter_mut().zip(p) {
-            *t += v;
-        }
-    }
+        },
+    );
     // Back from per-group `[col_rows, cout_g]` to `[c_out, col_rows]`.
     let mut total = sum.clone();
     for grp in 0..g.groups {

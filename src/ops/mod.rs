@@ -52,8 +52,8 @@ pub fn configure_threads(threads: Option<usize>) {
 /// or applies candle's `relu` after it: set `ESR_EA_UNFUSED_RELU=1` to
 /// measure what the fusion saves. Read once per process.
 pub fn relu_fusion_enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| !env_flag("ESR_EA_UNFUSED_RELU"))
+    static UNFUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !env_flag_once(&UNFUSED, "ESR_EA_UNFUSED_RELU")
 }
 
 /// [`env_flag`] read once per process into `cell`.
@@ -73,6 +73,6 @@ fn env_flag(name: &str) -> bool {
 /// (the default) or candle's generic ops: set `ESR_EA_CANDLE_OPS=1` to compare
 /// the two in the same binary. Read once per process.
 pub fn custom_kernels_enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| !env_flag("ESR_EA_CANDLE_OPS"))
+    static CANDLE_OPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !env_flag_once(&CANDLE_OPS, "ESR_EA_CANDLE_OPS")
 }

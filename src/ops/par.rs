@@ -76,6 +76,42 @@ where
         .collect()
 }
 
+/// Pieces a parallel sum over work items is cut into (each summed by one
+/// thread into its own buffer, then added in order): fixed, so that results
+/// do not depend on the number of threads.
+pub const SUM_PIECES: usize = 8;
+
+/// `Σ_item add(item)` into a buffer of `len` elements starting at `zero`:
+/// the items `0..n_items` are cut into [`SUM_PIECES`] contiguous runs (fewer
+/// when there are fewer items), each summed in its own buffer (with its own
+/// `scratch`), and the buffers are added in order. The pieces depend only on
+/// `n_items`, so the result depends neither on thread timing nor on the
+/// number of threads: threads only decide who sums which piece.
+pub fn sum_in_pieces<T, S, I, F>(n_items: usize, len: usize, zero: T, scratch: I, add: F) -> Vec<T>
+where
+    T: Copy + Send + Sync + std::ops::AddAssign,
+    I: Fn() -> S + Sync,
+    F: Fn(&mut [T], &mut S, usize) + Sync,
+{
+    let chunks = SUM_PIECES.min(n_items).max(1);
+    let partials = map(chunks, |c| {
+        let mut acc = vec![zero; len];
+        let mut s = scratch();
+        for item in chunk_range(n_items, chunks, c) {
+            add(&mut acc, &mut s, item);
+        }
+        acc
+    });
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![zero; len]);
+    for p in parts {
+        for (t, v) in sum.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    sum
+}
+
 /// The half-open range of `0..n` that chunk `c` of `chunks` covers: the
 /// chunks are contiguous, in order, and differ in length by at most one.
 pub fn chunk_range(n: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
@@ -124,6 +160,25 @@ mod tests {
     fn map_keeps_chunk_order() {
         assert_eq!(map(7, |c| c * 10), vec![0, 10, 20, 30, 40, 50, 60]);
         assert!(map(0, |c| c).is_empty());
+    }
+
+    #[test]
+    fn a_sum_in_pieces_adds_every_item_once() {
+        let sum = sum_in_pieces(
+            37,
+            2,
+            0u64,
+            || (),
+            |acc, _, item| {
+                acc[0] += item as u64;
+                acc[1] += 1;
+            },
+        );
+        assert_eq!(sum, vec![(0..37).sum::<u64>(), 37]);
+        assert_eq!(
+            sum_in_pieces(0, 3, 0u64, || (), |_, _, _| unreachable!()),
+            vec![0; 3]
+        );
     }
 
     #[test]

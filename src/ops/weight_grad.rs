@@ -7,9 +7,8 @@
 //! `(input channel, ky, kx)`, numbered as the weight's `[cin_g][k][k]`) as
 //! vector accumulators, streams one tile's pixels through them, and adds
 //! their lane sums to the piece's buffer at the end. The sum over images
-//! and tiles is cut into the same fixed pieces as the GEMM path's
-//! ([`super::kernels::conv_grad_weight_strided`]), so the result does not
-//! depend on the number of threads.
+//! and tiles goes through [`super::par::sum_in_pieces`], as the GEMM path's
+//! does, so the result does not depend on the number of threads.
 
 use super::direct::{selected, Kernels};
 use super::geom::{ConvGeom, Planes};
@@ -26,15 +25,13 @@ static GEMM_WEIGHT_GRAD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// [`super::kernels::conv_grad_weight_strided`] with the direct kernels,
 /// or `None` where they do not apply (GEMM selected or asked for with
-/// `ESR_EA_GEMM_WEIGHT_GRAD=1`, kernel sides other than 1 and 3). `pieces`
-/// is the fixed number of pieces the sum is cut into.
+/// `ESR_EA_GEMM_WEIGHT_GRAD=1`, kernel sides other than 1 and 3).
 pub(super) fn conv_grad_weight_f32(
     x: &[f32],
     grad: &[f32],
     g: &ConvGeom,
     planes: Planes,
     with_bias: bool,
-    pieces: usize,
 ) -> Option<Vec<f32>> {
     if !matches!(g.k, 1 | 3) || super::env_flag_once(&GEMM_WEIGHT_GRAD, "ESR_EA_GEMM_WEIGHT_GRAD") {
         return None;
@@ -42,9 +39,9 @@ pub(super) fn conv_grad_weight_f32(
     #[cfg(target_arch = "x86_64")]
     {
         use super::direct::x86::{Avx2, Avx512};
-        let run = |grad_weight: unsafe fn(_, _, _, _, _, _, _) -> Vec<f32>| {
+        let run = |grad_weight: unsafe fn(_, _, _, _, _, _) -> Vec<f32>| {
             // SAFETY: `selected` only picks kernels the CPU has.
-            Some(unsafe { grad_weight(x, grad, g, planes, with_bias, pieces, TILE_BUDGET) })
+            Some(unsafe { grad_weight(x, grad, g, planes, with_bias, TILE_BUDGET) })
         };
         match selected() {
             Kernels::Avx512 => run(x86::grad_weight::<Avx512>),
@@ -54,7 +51,7 @@ pub(super) fn conv_grad_weight_f32(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, grad, planes, with_bias, pieces, selected, Kernels::Gemm);
+        let _ = (x, grad, planes, with_bias, selected, Kernels::Gemm);
         None
     }
 }
@@ -233,7 +230,6 @@ pub(super) mod x86 {
         g: &ConvGeom,
         planes: Planes,
         with_bias: bool,
-        pieces: usize,
         budget: usize,
     ) -> Vec<f32> {
         let (h, w, hw, lanes) = (g.h, g.w, g.hw(), I::LANES);
@@ -267,16 +263,19 @@ pub(super) mod x86 {
                 (ci * x_stride + (t / g.k) * pitch + t % g.k) as isize
             })
             .collect();
-        let n_items = g.batch * count;
-        let chunks = pieces.min(n_items).max(1);
-        let partials = par::map(chunks, |chunk| {
-            let mut acc = vec![0f32; len];
-            let (mut xstrip, mut gstrip) = if g.k == 3 {
+        let strips = || {
+            if g.k == 3 {
                 (vec![0f32; cin_g * x_stride], vec![0f32; cout_g * g_stride])
             } else {
                 (Vec::new(), Vec::new())
-            };
-            for item in par::chunk_range(n_items, chunks, chunk) {
+            }
+        };
+        par::sum_in_pieces(
+            g.batch * count,
+            len,
+            0.0,
+            strips,
+            |acc, (xstrip, gstrip), item| {
                 let (b, t) = (item / count, item % count);
                 let y0 = t * rows;
                 let nrows = rows.min(h - y0);
@@ -359,17 +358,8 @@ pub(super) mod x86 {
                         }
                     }
                 }
-            }
-            acc
-        });
-        let mut parts = partials.into_iter();
-        let mut sum = parts.next().unwrap_or_else(|| vec![0.0; len]);
-        for p in parts {
-            for (t, v) in sum.iter_mut().zip(p) {
-                *t += v;
-            }
-        }
-        sum
+            },
+        )
     }
 }
 
@@ -489,9 +479,9 @@ mod tests {
                     unsafe {
                         match kernels {
                             Kernels::Avx512 => {
-                                x86::grad_weight::<Avx512>(x, grad, g, planes, true, 8, budget)
+                                x86::grad_weight::<Avx512>(x, grad, g, planes, true, budget)
                             }
-                            _ => x86::grad_weight::<Avx2>(x, grad, g, planes, true, 8, budget),
+                            _ => x86::grad_weight::<Avx2>(x, grad, g, planes, true, budget),
                         }
                     }
                 });
