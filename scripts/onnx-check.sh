@@ -11,7 +11,8 @@
 #      `esr-ea upscale` and by onnxruntime with `esr-ea onnx`'s file differs by
 #      at most 1 grey level.
 # Setup on first use: scripts/.onnx-venv with onnx, onnxruntime, numpy and
-# pillow from PyPI (git-ignored; set ONNX_VENV to use another). Everything it
+# pillow from PyPI (git-ignored; set ONNX_VENV to use another; `--setup` makes
+# only that). Everything it
 # writes stays in target/onnx-check/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ if ! "$PY" -c "import onnx, onnxruntime, numpy, PIL" 2>/dev/null; then
   [[ -x $PY ]] || python3 -m venv "$VENV"
   "$PY" -m pip install -q --disable-pip-version-check onnx onnxruntime numpy pillow
 fi
+# `--setup`: only the venv (.ci/run makes it while the tests compile).
+[[ ${1:-} == --setup ]] && exit 0
 WORK=target/onnx-check
 rm -rf "$WORK"
 mkdir -p "$WORK/cases"
