@@ -132,7 +132,7 @@ fn main() -> Result<()> {
         std::env::temp_dir().join(format!("esr-ea-demo-{}", std::process::id()))
     });
     let run = RunDir::create(&dir)?;
-    run.write_config(&config.to_yaml())?;
+    run.write_config(&config)?;
     let search = Search::new(problem.clone(), config.seed)?;
     let (tx, rx) = mpsc::channel();
     let handle = engine::spawn(

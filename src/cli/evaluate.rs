@@ -3,7 +3,9 @@
 //! exactly as a local worker of `esr-ea search` would (same config, seed and
 //! trainer, so on CPU the same losses and fitness), appends one progress line
 //! per step to the job's progress file and writes its result atomically; the
-//! coordinator tails the one and collects the other.
+//! coordinator tails the one and collects the other. A study's job file
+//! (kind `study_task`) runs one training of `esr-ea study --executor slurm`
+//! instead, writing the study's record of it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::config::Config;
-use crate::engine::executor::jobfile::{self, JobSpec, ProgressLine};
+use crate::engine::executor::jobfile::{self, JobKind, JobSpec, ProgressLine};
 use crate::engine::{Fitness, Job, Outcome};
 use crate::train::fitness::QuickTrain;
 
@@ -30,9 +32,17 @@ pub struct EvaluateArgs {
 /// member failed, so Slurm shows the job as FAILED too.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     let spec = jobfile::read_spec(&args.job)?;
-    let outcome = match evaluate(&spec) {
-        Ok(outcome) => outcome,
-        Err(reason) => Outcome::Failed { reason },
+    let (outcome, what) = match spec.kind {
+        JobKind::Member => (evaluate(&spec).unwrap_or_else(Outcome::failed), "member"),
+        JobKind::StudyTask => (
+            crate::study::run_job(
+                &spec.run_dir,
+                spec.member.id,
+                &spec.device,
+                super::data_cache,
+            ),
+            "study training",
+        ),
     };
     // What the job file carries: the coordinator records it as a local
     // worker's outcome would be recorded.
@@ -48,25 +58,25 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let id = spec.member.id;
     match outcome {
         Outcome::Evaluated { evaluation } => println!(
-            "member #{id}: PSNR {:.4} dB, SSIM {:.5}, {:.1} s",
+            "{what} #{id}: PSNR {:.4} dB, SSIM {:.5}, {:.1} s",
             evaluation.psnr, evaluation.ssim, evaluation.seconds
         ),
         Outcome::Stopped { stop } => println!(
-            "member #{id}: stopped by {} after {} of {} steps ({})",
+            "{what} #{id}: stopped by {} after {} of {} steps ({})",
             stop.rule_name(),
             stop.step,
             stop.steps,
             stop.reason()
         ),
         Outcome::Waiting { rung } => println!(
-            "member #{id}: trained to step {} (mean loss {:.5}), saved for successive halving",
+            "{what} #{id}: trained to step {} (mean loss {:.5}), saved for successive halving",
             rung.step, rung.loss
         ),
-        Outcome::Rejected { reason, .. } => println!("member #{id}: not trained: {reason}"),
+        Outcome::Rejected { reason, .. } => println!("{what} #{id}: not trained: {reason}"),
         Outcome::Failed { reason } | Outcome::StorageFailed { reason } => {
-            bail!("member #{id}: {reason}")
+            bail!("{what} #{id}: {reason}")
         }
-        Outcome::Cancelled | Outcome::Detached => bail!("member #{id}: cancelled"),
+        Outcome::Cancelled | Outcome::Detached => bail!("{what} #{id}: cancelled"),
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod compare;
 mod control;
 mod device_check;
 mod evaluate;
+mod executor_args;
 pub mod exit;
 mod export;
 pub mod headless;
@@ -82,6 +83,7 @@ pub fn run() -> anyhow::Result<()> {
         std::env::set_var("ESR_EA_TF32", "1");
     }
     match cli.command {
+        Some(Command::Search(args)) if args.check => search::check(&args),
         Some(Command::Search(args)) => search::run(&args),
         Some(Command::Inspect(args)) => inspect::run(&args),
         Some(Command::Train(args)) => train::run(&args),

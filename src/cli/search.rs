@@ -2,15 +2,16 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::executor_args::SlurmArgs;
 use super::headless::Printer;
-use crate::config::{Config, ExecutorConfig, SlurmSettings};
+use crate::config::Config;
 use crate::device::DeviceWorkers;
-use crate::engine::pipeline::{self, PipelineEnd, PipelineSetup, SearchStage, StopAfter};
+use crate::engine::pipeline::{self, PipelineEnd, StopAfter};
 use crate::engine::{self, start, Command, Inbox};
 use crate::search::Strategy;
 
@@ -87,104 +88,6 @@ pub enum StopAfterArg {
     Train,
 }
 
-/// `--executor` and the Slurm settings that override the config's `executor:` block.
-#[derive(Debug, Args, Default)]
-pub struct SlurmArgs {
-    /// Where trainings run: `local` or `slurm` (overrides `executor.type`).
-    #[arg(long, value_name = "TYPE", value_enum)]
-    pub executor: Option<ExecutorArg>,
-    /// Slurm partition (`executor.partition`).
-    #[arg(long, value_name = "NAME")]
-    pub partition: Option<String>,
-    /// Slurm generic resources per job, e.g. `gpu:1` (`executor.gres`).
-    #[arg(long, value_name = "GRES")]
-    pub gres: Option<String>,
-    /// CPUs per Slurm job (`executor.cpus_per_task`).
-    #[arg(long, value_name = "N")]
-    pub cpus_per_task: Option<u64>,
-    /// Memory per Slurm job, e.g. `8G` (`executor.mem`).
-    #[arg(long, value_name = "SIZE")]
-    pub mem: Option<String>,
-    /// Time limit per Slurm job, e.g. `00:30:00` (`executor.time`).
-    #[arg(long, value_name = "TIME")]
-    pub time: Option<String>,
-    /// Slurm account (`executor.account`).
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Slurm QOS (`executor.qos`).
-    #[arg(long, value_name = "NAME")]
-    pub qos: Option<String>,
-    /// One more sbatch argument, repeatable (added to `executor.extra_args`).
-    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
-    pub sbatch_args: Vec<String>,
-    /// Slurm jobs queued or running at once (`executor.max_in_flight`).
-    #[arg(long, value_name = "N")]
-    pub max_in_flight: Option<usize>,
-}
-
-/// `--executor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExecutorArg {
-    /// Worker threads on this machine (`--devices`).
-    Local,
-    /// One Slurm batch job per training.
-    Slurm,
-}
-
-impl SlurmArgs {
-    /// The config's executor with these flags applied.
-    fn apply(&self, config: &ExecutorConfig) -> Result<ExecutorConfig> {
-        let mut settings = match (self.executor, config) {
-            (Some(ExecutorArg::Local), _) => return Ok(ExecutorConfig::Local),
-            (_, ExecutorConfig::Slurm(s)) => s.clone(),
-            (Some(_), ExecutorConfig::Local) => SlurmSettings::default(),
-            (None, ExecutorConfig::Local) => {
-                if self.any_slurm_setting() {
-                    bail!("--partition, --gres, ... set Slurm options, but the executor is local: add --executor slurm");
-                }
-                return Ok(ExecutorConfig::Local);
-            }
-        };
-        let set = |target: &mut Option<String>, value: &Option<String>| {
-            if value.is_some() {
-                target.clone_from(value);
-            }
-        };
-        set(&mut settings.partition, &self.partition);
-        set(&mut settings.gres, &self.gres);
-        set(&mut settings.mem, &self.mem);
-        set(&mut settings.time, &self.time);
-        set(&mut settings.account, &self.account);
-        set(&mut settings.qos, &self.qos);
-        if let Some(c) = self.cpus_per_task {
-            if c == 0 {
-                bail!("--cpus-per-task: 0 is not allowed (1 or more)");
-            }
-            settings.cpus_per_task = Some(c);
-        }
-        if let Some(n) = self.max_in_flight {
-            if n == 0 {
-                bail!("--max-in-flight: 0 is not allowed (1 or more)");
-            }
-            settings.max_in_flight = n;
-        }
-        settings.extra_args.extend(self.sbatch_args.iter().cloned());
-        Ok(ExecutorConfig::Slurm(settings))
-    }
-
-    fn any_slurm_setting(&self) -> bool {
-        self.partition.is_some()
-            || self.gres.is_some()
-            || self.cpus_per_task.is_some()
-            || self.mem.is_some()
-            || self.time.is_some()
-            || self.account.is_some()
-            || self.qos.is_some()
-            || !self.sbatch_args.is_empty()
-            || self.max_in_flight.is_some()
-    }
-}
-
 /// A config's warnings (unknown keys, ignored Vega keys) on their way to
 /// the user: printed at once, or handed to the run's log; printed when
 /// dropped if neither happened (a run that failed before its log began).
@@ -224,140 +127,117 @@ impl Drop for ConfigWarnings {
     }
 }
 
-/// Runs `search`.
-pub fn run(args: &SearchArgs) -> Result<()> {
+/// The devices named by `--devices`, each opened once to fail early.
+fn open_devices(args: &SearchArgs) -> Result<()> {
     if args.devices.is_empty() {
         bail!("--devices: name at least one device (cpu, cuda:0, ...)");
     }
     for d in &args.devices {
         d.device.open().context("--devices")?;
     }
-    let headless = args.headless || !std::io::stdout().is_terminal();
-    let mut warnings = ConfigWarnings::default();
-    let started = match &args.resume {
+    Ok(())
+}
+
+/// The config of a new run: the file (or the embedded default) with the
+/// command line's overrides applied; its warnings printed now when
+/// `print_now`, else kept for the run's log.
+fn configured(args: &SearchArgs, print_now: bool) -> Result<(Config, ConfigWarnings)> {
+    let loaded = super::load_config_with_warnings(args.config.as_deref())?;
+    let warnings = ConfigWarnings::new(loaded.warnings, print_now);
+    let mut config = loaded.config;
+    if let Some(strategy) = args.strategy {
+        config.policy.strategy = strategy.into();
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    config.executor = args.slurm.apply(&config.executor)?;
+    Ok((config, warnings))
+}
+
+/// Runs `search --check`: a new run's config checked (the plan and every
+/// problem found, not only the first), or a saved run's state read without
+/// taking its lock. Nothing is trained or written.
+pub fn check(args: &SearchArgs) -> Result<()> {
+    open_devices(args)?;
+    match &args.resume {
         None => {
-            let loaded = super::load_config_with_warnings(args.config.as_deref())?;
+            let (config, _printed) = configured(args, true)?;
+            check_config(&config, &args.devices)
+        }
+        Some(dir) => {
+            let started = start::resume(dir, true, |executor| args.slurm.apply(executor))?;
+            println!(
+                "run {}: resumable at generation {}",
+                started.run.path().display(),
+                started.search.state.generation + 1
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Runs `search` (`--check` goes to [`check`]).
+pub fn run(args: &SearchArgs) -> Result<()> {
+    debug_assert!(!args.check, "search --check is dispatched to check()");
+    open_devices(args)?;
+    let headless = args.headless || !std::io::stdout().is_terminal();
+    let (started, warnings) = match &args.resume {
+        None => {
             // Seen where the user looks: printed now unless the run prints
             // them in its own log (headless); the dashboard's log gets them too.
-            warnings = ConfigWarnings::new(loaded.warnings, args.check || !headless);
-            let mut config = loaded.config;
-            if let Some(strategy) = args.strategy {
-                config.policy.strategy = strategy.into();
-            }
-            if let Some(seed) = args.seed {
-                config.seed = seed;
-            }
-            config.executor = args.slurm.apply(&config.executor)?;
-            if args.check {
-                return check(&config, &args.devices);
-            }
-            start::fresh(config, &args.devices, args.run_dir.clone())?
+            let (config, warnings) = configured(args, !headless)?;
+            let started = start::fresh(config, &args.devices, args.run_dir.clone())?;
+            (started, warnings)
         }
-        Some(dir) => start::resume(dir, args.check, |executor| args.slurm.apply(executor))?,
+        Some(dir) => (
+            start::resume(dir, false, |executor| args.slurm.apply(executor))?,
+            ConfigWarnings::default(),
+        ),
     };
-    // Held until this function returns: one search per run directory.
-    let start::Started {
-        config,
-        run,
-        search,
-        resumed,
-        lock: _lock,
-        memory,
-    } = started;
-    if _lock.is_some() {
-        let stale = run.remove_stale_temp_files();
-        if stale > 0 {
-            eprintln!(
-                "removed {} left by a killed writer",
-                crate::format::plural(stale, "temporary file")
-            );
-        }
-    }
-    if args.check {
-        println!(
-            "run {}: resumable at generation {}",
-            run.path().display(),
-            search.state.generation + 1
-        );
-        return Ok(());
-    }
-    let run_path = run.path().to_path_buf();
-    let stop_after = args.stop_after.map(|stage| match stage {
-        StopAfterArg::Search => StopAfter::Search,
-        StopAfterArg::Train => StopAfter::Train,
-    });
-    if search.state.finished && pipeline::all_done(&pipeline::load_state(&run_path, &config)?) {
+    let run_path = started.run.path().to_path_buf();
+    let options = start::LaunchOptions {
+        devices: args.devices.clone(),
+        stop_after: args.stop_after.map(|stage| match stage {
+            StopAfterArg::Search => StopAfter::Search,
+            StopAfterArg::Train => StopAfter::Train,
+        }),
+        report: Box::new(write_report),
+        notes: warnings
+            .into_log()
+            .into_iter()
+            .map(|w| ("warn".to_string(), format!("config: {w}")))
+            .collect(),
+    };
+    let Some(mut launch) = start::launch(started, options, Arc::new(|line| eprintln!("{line}")))?
+    else {
         say(&format!(
             "every stage of {} has finished",
             run_path.display()
         ));
         final_lines(&run_path);
         return Ok(());
-    }
-    let devices = DeviceWorkers::expand(&args.devices);
-    // The run's clock goes on from the last stamp in events.jsonl, from now.
-    let clock = engine::clock::RunClock::of_run(&run_path);
+    };
     let mut app = None;
     if !headless {
-        let mut dashboard =
-            crate::tui::App::new(search.problem.clone(), crate::tui::Mode::InProcess)
-                .with_run_dir(run.path());
-        dashboard.view.set_run_clock(clock);
-        if resumed || search.state.finished {
+        let mut dashboard = crate::tui::App::new(launch.problem, crate::tui::Mode::InProcess)
+            .with_run_dir(&run_path);
+        // The run's clock goes on from the last stamp in events.jsonl, from now.
+        dashboard
+            .view
+            .set_run_clock(engine::clock::RunClock::of_run(&run_path));
+        if launch.has_history {
             // Replay the history before the engine appends to the log, so nothing is seen twice.
-            for e in crate::tui::read_event_log(&run.file(engine::rundir::files::EVENTS)) {
+            for e in crate::tui::read_event_log(&run_path.join(engine::rundir::files::EVENTS)) {
                 dashboard.apply(&e);
             }
         }
         app = Some(dashboard);
     }
-    let search_stage = if search.state.finished {
-        SearchStage::Finished(Box::new(search))
-    } else {
-        let memory = match memory {
-            Some(plan) => plan,
-            None => start::memory_of(&config, &search.problem, &args.devices)?,
-        };
-        let strategy = (search.problem.policy.strategy == Strategy::Random).then(|| {
-            (
-                "info".to_string(),
-                "strategy: random search (every generation drawn fresh at the same budget; no evolution)".to_string(),
-            )
-        });
-        let notes = strategy
-            .into_iter()
-            .chain(
-                warnings
-                    .into_log()
-                    .into_iter()
-                    .map(|w| ("warn".to_string(), format!("config: {w}"))),
-            )
-            .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
-            .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
-            .collect();
-        let (setup, executor) = start::engine_setup(
-            &config,
-            search,
-            run,
-            resumed,
-            &devices,
-            &super::data_cache(&config),
-            notes,
-        )?;
-        SearchStage::Run(Box::new(setup), executor)
-    };
     let (tx, rx) = mpsc::channel();
-    let handle = pipeline::spawn(
-        PipelineSetup {
-            run_dir: run_path.clone(),
-            config,
-            devices,
-            search: search_stage,
-            stop_after,
-            report: Box::new(write_report),
-        },
-        tx,
-    );
+    // Held until this function returns: one search per run directory.
+    let _lock = launch.lock.take();
+    let handle = pipeline::spawn(launch.pipeline, tx);
     stop_on_signals(handle.sender());
     match app {
         Some(app) => {
@@ -476,10 +356,10 @@ fn stop_on_signals(inbox: mpsc::Sender<Inbox>) {
     });
 }
 
-/// `search --check`: the plan and every problem found (not only the
+/// A new run's check: the plan and every problem found (not only the
 /// first). The plan is printed whatever the data folders say; any problem
 /// makes it an error.
-fn check(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
+fn check_config(config: &Config, devices: &[DeviceWorkers]) -> Result<()> {
     let cache = super::data_cache(config);
     let report = start::check(config, devices, &cache, &mut |line| eprintln!("{line}"));
     for line in &report.lines {

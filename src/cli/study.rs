@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::executor_args::SlurmArgs;
 use super::load_config;
 use crate::device::DeviceWorkers;
 use crate::study::{files, Finished, Study, StudyReport, StudySettings};
@@ -57,6 +58,11 @@ pub struct StudyArgs {
         value_delimiter = ','
     )]
     pub devices: Vec<DeviceWorkers>,
+    /// Where the trainings run: `local` (worker threads, --devices) or
+    /// `slurm` (one batch job each, the search's Slurm settings); default:
+    /// the config's `executor.type`, else local.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 /// Runs `study`.
@@ -123,11 +129,20 @@ pub fn run(args: &StudyArgs) -> Result<()> {
     ));
     let cancel = Arc::new(AtomicBool::new(false));
     stop_on_signals(Arc::clone(&cancel));
-    let devices = DeviceWorkers::expand(&args.devices);
     let bicubic = plan.bicubic_psnr;
-    let complete = study.run(&devices, Arc::clone(&cancel), |f| {
-        say(&progress_line(f, bicubic))
-    })?;
+    let executor_config = args.slurm.apply(&study.config().executor)?;
+    let study = Arc::new(study);
+    let executor = crate::study::executor_for(
+        &study,
+        &executor_config,
+        DeviceWorkers::expand(&args.devices),
+    )?;
+    let complete = study.run(
+        executor,
+        Arc::clone(&cancel),
+        |f| say(&progress_line(f, bicubic)),
+        |line| say(&line),
+    )?;
     let report = study.report()?;
     study.write_outputs(&report)?;
     for line in summary(&report) {

@@ -151,7 +151,8 @@ impl RunDir {
     }
 
     /// Writes the resolved configuration.
-    pub fn write_config(&self, yaml: &str) -> Result<()> {
+    pub fn write_config(&self, config: &Config) -> Result<()> {
+        let yaml = config.to_yaml();
         let path = self.file(files::CONFIG);
         atomic_write(&path, yaml.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))

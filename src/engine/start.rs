@@ -14,14 +14,15 @@ use super::executor::local::LocalExecutor;
 use super::executor::slurm::SlurmExecutor;
 use super::executor::Executor;
 use super::lock::RunLock;
+use super::pipeline::{PipelineSetup, ReportFn, SearchStage, StopAfter};
 use super::rundir::{files, RunDir};
 use super::EngineSetup;
 use crate::config::{Config, DataSplit, ExecutorConfig};
 use crate::data::DataCache;
 use crate::device::DeviceWorkers;
 use crate::search::memory_plan::{self, MemoryInputs, MemoryPlan};
-use crate::search::{plan, Problem, Search};
-use crate::train::datasets::{count_images, load_for, Role};
+use crate::search::{plan, Problem, Search, Strategy};
+use crate::train::datasets::{count_images, load_for, reported_cache, Role};
 use crate::train::fitness::QuickTrain;
 
 /// A run ready for the engine: its config, directory (locked unless only
@@ -47,21 +48,21 @@ pub struct Started {
 /// would stop it; the config saved in the directory.
 pub fn fresh(config: Config, devices: &[DeviceWorkers], dir: Option<PathBuf>) -> Result<Started> {
     let problem = config.problem()?;
+    let memory = memory_of(&config, &problem, devices)?;
+    let dir = dir.unwrap_or_else(|| default_run_dir(&config.source));
     config.validate_paths()?;
     if let Some(e) = config.benchmark_path_problems().into_iter().next() {
         return Err(e.into());
     }
-    let memory = memory_of(&config, &problem, devices)?;
     if let Some(p) = memory.problems.first() {
         bail!("{p} ({})", config.source);
     }
     let search = Search::new(problem, config.seed)?;
-    let dir = dir.unwrap_or_else(|| default_run_dir(&config.source));
     let run = RunDir::create(&dir)?;
     let lock = RunLock::acquire(&dir)?;
     // Another search may have started here while we waited.
     let run = RunDir::create(&dir).map(|_| run)?;
-    run.write_config(&config.to_yaml())?;
+    run.write_config(&config)?;
     Ok(Started {
         config,
         run,
@@ -447,11 +448,114 @@ fn largest_image(split: &DataSplit) -> Option<(usize, usize)> {
         .max_by_key(|(h, w)| h * w)
 }
 
+/// How a started run goes on: what the front end chose.
+pub struct LaunchOptions {
+    /// Devices with their workers (`--devices`).
+    pub devices: Vec<DeviceWorkers>,
+    /// End after this stage (`--stop-after`).
+    pub stop_after: Option<StopAfter>,
+    /// Writes the report into the run directory.
+    pub report: ReportFn,
+    /// Lines for the run's log before the engine's own (config warnings).
+    pub notes: Vec<(String, String)>,
+}
+
+/// A started run ready for the pipeline, with what a front end shows
+/// before the first event.
+pub struct Launch {
+    /// The pipeline's setup: hand it to [`super::pipeline::spawn`].
+    pub pipeline: PipelineSetup,
+    /// The search's problem (the dashboard's budget and table).
+    pub problem: Problem,
+    /// Whether the run's event log holds history to replay first.
+    pub has_history: bool,
+    /// One search per run directory: hold it until the pipeline has ended.
+    pub lock: Option<RunLock>,
+}
+
+/// The pipeline's setup for a started run, or `None` when every stage of
+/// it has finished. An unfinished search gets its engine: the memory plan
+/// (made here for a resumed run, against the devices it resumes on) and
+/// `options.notes` go to the run's log; local workers share the search's
+/// fitness with its images loaded once, a Slurm job loads its own (here
+/// only the training images are counted); the bicubic line is measured
+/// once per run. `say` hears the data cache's news and the temporary
+/// files of a killed writer that were removed.
+pub fn launch(
+    started: Started,
+    options: LaunchOptions,
+    say: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<Option<Launch>> {
+    let Started {
+        config,
+        run,
+        search,
+        resumed,
+        lock,
+        memory,
+    } = started;
+    let stale = match lock {
+        Some(_) => run.remove_stale_temp_files(),
+        None => 0,
+    };
+    if stale > 0 {
+        say(format!(
+            "removed {} left by a killed writer",
+            crate::format::plural(stale, "temporary file")
+        ));
+    }
+    let run_dir = run.path().to_path_buf();
+    let finished = search.state.finished;
+    if finished && super::pipeline::all_done(&super::pipeline::load_state(&run_dir, &config)?) {
+        return Ok(None);
+    }
+    let problem = search.problem.clone();
+    let devices = DeviceWorkers::expand(&options.devices);
+    let search_stage = if finished {
+        SearchStage::Finished(Box::new(search))
+    } else {
+        let memory = match memory {
+            Some(plan) => plan,
+            None => memory_of(&config, &search.problem, &options.devices)?,
+        };
+        let strategy = (search.problem.policy.strategy == Strategy::Random).then(|| {
+            (
+                "info".to_string(),
+                "strategy: random search (every generation drawn fresh at the same budget; no evolution)".to_string(),
+            )
+        });
+        let notes = strategy
+            .into_iter()
+            .chain(options.notes)
+            .chain(memory.lines.into_iter().map(|l| ("info".into(), l)))
+            .chain(memory.problems.into_iter().map(|p| ("warn".into(), p)))
+            .collect();
+        let news = Arc::clone(&say);
+        let cache = reported_cache(config.data_cache(), move |line| news(line));
+        let (setup, executor) =
+            engine_setup(&config, search, run, resumed, &devices, &cache, notes)?;
+        SearchStage::Run(Box::new(setup), executor)
+    };
+    Ok(Some(Launch {
+        pipeline: PipelineSetup {
+            run_dir,
+            config,
+            devices,
+            search: search_stage,
+            stop_after: options.stop_after,
+            report: options.report,
+        },
+        problem,
+        has_history: resumed || finished,
+        lock,
+    }))
+}
+
 /// The engine's setup for an unfinished search, with its executor: local
 /// workers (the search's fitness with its images loaded once, shared by
 /// every worker) or Slurm jobs (each loads its own; here only the training
 /// images are counted); the bicubic line measured once per run.
-pub fn engine_setup(
+fn engine_setup(
     config: &Config,
     mut search: Search,
     run: RunDir,

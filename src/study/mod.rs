@@ -7,22 +7,26 @@
 //! reference training, and a few are evaluated again with other run seeds to
 //! measure the seed noise. Every finished training is one JSON file in the
 //! study directory, written atomically, so a killed study resumes where it
-//! stopped and ends with the same table.
+//! stopped and ends with the same table. The trainings run through the
+//! search's executors ([`run`]: worker threads here or Slurm jobs), each
+//! training and its record made where it runs ([`training`]).
 
 pub mod plot;
 pub mod records;
 mod reuse;
+mod run;
 pub mod stats;
 pub mod table;
+mod training;
 
 pub use records::*;
+pub use run::executor_for;
 pub use table::{report_of, to_csv};
+pub use training::{run_job, Trainings};
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -30,11 +34,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::data::{DataCache, Dataset};
-use crate::device::WorkEnd;
-use crate::search::{Member, Origin, Problem, Status};
-use crate::seeds::study_seed;
-use crate::train::fitness::{Fitness, Job, Outcome, QuickTrain};
-use crate::train::trainer::{bicubic_psnr, TrainError, TrainPlan, Trainer};
+use crate::search::Problem;
+use crate::train::fitness::QuickTrain;
+use crate::train::trainer::{bicubic_psnr, TrainPlan};
 
 /// File names inside a study directory.
 pub mod files {
@@ -211,6 +213,11 @@ impl Study {
         &self.dir
     }
 
+    /// The configuration it measures (as saved in its directory).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Every training, in the order they run: the fitness of each arch,
     /// then the seed repeats, then the (longer) reference trainings.
     pub fn tasks(&self) -> Vec<Task> {
@@ -243,270 +250,9 @@ impl Study {
             if !path.exists() {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let record: TrainingRecord = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a training record: delete it to train it again",
-                    path.display()
-                )
-            })?;
-            out.insert(task.key(), record);
+            out.insert(task.key(), read_record(&path)?);
         }
         Ok(out)
-    }
-
-    /// The search's fitness for run seed `run_seed`: the config as the
-    /// search would run it with that seed.
-    fn fitness_for(&self, run_seed: u64) -> QuickTrain {
-        let mut config = self.config.clone();
-        config.seed = run_seed;
-        QuickTrain::from_config(&config, Arc::clone(&self.train), Arc::clone(&self.val))
-    }
-
-    /// Runs one training to its record; `None` when cancelled.
-    fn train_one(
-        &self,
-        task: Task,
-        device: &str,
-        cancel: &Arc<AtomicBool>,
-    ) -> Option<TrainingRecord> {
-        let start = Instant::now();
-        let planned = &self.plan.archs[task.arch()];
-        let arch = self.config.search_space.arch(planned.genes.clone());
-        let weights = self
-            .dir
-            .join(files::MODELS)
-            .join(format!("{}.safetensors", task.key()));
-        let mut curve = Vec::new();
-        let mut checkpoint_losses = Vec::new();
-        let outcome: Result<f64, String> = match task {
-            Task::Fitness {
-                arch: index,
-                repeat,
-            } => {
-                let run_seed = self.plan.settings.seed.wrapping_add(repeat as u64);
-                let fitness = self.fitness_for(run_seed);
-                let job = Job {
-                    member: Member {
-                        id: index as u64,
-                        generation: 0,
-                        individual: crate::search::Individual { slots: Vec::new() },
-                        genes: planned.genes.clone(),
-                        params: planned.params,
-                        multi_adds: 0,
-                        origin: Origin::Initial,
-                        status: Status::Pending,
-                    },
-                    arch,
-                    seed: study_seed(run_seed, index as u64),
-                    device: device.to_string(),
-                    weights,
-                    cancel: Arc::clone(cancel),
-                    adopt: None,
-                    latency_ms: None,
-                    // The study measures the whole fitness: its stopping
-                    // rule's checkpoints only record the loss there.
-                    checks: self.rule_checkpoints(),
-                    leg: Default::default(),
-                };
-                match fitness.evaluate(&job, &mut |_| {}) {
-                    Outcome::Evaluated { evaluation } => {
-                        checkpoint_losses = evaluation.checkpoint_losses;
-                        Ok(evaluation.psnr)
-                    }
-                    Outcome::Cancelled | Outcome::Detached => return None,
-                    Outcome::Failed { reason }
-                    | Outcome::StorageFailed { reason }
-                    | Outcome::Rejected { reason, .. } => Err(reason),
-                    Outcome::Stopped { stop } => Err(format!(
-                        "stopped by {} after {} steps",
-                        stop.rule_name(),
-                        stop.step
-                    )),
-                    Outcome::Waiting { rung } => Err(format!(
-                        "waiting at step {} for successive halving",
-                        rung.step
-                    )),
-                }
-            }
-            Task::Reference {
-                arch: index,
-                repeat,
-            } => match self.reference_training(&arch, index, repeat, device, &weights, cancel) {
-                Ok((psnr, points)) => {
-                    curve = points;
-                    Ok(psnr)
-                }
-                Err(TrainError::Stopped(_)) => return None,
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        if cancel.load(Ordering::SeqCst) {
-            return None;
-        }
-        let (psnr, error) = match outcome {
-            Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(e)),
-        };
-        Some(TrainingRecord {
-            task,
-            psnr,
-            error,
-            seconds: start.elapsed().as_secs_f64(),
-            device: device.to_string(),
-            curve,
-            checkpoint_losses,
-        })
-    }
-
-    /// The config's stopping rule's checkpoints in a fitness training, as
-    /// checks that never stop anyone.
-    fn rule_checkpoints(&self) -> Vec<crate::search::StopCheck> {
-        self.config
-            .search_rules(self.train.len())
-            .checkpoints()
-            .into_iter()
-            .map(|(step, window)| crate::search::StopCheck {
-                step,
-                window,
-                limit: None,
-            })
-            .collect()
-    }
-
-    /// The reference: the full training's plan (or `--reference-steps`) on
-    /// the full dataset's training images, validated on the fitness's
-    /// validation images so both scores compare.
-    fn reference_training(
-        &self,
-        arch: &crate::space::Arch,
-        index: usize,
-        repeat: usize,
-        device: &str,
-        weights: &Path,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<(f64, Vec<CurvePoint>), TrainError> {
-        let dev = crate::device::open(device).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        let train = if self.config.full_dataset == self.config.dataset {
-            Arc::clone(&self.train)
-        } else {
-            Arc::new(crate::train::datasets::load_for(
-                &self.config.full_dataset.train,
-                self.config.search_space.scale,
-                crate::train::datasets::Role::Training {
-                    crop: self.config.full_dataset.train.crop,
-                },
-                &self.cache,
-            )?)
-        };
-        // Its own seed, unrelated to any fitness run's: shared luck would
-        // inflate the correlation.
-        let seed = study_seed(
-            (self.plan.settings.seed ^ 0x5EF0_0000_0000_0000).wrapping_add(repeat as u64),
-            index as u64,
-        );
-        let mut trainer = Trainer::new(arch, self.plan.reference.clone(), train, seed, &dev)?;
-        let steps = self.plan.reference.steps;
-        let every = (steps / 10).max(1);
-        let mut curve = Vec::new();
-        if cancel.load(Ordering::SeqCst) && trainer.step() < steps {
-            return Err(TrainError::Stopped(trainer.step()));
-        }
-        let val = &self.val;
-        let finished = trainer.train_to(steps, |trainer, r| {
-            if r.step % every == 0 || r.step == steps {
-                let psnr = trainer.validate(val)?.psnr;
-                curve.push(CurvePoint { step: r.step, psnr });
-            }
-            Ok::<_, TrainError>(r.step == steps || !cancel.load(Ordering::SeqCst))
-        })?;
-        if !finished {
-            return Err(TrainError::Stopped(trainer.step()));
-        }
-        // The last point is the final score (a zero-step plan still gets one).
-        if curve.last().is_none_or(|p| p.step != steps) {
-            let psnr = trainer.validate(&self.val)?.psnr;
-            curve.push(CurvePoint { step: steps, psnr });
-        }
-        trainer.save_weights(weights)?;
-        Ok((curve[curve.len() - 1].psnr, curve))
-    }
-
-    /// Runs every training not yet recorded, one worker thread per entry
-    /// of `devices`, saving each record as it finishes and reporting it.
-    /// Returns false when `cancel` stopped it (what finished is kept).
-    pub fn run(
-        &self,
-        devices: &[String],
-        cancel: Arc<AtomicBool>,
-        mut on_finished: impl FnMut(&Finished),
-    ) -> Result<bool> {
-        // A resumed study copied without its weights (or with a folder
-        // removed) would otherwise fail every training at its last write.
-        make_folders(&self.dir)?;
-        let done_before = self.records()?;
-        let total = self.tasks().len();
-        let queue: VecDeque<Task> = self
-            .tasks()
-            .into_iter()
-            .filter(|t| !done_before.contains_key(&t.key()))
-            .collect();
-        let steps_of = |t: &Task| -> f64 {
-            let steps = match t {
-                Task::Fitness { .. } => self.plan.fitness.steps,
-                Task::Reference { .. } => self.plan.reference.steps,
-            };
-            steps as f64
-        };
-        let mut steps_left: f64 = queue.iter().map(steps_of).sum();
-        let start = Instant::now();
-        let mut done = done_before.len();
-        let mut storage_error = None;
-        let mut steps_done = 0.0;
-        crate::device::share_out(
-            queue,
-            devices,
-            &cancel,
-            |task, device| self.train_one(task, device, &cancel),
-            |end| {
-                let record = match end {
-                    WorkEnd::Done(Some(record)) => record,
-                    // Cancelled: what finished is kept.
-                    WorkEnd::Done(None) => return,
-                    WorkEnd::Panicked(why) => {
-                        storage_error
-                            .get_or_insert(anyhow::anyhow!("a study training panicked: {why}"));
-                        cancel.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                };
-                if let Err(e) = write_json(&self.record_path(&record.task), &record) {
-                    // Losing a record loses only its training; stop rather
-                    // than go on with results that cannot be kept.
-                    storage_error.get_or_insert(e);
-                    cancel.store(true, Ordering::SeqCst);
-                    return;
-                }
-                done += 1;
-                steps_done += steps_of(&record.task);
-                steps_left -= steps_of(&record.task);
-                // Elapsed wall time already spans all workers.
-                let per_step = start.elapsed().as_secs_f64() / steps_done.max(1.0);
-                on_finished(&Finished {
-                    genes: self.plan.archs[record.task.arch()].genes.to_string(),
-                    record,
-                    done,
-                    total,
-                    eta_seconds: per_step * steps_left.max(0.0),
-                });
-            },
-            || {},
-        );
-        if let Some(e) = storage_error {
-            return Err(e);
-        }
-        Ok(!cancel.load(Ordering::SeqCst) && done == total)
     }
 
     /// The table and statistics of what is recorded so far.
@@ -523,6 +269,18 @@ impl Study {
             .with_context(|| format!("cannot write {}", csv.display()))?;
         plot::scatter(report, &self.dir.join(files::PNG))
     }
+}
+
+/// One training's record file.
+fn read_record(path: &Path) -> Result<TrainingRecord> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a training record: delete it to train it again",
+            path.display()
+        )
+    })
 }
 
 /// The folders a study writes its trainings into.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::search::{Individual, Member, Origin, Status};
 use crate::space::GeneList;
 use crate::train::trainer::TrainPlan;
 
@@ -34,6 +35,23 @@ pub struct PlannedArch {
     pub genes: GeneList,
     /// Exact parameters.
     pub params: u64,
+}
+
+impl PlannedArch {
+    /// This network as a member with `id` for the trainers: a study's
+    /// networks are drawn, not bred (generation 0, no slots).
+    pub fn member(&self, id: u64) -> Member {
+        Member {
+            id,
+            generation: 0,
+            individual: Individual { slots: Vec::new() },
+            genes: self.genes.clone(),
+            params: self.params,
+            multi_adds: 0,
+            origin: Origin::Initial,
+            status: Status::Pending,
+        }
+    }
 }
 
 /// Everything fixed when a study starts (`plan.json`).

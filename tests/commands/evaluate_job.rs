@@ -79,6 +79,7 @@ fn local_worker(dir: &Path, config: &Config, index: usize) -> Local {
 /// training, no checks).
 fn spec_for(dir: &Path, member: &Member, seed: u64, paths: &JobPaths) -> JobSpec {
     JobSpec {
+        kind: Default::default(),
         run_dir: dir.to_path_buf(),
         config: dir.join("config.yaml"),
         member: member.clone(),

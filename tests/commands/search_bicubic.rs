@@ -254,7 +254,7 @@ fn checkpointed_run(cfg: &Path, run: &Path, bicubic_psnr: Option<f64>) {
     )
     .unwrap();
     let run_dir = RunDir::create(run).unwrap();
-    run_dir.write_config(&loaded.to_yaml()).unwrap();
+    run_dir.write_config(&loaded).unwrap();
     let mut search = Search::new(problem, loaded.seed).unwrap();
     assert_eq!(search.state.bicubic_psnr, None);
     search.state.bicubic_psnr = bicubic_psnr;

@@ -581,3 +581,66 @@ fn a_stopping_rule_decides_on_slurm_as_locally(name: &str, rule: &str) -> Vec<St
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
 }
+
+/// `esr-ea study` on Slurm: every training is a batch job that writes its
+/// own record, and the table is the one a local study makes.
+#[test]
+fn a_study_on_slurm_gives_the_local_table() {
+    require_slurm!();
+    let case = Case::new("study");
+    support::tiny::tiny_dataset(&case.dir, &["train/astronaut.png", "train/chelsea.png"]);
+    let tiny = support::tiny::TinySearch {
+        seed: 3,
+        generations: 1,
+        batch_size: 2,
+        steps: 3,
+        milestone: 2,
+    };
+    let config = case.dir.join("tiny-slurm.yaml");
+    std::fs::write(&config, format!("{}\n{SLURM}", tiny.yaml())).unwrap();
+    let study = |out: &Path, executor: &str| {
+        let mut c = Command::new(bin());
+        c.arg("study")
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(out)
+            .args(["--archs", "2", "--repeats", "1", "--repeat-archs", "1"])
+            .args(["--reference-steps", "6", "--executor", executor])
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        finish(c)
+    };
+    let local = case.run_dir("local");
+    let text = study(&local, "local");
+    assert!(!text.contains("Slurm job"), "{text}");
+    let slurm = case.run_dir("slurm");
+    let text = study(&slurm, "slurm");
+    // 2 fitness + 1 repeat + 2 references, each its own job.
+    assert_eq!(text.matches("submitted as Slurm job").count(), 5, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('[')).count(),
+        5,
+        "{text}"
+    );
+    let specs: Vec<String> = (0..5)
+        .map(|i| std::fs::read_to_string(slurm.join(format!("jobs/{i}.json"))).unwrap())
+        .collect();
+    assert!(
+        specs.iter().all(|s| s.contains("\"kind\": \"study_task\"")),
+        "{}",
+        specs[0]
+    );
+    let table = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("study.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("fitness_minutes");
+        o.remove("reference_minutes");
+        v
+    };
+    let (a, b) = (table(&local), table(&slurm));
+    assert_eq!(a["compared"], 2, "{a}");
+    assert_eq!(a, b);
+}

@@ -20,10 +20,26 @@ use crate::train::StepReport;
 /// The folder of the job files inside a run directory.
 pub const JOBS_DIR: &str = "jobs";
 
+/// What a job trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A search member's quick training and validation: its fitness.
+    #[default]
+    Member,
+    /// One training of a fidelity study (`esr-ea study`): `member.id` is the
+    /// task's place in the study's list of trainings, `run_dir` the study
+    /// directory; the job writes the study's record of it.
+    StudyTask,
+}
+
 /// Everything `esr-ea evaluate` needs to train and validate one member
 /// exactly as a local worker would.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// What it trains (absent in a search's job files: a member).
+    #[serde(default, skip_serializing_if = "is_member")]
+    pub kind: JobKind,
     /// The run directory (absolute).
     pub run_dir: PathBuf,
     /// The run's resolved configuration (`config.yaml`).
@@ -49,6 +65,10 @@ pub struct JobSpec {
     /// ([`crate::train::fitness::Job::leg`]); absent: the whole training.
     #[serde(default, skip_serializing_if = "is_whole")]
     pub leg: Leg,
+}
+
+fn is_member(kind: &JobKind) -> bool {
+    *kind == JobKind::Member
 }
 
 fn is_whole(leg: &Leg) -> bool {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::jobfile::{self, JobPaths, JobSpec, ProgressTail};
+use super::jobfile::{self, JobKind, JobPaths, JobSpec, ProgressTail};
 use super::{Executor, Submitted};
 use crate::config::SlurmSettings;
 use crate::engine::{Event, Inbox, Job, Outcome};
@@ -222,6 +222,7 @@ pub struct Submitter {
     run_dir: PathBuf,
     run_name: String,
     program: PathBuf,
+    kind: JobKind,
 }
 
 /// Submits evaluations to Slurm and follows them.
@@ -235,9 +236,19 @@ pub struct SlurmExecutor {
 }
 
 impl SlurmExecutor {
-    /// An executor for the run in `run_dir` (made absolute: the nodes see
-    /// the same path on the shared filesystem).
+    /// An executor for the search run in `run_dir` (made absolute: the nodes
+    /// see the same path on the shared filesystem).
     pub fn new(settings: SlurmSettings, run_dir: &Path) -> Result<SlurmExecutor, String> {
+        SlurmExecutor::for_kind(settings, run_dir, JobKind::Member)
+    }
+
+    /// An executor whose jobs are of `kind`: members of the search in
+    /// `run_dir`, or trainings of the study in it.
+    pub fn for_kind(
+        settings: SlurmSettings,
+        run_dir: &Path,
+        kind: JobKind,
+    ) -> Result<SlurmExecutor, String> {
         let run_dir = std::path::absolute(run_dir)
             .map_err(|e| format!("cannot resolve {}: {e}", run_dir.display()))?;
         let program = match &settings.program {
@@ -257,6 +268,7 @@ impl SlurmExecutor {
                 run_dir,
                 run_name,
                 program,
+                kind,
             }),
             shared: Arc::new(Mutex::new(Shared {
                 tracked: BTreeMap::new(),
@@ -326,6 +338,7 @@ impl Submitter {
 
     fn sbatch(&self, job: &Job, paths: &JobPaths) -> Result<String, String> {
         let spec = JobSpec {
+            kind: self.kind,
             run_dir: self.run_dir.clone(),
             config: self.run_dir.join(crate::engine::rundir::files::CONFIG),
             member: job.member.clone(),
@@ -342,8 +355,12 @@ impl Submitter {
         }
         jobfile::write_spec(&paths.spec, &spec).map_err(|e| format!("{e:#}"))?;
         let script = format!(
-            "#!/bin/sh\n# esr-ea: member #{id} of run {run}, written by the Slurm executor.\n# The job trains on as many threads as Slurm gave it CPUs.\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {program} evaluate {spec}\n",
+            "#!/bin/sh\n# esr-ea: {what} #{id} of {run}, written by the Slurm executor.\n# The job trains on as many threads as Slurm gave it CPUs.\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {program} evaluate {spec}\n",
             id = job.member.id,
+            what = match self.kind {
+                JobKind::Member => "member",
+                JobKind::StudyTask => "study training",
+            },
             run = self.run_name,
             program = shell_quote(&self.program.display().to_string()),
             spec = shell_quote(&paths.spec.display().to_string()),
