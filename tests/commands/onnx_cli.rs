@@ -188,6 +188,10 @@ nas:
         "--run-dir",
         run.to_str().unwrap(),
         "--headless",
+        // The search's elites are what is exported; the full training is
+        // the pipeline's tests' business.
+        "--stop-after",
+        "search",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let export = dir.join("export");

@@ -67,9 +67,11 @@ nas:
     path
 }
 
+/// A search to its end (its export included); the later stages are the
+/// pipeline's tests' business.
 fn search(config: &Path, run: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_esr-ea"))
-        .args(["search", "--headless", "--config"])
+        .args(["search", "--headless", "--stop-after", "search", "--config"])
         .arg(config)
         .arg("--run-dir")
         .arg(run)

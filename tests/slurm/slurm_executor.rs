@@ -107,6 +107,12 @@ impl Case {
             })
             .collect::<Vec<_>>()
             .join("\n")
+            // Validation on centred crops: what is compared is where a
+            // member trains, not how long whole photographs take to score.
+            .replace(
+                "      root_HR: ../assets/val",
+                "      root_HR: ../assets/val\n      val_crop: 48",
+            )
             .replace("../assets", assets)
             .replace(
                 "num_generation: 3 ",
