@@ -76,6 +76,12 @@ NodeName=$host CPUs=2 RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
     # munged runs as the munge user (it refuses root's ownership of its files).
+    # A munged whose socket is gone (its package reinstalled under it) cannot
+    # sign anything: start a fresh one.
+    if pgrep -u munge -x munged >/dev/null && [[ ! -S /run/munge/munge.socket.2 ]]; then
+        pkill -u munge -x munged || true
+        for _ in $(seq 50); do pgrep -u munge -x munged >/dev/null || break; sleep 0.1; done
+    fi
     if ! pgrep -u munge -x munged >/dev/null; then
         mkdir -p /run/munge /var/lib/munge /var/log/munge
         chown munge:munge /run/munge /var/lib/munge /var/log/munge /etc/munge /etc/munge/munge.key

@@ -18,6 +18,7 @@ mod fault_matrix_misc;
 mod median_stop;
 mod onnx_cli;
 mod pipeline_stages;
+mod recorded_run;
 mod report_files;
 mod run_lock;
 mod search_bicubic;
