@@ -34,7 +34,8 @@ ESR_EA_ONNX_CASES="$PWD/$WORK/cases" cargo test --locked --quiet --test units \
   -- --ignored --exact onnx_export::write_cases_for_onnxruntime >/dev/null
 
 echo "onnx-check: photo model (60 quick training steps)"
-cargo build --locked --quiet --bin esr-ea
+# The binary the test build above made (a `cargo build` would compile the
+# crate again under the dev profile's other fingerprint).
 BIN=target/debug/esr-ea
 "$BIN" train --arch S_2_16_16 C_2_16_16 G_2_16_16 --steps 60 --out "$WORK/photo" >/dev/null
 PHOTO=../shared/data/images/coffee.png
