@@ -48,16 +48,16 @@ pub struct Started {
 /// would stop it; the config saved in the directory.
 pub fn fresh(config: Config, devices: &[DeviceWorkers], dir: Option<PathBuf>) -> Result<Started> {
     let problem = config.problem()?;
-    let memory = memory_of(&config, &problem, devices)?;
-    let dir = dir.unwrap_or_else(|| default_run_dir(&config.source));
     config.validate_paths()?;
     if let Some(e) = config.benchmark_path_problems().into_iter().next() {
         return Err(e.into());
     }
+    let memory = memory_of(&config, &problem, devices)?;
     if let Some(p) = memory.problems.first() {
         bail!("{p} ({})", config.source);
     }
     let search = Search::new(problem, config.seed)?;
+    let dir = dir.unwrap_or_else(|| default_run_dir(&config.source));
     let run = RunDir::create(&dir)?;
     let lock = RunLock::acquire(&dir)?;
     // Another search may have started here while we waited.
@@ -494,9 +494,10 @@ pub fn launch(
         lock,
         memory,
     } = started;
-    let stale = match lock {
-        Some(_) => run.remove_stale_temp_files(),
-        None => 0,
+    let stale = if lock.is_some() {
+        run.remove_stale_temp_files()
+    } else {
+        0
     };
     if stale > 0 {
         say(format!(

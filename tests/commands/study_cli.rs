@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cli::{esr_ea, one_line_error, stdout};
+use support::state::study_table as table;
 use support::temp_dir;
 use support::tiny::{tiny_dataset, TinySearch};
 
@@ -24,16 +25,6 @@ fn tiny_config(dir: &Path) -> String {
     .write(dir, "tiny.yaml")
     .display()
     .to_string()
-}
-
-/// The table of a study without its times (which differ run to run).
-fn table(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("study.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let o = v.as_object_mut().unwrap();
-    o.remove("fitness_minutes");
-    o.remove("reference_minutes");
-    v
 }
 
 #[test]

@@ -638,15 +638,10 @@ fn a_study_on_slurm_gives_the_local_table() {
         "{}",
         specs[0]
     );
-    let table = |dir: &Path| {
-        let text = std::fs::read_to_string(dir.join("study.json")).unwrap();
-        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let o = v.as_object_mut().unwrap();
-        o.remove("fitness_minutes");
-        o.remove("reference_minutes");
-        v
-    };
-    let (a, b) = (table(&local), table(&slurm));
+    let (a, b) = (
+        support::state::study_table(&local),
+        support::state::study_table(&slurm),
+    );
     assert_eq!(a["compared"], 2, "{a}");
     assert_eq!(a, b);
 }
