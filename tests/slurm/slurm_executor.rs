@@ -180,7 +180,20 @@ fn search(config: &Path, run: &Path, extra: &[&str]) -> Command {
 }
 
 fn finish(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap();
+    collect(cmd.spawn().unwrap())
+}
+
+/// Runs two commands side by side (a local run and its Slurm twin: the
+/// Slurm one mostly waits on the scheduler) and returns both outputs.
+fn finish_both(mut a: Command, mut b: Command) -> (String, String) {
+    let first = a.spawn().unwrap();
+    let second = b.spawn().unwrap();
+    (collect(first), collect(second))
+}
+
+/// Waits for `child`, asserts it succeeded and returns its stdout + stderr.
+fn collect(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -297,10 +310,9 @@ fn slurm_ends_like_local(name: &str, extra: &[&str]) {
     // do not depend on the number of threads.
     let mut local = search(&case.config(2, 4, ""), &local_run, &local_args);
     local.env("RAYON_NUM_THREADS", "2");
-    finish(local);
     let mut on_slurm = search(&case.config(2, 4, SLURM), &slurm_run, extra);
     on_slurm.env_remove("RAYON_NUM_THREADS");
-    let out = finish(on_slurm);
+    let (_, out) = finish_both(local, on_slurm);
     assert!(
         out.contains("Slurm job"),
         "headless lines name the jobs:\n{out}"
@@ -550,8 +562,10 @@ fn a_stopping_rule_decides_on_slurm_as_locally(name: &str, rule: &str) -> Vec<St
     };
     let local_run = case.run_dir("local");
     let slurm_run = case.run_dir("slurm");
-    finish(search(&with_rule(""), &local_run, &["--executor", "local"]));
-    finish(search(&with_rule(SLURM), &slurm_run, &[]));
+    finish_both(
+        search(&with_rule(""), &local_run, &["--executor", "local"]),
+        search(&with_rule(SLURM), &slurm_run, &[]),
+    );
     // Each member's outcome, by id: jobs finish in any order on Slurm.
     let outcomes = |run: &Path| {
         let mut v: Vec<(u64, String, Option<f64>, Option<usize>)> = read_state(run)
@@ -604,7 +618,7 @@ fn a_study_on_slurm_gives_the_local_table() {
     };
     let config = case.dir.join("tiny-slurm.yaml");
     std::fs::write(&config, format!("{}\n{SLURM}", tiny.yaml())).unwrap();
-    let study = |out: &Path, executor: &str| {
+    let study = |out: &Path, executor: &str| -> Command {
         let mut c = Command::new(bin());
         c.arg("study")
             .arg("--config")
@@ -616,13 +630,11 @@ fn a_study_on_slurm_gives_the_local_table() {
             .env("RAYON_NUM_THREADS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        finish(c)
+        c
     };
-    let local = case.run_dir("local");
-    let text = study(&local, "local");
-    assert!(!text.contains("Slurm job"), "{text}");
-    let slurm = case.run_dir("slurm");
-    let text = study(&slurm, "slurm");
+    let (local, slurm) = (case.run_dir("local"), case.run_dir("slurm"));
+    let (text_local, text) = finish_both(study(&local, "local"), study(&slurm, "slurm"));
+    assert!(!text_local.contains("Slurm job"), "{text_local}");
     // 2 fitness + 1 repeat + 2 references, each its own job.
     assert_eq!(text.matches("submitted as Slurm job").count(), 5, "{text}");
     assert_eq!(
