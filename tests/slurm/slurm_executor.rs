@@ -121,7 +121,16 @@ impl Case {
         // The first `steps:` and `milestones:` lines are nas.trainer's.
         let text = first_line_replaced(&text, "    steps: ", &format!("    steps: {steps}"));
         let text = first_line_replaced(&text, "      milestones: [", "      milestones: [1000000]");
-        let path = self.dir.join(format!("g{generations}-s{steps}.yaml"));
+        // Named by its executor lines too: a local run and its Slurm twin
+        // start side by side, each reading its own file.
+        let kind = if executor.is_empty() {
+            "local"
+        } else {
+            "executor"
+        };
+        let path = self
+            .dir
+            .join(format!("g{generations}-s{steps}-{kind}.yaml"));
         std::fs::write(&path, format!("{text}\n{executor}")).unwrap();
         path
     }
@@ -185,21 +194,34 @@ fn finish(mut cmd: Command) -> String {
 
 /// Runs two commands side by side (a local run and its Slurm twin: the
 /// Slurm one mostly waits on the scheduler) and returns both outputs.
+/// Both are waited for before either is checked: a failing one leaves no
+/// process behind.
 fn finish_both(mut a: Command, mut b: Command) -> (String, String) {
     let first = a.spawn().unwrap();
     let second = b.spawn().unwrap();
-    (collect(first), collect(second))
+    let (first, second) = (outcome(first), outcome(second));
+    (succeeded(first), succeeded(second))
 }
 
 /// Waits for `child`, asserts it succeeded and returns its stdout + stderr.
 fn collect(child: Child) -> String {
+    succeeded(outcome(child))
+}
+
+/// Waits for `child`: whether it succeeded, and its stdout + stderr.
+fn outcome(child: Child) -> (bool, String) {
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "search failed:\n{text}");
+    (out.status.success(), text)
+}
+
+/// The output of a command that must have succeeded.
+fn succeeded((ok, text): (bool, String)) -> String {
+    assert!(ok, "search failed:\n{text}");
     text
 }
 
