@@ -185,14 +185,14 @@ impl Block {
 
 fn shrink_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
     // cur_0 = xi; t_j = relu(conv_j(cur_j)) joins the running concatenation
-    // and cur_{j+1} = shrink_j(concatenation). On the CPU the whole dense
-    // part is one op writing into one buffer; the last shrink reads it.
+    // and cur_{j+1} = shrink_j(concatenation). On the CPU the whole body
+    // (dense part and last shrink) is one op writing into one buffer.
     let Some((last, inner)) = shrinks.split_last() else {
         candle_core::bail!("shrink block without convolutions");
     };
     let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
     let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
-    last.forward(&crate::ops::dense_shrink_features(xi, &convs, &inner)?)
+    crate::ops::dense_shrink_body(xi, &convs, &inner, dense_layer(last))
 }
 
 /// A layer as the dense-block ops take it.
@@ -207,9 +207,10 @@ fn dense_layer(c: &Conv) -> DenseLayer<'_> {
 fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
     // Layer c reads the running concatenation shuffled by c+1 groups; the
     // concatenation keeps its original channel order (reference `RDB_Conv`).
-    // On the CPU the whole dense part is one op writing into one buffer.
+    // On the CPU the whole body (dense part and LFF) is one op writing into
+    // one buffer.
     let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-    lff.forward(&crate::ops::dense_group_features(xi, &layers)?)
+    crate::ops::dense_group_body(xi, &layers, dense_layer(lff))
 }
 
 fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {

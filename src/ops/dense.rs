@@ -43,6 +43,22 @@ pub struct DenseLayer<'a> {
 /// On the CPU (f32/f64, custom kernels on) it is one op; elsewhere it is the
 /// chain of [`super::conv2d_shuffled_relu`] and concatenations.
 pub fn dense_group_features(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor> {
+    dense_group(xi, layers, None)
+}
+
+/// A G block's body: the 1x1 convolution `tail` (`LFF`, `[O, (n+1)·G, 1,
+/// 1]`, no ReLU) over [`dense_group_features`], `[B, O, H, W]`.
+///
+/// On the CPU it is one op: the features stay inside it (kept for the
+/// backward when gradients are recorded) instead of becoming a tensor of
+/// the graph, whose gradient candle would build as a zero-filled tensor
+/// plus an add, and which the backward would copy once more. Elsewhere it
+/// is [`dense_group_features`] and a convolution.
+pub fn dense_group_body(xi: &Tensor, layers: &[DenseLayer], tail: DenseLayer) -> Result<Tensor> {
+    dense_group(xi, layers, Some(tail))
+}
+
+fn dense_group(xi: &Tensor, layers: &[DenseLayer], tail: Option<DenseLayer>) -> Result<Tensor> {
     let (batch, growth, h, w) = xi.dims4()?;
     let with_bias = layers.first().is_some_and(|l| l.bias.is_some());
     let uniform_bias = layers.iter().all(|l| l.bias.is_some() == with_bias);
@@ -52,9 +68,14 @@ pub fn dense_group_features(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor
         && super::custom_kernels_enabled()
         && super::relu_fusion_enabled()
         && uniform_bias
+        && tail.is_none_or(|t| t.weight.device().is_cpu() && t.bias.is_some() == with_bias)
         && !layers.is_empty();
     if !fused {
-        return chained(xi, layers);
+        let features = chained(xi, layers)?;
+        return match tail {
+            Some(t) => super::conv2d(&features, t.weight, t.bias, 1),
+            None => Ok(features),
+        };
     }
     let mut geoms = Vec::with_capacity(layers.len());
     let mut flat_w = Vec::with_capacity(layers.len());
@@ -89,8 +110,37 @@ pub fn dense_group_features(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor
             flat_b.push(b.clone());
         }
     }
+    let channels = (layers.len() + 1) * growth;
+    let tail_geom = match tail {
+        Some(t) => {
+            let c_out = t.weight.dim(0)?;
+            let g = ConvGeom {
+                batch,
+                c_in: channels,
+                c_out,
+                h,
+                w,
+                k: 1,
+                groups: 1,
+                shuffle: 1,
+            };
+            let g = checked_as(&t, g, "the block's last 1x1 convolution")?;
+            flat_w.push(t.weight.flatten_all()?);
+            flat_b.extend(t.bias.cloned());
+            Some(g)
+        }
+        None => None,
+    };
+    let keep_features = tail.is_some()
+        && (xi.track_op() || layers.iter().chain(&tail).any(|l| l.weight.track_op()));
     super::alloc::tune_allocator();
-    let op = DenseGroupOp { geoms, with_bias };
+    let op = DenseGroupOp {
+        geoms,
+        with_bias,
+        tail: tail_geom,
+        keep_features,
+        features: Default::default(),
+    };
     let xi = xi.contiguous()?;
     let weights = Tensor::cat(&flat_w, 0)?;
     if with_bias {
@@ -117,6 +167,13 @@ struct DenseGroupOp {
     /// Layer `j`'s convolution over the buffer's first `(j+1)·G` channels.
     geoms: Vec<ConvGeom>,
     with_bias: bool,
+    /// The 1x1 convolution over the whole buffer whose output the op
+    /// returns instead of the buffer (weights and bias after the layers').
+    tail: Option<ConvGeom>,
+    /// Whether a backward will follow: then the buffer is kept in
+    /// `features` (with a tail; without one the buffer is the output).
+    keep_features: bool,
+    features: std::sync::Arc<std::sync::Mutex<Option<CpuStorage>>>,
 }
 
 impl DenseGroupOp {
@@ -134,13 +191,19 @@ impl DenseGroupOp {
         self.channels() * self.geoms[0].hw()
     }
 
-    fn w_total(&self) -> usize {
+    /// Weights of the dense layers (the tail's follow them).
+    fn w_dense(&self) -> usize {
         self.geoms.iter().map(|g| g.w_len()).sum()
+    }
+
+    fn w_total(&self) -> usize {
+        self.w_dense() + self.tail.map_or(0, |t| t.w_len())
     }
 
     fn out_shape(&self) -> Shape {
         let g = &self.geoms[0];
-        Shape::from((g.batch, self.channels(), g.h, g.w))
+        let c = self.tail.map_or(self.channels(), |t| t.c_out);
+        Shape::from((g.batch, c, g.h, g.w))
     }
 }
 
@@ -210,7 +273,24 @@ fn forward<T: Elem>(
     // SAFETY: piece 0 copied from xi, piece j+1 written by layer j (its
     // forward writes every element of its output planes).
     let buf = unsafe { buf.assume_init() };
-    Ok((T::to_cpu_storage_owned(buf), op.out_shape()))
+    let Some(tg) = &op.tail else {
+        return Ok((T::to_cpu_storage_owned(buf), op.out_shape()));
+    };
+    let wt = &w[w_off..w_off + tg.w_len()];
+    let bt = b.map(|b| &b[b_off..b_off + tg.c_out]);
+    let mut y = OutBuf::<T>::new(batch * tg.c_out * hw);
+    let planes = Planes {
+        x_batch: bs,
+        y_batch: tg.c_out * hw,
+    };
+    // SAFETY: the buffer is whole; `y` holds the tail's output planes.
+    unsafe { kernels::conv_forward_into(buf.as_ptr(), wt, bt, tg, false, y.ptr(), planes, false) };
+    // SAFETY: the tail's forward writes every element of its output.
+    let y = unsafe { y.assume_init() };
+    if op.keep_features {
+        *op.features.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(buf));
+    }
+    Ok((T::to_cpu_storage_owned(y), op.out_shape()))
 }
 
 impl DenseGroupOp {
@@ -308,22 +388,51 @@ fn backward<T: Elem>(
     (grad, lg): (&CpuStorage, &Layout),
     (w, lw): (&CpuStorage, &Layout),
 ) -> Result<(CpuStorage, Shape)> {
-    let buf = as_slice::<T>(buf, lb, "features")?;
     let grad = as_slice::<T>(grad, lg, "gradient")?;
     let w = as_slice::<T>(w, lw, "weights")?;
     let first = &op.geoms[0];
     let (batch, hw, growth) = (first.batch, first.hw(), op.growth());
     let (bs, piece) = (op.batch_stride(), growth * hw);
-    let w_total = op.w_total();
+    let (w_dense, w_total) = (op.w_dense(), op.w_total());
     let b_total = if op.with_bias {
-        growth * op.geoms.len()
+        growth * op.geoms.len() + op.tail.map_or(0, |t| t.c_out)
     } else {
         0
     };
-    let mut dbuf = grad.to_vec();
-    let mut flat = vec![T::from_f64(0.0); batch * piece + w_total + b_total];
+    let x_len = batch * piece;
+    let mut flat = vec![T::from_f64(0.0); x_len + w_total + b_total];
+    let guard = op.features.lock().unwrap_or_else(|e| e.into_inner());
+    let (buf, mut dbuf) = match &op.tail {
+        // `buf` is the op's output: the features.
+        None => {
+            let buf = as_slice::<T>(buf, lb, "features")?;
+            (buf, grad.to_vec())
+        }
+        Some(tg) => {
+            let Some(features) = guard.as_ref() else {
+                bail!("dense G block: backward without the forward's features");
+            };
+            let buf = T::cpu_storage_as_slice(features)?;
+            let planes = Planes {
+                x_batch: bs,
+                y_batch: tg.c_out * hw,
+            };
+            let gw = kernels::conv_grad_weight_strided(buf, grad, tg, planes, op.with_bias);
+            flat[x_len + w_dense..x_len + w_total].copy_from_slice(&gw[..tg.w_len()]);
+            if op.with_bias {
+                let b0 = x_len + w_total + growth * op.geoms.len();
+                flat[b0..b0 + tg.c_out].copy_from_slice(&gw[tg.w_len()..]);
+            }
+            // The tail's input is the whole buffer, laid out densely: its
+            // input gradient is the buffer's gradient as it is.
+            (
+                buf,
+                kernels::conv_grad_input(grad, &w[w_dense..w_total], tg),
+            )
+        }
+    };
     let mut dt = vec![T::from_f64(0.0); batch * piece];
-    let mut w_end = w_total;
+    let mut w_end = w_dense;
     for (j, g) in op.geoms.iter().enumerate().rev() {
         let w_start = w_end - g.w_len();
         // The gradient of layer j's output, through its ReLU.
@@ -350,7 +459,6 @@ fn backward<T: Elem>(
             y_batch: piece,
         };
         let gw = kernels::conv_grad_weight_strided(buf, &dt, g, planes, op.with_bias);
-        let x_len = batch * piece;
         flat[x_len + w_start..x_len + w_end].copy_from_slice(&gw[..g.w_len()]);
         if op.with_bias {
             let b0 = x_len + w_total + j * growth;
@@ -400,6 +508,27 @@ pub fn dense_shrink_features(
     convs: &[DenseLayer],
     shrinks: &[DenseLayer],
 ) -> Result<Tensor> {
+    dense_shrink(xi, convs, shrinks, None)
+}
+
+/// An S block's body: its last shrink `tail` (`[O, (n+1)·G, 1, 1]`, no
+/// ReLU) over [`dense_shrink_features`], `[B, O, H, W]`; one op on the CPU,
+/// for the reasons [`dense_group_body`] gives.
+pub fn dense_shrink_body(
+    xi: &Tensor,
+    convs: &[DenseLayer],
+    shrinks: &[DenseLayer],
+    tail: DenseLayer,
+) -> Result<Tensor> {
+    dense_shrink(xi, convs, shrinks, Some(tail))
+}
+
+fn dense_shrink(
+    xi: &Tensor,
+    convs: &[DenseLayer],
+    shrinks: &[DenseLayer],
+    tail: Option<DenseLayer>,
+) -> Result<Tensor> {
     let (batch, growth, h, w) = xi.dims4()?;
     if convs.is_empty() || shrinks.len() + 1 != convs.len() {
         bail!(
@@ -409,7 +538,7 @@ pub fn dense_shrink_features(
             shrinks.len()
         );
     }
-    let all = || convs.iter().chain(shrinks);
+    let all = || convs.iter().chain(shrinks).chain(&tail);
     let with_bias = convs[0].bias.is_some();
     let fused = xi.device().is_cpu()
         && all().all(|l| l.weight.device().is_cpu() && l.bias.is_some() == with_bias)
@@ -426,7 +555,10 @@ pub fn dense_shrink_features(
                 cur = super::conv2d(&cat, s.weight, s.bias, 1)?;
             }
         }
-        return Ok(cat);
+        return match tail {
+            Some(t) => super::conv2d(&cat, t.weight, t.bias, 1),
+            None => Ok(cat),
+        };
     }
     let geom = |c_in: usize, k: usize| ConvGeom {
         batch,
@@ -446,14 +578,27 @@ pub fn dense_shrink_features(
     for (j, l) in shrinks.iter().enumerate() {
         shrink_geoms.push(checked(l, geom((j + 2) * growth, 1), j)?);
     }
+    let tail_geom = match tail {
+        Some(t) => {
+            let g = ConvGeom {
+                c_in: (convs.len() + 1) * growth,
+                c_out: t.weight.dim(0)?,
+                ..geom(growth, 1)
+            };
+            Some(checked_as(&t, g, "the block's last 1x1 convolution")?)
+        }
+        None => None,
+    };
     super::alloc::tune_allocator();
     let keep_curs = xi.track_op() || all().any(|l| l.weight.track_op());
     let op = DenseShrinkOp {
         convs: conv_geoms,
         shrinks: shrink_geoms,
         with_bias,
+        tail: tail_geom,
         keep_curs,
         curs: Default::default(),
+        features: Default::default(),
     };
     let xi = xi.contiguous()?;
     let weights = Tensor::cat(
@@ -470,18 +615,24 @@ pub fn dense_shrink_features(
     }
 }
 
-/// `g` when layer `j`'s weight and bias have its shapes and dtype `xi`'s.
+/// `g` when layer `j`'s weight and bias have its shapes.
 fn checked(l: &DenseLayer, g: ConvGeom, j: usize) -> Result<ConvGeom> {
+    checked_as(l, g, &format!("dense layer {j}"))
+}
+
+/// `g` when the weight and bias of `l` (called `what` in errors) have its
+/// shapes.
+fn checked_as(l: &DenseLayer, g: ConvGeom, what: &str) -> Result<ConvGeom> {
     let want = [g.c_out, g.c_in, g.k, g.k];
     if l.weight.dims() != want || l.groups != 1 {
         bail!(
-            "dense layer {j}: expected an ungrouped weight {want:?}, got {:?} in {} groups",
+            "{what}: expected an ungrouped weight {want:?}, got {:?} in {} groups",
             l.weight.dims(),
             l.groups
         );
     }
     if l.bias.is_some_and(|b| b.dims() != [g.c_out]) {
-        bail!("dense layer {j}: bias must be [{}]", g.c_out);
+        bail!("{what}: bias must be [{}]", g.c_out);
     }
     Ok(g)
 }
@@ -500,6 +651,11 @@ struct DenseShrinkOp {
     /// backward (each is the input of a convolution; recomputing them would
     /// cost a 1x1 convolution each).
     curs: std::sync::Arc<std::sync::Mutex<Option<CpuStorage>>>,
+    /// The 1x1 convolution over the whole buffer whose output the op
+    /// returns instead of the buffer (weights and bias after the shrinks').
+    tail: Option<ConvGeom>,
+    /// With a tail and a backward to follow: the buffer.
+    features: std::sync::Arc<std::sync::Mutex<Option<CpuStorage>>>,
 }
 
 impl DenseShrinkOp {
@@ -514,14 +670,17 @@ impl DenseShrinkOp {
     }
     fn out_shape(&self) -> Shape {
         let g = &self.convs[0];
-        Shape::from((g.batch, (self.convs.len() + 1) * g.c_out, g.h, g.w))
+        let c = self
+            .tail
+            .map_or((self.convs.len() + 1) * g.c_out, |t| t.c_out);
+        Shape::from((g.batch, c, g.h, g.w))
     }
     /// Offsets of each layer's weight in the flat weights (convolutions,
-    /// then shrinks), and the total.
+    /// then shrinks, then the tail), and the total.
     fn w_offsets(&self) -> (Vec<usize>, usize) {
         let mut offs = Vec::new();
         let mut at = 0;
-        for g in self.convs.iter().chain(&self.shrinks) {
+        for g in self.convs.iter().chain(&self.shrinks).chain(&self.tail) {
             offs.push(at);
             at += g.w_len();
         }
@@ -602,7 +761,28 @@ fn shrink_forward<T: Elem>(
     // SAFETY: every piece and every cur written above, whole.
     let (buf, curs) = unsafe { (buf.assume_init(), curs.assume_init()) };
     *op.curs.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(curs));
-    Ok((T::to_cpu_storage_owned(buf), op.out_shape()))
+    let Some(tg) = &op.tail else {
+        return Ok((T::to_cpu_storage_owned(buf), op.out_shape()));
+    };
+    let i = n + op.shrinks.len();
+    let (wt, bt) = (
+        &w[offs[i]..offs[i] + tg.w_len()],
+        b.map(|b| &b[i * growth..][..tg.c_out]),
+    );
+    let hw = op.convs[0].hw();
+    let mut y = OutBuf::<T>::new(batch * tg.c_out * hw);
+    let planes = Planes {
+        x_batch: bs,
+        y_batch: tg.c_out * hw,
+    };
+    // SAFETY: the buffer is whole; `y` holds the tail's output planes.
+    unsafe { kernels::conv_forward_into(buf.as_ptr(), wt, bt, tg, false, y.ptr(), planes, false) };
+    // SAFETY: the tail's forward writes every element of its output.
+    let y = unsafe { y.assume_init() };
+    if op.keep_curs {
+        *op.features.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(buf));
+    }
+    Ok((T::to_cpu_storage_owned(y), op.out_shape()))
 }
 
 /// The relu-masked gradient of features piece `off..off+piece` of each
@@ -637,7 +817,6 @@ fn shrink_backward<T: Elem>(
     (grad, lg): (&CpuStorage, &Layout),
     (w, lw): (&CpuStorage, &Layout),
 ) -> Result<(CpuStorage, Shape)> {
-    let buf = as_slice::<T>(buf, lb, "features")?;
     let grad = as_slice::<T>(grad, lg, "gradient")?;
     let w = as_slice::<T>(w, lw, "weights")?;
     let guard = op.curs.lock().unwrap_or_else(|e| e.into_inner());
@@ -650,12 +829,39 @@ fn shrink_backward<T: Elem>(
     let (offs, w_total) = op.w_offsets();
     let x_len = batch * piece;
     let b_total = if op.with_bias {
-        growth * (op.convs.len() + op.shrinks.len())
+        growth * (op.convs.len() + op.shrinks.len()) + op.tail.map_or(0, |t| t.c_out)
     } else {
         0
     };
-    let mut dbuf = grad.to_vec();
     let mut flat = vec![T::from_f64(0.0); x_len + w_total + b_total];
+    let features = op.features.lock().unwrap_or_else(|e| e.into_inner());
+    let (buf, mut dbuf) = match &op.tail {
+        // `buf` is the op's output: the features.
+        None => {
+            let buf = as_slice::<T>(buf, lb, "features")?;
+            (buf, grad.to_vec())
+        }
+        Some(tg) => {
+            let Some(features) = features.as_ref() else {
+                bail!("dense S block: backward without the forward's features");
+            };
+            let buf = T::cpu_storage_as_slice(features)?;
+            let i = n + op.shrinks.len();
+            let planes = Planes {
+                x_batch: bs,
+                y_batch: tg.c_out * op.convs[0].hw(),
+            };
+            let gw = kernels::conv_grad_weight_strided(buf, grad, tg, planes, op.with_bias);
+            flat[x_len + offs[i]..][..tg.w_len()].copy_from_slice(&gw[..tg.w_len()]);
+            if op.with_bias {
+                flat[x_len + w_total + i * growth..][..tg.c_out].copy_from_slice(&gw[tg.w_len()..]);
+            }
+            // The tail's input is the whole buffer, laid out densely: its
+            // input gradient is the buffer's gradient as it is.
+            let dbuf = kernels::conv_grad_input(grad, &w[offs[i]..offs[i] + tg.w_len()], tg);
+            (buf, dbuf)
+        }
+    };
     let mut dt = vec![T::from_f64(0.0); x_len];
     // Layer i's weight (and bias) gradient into the flat result.
     let mut store = |i: usize, g: &ConvGeom, gw: &[T]| {
@@ -864,20 +1070,70 @@ mod tests {
                 groups: *grp,
             })
             .collect();
-        let fused = dense_group_features(&xi, &layers)?;
-        let plain = chained(&xi, &layers)?;
-        let mix = ramp(fused.dims(), 0.7)?;
-        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
-        let (gf, gp) = (loss(&fused)?.backward()?, loss(&plain)?.backward()?);
+        // The body's last 1x1 convolution, to 5 channels.
+        let channels = (groups.len() + 1) * growth;
+        let tail_w = ramp(&[5, channels, 1, 1], 4.0)?;
+        let tail_b = if bias { Some(ramp(&[5], 5.0)?) } else { None };
+        let tail = DenseLayer {
+            weight: tail_w.as_tensor(),
+            bias: tail_b.as_ref().map(|b| b.as_tensor()),
+            groups: 1,
+        };
         let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
             (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
         };
-        assert!(diff(&fused, &plain)? < 1e-12, "features differ");
         let mut tracked: Vec<&Tensor> = vec![xi.as_tensor()];
         for (wt, b, _) in &params {
             tracked.push(wt.as_tensor());
             tracked.extend(b.as_ref().map(|b| b.as_tensor()));
         }
+        // With the tail fused: the body and every gradient, and the body
+        // without gradients (inference keeps no features).
+        let plain = chained(&xi, &layers)?;
+        let plain_body = super::super::conv2d(&plain, tail.weight, tail.bias, 1)?;
+        let body = dense_group_body(&xi, &layers, tail)?;
+        assert_eq!(body.dims(), [batch, 5, h, w]);
+        assert!(diff(&body, &plain_body)? < 1e-12, "bodies differ");
+        let detached: Vec<(Tensor, Option<Tensor>)> = layers
+            .iter()
+            .chain([&tail])
+            .map(|l| (l.weight.detach(), l.bias.map(|b| b.detach())))
+            .collect();
+        let frozen_layers: Vec<DenseLayer> = detached
+            .iter()
+            .zip(layers.iter().chain([&tail]))
+            .map(|((wt, b), l)| DenseLayer {
+                weight: wt,
+                bias: b.as_ref(),
+                groups: l.groups,
+            })
+            .collect();
+        let (frozen_tail, frozen_dense) = frozen_layers.split_last().expect("a tail");
+        let frozen = dense_group_body(&xi.as_tensor().detach(), frozen_dense, *frozen_tail)?;
+        assert!(
+            diff(&frozen, &plain_body)? < 1e-12,
+            "inference bodies differ"
+        );
+        let mix = ramp(body.dims(), 0.3)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&body)?.backward()?, loss(&plain_body)?.backward()?);
+        let mut with_tail = tracked.clone();
+        with_tail.push(tail_w.as_tensor());
+        with_tail.extend(tail_b.as_ref().map(|b| b.as_tensor()));
+        for t in with_tail {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(e < 1e-10, "body: gradient of {:?} differs by {e}", t.dims());
+        }
+        // The features alone.
+        let fused = dense_group_features(&xi, &layers)?;
+        let mix = ramp(fused.dims(), 0.7)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&plain)?.backward()?);
+        assert!(diff(&fused, &plain)? < 1e-12, "features differ");
         for t in tracked {
             let (a, b) = (
                 gf.get(t).expect("fused grad"),
@@ -936,12 +1192,42 @@ mod tests {
                 cur = super::super::conv2d(&cat, s.weight, s.bias, 1)?;
             }
         }
-        let mix = ramp(fused.dims(), 0.9)?;
-        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
-        let (gf, gp) = (loss(&fused)?.backward()?, loss(&cat)?.backward()?);
         let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
             (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
         };
+        // The body: the last shrink (to 3 channels) fused, against the
+        // chain's features and a convolution; its gradients.
+        let tail_w = ramp(&[3, (n + 1) * growth, 1, 1], 6.0)?;
+        let tail_b = if bias { Some(ramp(&[3], 7.0)?) } else { None };
+        let tail = DenseLayer {
+            weight: tail_w.as_tensor(),
+            bias: tail_b.as_ref().map(|b| b.as_tensor()),
+            groups: 1,
+        };
+        let body = dense_shrink_body(&xi, convs, shrinks, tail)?;
+        let plain_body = super::super::conv2d(&cat, tail.weight, tail.bias, 1)?;
+        assert_eq!(body.dims(), [batch, 3, h, w]);
+        assert!(diff(&body, &plain_body)? < 1e-12, "bodies differ");
+        let mix = ramp(body.dims(), 0.4)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&body)?.backward()?, loss(&plain_body)?.backward()?);
+        let mut tracked: Vec<&Tensor> = vec![xi.as_tensor(), tail_w.as_tensor()];
+        tracked.extend(tail_b.as_ref().map(|b| b.as_tensor()));
+        for (wt, b) in &vars {
+            tracked.push(wt.as_tensor());
+            tracked.extend(b.as_ref().map(|b| b.as_tensor()));
+        }
+        for t in tracked {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(e < 1e-10, "body: gradient of {:?} differs by {e}", t.dims());
+        }
+        let mix = ramp(fused.dims(), 0.9)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&cat)?.backward()?);
         assert!(diff(&fused, &cat)? < 1e-12, "features differ");
         // Without gradients (inference) the op reuses one slot for `cur`.
         let frozen: Vec<(Tensor, Option<Tensor>)> = vars

@@ -25,7 +25,9 @@ pub mod pool;
 mod weight_grad;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
-pub use dense::{dense_group_features, dense_shrink_features, DenseLayer};
+pub use dense::{
+    dense_group_body, dense_group_features, dense_shrink_body, dense_shrink_features, DenseLayer,
+};
 pub use fuse::add_conv1x1;
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
