@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::conv::{Conv, ConvKind};
 use super::ops;
-use crate::ops::DenseLayer;
+use crate::ops::{BlockEnds, DenseLayer, Residual};
 use crate::space::cost::group_conv_groups;
 use crate::space::{BlockGene, BlockKind};
 
@@ -139,13 +139,24 @@ impl Block {
     /// Runs the block on `[B, I, H, W]`, giving `[B, O, H, W]`. C blocks need
     /// even H and W ([`super::Esrn::forward`] pads for that).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // A G block is one op from input to output on the CPU: layer c reads
+        // the running concatenation shuffled by c+1 groups, which keeps its
+        // original channel order (reference `RDB_Conv`), then LFF and the
+        // residual.
+        if let Body::Group { convs, lff } = &self.body {
+            let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+            return crate::ops::dense_group_block(x, self.ends()?, &layers, dense_layer(lff));
+        }
         let xi = match &self.in_conv {
             Some(c) => c.forward(x)?,
             None => x.clone(),
         };
         let body = match &self.body {
             Body::Shrink { convs, shrinks } => shrink_body(&xi, convs, shrinks)?,
-            Body::Group { convs, lff } => group_body(&xi, convs, lff)?,
+            Body::Group { convs, lff } => {
+                let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+                crate::ops::dense_group_body(&xi, &layers, dense_layer(lff))?
+            }
             Body::Contextual { convs, shrinks } => contextual_body(&xi, convs, shrinks)?,
         };
         // Residual exactly as the reference: identity when the width is kept,
@@ -161,6 +172,27 @@ impl Block {
                 None => candle_core::bail!("block {}: missing OutConv", self.gene),
             }
         }
+    }
+
+    /// `InConv` and the residual, as the fused block ops take them: the
+    /// residual exactly as the reference's (identity when the width is
+    /// kept, else the projected input when the block ends at its growth
+    /// width, else a separate 1x1 projection of the raw input).
+    fn ends(&self) -> Result<BlockEnds<'_>> {
+        let residual = if self.gene.out == self.in_ch {
+            Residual::Input
+        } else if self.gene.out == self.gene.growth {
+            Residual::Projected
+        } else {
+            match &self.out_conv {
+                Some(c) => Residual::Conv(dense_layer(c)),
+                None => candle_core::bail!("block {}: missing OutConv", self.gene),
+            }
+        };
+        Ok(BlockEnds {
+            in_conv: self.in_conv.as_ref().map(dense_layer),
+            residual,
+        })
     }
 
     /// Every convolution of the block, in construction order.
@@ -202,15 +234,6 @@ fn dense_layer(c: &Conv) -> DenseLayer<'_> {
         bias: c.bias(),
         groups: c.groups(),
     }
-}
-
-fn group_body(xi: &Tensor, convs: &[Conv], lff: &Conv) -> Result<Tensor> {
-    // Layer c reads the running concatenation shuffled by c+1 groups; the
-    // concatenation keeps its original channel order (reference `RDB_Conv`).
-    // On the CPU the whole body (dense part and LFF) is one op writing into
-    // one buffer.
-    let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-    crate::ops::dense_group_body(xi, &layers, dense_layer(lff))
 }
 
 fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {

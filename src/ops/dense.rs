@@ -55,28 +55,67 @@ pub fn dense_group_features(xi: &Tensor, layers: &[DenseLayer]) -> Result<Tensor
 /// plus an add, and which the backward would copy once more. Elsewhere it
 /// is [`dense_group_features`] and a convolution.
 pub fn dense_group_body(xi: &Tensor, layers: &[DenseLayer], tail: DenseLayer) -> Result<Tensor> {
-    dense_group(xi, layers, Some(tail))
+    dense_group(xi, layers, Some((tail, None)))
 }
 
-fn dense_group(xi: &Tensor, layers: &[DenseLayer], tail: Option<DenseLayer>) -> Result<Tensor> {
-    let (batch, growth, h, w) = xi.dims4()?;
+/// A whole G block, `[B, O, H, W]` from its input `x` (`[B, I, H, W]`):
+/// `InConv`, [`dense_group_body`] and the residual (`ends`). One op on the
+/// CPU, for the same reasons: the block's input, `xi`, the body and
+/// `OutConv`'s output would each be a graph tensor whose gradient candle
+/// sums through zeros and adds, on one thread.
+pub fn dense_group_block(
+    x: &Tensor,
+    ends: BlockEnds,
+    layers: &[DenseLayer],
+    tail: DenseLayer,
+) -> Result<Tensor> {
+    dense_group(x, layers, Some((tail, Some(ends))))
+}
+
+fn dense_group(
+    x: &Tensor,
+    layers: &[DenseLayer],
+    tail: Option<(DenseLayer, Option<BlockEnds>)>,
+) -> Result<Tensor> {
+    let (ends, tail) = match tail {
+        Some((t, e)) => (e, Some(t)),
+        None => (None, None),
+    };
+    let (batch, in_ch, h, w) = x.dims4()?;
+    let growth = match ends.as_ref().and_then(|e| e.in_conv) {
+        Some(c) => c.weight.dim(0)?,
+        None => in_ch,
+    };
     let with_bias = layers.first().is_some_and(|l| l.bias.is_some());
     let uniform_bias = layers.iter().all(|l| l.bias.is_some() == with_bias);
-    let fused = xi.device().is_cpu()
+    let fused = x.device().is_cpu()
         && layers.iter().all(|l| l.weight.device().is_cpu())
-        && matches!(xi.dtype(), DType::F32 | DType::F64)
+        && matches!(x.dtype(), DType::F32 | DType::F64)
         && super::custom_kernels_enabled()
         && super::relu_fusion_enabled()
         && uniform_bias
         && tail.is_none_or(|t| t.weight.device().is_cpu() && t.bias.is_some() == with_bias)
+        && ends.is_none_or(|e| {
+            e.layers()
+                .all(|l| l.weight.device().is_cpu() && l.bias.is_some() == with_bias)
+        })
         && !layers.is_empty();
     if !fused {
-        let features = chained(xi, layers)?;
-        return match tail {
-            Some(t) => super::conv2d(&features, t.weight, t.bias, 1),
-            None => Ok(features),
+        let xi = match &ends {
+            Some(e) => e.project(x)?,
+            None => x.clone(),
+        };
+        let features = chained(&xi, layers)?;
+        let Some(t) = tail else {
+            return Ok(features);
+        };
+        let body = super::conv2d(&features, t.weight, t.bias, 1)?;
+        return match &ends {
+            Some(e) => e.output(x, &xi, &body),
+            None => Ok(body),
         };
     }
+    let xi = x;
     let mut geoms = Vec::with_capacity(layers.len());
     let mut flat_w = Vec::with_capacity(layers.len());
     let mut flat_b = Vec::with_capacity(layers.len());
@@ -131,13 +170,31 @@ fn dense_group(xi: &Tensor, layers: &[DenseLayer], tail: Option<DenseLayer>) -> 
         }
         None => None,
     };
+    let op_ends = match (&ends, &tail_geom) {
+        (Some(e), Some(t)) => {
+            let geometry = e.geometry((batch, in_ch, h, w), growth, t.c_out)?;
+            for l in e.layers() {
+                flat_w.push(l.weight.flatten_all()?);
+                flat_b.extend(l.bias.cloned());
+            }
+            geometry
+        }
+        _ => Ends::none(growth),
+    };
+    let end_layers = ends.iter().flat_map(|e| e.layers());
     let keep_features = tail.is_some()
-        && (xi.track_op() || layers.iter().chain(&tail).any(|l| l.weight.track_op()));
+        && (xi.track_op()
+            || layers
+                .iter()
+                .chain(&tail)
+                .chain(end_layers)
+                .any(|l| l.weight.track_op()));
     super::alloc::tune_allocator();
     let op = DenseGroupOp {
         geoms,
         with_bias,
         tail: tail_geom,
+        ends: op_ends,
         keep_features,
         features: Default::default(),
     };
@@ -148,6 +205,307 @@ fn dense_group(xi: &Tensor, layers: &[DenseLayer], tail: Option<DenseLayer>) -> 
     } else {
         xi.apply_op2(&weights, op)
     }
+}
+
+/// The block's residual (spec §4): what is added to its body's output.
+#[derive(Debug, Clone, Copy)]
+pub enum Residual<'a> {
+    /// The block's input itself (`O = I`).
+    Input,
+    /// The projected input `xi` (`O = G`; the input itself when there is
+    /// no `InConv`).
+    Projected,
+    /// `OutConv`: a 1x1 convolution of the input, `I → O`.
+    Conv(DenseLayer<'a>),
+}
+
+/// The parts of a block around its dense part and last 1x1 convolution:
+/// `InConv` and the residual.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockEnds<'a> {
+    /// `InConv`, 1x1 `I → G`, when `I ≠ G`.
+    pub in_conv: Option<DenseLayer<'a>>,
+    pub residual: Residual<'a>,
+}
+
+impl BlockEnds<'_> {
+    /// Every layer of the ends: `InConv`, then `OutConv`.
+    fn layers(&self) -> impl Iterator<Item = &DenseLayer<'_>> {
+        let out_conv = match &self.residual {
+            Residual::Conv(l) => Some(l),
+            _ => None,
+        };
+        self.in_conv.iter().chain(out_conv)
+    }
+
+    /// `xi`: `InConv` of `x`, or `x`.
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
+        match self.in_conv {
+            Some(c) => super::conv2d(x, c.weight, c.bias, 1),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// The block's output from its input, `xi` and its body, as the op
+    /// chain computes it.
+    fn output(&self, x: &Tensor, xi: &Tensor, body: &Tensor) -> Result<Tensor> {
+        match self.residual {
+            Residual::Input => x + body,
+            Residual::Projected => xi + body,
+            Residual::Conv(c) => super::conv2d(x, c.weight, c.bias, 1)? + body,
+        }
+    }
+
+    /// The geometry of the ends for an input `[batch, in_ch, h, w]`, a
+    /// growth of `growth` channels and `out` output channels; checks the
+    /// shapes.
+    fn geometry(
+        &self,
+        (batch, in_ch, h, w): (usize, usize, usize, usize),
+        growth: usize,
+        out: usize,
+    ) -> Result<Ends> {
+        let conv = |c_in, c_out| ConvGeom {
+            batch,
+            c_in,
+            c_out,
+            h,
+            w,
+            k: 1,
+            groups: 1,
+            shuffle: 1,
+        };
+        let head = match &self.in_conv {
+            Some(l) => Some(checked_as(l, conv(in_ch, growth), "InConv")?),
+            None if in_ch != growth => {
+                bail!("block: {in_ch} input channels need an InConv to {growth}")
+            }
+            None => None,
+        };
+        let skip = match &self.residual {
+            Residual::Input if out == in_ch => Skip::Input,
+            Residual::Projected if out == growth => Skip::Projected,
+            Residual::Conv(l) => Skip::Conv(checked_as(l, conv(in_ch, out), "OutConv")?),
+            _ => bail!("block: the residual does not match {in_ch} input, {growth} growth and {out} output channels"),
+        };
+        Ok(Ends {
+            in_ch,
+            head,
+            skip: Some(skip),
+        })
+    }
+}
+
+/// What [`BlockEnds`] becomes inside an op.
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    Input,
+    Projected,
+    Conv(ConvGeom),
+}
+
+/// [`BlockEnds`] inside an op: the input's channels, `InConv`'s geometry
+/// and the residual (none: the op returns the body or the features). The
+/// ends' weights and biases follow the body's in the flat arguments,
+/// `InConv`'s first.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    in_ch: usize,
+    head: Option<ConvGeom>,
+    skip: Option<Skip>,
+}
+
+impl Ends {
+    /// No ends: the op's input is `xi` (`growth` channels).
+    fn none(growth: usize) -> Ends {
+        Ends {
+            in_ch: growth,
+            head: None,
+            skip: None,
+        }
+    }
+
+    fn out_conv(&self) -> Option<&ConvGeom> {
+        match &self.skip {
+            Some(Skip::Conv(g)) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Their convolutions: `InConv`, then `OutConv`.
+    fn convs(&self) -> impl Iterator<Item = &ConvGeom> {
+        self.head.iter().chain(self.out_conv())
+    }
+
+    fn w_len(&self) -> usize {
+        self.convs().map(|g| g.w_len()).sum()
+    }
+
+    fn b_len(&self) -> usize {
+        self.convs().map(|g| g.c_out).sum()
+    }
+
+    /// Writes `xi` (`InConv` of `x`, or `x`) into piece 0 of each image of
+    /// the feature buffer `out` (`bs` elements an image).
+    ///
+    /// # Safety
+    /// `out` holds `batch` images of `bs` elements, and piece 0 of each is
+    /// this call's alone.
+    unsafe fn project<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        b: Option<&[T]>,
+        out: SendPtr<T>,
+        bs: usize,
+        piece: usize,
+    ) {
+        match &self.head {
+            Some(g) => {
+                let planes = Planes {
+                    x_batch: self.in_ch * g.hw(),
+                    y_batch: bs,
+                };
+                // SAFETY: forwarded to the caller.
+                unsafe {
+                    kernels::conv_forward_into(
+                        x.as_ptr(),
+                        &w[..g.w_len()],
+                        b.map(|b| &b[..g.c_out]),
+                        g,
+                        false,
+                        out,
+                        planes,
+                        false,
+                    )
+                };
+            }
+            None => {
+                for (i, src) in x.chunks_exact(piece).enumerate() {
+                    // SAFETY: image i's piece 0, the caller's.
+                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.add(i * bs), piece) };
+                }
+            }
+        }
+    }
+
+    /// Adds the residual to the body's output `y` (`[B, O, H, W]`): `x`,
+    /// `xi` (piece 0 of each image of `buf`) or `OutConv` of `x`. Each sum
+    /// is `residual + body`, as the op chain adds them.
+    #[allow(clippy::too_many_arguments)]
+    fn add_residual<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        b: Option<&[T]>,
+        buf: &[T],
+        (batch, bs): (usize, usize),
+        y: &mut [T],
+    ) {
+        let Some(skip) = &self.skip else { return };
+        let per_image = y.len() / batch.max(1);
+        let conv;
+        let (src, stride): (&[T], usize) = match skip {
+            Skip::Input => (x, per_image),
+            Skip::Projected => (buf, bs),
+            Skip::Conv(g) => {
+                let at = self.head.map_or(0, |h| h.w_len());
+                let b0 = self.head.map_or(0, |h| h.c_out);
+                conv = kernels::conv_forward(
+                    x,
+                    &w[at..at + g.w_len()],
+                    b.map(|b| &b[b0..b0 + g.c_out]),
+                    g,
+                    false,
+                );
+                (&conv[..], per_image)
+            }
+        };
+        let dst = SendPtr(y.as_mut_ptr());
+        par::for_each(
+            y.len() / per_image.max(1),
+            || (),
+            |_, i| {
+                let r = &src[i * stride..][..per_image];
+                for (k, &v) in r.iter().enumerate() {
+                    // SAFETY: image i of `y`, this item's alone.
+                    unsafe {
+                        let p = dst.add(i * per_image + k);
+                        p.write(v + p.read());
+                    }
+                }
+            },
+        );
+    }
+
+    /// The gradient of the block's input from `d_xi` (that of `xi`,
+    /// densely) and `g_out` (that of the output); stores the ends' weight
+    /// and bias gradients through `store(layer, gradient)` (0: `InConv`,
+    /// 1: `OutConv`; weights then biases).
+    fn backward<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        with_bias: bool,
+        mut d_xi: Vec<T>,
+        g_out: &[T],
+        mut store: impl FnMut(usize, &[T]),
+    ) -> Vec<T> {
+        if let Some(Skip::Projected) = self.skip {
+            add_assign(&mut d_xi, g_out);
+        }
+        let dense = |g: &ConvGeom| Planes {
+            x_batch: g.c_in * g.hw(),
+            y_batch: g.c_out * g.hw(),
+        };
+        let mut d_x = match &self.head {
+            Some(g) => {
+                store(
+                    0,
+                    &kernels::conv_grad_weight_strided(x, &d_xi, g, dense(g), with_bias),
+                );
+                kernels::conv_grad_input(&d_xi, &w[..g.w_len()], g)
+            }
+            None => d_xi,
+        };
+        match &self.skip {
+            Some(Skip::Input) => add_assign(&mut d_x, g_out),
+            Some(Skip::Conv(g)) => {
+                store(
+                    1,
+                    &kernels::conv_grad_weight_strided(x, g_out, g, dense(g), with_bias),
+                );
+                let at = self.head.map_or(0, |h| h.w_len());
+                add_assign(
+                    &mut d_x,
+                    &kernels::conv_grad_input(g_out, &w[at..at + g.w_len()], g),
+                );
+            }
+            _ => {}
+        }
+        d_x
+    }
+}
+
+/// `a += b`, element by element, on the worker threads.
+fn add_assign<T: Elem>(a: &mut [T], b: &[T]) {
+    debug_assert_eq!(a.len(), b.len());
+    const CHUNK: usize = 1 << 14;
+    let dst = SendPtr(a.as_mut_ptr());
+    par::for_each(
+        a.len().div_ceil(CHUNK),
+        || (),
+        |_, c| {
+            let start = c * CHUNK;
+            for (k, &v) in b[start..b.len().min(start + CHUNK)].iter().enumerate() {
+                // SAFETY: chunk c of `a`, this item's alone.
+                unsafe {
+                    let p = dst.add(start + k);
+                    p.write(p.read() + v);
+                }
+            }
+        },
+    );
 }
 
 /// The same features from per-layer convolutions and concatenations.
@@ -170,6 +528,9 @@ struct DenseGroupOp {
     /// The 1x1 convolution over the whole buffer whose output the op
     /// returns instead of the buffer (weights and bias after the layers').
     tail: Option<ConvGeom>,
+    /// `InConv` and the residual (only with a tail); the op's input is
+    /// the block's input.
+    ends: Ends,
     /// Whether a backward will follow: then the buffer is kept in
     /// `features` (with a tail; without one the buffer is the output).
     keep_features: bool,
@@ -196,8 +557,18 @@ impl DenseGroupOp {
         self.geoms.iter().map(|g| g.w_len()).sum()
     }
 
-    fn w_total(&self) -> usize {
+    /// Weights of the dense layers and the tail (the ends' follow them).
+    fn w_body(&self) -> usize {
         self.w_dense() + self.tail.map_or(0, |t| t.w_len())
+    }
+
+    fn w_total(&self) -> usize {
+        self.w_body() + self.ends.w_len()
+    }
+
+    /// Biases of the dense layers and the tail.
+    fn b_body(&self) -> usize {
+        self.growth() * self.geoms.len() + self.tail.map_or(0, |t| t.c_out)
     }
 
     fn out_shape(&self) -> Shape {
@@ -229,11 +600,11 @@ macro_rules! dispatch {
 
 fn forward<T: Elem>(
     op: &DenseGroupOp,
-    (xi, lx): (&CpuStorage, &Layout),
+    (x, lx): (&CpuStorage, &Layout),
     (w, lw): (&CpuStorage, &Layout),
     bias: Option<(&CpuStorage, &Layout)>,
 ) -> Result<(CpuStorage, Shape)> {
-    let xi = as_slice::<T>(xi, lx, "input")?;
+    let x = as_slice::<T>(x, lx, "input")?;
     let w = as_slice::<T>(w, lw, "weights")?;
     let b = match bias {
         Some((b, lb)) => Some(as_slice::<T>(b, lb, "biases")?),
@@ -248,10 +619,9 @@ fn forward<T: Elem>(
     }
     let out = buf.ptr();
     let piece = growth * hw;
-    for (b, src) in xi.chunks_exact(piece).enumerate() {
-        // SAFETY: image b's first `piece` elements of the buffer.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.add(b * bs), piece) };
-    }
+    let (w_ends, b_ends) = (&w[op.w_body()..], b.map(|b| &b[op.b_body()..]));
+    // SAFETY: piece 0 of each image, written by no one else.
+    unsafe { op.ends.project(x, w_ends, b_ends, out, bs, piece) };
     let (mut w_off, mut b_off) = (0, 0);
     for (j, g) in op.geoms.iter().enumerate() {
         let wj = &w[w_off..w_off + g.w_len()];
@@ -286,7 +656,9 @@ fn forward<T: Elem>(
     // SAFETY: the buffer is whole; `y` holds the tail's output planes.
     unsafe { kernels::conv_forward_into(buf.as_ptr(), wt, bt, tg, false, y.ptr(), planes, false) };
     // SAFETY: the tail's forward writes every element of its output.
-    let y = unsafe { y.assume_init() };
+    let mut y = unsafe { y.assume_init() };
+    op.ends
+        .add_residual(x, w_ends, b_ends, &buf, (batch, bs), &mut y);
     if op.keep_features {
         *op.features.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(buf));
     }
@@ -302,13 +674,16 @@ impl DenseGroupOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let flat = res.contiguous()?.apply_op3_no_bwd(
+        // The grad op reads the features from the op (with a tail) and
+        // then needs the input instead.
+        let first = if self.tail.is_some() { xi } else { res };
+        let flat = first.contiguous()?.apply_op3_no_bwd(
             &grad.contiguous()?,
             w,
             &DenseGroupGradOp { op: self.clone() },
         )?;
         let g = &self.geoms[0];
-        let x_len = g.batch * self.growth() * g.hw();
+        let x_len = g.batch * self.ends.in_ch * g.hw();
         let w_len = self.w_total();
         let dx = flat.narrow(0, 0, x_len)?.reshape(xi.shape())?;
         let dw = flat.narrow(0, x_len, w_len)?;
@@ -393,21 +768,20 @@ fn backward<T: Elem>(
     let first = &op.geoms[0];
     let (batch, hw, growth) = (first.batch, first.hw(), op.growth());
     let (bs, piece) = (op.batch_stride(), growth * hw);
-    let (w_dense, w_total) = (op.w_dense(), op.w_total());
+    let (w_dense, w_body, w_total) = (op.w_dense(), op.w_body(), op.w_total());
     let b_total = if op.with_bias {
-        growth * op.geoms.len() + op.tail.map_or(0, |t| t.c_out)
+        op.b_body() + op.ends.b_len()
     } else {
         0
     };
-    let x_len = batch * piece;
+    let x_len = batch * op.ends.in_ch * hw;
     let mut flat = vec![T::from_f64(0.0); x_len + w_total + b_total];
     let guard = op.features.lock().unwrap_or_else(|e| e.into_inner());
+    // With a tail the first argument is the op's input, else its output.
+    let first = as_slice::<T>(buf, lb, "input")?;
     let (buf, mut dbuf) = match &op.tail {
         // `buf` is the op's output: the features.
-        None => {
-            let buf = as_slice::<T>(buf, lb, "features")?;
-            (buf, grad.to_vec())
-        }
+        None => (first, grad.to_vec()),
         Some(tg) => {
             let Some(features) = guard.as_ref() else {
                 bail!("dense G block: backward without the forward's features");
@@ -418,17 +792,14 @@ fn backward<T: Elem>(
                 y_batch: tg.c_out * hw,
             };
             let gw = kernels::conv_grad_weight_strided(buf, grad, tg, planes, op.with_bias);
-            flat[x_len + w_dense..x_len + w_total].copy_from_slice(&gw[..tg.w_len()]);
+            flat[x_len + w_dense..x_len + w_body].copy_from_slice(&gw[..tg.w_len()]);
             if op.with_bias {
                 let b0 = x_len + w_total + growth * op.geoms.len();
                 flat[b0..b0 + tg.c_out].copy_from_slice(&gw[tg.w_len()..]);
             }
             // The tail's input is the whole buffer, laid out densely: its
             // input gradient is the buffer's gradient as it is.
-            (
-                buf,
-                kernels::conv_grad_input(grad, &w[w_dense..w_total], tg),
-            )
+            (buf, kernels::conv_grad_input(grad, &w[w_dense..w_body], tg))
         }
     };
     let mut dt = vec![T::from_f64(0.0); batch * piece];
@@ -472,9 +843,33 @@ fn backward<T: Elem>(
         };
         w_end = w_start;
     }
-    for (b, dst) in flat[..batch * piece].chunks_exact_mut(piece).enumerate() {
+    let mut d_xi = vec![T::from_f64(0.0); batch * piece];
+    for (b, dst) in d_xi.chunks_exact_mut(piece).enumerate() {
         dst.copy_from_slice(&dbuf[b * bs..][..piece]);
     }
+    let (w_at, b_at) = (x_len + w_body, x_len + w_total + op.b_body());
+    let head = op.ends.head.map_or((0, 0), |h| (h.w_len(), h.c_out));
+    let d_x = op.ends.backward(
+        first,
+        &w[w_body..],
+        op.with_bias,
+        d_xi,
+        grad,
+        |layer, gw| {
+            let (wo, bo) = if layer == 0 { (0, 0) } else { head };
+            let g = if layer == 0 {
+                op.ends.head
+            } else {
+                op.ends.out_conv().copied()
+            };
+            let Some(g) = g else { return };
+            flat[w_at + wo..][..g.w_len()].copy_from_slice(&gw[..g.w_len()]);
+            if op.with_bias {
+                flat[b_at + bo..][..g.c_out].copy_from_slice(&gw[g.w_len()..]);
+            }
+        },
+    );
+    flat[..x_len].copy_from_slice(&d_x);
     let n = flat.len();
     Ok((T::to_cpu_storage_owned(flat), Shape::from(n)))
 }
@@ -1143,6 +1538,106 @@ mod tests {
             assert!(e < 1e-10, "gradient of {:?} differs by {e}", t.dims());
         }
         Ok(())
+    }
+
+    /// A whole G block (`InConv`, dense part, LFF, residual) as one op
+    /// against the op chain: output and every gradient, for each kind of
+    /// residual, with and without `InConv` and biases.
+    fn check_block(in_ch: usize, growth: usize, out: usize, bias: bool) -> Result<()> {
+        let (batch, h, w) = (2, 4, 5);
+        let x = ramp(&[batch, in_ch, h, w], 0.15)?;
+        let groups = [1, 2, 2];
+        let mut vars = Vec::new();
+        let mut add = |shape: Vec<usize>, c_out: usize, seed: f64| -> Result<usize> {
+            let b = if bias {
+                Some(ramp(&[c_out], seed + 0.5)?)
+            } else {
+                None
+            };
+            vars.push((ramp(&shape, seed)?, b));
+            Ok(vars.len() - 1)
+        };
+        let mut dense = Vec::new();
+        for (j, &grp) in groups.iter().enumerate() {
+            dense.push(add(
+                vec![growth, (j + 1) * growth / grp, 3, 3],
+                growth,
+                j as f64,
+            )?);
+        }
+        let lff = add(vec![out, (groups.len() + 1) * growth, 1, 1], out, 7.0)?;
+        let in_conv = (in_ch != growth)
+            .then(|| add(vec![growth, in_ch, 1, 1], growth, 8.0))
+            .transpose()?;
+        let out_conv = (out != in_ch && out != growth)
+            .then(|| add(vec![out, in_ch, 1, 1], out, 9.0))
+            .transpose()?;
+        let layer = |i: usize, groups: usize| DenseLayer {
+            weight: vars[i].0.as_tensor(),
+            bias: vars[i].1.as_ref().map(|b| b.as_tensor()),
+            groups,
+        };
+        let layers: Vec<DenseLayer> = dense
+            .iter()
+            .zip(groups)
+            .map(|(&i, g)| layer(i, g))
+            .collect();
+        let residual = if out == in_ch {
+            Residual::Input
+        } else if out == growth {
+            Residual::Projected
+        } else {
+            Residual::Conv(layer(out_conv.expect("an OutConv"), 1))
+        };
+        let ends = BlockEnds {
+            in_conv: in_conv.map(|i| layer(i, 1)),
+            residual,
+        };
+        let fused = dense_group_block(&x, ends, &layers, layer(lff, 1))?;
+        let xi = ends.project(&x)?;
+        let body = super::super::conv2d(
+            &chained(&xi, &layers)?,
+            layer(lff, 1).weight,
+            layer(lff, 1).bias,
+            1,
+        )?;
+        let plain = ends.output(&x, &xi, &body)?;
+        assert_eq!(fused.dims(), [batch, out, h, w]);
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
+        };
+        assert!(diff(&fused, &plain)? < 1e-12, "block outputs differ");
+        let mix = ramp(fused.dims(), 0.6)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&plain)?.backward()?);
+        let mut tracked: Vec<&Tensor> = vec![x.as_tensor()];
+        for (wt, b) in &vars {
+            tracked.push(wt.as_tensor());
+            tracked.extend(b.as_ref().map(|b| b.as_tensor()));
+        }
+        for t in tracked {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(
+                e < 1e-10,
+                "block {in_ch}->{growth}->{out}: gradient of {:?} differs by {e}",
+                t.dims()
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_whole_g_block_matches_the_op_chain() -> Result<()> {
+        // (input, growth, output): InConv or not; residual the input, the
+        // projected input or OutConv.
+        for (in_ch, growth, out) in [(4, 4, 4), (6, 4, 6), (6, 4, 4), (6, 4, 5), (4, 4, 6)] {
+            check_block(in_ch, growth, out, true)?;
+        }
+        check_block(6, 4, 5, false)
     }
 
     #[test]
