@@ -139,13 +139,30 @@ impl Block {
     /// Runs the block on `[B, I, H, W]`, giving `[B, O, H, W]`. C blocks need
     /// even H and W ([`super::Esrn::forward`] pads for that).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // A G block is one op from input to output on the CPU: layer c reads
-        // the running concatenation shuffled by c+1 groups, which keeps its
-        // original channel order (reference `RDB_Conv`), then LFF and the
-        // residual.
-        if let Body::Group { convs, lff } = &self.body {
-            let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-            return crate::ops::dense_group_block(x, self.ends()?, &layers, dense_layer(lff));
+        // G and S blocks are one op from input to output on the CPU. G:
+        // layer c reads the running concatenation shuffled by c+1 groups,
+        // which keeps its original channel order (reference `RDB_Conv`),
+        // then LFF and the residual. S: see `shrink_body`.
+        match &self.body {
+            Body::Group { convs, lff } => {
+                let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+                return crate::ops::dense_group_block(x, self.ends()?, &layers, dense_layer(lff));
+            }
+            Body::Shrink { convs, shrinks } => {
+                let Some((last, inner)) = shrinks.split_last() else {
+                    candle_core::bail!("shrink block without convolutions");
+                };
+                let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+                let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
+                return crate::ops::dense_shrink_block(
+                    x,
+                    self.ends()?,
+                    &convs,
+                    &inner,
+                    dense_layer(last),
+                );
+            }
+            Body::Contextual { .. } => {}
         }
         let xi = match &self.in_conv {
             Some(c) => c.forward(x)?,

@@ -915,16 +915,37 @@ pub fn dense_shrink_body(
     shrinks: &[DenseLayer],
     tail: DenseLayer,
 ) -> Result<Tensor> {
-    dense_shrink(xi, convs, shrinks, Some(tail))
+    dense_shrink(xi, convs, shrinks, Some((tail, None)))
+}
+
+/// A whole S block, `[B, O, H, W]` from its input `x`: `InConv`,
+/// [`dense_shrink_body`] and the residual (`ends`); one op on the CPU, for
+/// the reasons [`dense_group_block`] gives.
+pub fn dense_shrink_block(
+    x: &Tensor,
+    ends: BlockEnds,
+    convs: &[DenseLayer],
+    shrinks: &[DenseLayer],
+    tail: DenseLayer,
+) -> Result<Tensor> {
+    dense_shrink(x, convs, shrinks, Some((tail, Some(ends))))
 }
 
 fn dense_shrink(
-    xi: &Tensor,
+    x: &Tensor,
     convs: &[DenseLayer],
     shrinks: &[DenseLayer],
-    tail: Option<DenseLayer>,
+    tail: Option<(DenseLayer, Option<BlockEnds>)>,
 ) -> Result<Tensor> {
-    let (batch, growth, h, w) = xi.dims4()?;
+    let (ends, tail) = match tail {
+        Some((t, e)) => (e, Some(t)),
+        None => (None, None),
+    };
+    let (batch, in_ch, h, w) = x.dims4()?;
+    let growth = match ends.as_ref().and_then(|e| e.in_conv) {
+        Some(c) => c.weight.dim(0)?,
+        None => in_ch,
+    };
     if convs.is_empty() || shrinks.len() + 1 != convs.len() {
         bail!(
             "dense S block: {} convolutions need {} shrinks before the last, got {}",
@@ -933,13 +954,23 @@ fn dense_shrink(
             shrinks.len()
         );
     }
-    let all = || convs.iter().chain(shrinks).chain(&tail);
+    let all = || {
+        convs
+            .iter()
+            .chain(shrinks)
+            .chain(&tail)
+            .chain(ends.iter().flat_map(|e| e.layers()))
+    };
     let with_bias = convs[0].bias.is_some();
-    let fused = xi.device().is_cpu()
+    let fused = x.device().is_cpu()
         && all().all(|l| l.weight.device().is_cpu() && l.bias.is_some() == with_bias)
-        && matches!(xi.dtype(), DType::F32 | DType::F64)
+        && matches!(x.dtype(), DType::F32 | DType::F64)
         && super::custom_kernels_enabled()
         && super::relu_fusion_enabled();
+    let xi = match (&ends, fused) {
+        (Some(e), false) => e.project(x)?,
+        _ => x.clone(),
+    };
     if !fused {
         let mut cat = xi.clone();
         let mut cur = xi.clone();
@@ -950,9 +981,13 @@ fn dense_shrink(
                 cur = super::conv2d(&cat, s.weight, s.bias, 1)?;
             }
         }
-        return match tail {
-            Some(t) => super::conv2d(&cat, t.weight, t.bias, 1),
-            None => Ok(cat),
+        let Some(t) = tail else {
+            return Ok(cat);
+        };
+        let body = super::conv2d(&cat, t.weight, t.bias, 1)?;
+        return match &ends {
+            Some(e) => e.output(x, &xi, &body),
+            None => Ok(body),
         };
     }
     let geom = |c_in: usize, k: usize| ConvGeom {
@@ -984,6 +1019,10 @@ fn dense_shrink(
         }
         None => None,
     };
+    let op_ends = match (&ends, &tail_geom) {
+        (Some(e), Some(t)) => e.geometry((batch, in_ch, h, w), growth, t.c_out)?,
+        _ => Ends::none(growth),
+    };
     super::alloc::tune_allocator();
     let keep_curs = xi.track_op() || all().any(|l| l.weight.track_op());
     let op = DenseShrinkOp {
@@ -991,6 +1030,7 @@ fn dense_shrink(
         shrinks: shrink_geoms,
         with_bias,
         tail: tail_geom,
+        ends: op_ends,
         keep_curs,
         curs: Default::default(),
         features: Default::default(),
@@ -1051,6 +1091,9 @@ struct DenseShrinkOp {
     tail: Option<ConvGeom>,
     /// With a tail and a backward to follow: the buffer.
     features: std::sync::Arc<std::sync::Mutex<Option<CpuStorage>>>,
+    /// `InConv` and the residual (only with a tail); the op's input is
+    /// the block's input.
+    ends: Ends,
 }
 
 impl DenseShrinkOp {
@@ -1070,12 +1113,29 @@ impl DenseShrinkOp {
             .map_or((self.convs.len() + 1) * g.c_out, |t| t.c_out);
         Shape::from((g.batch, c, g.h, g.w))
     }
+    /// Weights of the convolutions, shrinks and tail (the ends' follow).
+    fn w_body(&self) -> usize {
+        let (offs, total) = self.w_offsets();
+        let body = self.convs.len() + self.shrinks.len() + usize::from(self.tail.is_some());
+        offs.get(body).copied().unwrap_or(total)
+    }
+    /// Biases of the convolutions, shrinks and tail (the ends' follow).
+    fn b_body(&self) -> usize {
+        self.growth() * (self.convs.len() + self.shrinks.len()) + self.tail.map_or(0, |t| t.c_out)
+    }
     /// Offsets of each layer's weight in the flat weights (convolutions,
-    /// then shrinks, then the tail), and the total.
+    /// then shrinks, then the tail, then `InConv` and `OutConv`), and the
+    /// total.
     fn w_offsets(&self) -> (Vec<usize>, usize) {
         let mut offs = Vec::new();
         let mut at = 0;
-        for g in self.convs.iter().chain(&self.shrinks).chain(&self.tail) {
+        for g in self
+            .convs
+            .iter()
+            .chain(&self.shrinks)
+            .chain(&self.tail)
+            .chain(self.ends.convs())
+        {
             offs.push(at);
             at += g.w_len();
         }
@@ -1085,11 +1145,11 @@ impl DenseShrinkOp {
 
 fn shrink_forward<T: Elem>(
     op: &DenseShrinkOp,
-    (xi, lx): (&CpuStorage, &Layout),
+    (x, lx): (&CpuStorage, &Layout),
     (w, lw): (&CpuStorage, &Layout),
     bias: Option<(&CpuStorage, &Layout)>,
 ) -> Result<(CpuStorage, Shape)> {
-    let xi = as_slice::<T>(xi, lx, "input")?;
+    let x = as_slice::<T>(x, lx, "input")?;
     let w = as_slice::<T>(w, lw, "weights")?;
     let b = match bias {
         Some((b, lb)) => Some(as_slice::<T>(b, lb, "biases")?),
@@ -1105,10 +1165,9 @@ fn shrink_forward<T: Elem>(
         return Ok((T::to_cpu_storage_owned(Vec::new()), op.out_shape()));
     }
     let (out, cur) = (buf.ptr(), curs.ptr());
-    for (b, src) in xi.chunks_exact(piece).enumerate() {
-        // SAFETY: image b's first `piece` elements of the buffer.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.add(b * bs), piece) };
-    }
+    let (w_ends, b_ends) = (&w[op.w_body()..], b.map(|b| &b[op.b_body()..]));
+    // SAFETY: piece 0 of each image, written by no one else.
+    unsafe { op.ends.project(x, w_ends, b_ends, out, bs, piece) };
     let (offs, _) = op.w_offsets();
     let layer = |i: usize, g: &ConvGeom| {
         let wi = &w[offs[i]..offs[i] + g.w_len()];
@@ -1116,13 +1175,14 @@ fn shrink_forward<T: Elem>(
     };
     for (j, g) in op.convs.iter().enumerate() {
         let (wj, bj) = layer(j, g);
-        // SAFETY: the input (xi, or cur_j written by the shrink before) is
-        // initialised and unchanged; the output is features piece j+1,
-        // which no one else reads or writes meanwhile. Then shrink j reads
-        // pieces 0..=j+1 and writes cur_{j+1}, a separate buffer.
+        // SAFETY: the input (xi in piece 0, or cur_j written by the shrink
+        // before) is initialised and unchanged; the output is features
+        // piece j+1, which no one else reads or writes meanwhile. Then
+        // shrink j reads pieces 0..=j+1 and writes cur_{j+1}, a separate
+        // buffer.
         unsafe {
             let (src, x_batch) = if j == 0 {
-                (xi.as_ptr(), piece)
+                (out.0.cast_const(), bs)
             } else {
                 (cur.add(slot(j - 1) * batch * piece).cast_const(), piece)
             };
@@ -1173,7 +1233,9 @@ fn shrink_forward<T: Elem>(
     // SAFETY: the buffer is whole; `y` holds the tail's output planes.
     unsafe { kernels::conv_forward_into(buf.as_ptr(), wt, bt, tg, false, y.ptr(), planes, false) };
     // SAFETY: the tail's forward writes every element of its output.
-    let y = unsafe { y.assume_init() };
+    let mut y = unsafe { y.assume_init() };
+    op.ends
+        .add_residual(x, w_ends, b_ends, &buf, (batch, bs), &mut y);
     if op.keep_curs {
         *op.features.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(buf));
     }
@@ -1222,20 +1284,20 @@ fn shrink_backward<T: Elem>(
     let (n, growth, piece, bs) = (op.convs.len(), op.growth(), op.piece(), op.batch_stride());
     let batch = op.convs[0].batch;
     let (offs, w_total) = op.w_offsets();
-    let x_len = batch * piece;
+    let (hw, xi_len) = (op.convs[0].hw(), batch * piece);
+    // The flat result starts with the gradient of the op's input.
+    let x_len = batch * op.ends.in_ch * hw;
     let b_total = if op.with_bias {
-        growth * (op.convs.len() + op.shrinks.len()) + op.tail.map_or(0, |t| t.c_out)
+        op.b_body() + op.ends.b_len()
     } else {
         0
     };
     let mut flat = vec![T::from_f64(0.0); x_len + w_total + b_total];
     let features = op.features.lock().unwrap_or_else(|e| e.into_inner());
+    // With a tail the first argument is the op's input, else its output.
+    let first = as_slice::<T>(buf, lb, "input")?;
     let (buf, mut dbuf) = match &op.tail {
-        // `buf` is the op's output: the features.
-        None => {
-            let buf = as_slice::<T>(buf, lb, "features")?;
-            (buf, grad.to_vec())
-        }
+        None => (first, grad.to_vec()),
         Some(tg) => {
             let Some(features) = features.as_ref() else {
                 bail!("dense S block: backward without the forward's features");
@@ -1257,7 +1319,7 @@ fn shrink_backward<T: Elem>(
             (buf, dbuf)
         }
     };
-    let mut dt = vec![T::from_f64(0.0); x_len];
+    let mut dt = vec![T::from_f64(0.0); xi_len];
     // Layer i's weight (and bias) gradient into the flat result.
     let mut store = |i: usize, g: &ConvGeom, gw: &[T]| {
         flat[x_len + offs[i]..][..g.w_len()].copy_from_slice(&gw[..g.w_len()]);
@@ -1289,7 +1351,7 @@ fn shrink_backward<T: Elem>(
             };
             continue;
         }
-        let cur = &curs[(j - 1) * x_len..][..x_len];
+        let cur = &curs[(j - 1) * xi_len..][..xi_len];
         store(
             j,
             g,
@@ -1318,9 +1380,38 @@ fn shrink_backward<T: Elem>(
             )
         };
     }
-    for (b, dst) in flat[..x_len].chunks_exact_mut(piece).enumerate() {
+    let mut d_xi = vec![T::from_f64(0.0); xi_len];
+    for (b, dst) in d_xi.chunks_exact_mut(piece).enumerate() {
         dst.copy_from_slice(&dbuf[b * bs..][..piece]);
     }
+    let first_end = n + op.shrinks.len() + usize::from(op.tail.is_some());
+    let (w_at, b_at) = (
+        x_len + offs.get(first_end).copied().unwrap_or(w_total),
+        x_len + w_total + op.b_body(),
+    );
+    let head = op.ends.head.map_or((0, 0), |h| (h.w_len(), h.c_out));
+    let w_body = op.w_body();
+    let d_x = op.ends.backward(
+        first,
+        &w[w_body..],
+        op.with_bias,
+        d_xi,
+        grad,
+        |layer, gw| {
+            let (wo, bo) = if layer == 0 { (0, 0) } else { head };
+            let g = if layer == 0 {
+                op.ends.head
+            } else {
+                op.ends.out_conv().copied()
+            };
+            let Some(g) = g else { return };
+            flat[w_at + wo..][..g.w_len()].copy_from_slice(&gw[..g.w_len()]);
+            if op.with_bias {
+                flat[b_at + bo..][..g.c_out].copy_from_slice(&gw[g.w_len()..]);
+            }
+        },
+    );
+    flat[..x_len].copy_from_slice(&d_x);
     let len = flat.len();
     Ok((T::to_cpu_storage_owned(flat), Shape::from(len)))
 }
@@ -1334,12 +1425,16 @@ impl DenseShrinkOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let flat = res.contiguous()?.apply_op3_no_bwd(
+        // The grad op reads the features from the op (with a tail) and
+        // then needs the input instead.
+        let first = if self.tail.is_some() { xi } else { res };
+        let flat = first.contiguous()?.apply_op3_no_bwd(
             &grad.contiguous()?,
             w,
             &DenseShrinkGradOp { op: self.clone() },
         )?;
-        let x_len = self.convs[0].batch * self.piece();
+        let g = &self.convs[0];
+        let x_len = g.batch * self.ends.in_ch * g.hw();
         let (_, w_len) = self.w_offsets();
         let dx = flat.narrow(0, 0, x_len)?.reshape(xi.shape())?;
         let dw = flat.narrow(0, x_len, w_len)?;
@@ -1540,13 +1635,20 @@ mod tests {
         Ok(())
     }
 
-    /// A whole G block (`InConv`, dense part, LFF, residual) as one op
-    /// against the op chain: output and every gradient, for each kind of
-    /// residual, with and without `InConv` and biases.
-    fn check_block(in_ch: usize, growth: usize, out: usize, bias: bool) -> Result<()> {
+    /// A whole G or S block (`InConv`, dense part, last 1x1 convolution,
+    /// residual) as one op against the op chain: output and every
+    /// gradient, for each kind of residual, with and without `InConv` and
+    /// biases.
+    fn check_block(
+        shrink: bool,
+        in_ch: usize,
+        growth: usize,
+        out: usize,
+        bias: bool,
+    ) -> Result<()> {
         let (batch, h, w) = (2, 4, 5);
         let x = ramp(&[batch, in_ch, h, w], 0.15)?;
-        let groups = [1, 2, 2];
+        let groups = if shrink { [1, 1, 1] } else { [1, 2, 2] };
         let mut vars = Vec::new();
         let mut add = |shape: Vec<usize>, c_out: usize, seed: f64| -> Result<usize> {
             let b = if bias {
@@ -1559,10 +1661,15 @@ mod tests {
         };
         let mut dense = Vec::new();
         for (j, &grp) in groups.iter().enumerate() {
-            dense.push(add(
-                vec![growth, (j + 1) * growth / grp, 3, 3],
+            let c_in = if shrink { growth } else { (j + 1) * growth };
+            dense.push(add(vec![growth, c_in / grp, 3, 3], growth, j as f64)?);
+        }
+        let mut inner = Vec::new();
+        for j in 0..if shrink { groups.len() - 1 } else { 0 } {
+            inner.push(add(
+                vec![growth, (j + 2) * growth, 1, 1],
                 growth,
-                j as f64,
+                3.0 + j as f64,
             )?);
         }
         let lff = add(vec![out, (groups.len() + 1) * growth, 1, 1], out, 7.0)?;
@@ -1582,6 +1689,7 @@ mod tests {
             .zip(groups)
             .map(|(&i, g)| layer(i, g))
             .collect();
+        let shrinks: Vec<DenseLayer> = inner.iter().map(|&i| layer(i, 1)).collect();
         let residual = if out == in_ch {
             Residual::Input
         } else if out == growth {
@@ -1593,14 +1701,20 @@ mod tests {
             in_conv: in_conv.map(|i| layer(i, 1)),
             residual,
         };
-        let fused = dense_group_block(&x, ends, &layers, layer(lff, 1))?;
+        let tail = layer(lff, 1);
         let xi = ends.project(&x)?;
-        let body = super::super::conv2d(
-            &chained(&xi, &layers)?,
-            layer(lff, 1).weight,
-            layer(lff, 1).bias,
-            1,
-        )?;
+        let (fused, features) = if shrink {
+            (
+                dense_shrink_block(&x, ends, &layers, &shrinks, tail)?,
+                dense_shrink(&xi, &layers, &shrinks, None)?,
+            )
+        } else {
+            (
+                dense_group_block(&x, ends, &layers, tail)?,
+                chained(&xi, &layers)?,
+            )
+        };
+        let body = super::super::conv2d(&features, tail.weight, tail.bias, 1)?;
         let plain = ends.output(&x, &xi, &body)?;
         assert_eq!(fused.dims(), [batch, out, h, w]);
         let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
@@ -1617,13 +1731,18 @@ mod tests {
         }
         for t in tracked {
             let (a, b) = (
-                gf.get(t).expect("fused grad"),
+                gf.get(t).unwrap_or_else(|| {
+                    panic!(
+                        "fused grad of {:?} in {in_ch}->{growth}->{out} (S: {shrink})",
+                        t.dims()
+                    )
+                }),
                 gp.get(t).expect("plain grad"),
             );
             let e = diff(a, b)?;
             assert!(
                 e < 1e-10,
-                "block {in_ch}->{growth}->{out}: gradient of {:?} differs by {e}",
+                "block {in_ch}->{growth}->{out} (S: {shrink}): gradient of {:?} differs by {e}",
                 t.dims()
             );
         }
@@ -1631,13 +1750,16 @@ mod tests {
     }
 
     #[test]
-    fn fused_whole_g_block_matches_the_op_chain() -> Result<()> {
+    fn fused_whole_blocks_match_the_op_chain() -> Result<()> {
         // (input, growth, output): InConv or not; residual the input, the
         // projected input or OutConv.
-        for (in_ch, growth, out) in [(4, 4, 4), (6, 4, 6), (6, 4, 4), (6, 4, 5), (4, 4, 6)] {
-            check_block(in_ch, growth, out, true)?;
+        for shrink in [false, true] {
+            for (in_ch, growth, out) in [(4, 4, 4), (6, 4, 6), (6, 4, 4), (6, 4, 5), (4, 4, 6)] {
+                check_block(shrink, in_ch, growth, out, true)?;
+            }
+            check_block(shrink, 6, 4, 5, false)?;
         }
-        check_block(6, 4, 5, false)
+        Ok(())
     }
 
     #[test]
