@@ -254,24 +254,17 @@ fn dense_layer(c: &Conv) -> DenseLayer<'_> {
 }
 
 fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
-    let Some(last) = convs.len().checked_sub(1) else {
+    // The "recursive" part: each conv applied three times with shared
+    // weights; its output joins the running concatenation, whose shrink
+    // feeds the next conv; the last shrink reads the concatenation after a
+    // pixel shuffle by 2. On the CPU the dense part is one op writing into
+    // one buffer.
+    let Some((last, inner)) = shrinks.split_last() else {
         candle_core::bail!("contextual block without convolutions");
     };
+    let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
+    let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
     let pooled = ops::avg_pool2x2(xi)?;
-    let mut cat = pooled.clone();
-    let mut cur = pooled;
-    for (i, (conv, shrink)) in convs.iter().zip(shrinks).enumerate() {
-        // The "recursive" part: one conv applied three times with shared weights.
-        let mut t = cur;
-        for _ in 0..3 {
-            t = conv.forward_relu(&t)?;
-        }
-        cat = Tensor::cat(&[&cat, &t], 1)?;
-        if i < last {
-            cur = shrink.forward(&cat)?;
-        } else {
-            return shrink.forward(&ops::pixel_shuffle(&cat, 2)?);
-        }
-    }
-    candle_core::bail!("contextual block without convolutions")
+    let features = crate::ops::dense_contextual_features(&pooled, &convs, &inner)?;
+    last.forward(&ops::pixel_shuffle(&features, 2)?)
 }

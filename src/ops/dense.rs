@@ -903,7 +903,20 @@ pub fn dense_shrink_features(
     convs: &[DenseLayer],
     shrinks: &[DenseLayer],
 ) -> Result<Tensor> {
-    dense_shrink(xi, convs, shrinks, None)
+    dense_shrink(xi, convs, shrinks, None, 1)
+}
+
+/// The dense part of a C block at its pooled resolution: as
+/// [`dense_shrink_features`], but each 3x3 convolution is applied three
+/// times in a row (shared weights, a ReLU after each), the block's
+/// "recursive" part. One op on the CPU (its intermediate outputs kept for
+/// the backward when gradients are recorded), the op chain elsewhere.
+pub fn dense_contextual_features(
+    pooled: &Tensor,
+    convs: &[DenseLayer],
+    shrinks: &[DenseLayer],
+) -> Result<Tensor> {
+    dense_shrink(pooled, convs, shrinks, None, 3)
 }
 
 /// An S block's body: its last shrink `tail` (`[O, (n+1)·G, 1, 1]`, no
@@ -915,7 +928,7 @@ pub fn dense_shrink_body(
     shrinks: &[DenseLayer],
     tail: DenseLayer,
 ) -> Result<Tensor> {
-    dense_shrink(xi, convs, shrinks, Some((tail, None)))
+    dense_shrink(xi, convs, shrinks, Some((tail, None)), 1)
 }
 
 /// A whole S block, `[B, O, H, W]` from its input `x`: `InConv`,
@@ -928,7 +941,7 @@ pub fn dense_shrink_block(
     shrinks: &[DenseLayer],
     tail: DenseLayer,
 ) -> Result<Tensor> {
-    dense_shrink(x, convs, shrinks, Some((tail, Some(ends))))
+    dense_shrink(x, convs, shrinks, Some((tail, Some(ends))), 1)
 }
 
 fn dense_shrink(
@@ -936,6 +949,7 @@ fn dense_shrink(
     convs: &[DenseLayer],
     shrinks: &[DenseLayer],
     tail: Option<(DenseLayer, Option<BlockEnds>)>,
+    repeat: usize,
 ) -> Result<Tensor> {
     let (ends, tail) = match tail {
         Some((t, e)) => (e, Some(t)),
@@ -975,7 +989,10 @@ fn dense_shrink(
         let mut cat = xi.clone();
         let mut cur = xi.clone();
         for (j, c) in convs.iter().enumerate() {
-            let t = super::conv2d_relu(&cur, c.weight, c.bias, 1)?;
+            let mut t = cur.clone();
+            for _ in 0..repeat {
+                t = super::conv2d_relu(&t, c.weight, c.bias, 1)?;
+            }
             cat = Tensor::cat(&[&cat, &t], 1)?;
             if let Some(s) = shrinks.get(j) {
                 cur = super::conv2d(&cat, s.weight, s.bias, 1)?;
@@ -1031,6 +1048,7 @@ fn dense_shrink(
         with_bias,
         tail: tail_geom,
         ends: op_ends,
+        repeat,
         keep_curs,
         curs: Default::default(),
         features: Default::default(),
@@ -1094,6 +1112,9 @@ struct DenseShrinkOp {
     /// `InConv` and the residual (only with a tail); the op's input is
     /// the block's input.
     ends: Ends,
+    /// Applications of each 3x3 convolution, one after the other with its
+    /// ReLU: 1 (S blocks) or 3 (the dense part of a C block).
+    repeat: usize,
 }
 
 impl DenseShrinkOp {
@@ -1160,7 +1181,12 @@ fn shrink_forward<T: Elem>(
     let mut buf = OutBuf::<T>::new(batch * bs);
     let slots = if op.keep_curs { n - 1 } else { (n - 1).min(1) };
     let slot = |j: usize| if op.keep_curs { j } else { 0 };
-    let mut curs = OutBuf::<T>::new(slots * batch * piece);
+    // After the curs: the outputs of every application of a convolution
+    // but its last (C blocks apply each three times).
+    let r = op.repeat;
+    let mid_slots = if op.keep_curs { n * (r - 1) } else { r - 1 };
+    let mid = |j: usize, k: usize| slots + if op.keep_curs { j * (r - 1) + k } else { k };
+    let mut curs = OutBuf::<T>::new((slots + mid_slots) * batch * piece);
     if buf.is_empty() {
         return Ok((T::to_cpu_storage_owned(Vec::new()), op.out_shape()));
     }
@@ -1181,17 +1207,21 @@ fn shrink_forward<T: Elem>(
         // shrink j reads pieces 0..=j+1 and writes cur_{j+1}, a separate
         // buffer.
         unsafe {
-            let (src, x_batch) = if j == 0 {
+            let (mut src, mut x_batch) = if j == 0 {
                 (out.0.cast_const(), bs)
             } else {
                 (cur.add(slot(j - 1) * batch * piece).cast_const(), piece)
             };
-            let planes = Planes {
-                x_batch,
-                y_batch: bs,
-            };
-            let y = SendPtr(out.add((j + 1) * piece));
-            kernels::conv_forward_into(src, wj, bj, g, true, y, planes, false);
+            for k in 0..r {
+                let (y, y_batch) = if k + 1 == r {
+                    (SendPtr(out.add((j + 1) * piece)), bs)
+                } else {
+                    (SendPtr(cur.add(mid(j, k) * batch * piece)), piece)
+                };
+                let planes = Planes { x_batch, y_batch };
+                kernels::conv_forward_into(src, wj, bj, g, true, y, planes, false);
+                (src, x_batch) = (y.0.cast_const(), y_batch);
+            }
             if let Some(gs) = op.shrinks.get(j) {
                 let (ws, bsh) = layer(n + j, gs);
                 let planes = Planes {
@@ -1328,11 +1358,36 @@ fn shrink_backward<T: Elem>(
         }
     };
     let w_of = |i: usize, g: &ConvGeom| &w[offs[i]..offs[i] + g.w_len()];
+    let r = op.repeat;
     for (j, g) in op.convs.iter().enumerate().rev() {
         masked_piece(&dbuf, buf, ((j + 1) * piece, piece, bs), &mut dt);
         let dense = Planes {
             x_batch: piece,
             y_batch: piece,
+        };
+        // Applications r-1 .. 1 of a repeated convolution (C blocks): each
+        // one's weight gradient, summed last first as candle's graph sums
+        // them, and the gradient through the ReLU of its input.
+        let mut repeated: Option<Vec<T>> = None;
+        for k in (1..r).rev() {
+            let input = &curs[(n - 1 + j * (r - 1) + k - 1) * xi_len..][..xi_len];
+            let gw = kernels::conv_grad_weight_strided(input, &dt, g, dense, op.with_bias);
+            repeated = Some(match repeated {
+                None => gw,
+                Some(mut sum) => {
+                    add_assign(&mut sum, &gw);
+                    sum
+                }
+            });
+            let d_in = kernels::conv_grad_input(&dt, w_of(j, g), g);
+            masked_piece(&d_in, input, (0, piece, piece), &mut dt);
+        }
+        let summed = |gw: Vec<T>| match repeated {
+            None => gw,
+            Some(mut sum) => {
+                add_assign(&mut sum, &gw);
+                sum
+            }
         };
         if j == 0 {
             let planes = Planes {
@@ -1342,7 +1397,13 @@ fn shrink_backward<T: Elem>(
             store(
                 j,
                 g,
-                &kernels::conv_grad_weight_strided(buf, &dt, g, planes, op.with_bias),
+                &summed(kernels::conv_grad_weight_strided(
+                    buf,
+                    &dt,
+                    g,
+                    planes,
+                    op.with_bias,
+                )),
             );
             // SAFETY: `dbuf` holds `batch` images of the features; piece 0
             // of each (the input's gradient) is updated here alone.
@@ -1355,7 +1416,13 @@ fn shrink_backward<T: Elem>(
         store(
             j,
             g,
-            &kernels::conv_grad_weight_strided(cur, &dt, g, dense, op.with_bias),
+            &summed(kernels::conv_grad_weight_strided(
+                cur,
+                &dt,
+                g,
+                dense,
+                op.with_bias,
+            )),
         );
         let dcur = kernels::conv_grad_input(&dt, w_of(j, g), g);
         // cur_j came from shrink j-1 over features pieces 0..=j.
@@ -1706,7 +1773,7 @@ mod tests {
         let (fused, features) = if shrink {
             (
                 dense_shrink_block(&x, ends, &layers, &shrinks, tail)?,
-                dense_shrink(&xi, &layers, &shrinks, None)?,
+                dense_shrink(&xi, &layers, &shrinks, None, 1)?,
             )
         } else {
             (
@@ -1881,6 +1948,102 @@ mod tests {
             assert!(e < 1e-10, "gradient of {:?} differs by {e}", t.dims());
         }
         Ok(())
+    }
+
+    /// The C block's dense part (each convolution applied three times)
+    /// against its op chain: features and every gradient; and without
+    /// gradients (inference reuses its intermediate slots).
+    fn check_contextual(growth: usize, n: usize, bias: bool) -> Result<()> {
+        let (batch, h, w) = (2, 3, 4);
+        let xi = ramp(&[batch, growth, h, w], 0.25)?;
+        let mut vars = Vec::new();
+        for i in 0..2 * n - 1 {
+            let shape = if i < n {
+                vec![growth, growth, 3, 3]
+            } else {
+                vec![growth, (i - n + 2) * growth, 1, 1]
+            };
+            let b = if bias {
+                Some(ramp(&[growth], 1.5 + i as f64)?)
+            } else {
+                None
+            };
+            vars.push((ramp(&shape, 0.3 * i as f64)?, b));
+        }
+        let layers: Vec<DenseLayer> = vars
+            .iter()
+            .map(|(wt, b)| DenseLayer {
+                weight: wt.as_tensor(),
+                bias: b.as_ref().map(|b| b.as_tensor()),
+                groups: 1,
+            })
+            .collect();
+        let (convs, shrinks) = layers.split_at(n);
+        let fused = dense_contextual_features(&xi, convs, shrinks)?;
+        let mut cat = xi.as_tensor().clone();
+        let mut cur = cat.clone();
+        for (j, c) in convs.iter().enumerate() {
+            let mut t = cur.clone();
+            for _ in 0..3 {
+                t = super::super::conv2d_relu(&t, c.weight, c.bias, 1)?;
+            }
+            cat = Tensor::cat(&[&cat, &t], 1)?;
+            if let Some(s) = shrinks.get(j) {
+                cur = super::super::conv2d(&cat, s.weight, s.bias, 1)?;
+            }
+        }
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
+        };
+        assert!(diff(&fused, &cat)? < 1e-12, "features differ");
+        let frozen: Vec<(Tensor, Option<Tensor>)> = vars
+            .iter()
+            .map(|(wt, b)| {
+                (
+                    wt.as_tensor().detach(),
+                    b.as_ref().map(|b| b.as_tensor().detach()),
+                )
+            })
+            .collect();
+        let frozen: Vec<DenseLayer> = frozen
+            .iter()
+            .map(|(wt, b)| DenseLayer {
+                weight: wt,
+                bias: b.as_ref(),
+                groups: 1,
+            })
+            .collect();
+        let (fc, fs) = frozen.split_at(n);
+        let inferred = dense_contextual_features(&xi.as_tensor().detach(), fc, fs)?;
+        assert!(diff(&inferred, &cat)? < 1e-12, "inference features differ");
+        let mix = ramp(fused.dims(), 0.8)?;
+        let loss = |t: &Tensor| (t * mix.as_tensor())?.sum_all();
+        let (gf, gp) = (loss(&fused)?.backward()?, loss(&cat)?.backward()?);
+        let mut tracked: Vec<&Tensor> = vec![xi.as_tensor()];
+        for (wt, b) in &vars {
+            tracked.push(wt.as_tensor());
+            tracked.extend(b.as_ref().map(|b| b.as_tensor()));
+        }
+        for t in tracked {
+            let (a, b) = (
+                gf.get(t).expect("fused grad"),
+                gp.get(t).expect("plain grad"),
+            );
+            let e = diff(a, b)?;
+            assert!(
+                e < 1e-10,
+                "contextual: gradient of {:?} differs by {e}",
+                t.dims()
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_contextual_part_matches_the_op_chain() -> Result<()> {
+        check_contextual(4, 3, true)?;
+        check_contextual(3, 1, false)?;
+        check_contextual(2, 2, true)
     }
 
     #[test]
