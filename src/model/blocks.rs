@@ -265,6 +265,6 @@ fn contextual_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tens
     let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
     let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
     let pooled = ops::avg_pool2x2(xi)?;
-    let features = crate::ops::dense_contextual_features(&pooled, &convs, &inner)?;
+    let features = crate::ops::dense_shrink_features(&pooled, &convs, &inner, 3)?;
     last.forward(&ops::pixel_shuffle(&features, 2)?)
 }

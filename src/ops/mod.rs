@@ -26,8 +26,8 @@ mod weight_grad;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
 pub use dense::{
-    dense_contextual_features, dense_group_block, dense_group_body, dense_group_features,
-    dense_shrink_block, dense_shrink_body, dense_shrink_features, BlockEnds, DenseLayer, Residual,
+    dense_group_block, dense_group_body, dense_group_features, dense_shrink_block,
+    dense_shrink_body, dense_shrink_features, BlockEnds, DenseLayer, Residual,
 };
 pub use fuse::add_conv1x1;
 
