@@ -142,11 +142,14 @@ impl Block {
         // G and S blocks are one op from input to output on the CPU. G:
         // layer c reads the running concatenation shuffled by c+1 groups,
         // which keeps its original channel order (reference `RDB_Conv`),
-        // then LFF and the residual. S: see `shrink_body`.
+        // then LFF and the residual. S: cur_0 = xi; t_j = relu(conv_j(cur_j))
+        // joins the running concatenation and cur_{j+1} =
+        // shrink_j(concatenation); the last shrink reads it all.
+        let ends = self.ends()?;
         match &self.body {
             Body::Group { convs, lff } => {
                 let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-                return crate::ops::dense_group_block(x, self.ends()?, &layers, dense_layer(lff));
+                crate::ops::dense_group_block(x, ends, &layers, dense_layer(lff))
             }
             Body::Shrink { convs, shrinks } => {
                 let Some((last, inner)) = shrinks.split_last() else {
@@ -154,39 +157,12 @@ impl Block {
                 };
                 let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
                 let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
-                return crate::ops::dense_shrink_block(
-                    x,
-                    self.ends()?,
-                    &convs,
-                    &inner,
-                    dense_layer(last),
-                );
+                crate::ops::dense_shrink_block(x, ends, &convs, &inner, dense_layer(last))
             }
-            Body::Contextual { .. } => {}
-        }
-        let xi = match &self.in_conv {
-            Some(c) => c.forward(x)?,
-            None => x.clone(),
-        };
-        let body = match &self.body {
-            Body::Shrink { convs, shrinks } => shrink_body(&xi, convs, shrinks)?,
-            Body::Group { convs, lff } => {
-                let layers: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-                crate::ops::dense_group_body(&xi, &layers, dense_layer(lff))?
-            }
-            Body::Contextual { convs, shrinks } => contextual_body(&xi, convs, shrinks)?,
-        };
-        // Residual exactly as the reference: identity when the width is kept,
-        // else the projected input when the block ends at its growth width,
-        // else a separate 1x1 projection of the raw input.
-        if self.gene.out == self.in_ch {
-            x + body
-        } else if self.gene.out == self.gene.growth {
-            xi + body
-        } else {
-            match &self.out_conv {
-                Some(c) => c.forward(x)? + body,
-                None => candle_core::bail!("block {}: missing OutConv", self.gene),
+            Body::Contextual { convs, shrinks } => {
+                let xi = ends.project(x)?;
+                let body = contextual_body(&xi, convs, shrinks)?;
+                ends.output(x, &xi, &body)
             }
         }
     }
@@ -230,18 +206,6 @@ impl Block {
         all.extend(self.out_conv.iter());
         all
     }
-}
-
-fn shrink_body(xi: &Tensor, convs: &[Conv], shrinks: &[Conv]) -> Result<Tensor> {
-    // cur_0 = xi; t_j = relu(conv_j(cur_j)) joins the running concatenation
-    // and cur_{j+1} = shrink_j(concatenation). On the CPU the whole body
-    // (dense part and last shrink) is one op writing into one buffer.
-    let Some((last, inner)) = shrinks.split_last() else {
-        candle_core::bail!("shrink block without convolutions");
-    };
-    let convs: Vec<DenseLayer> = convs.iter().map(dense_layer).collect();
-    let inner: Vec<DenseLayer> = inner.iter().map(dense_layer).collect();
-    crate::ops::dense_shrink_body(xi, &convs, &inner, dense_layer(last))
 }
 
 /// A layer as the dense-block ops take it.

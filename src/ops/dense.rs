@@ -235,8 +235,8 @@ impl BlockEnds<'_> {
         self.in_conv.iter().chain(out_conv)
     }
 
-    /// `xi`: `InConv` of `x`, or `x`.
-    fn project(&self, x: &Tensor) -> Result<Tensor> {
+    /// `xi`: `InConv` of `x`, or `x` (the op chain's way; C blocks use it).
+    pub fn project(&self, x: &Tensor) -> Result<Tensor> {
         match self.in_conv {
             Some(c) => super::conv2d(x, c.weight, c.bias, 1),
             None => Ok(x.clone()),
@@ -244,8 +244,8 @@ impl BlockEnds<'_> {
     }
 
     /// The block's output from its input, `xi` and its body, as the op
-    /// chain computes it.
-    fn output(&self, x: &Tensor, xi: &Tensor, body: &Tensor) -> Result<Tensor> {
+    /// chain computes it (C blocks use it).
+    pub fn output(&self, x: &Tensor, xi: &Tensor, body: &Tensor) -> Result<Tensor> {
         match self.residual {
             Residual::Input => x + body,
             Residual::Projected => xi + body,
@@ -389,7 +389,6 @@ impl Ends {
     /// Adds the residual to the body's output `y` (`[B, O, H, W]`): `x`,
     /// `xi` (piece 0 of each image of `buf`) or `OutConv` of `x`. Each sum
     /// is `residual + body`, as the op chain adds them.
-    #[allow(clippy::too_many_arguments)]
     fn add_residual<T: Elem>(
         &self,
         x: &[T],
@@ -1393,12 +1392,11 @@ fn shrink_backward<T: Elem>(
     let features = op.features.lock().unwrap_or_else(|e| e.into_inner());
     // With a tail the first argument is the op's input, else its output.
     let first = as_slice::<T>(buf, lb, "input")?;
-    let i = n + op.shrinks.len();
-    let w_tail = &w[offs.get(i).copied().unwrap_or(w_total)..op.w_body()];
-    let tail_at = (
-        x_len + offs.get(i).copied().unwrap_or(w_total),
-        x_len + w_total + i * growth,
-    );
+    // The tail's weights, if any, are the last before the ends'.
+    let (i, w_body) = (n + op.shrinks.len(), op.w_body());
+    let w_tail_at = offs.get(i).copied().unwrap_or(w_body);
+    let w_tail = &w[w_tail_at..w_body];
+    let tail_at = (x_len + w_tail_at, x_len + w_total + i * growth);
     let (buf, mut dbuf) = tail_backward(
         op.tail.as_ref(),
         features.as_ref(),
@@ -1437,8 +1435,7 @@ fn shrink_backward<T: Elem>(
                     sum
                 }
             });
-            let d_in = kernels::conv_grad_input(&dt, w_of(j, g), g);
-            masked_piece(&d_in, input, (0, piece, piece), &mut dt);
+            dt = kernels::relu_grad(&kernels::conv_grad_input(&dt, w_of(j, g), g), input);
         }
         let summed = |gw: Vec<T>| match repeated {
             None => gw,
@@ -1505,12 +1502,7 @@ fn shrink_backward<T: Elem>(
             )
         };
     }
-    let first_end = n + op.shrinks.len() + usize::from(op.tail.is_some());
-    let ends_at = (
-        x_len + offs.get(first_end).copied().unwrap_or(w_total),
-        x_len + w_total + op.b_body(),
-    );
-    let w_body = op.w_body();
+    let ends_at = (x_len + w_body, x_len + w_total + op.b_body());
     op.ends.finish_backward(
         first,
         &w[w_body..],
