@@ -218,10 +218,17 @@ pub(super) mod x86 {
     /// Work items wanted per thread, so a late thread has others to help it.
     const ITEMS_PER_THREAD: usize = 4;
 
+    /// Pixel vectors per register block, at most (any set).
+    const MAX_NB: usize = 8;
+
     /// One register block's operands.
     pub(in crate::ops) struct Block {
         /// The input at this block's first pixel, channel 0, tap offset 0.
         src: *const f32,
+        /// Offset of each of the block's vectors from `src` (the first
+        /// `NB`; `v·LANES` within a row, more where the block goes on in
+        /// the next row). The output's vectors follow each other.
+        src_offs: [usize; MAX_NB],
         /// Elements from one input channel to the next.
         ch_stride: usize,
         /// Offset of each kernel tap from a pixel's position in `src`.
@@ -260,12 +267,13 @@ pub(super) mod x86 {
         /// Pixel vectors per register block of `co` channels: `co·nb`
         /// accumulators, the `nb` input vectors and a weight in registers.
         fn wide_nb(co: usize) -> usize;
-        /// Runs [`block`] for `co` channels and `nb` (`wide_nb(co)` or 1)
-        /// vectors, compiled for this instruction set.
+        /// Runs [`block`] for `co` channels and `nb` (1 to `wide_nb(co)`)
+        /// vectors, compiled for this instruction set; `rows`: the
+        /// vectors are not all in one row (`Block::src_offs` says where).
         ///
         /// # Safety
         /// As [`block`].
-        unsafe fn run(co: usize, nb: usize, a: &Block);
+        unsafe fn run(co: usize, nb: usize, rows: bool, a: &Block);
         /// The first `tail` lanes (1 to `LANES`).
         fn mask(tail: usize) -> Self::Mask;
         fn zero() -> Self::V;
@@ -294,11 +302,15 @@ pub(super) mod x86 {
     /// function compiled for it; every address the block reads
     /// (masked-off lanes excepted) and writes must be inside live buffers.
     #[inline(always)]
-    unsafe fn block<I: Isa, const CO: usize, const NB: usize>(a: &Block) {
+    unsafe fn block<I: Isa, const CO: usize, const NB: usize, const ROWS: bool>(a: &Block) {
         // Only one-vector blocks hold a partial vector ([`row_pass`]): wide
         // ones then need no mask register (AVX2 has none to spare).
         debug_assert!(NB == 1 || a.tail == I::LANES);
         let last = I::mask(if NB == 1 { a.tail } else { I::LANES });
+        // Within a row the vectors' offsets are constants of the code;
+        // only blocks that go on into the next row read them.
+        let offs: [usize; NB] =
+            std::array::from_fn(|v| if ROWS { a.src_offs[v] } else { v * I::LANES });
         let mut acc = [[I::zero(); NB]; CO];
         for (co, row) in acc.iter_mut().enumerate() {
             for (v, r) in row.iter_mut().enumerate() {
@@ -321,7 +333,7 @@ pub(super) mod x86 {
                 let p = base.offset(*a.taps.add(t));
                 let mut inp = [I::zero(); NB];
                 for (v, x) in inp.iter_mut().enumerate() {
-                    let pv = p.add(v * I::LANES);
+                    let pv = p.add(offs[v]);
                     *x = if v + 1 == NB {
                         I::load_masked(pv, last)
                     } else {
@@ -381,20 +393,30 @@ pub(super) mod x86 {
     }
 
     /// [`Isa::run`] for `$isa`: [`block`] compiled for `$features`, for
-    /// `$c` channels by `$n` vectors (and by one vector).
+    /// `$c` channels by each of the `$n` vector counts (1 to
+    /// [`Isa::wide_nb`]: a run of vectors shorter than a wide block, such
+    /// as a 32-pixel row in 16-lane vectors, still gets as many
+    /// accumulators as it has vectors).
     macro_rules! run_blocks {
-        ($isa:ty, $features:literal, $($c:literal => $n:literal),*) => {
-            unsafe fn run(co: usize, nb: usize, a: &Block) {
+        ($isa:ty, $features:literal, $($c:literal => [$($n:literal),*]),*) => {
+            unsafe fn run(co: usize, nb: usize, rows: bool, a: &Block) {
                 #[target_feature(enable = $features)]
-                unsafe fn entry<const CO: usize, const NB: usize>(a: &Block) {
+                unsafe fn entry<const CO: usize, const NB: usize, const ROWS: bool>(a: &Block) {
                     // SAFETY: forwarded to the caller; compiled for the set.
-                    unsafe { block::<$isa, CO, NB>(a) }
+                    unsafe { block::<$isa, CO, NB, ROWS>(a) }
                 }
                 // SAFETY: forwarded to the caller.
                 unsafe {
-                    match (co, nb == 1) {
-                        $(($c, false) => entry::<$c, $n>(a), ($c, true) => entry::<$c, 1>(a),)*
-                        _ => unreachable!("{} register blocks hold 1 to {} channels", $features, Self::MAX_CO),
+                    match (co, nb, rows && nb > 1) {
+                        $($(
+                            ($c, $n, false) => entry::<$c, $n, false>(a),
+                            ($c, $n, true) => entry::<$c, $n, true>(a),
+                        )*)*
+                        _ => unreachable!(
+                            "{} register blocks hold 1 to {} channels by 1 to wide_nb vectors, not {co} by {nb}",
+                            $features,
+                            Self::MAX_CO
+                        ),
                     }
                 }
             }
@@ -417,7 +439,11 @@ pub(super) mod x86 {
                 _ => 3,
             }
         }
-        run_blocks!(Avx512, "avx512f", 1 => 8, 2 => 8, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3);
+        run_blocks!(Avx512, "avx512f",
+            1 => [1, 2, 3, 4, 5, 6, 7, 8], 2 => [1, 2, 3, 4, 5, 6, 7, 8],
+            3 => [1, 2, 3, 4, 5, 6], 4 => [1, 2, 3, 4, 5, 6],
+            5 => [1, 2, 3, 4], 6 => [1, 2, 3, 4],
+            7 => [1, 2, 3], 8 => [1, 2, 3]);
         #[inline(always)]
         fn mask(tail: usize) -> u16 {
             if tail >= 16 {
@@ -472,7 +498,9 @@ pub(super) mod x86 {
                 _ => 2,
             }
         }
-        run_blocks!(Avx2, "avx2,fma", 1 => 7, 2 => 4, 3 => 3, 4 => 2, 5 => 2, 6 => 2);
+        run_blocks!(Avx2, "avx2,fma",
+            1 => [1, 2, 3, 4, 5, 6, 7], 2 => [1, 2, 3, 4], 3 => [1, 2, 3],
+            4 => [1, 2], 5 => [1, 2], 6 => [1, 2]);
         #[inline(always)]
         fn mask(tail: usize) -> Option<__m256i> {
             // SAFETY: only ever inlined into AVX2 code (see `Isa`).
@@ -540,51 +568,125 @@ pub(super) mod x86 {
         relu: bool,
     }
 
-    /// Every output channel of one group over a run of `n` pixels: `src` at
-    /// its first pixel (channel 0), `dst` likewise. Pixel chunks go outer so
-    /// a chunk's input stays in L1 while every channel block reads it.
+    /// Every output channel of one group over `rows` rows of `w` pixels:
+    /// `src` at the first row's first pixel (channel 0), the next row
+    /// `src_pitch` further; `dst` likewise, its rows following each other.
+    /// Where `w` is whole vectors the rows are one run of vectors, so a
+    /// register block may end a row and begin the next (a 32-pixel row is
+    /// two 16-lane vectors, and a block wants three); otherwise each row
+    /// is a run whose partial last vector gets a block of its own.
     ///
     /// # Safety
-    /// As [`block`], for the whole run.
-    unsafe fn row_pass<I: Isa>(p: &Pass, src: *const f32, dst: *mut f32, n: usize) {
-        let (kk, lanes) = (p.ntaps, I::LANES);
-        let chunk = I::wide_nb(p.cout.min(I::MAX_CO)) * lanes;
-        let mut x0 = 0;
-        while x0 < n {
-            let cw = chunk.min(n - x0);
+    /// As [`block`], for every row.
+    unsafe fn row_pass<I: Isa>(
+        p: &Pass,
+        src: *const f32,
+        src_pitch: usize,
+        dst: *mut f32,
+        w: usize,
+        rows: usize,
+    ) {
+        let lanes = I::LANES;
+        if w % lanes == 0 {
+            // SAFETY: forwarded to the caller.
+            unsafe { vector_run::<I>(p, src, src_pitch, w / lanes, dst, rows * w / lanes, lanes) };
+            return;
+        }
+        let (vecs, tail) = (w.div_ceil(lanes), w - (w.div_ceil(lanes) - 1) * lanes);
+        for r in 0..rows {
+            // SAFETY: forwarded to the caller.
+            unsafe {
+                vector_run::<I>(
+                    p,
+                    src.add(r * src_pitch),
+                    0,
+                    vecs,
+                    dst.add(r * w),
+                    vecs,
+                    tail,
+                )
+            };
+        }
+    }
+
+    /// Every output channel of one group over `count` vectors: vector `u`
+    /// reads `src + (u / per_row)·src_pitch + (u % per_row)·LANES` and
+    /// writes `dst + u·LANES`; the last one holds `tail` lanes. Pixel
+    /// chunks go outer so a chunk's input stays in L1 while every channel
+    /// block reads it.
+    ///
+    /// # Safety
+    /// As [`block`], for every vector.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn vector_run<I: Isa>(
+        p: &Pass,
+        src: *const f32,
+        src_pitch: usize,
+        per_row: usize,
+        dst: *mut f32,
+        count: usize,
+        tail: usize,
+    ) {
+        let lanes = I::LANES;
+        // Vectors before the partial one (if any), which goes alone.
+        let whole = if tail == lanes { count } else { count - 1 };
+        let chunk = I::wide_nb(p.cout.min(I::MAX_CO));
+        debug_assert!(chunk <= MAX_NB);
+        let (mut row, mut col) = (0, 0);
+        let mut u0 = 0;
+        while u0 < count {
+            let end = (u0 + chunk).min(count);
+            // The chunk's vectors' offsets from `src`, counted along (no
+            // division per block: this runs once per few hundred FMAs).
+            let mut offs = [0; MAX_NB];
+            for o in offs.iter_mut().take(end - u0) {
+                *o = row * src_pitch + col * lanes;
+                col += 1;
+                if col == per_row {
+                    (row, col) = (row + 1, 0);
+                }
+            }
             for (co0, cnt) in co_blocks(p.cout, I::MAX_CO) {
                 let nbw = I::wide_nb(cnt);
-                let (vecs, whole) = (cw.div_ceil(lanes), cw / lanes);
-                let mut v0 = 0;
-                while v0 < vecs {
-                    // A partial last vector goes in a one-vector block.
-                    let nb = if whole.saturating_sub(v0) >= nbw {
-                        nbw
+                // Built once and updated in place: copying a block with
+                // its offsets per call cost more than the call itself.
+                let mut a = Block {
+                    src,
+                    src_offs: [0; MAX_NB],
+                    ch_stride: p.ch_stride,
+                    taps: p.taps.as_ptr(),
+                    ntaps: p.ntaps,
+                    cin: p.cin,
+                    weights: p.weights[co0 * p.cin * p.ntaps..].as_ptr(),
+                    dst,
+                    dst_stride: p.dst_stride,
+                    bias: p.bias.map(|b| b[co0..].as_ptr()),
+                    accumulate: p.accumulate,
+                    relu: p.relu,
+                    tail: lanes,
+                };
+                let mut u = u0;
+                while u < end {
+                    let nb = if u < whole {
+                        nbw.min(whole.min(end) - u)
                     } else {
                         1
                     };
-                    let end_px = ((v0 + nb) * lanes).min(cw);
-                    let a = Block {
-                        src: src.add(x0 + v0 * lanes),
-                        ch_stride: p.ch_stride,
-                        taps: p.taps.as_ptr(),
-                        ntaps: kk,
-                        cin: p.cin,
-                        weights: p.weights[co0 * p.cin * kk..].as_ptr(),
-                        dst: dst.add(co0 * p.dst_stride + x0 + v0 * lanes),
-                        dst_stride: p.dst_stride,
-                        bias: p.bias.map(|b| b[co0..].as_ptr()),
-                        accumulate: p.accumulate,
-                        relu: p.relu,
-                        tail: end_px - (v0 + nb - 1) * lanes,
-                    };
+                    let first = offs[u - u0];
+                    for v in 0..nb {
+                        a.src_offs[v] = offs[u - u0 + v] - first;
+                    }
+                    let rows = a.src_offs[nb - 1] != (nb - 1) * lanes;
+                    a.src = src.add(first);
+                    a.dst = dst.add(co0 * p.dst_stride + u * lanes);
+                    a.tail = if u < whole { lanes } else { tail };
                     // SAFETY: forwarded to the caller; `tail` masks the
                     // lanes past the run's end.
-                    unsafe { I::run(cnt, nb, &a) };
-                    v0 += nb;
+                    unsafe { I::run(cnt, nb, rows, &a) };
+                    u += nb;
                 }
             }
-            x0 += cw;
+            u0 = end;
         }
     }
 
@@ -641,7 +743,7 @@ pub(super) mod x86 {
                         unsafe {
                             let src = x.add(b * planes.x_batch + grp * cin_g * hw + y0 * w);
                             let dst = y.add(b * planes.y_batch + grp * cout_g * hw + y0 * w);
-                            row_pass::<I>(&p, src.cast_const(), dst, n);
+                            row_pass::<I>(&p, src.cast_const(), 0, dst, n, 1);
                         }
                     }
                 },
@@ -691,14 +793,12 @@ pub(super) mod x86 {
                         }
                     }
                     let p = pass(grp, ch_stride, taps);
-                    for r in 0..nrows {
-                        // SAFETY: the strip holds rows r..r+2 (plus the
-                        // zero columns and the slack the last vector reads);
-                        // output row y0+r of this group is this item's.
-                        unsafe {
-                            let dst = y.add(b * planes.y_batch + grp * cout_g * hw + (y0 + r) * w);
-                            row_pass::<I>(&p, strip[r * pw..].as_ptr(), dst, w);
-                        }
+                    // SAFETY: the strip holds rows 0..nrows+2 (plus the
+                    // zero columns and the slack the last vector reads);
+                    // output rows y0..y0+nrows of this group are this item's.
+                    unsafe {
+                        let dst = y.add(b * planes.y_batch + grp * cout_g * hw + y0 * w);
+                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, w, nrows);
                     }
                 }
             },
@@ -774,6 +874,14 @@ pub(super) mod tests {
             (1, 40, 6, 3, 21, 1, 2, 1),
             (1, 7, 13, 3, 9, 3, 1, 1),
             (1, 2, 5, 2, 25, 1, 1, 1),
+            // Whole-vector rows: register blocks that go on into the next
+            // row, of every channel count up to two blocks.
+            (2, 5, 16, 5, 24, 3, 1, 1),
+            (1, 9, 13, 4, 32, 3, 1, 1),
+            (1, 4, 1, 9, 8, 3, 1, 1),
+            (1, 6, 7, 3, 16, 3, 1, 1),
+            (1, 8, 11, 5, 48, 3, 1, 1),
+            (1, 10, 14, 3, 64, 1, 1, 1),
         ]
         .into_iter()
         .map(|(batch, c_in, c_out, h, w, k, groups, shuffle)| ConvGeom {
