@@ -145,6 +145,7 @@ pub(super) unsafe fn conv_forward_f32(
     y: SendPtr<f32>,
     planes: Planes,
     accumulate: bool,
+    out_planes: Option<&[usize]>,
 ) -> bool {
     if !matches!(g.k, 1 | 3) {
         return false;
@@ -154,18 +155,18 @@ pub(super) unsafe fn conv_forward_f32(
     #[cfg(target_arch = "x86_64")]
     match selected() {
         Kernels::Avx512 => unsafe {
-            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, accumulate);
+            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, accumulate, out_planes);
             true
         },
         Kernels::Avx2 => unsafe {
-            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, accumulate);
+            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, accumulate, out_planes);
             true
         },
         Kernels::Gemm => false,
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, weight, bias, relu, y, planes, accumulate);
+        let _ = (x, weight, bias, relu, y, planes, accumulate, out_planes);
         false
     }
 }
@@ -221,6 +222,9 @@ pub(super) mod x86 {
     /// Pixel vectors per register block, at most (any set).
     const MAX_NB: usize = 8;
 
+    /// Output channels per register block, at most (any set).
+    const MAX_CO: usize = 8;
+
     /// One register block's operands.
     pub(in crate::ops) struct Block {
         /// The input at this block's first pixel, channel 0, tap offset 0.
@@ -237,10 +241,11 @@ pub(super) mod x86 {
         cin: usize,
         /// Packed weights of the block's channels, `[cin][taps][CO]`.
         weights: *const f32,
-        /// The output at this block's first channel and pixel.
+        /// The output at this block's first pixel, channel offset 0.
         dst: *mut f32,
-        /// Elements from one output channel to the next.
-        dst_stride: usize,
+        /// Offset of each of the block's output channels' planes from
+        /// `dst` (the first `CO`).
+        dst_offs: [usize; MAX_CO],
         /// The block's biases (`CO` of them), or none.
         bias: Option<*const f32>,
         /// Add to what `dst` holds instead of overwriting it.
@@ -315,7 +320,7 @@ pub(super) mod x86 {
         for (co, row) in acc.iter_mut().enumerate() {
             for (v, r) in row.iter_mut().enumerate() {
                 if a.accumulate {
-                    let p = a.dst.add(co * a.dst_stride + v * I::LANES);
+                    let p = a.dst.add(a.dst_offs[co] + v * I::LANES);
                     *r = if v + 1 == NB {
                         I::load_masked(p, last)
                     } else {
@@ -354,7 +359,7 @@ pub(super) mod x86 {
             for (v, r) in row.iter().enumerate() {
                 let out = if a.relu { I::max0(*r) } else { *r };
                 let m = if v + 1 == NB { last } else { full };
-                I::store_masked(a.dst.add(co * a.dst_stride + v * I::LANES), m, out);
+                I::store_masked(a.dst.add(a.dst_offs[co] + v * I::LANES), m, out);
             }
         }
     }
@@ -563,14 +568,18 @@ pub(super) mod x86 {
         weights: &'a [f32],
         /// This group's biases.
         bias: Option<&'a [f32]>,
-        dst_stride: usize,
+        /// Where each of this group's output channels' planes starts,
+        /// counted from the output's pixel (each image's first plane).
+        out_offs: &'a [usize],
         accumulate: bool,
         relu: bool,
     }
 
     /// Every output channel of one group over `rows` rows of `w` pixels:
     /// `src` at the first row's first pixel (channel 0), the next row
-    /// `src_pitch` further; `dst` likewise, its rows following each other.
+    /// `src_pitch` further; `dst` at the first pixel of the image's first
+    /// plane (`Pass::out_offs` gives each channel's), rows following each
+    /// other.
     /// Where `w` is whole vectors the rows are one run of vectors, so a
     /// register block may end a row and begin the next (a 32-pixel row is
     /// two 16-lane vectors, and a block wants three); otherwise each row
@@ -659,7 +668,7 @@ pub(super) mod x86 {
                     cin: p.cin,
                     weights: p.weights[co0 * p.cin * p.ntaps..].as_ptr(),
                     dst,
-                    dst_stride: p.dst_stride,
+                    dst_offs: std::array::from_fn(|c| p.out_offs[co0 + c.min(cnt - 1)]),
                     bias: p.bias.map(|b| b[co0..].as_ptr()),
                     accumulate: p.accumulate,
                     relu: p.relu,
@@ -678,7 +687,7 @@ pub(super) mod x86 {
                     }
                     let rows = a.src_offs[nb - 1] != (nb - 1) * lanes;
                     a.src = src.add(first);
-                    a.dst = dst.add(co0 * p.dst_stride + u * lanes);
+                    a.dst = dst.add(u * lanes);
                     a.tail = if u < whole { lanes } else { tail };
                     // SAFETY: forwarded to the caller; `tail` masks the
                     // lanes past the run's end.
@@ -690,7 +699,8 @@ pub(super) mod x86 {
         }
     }
 
-    /// See [`super::conv_forward_f32`], on `I`'s vectors.
+    /// See [`super::conv_forward_f32`], on `I`'s vectors. `out_planes`:
+    /// the stored plane of each output channel (none: its own).
     ///
     /// # Safety
     /// The CPU has `I`'s instruction set; buffers as
@@ -705,11 +715,16 @@ pub(super) mod x86 {
         y: SendPtr<f32>,
         planes: Planes,
         accumulate: bool,
+        out_planes: Option<&[usize]>,
     ) {
         if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
             return;
         }
         let (h, w, hw, lanes) = (g.h, g.w, g.hw(), I::LANES);
+        let out_offs: Vec<usize> = match out_planes {
+            Some(to) => to.iter().map(|&c| c * hw).collect(),
+            None => (0..g.c_out).map(|c| c * hw).collect(),
+        };
         let (cin_g, cout_g, kk) = (g.cin_g(), g.cout_g(), g.k * g.k);
         let packed = pack_weights(weight, g, I::MAX_CO);
         let threads = par::threads();
@@ -722,7 +737,7 @@ pub(super) mod x86 {
             cout: cout_g,
             weights: &packed[grp * cout_g * cin_g * kk..][..cout_g * cin_g * kk],
             bias: bias.map(|b| &b[grp * cout_g..(grp + 1) * cout_g]),
-            dst_stride: hw,
+            out_offs: &out_offs[grp * cout_g..(grp + 1) * cout_g],
             accumulate,
             relu,
         };
@@ -742,7 +757,7 @@ pub(super) mod x86 {
                         // rows y0.. of the output belong to this item alone.
                         unsafe {
                             let src = x.add(b * planes.x_batch + grp * cin_g * hw + y0 * w);
-                            let dst = y.add(b * planes.y_batch + grp * cout_g * hw + y0 * w);
+                            let dst = y.add(b * planes.y_batch + y0 * w);
                             row_pass::<I>(&p, src.cast_const(), 0, dst, n, 1);
                         }
                     }
@@ -797,7 +812,7 @@ pub(super) mod x86 {
                     // zero columns and the slack the last vector reads);
                     // output rows y0..y0+nrows of this group are this item's.
                     unsafe {
-                        let dst = y.add(b * planes.y_batch + grp * cout_g * hw + y0 * w);
+                        let dst = y.add(b * planes.y_batch + y0 * w);
                         row_pass::<I>(&p, strip.as_ptr(), pw, dst, w, nrows);
                     }
                 }
@@ -989,6 +1004,7 @@ pub(super) mod tests {
                             y,
                             planes,
                             accumulate,
+                            None,
                         ),
                         _ => x86::conv::<x86::Avx2>(
                             x.as_ptr(),
@@ -999,6 +1015,7 @@ pub(super) mod tests {
                             y,
                             planes,
                             accumulate,
+                            None,
                         ),
                     }
                 }

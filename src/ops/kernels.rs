@@ -18,9 +18,12 @@ pub trait Elem: WithDType {
     /// Runs [`conv_forward_into`] with the direct kernels of
     /// [`super::direct`] where they apply (f32 on AVX-512 or AVX2 + FMA);
     /// returns false when the caller must run the GEMM path.
+    /// `out_planes`: the stored plane of each output channel (none: its
+    /// own), which only the direct kernels can write to.
     ///
     /// # Safety
-    /// As [`conv_forward_into`].
+    /// As [`conv_forward_into`]; `out_planes` a permutation of the
+    /// output's planes.
     #[allow(clippy::too_many_arguments)]
     unsafe fn direct_forward(
         _x: *const Self,
@@ -31,6 +34,7 @@ pub trait Elem: WithDType {
         _y: SendPtr<Self>,
         _planes: Planes,
         _accumulate: bool,
+        _out_planes: Option<&[usize]>,
     ) -> bool {
         false
     }
@@ -69,9 +73,14 @@ impl Elem for f32 {
         y: SendPtr<f32>,
         planes: Planes,
         accumulate: bool,
+        out_planes: Option<&[usize]>,
     ) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { super::direct::conv_forward_f32(x, weight, bias, g, relu, y, planes, accumulate) }
+        unsafe {
+            super::direct::conv_forward_f32(
+                x, weight, bias, g, relu, y, planes, accumulate, out_planes,
+            )
+        }
     }
 }
 
@@ -278,7 +287,7 @@ pub unsafe fn conv_forward_into<T: Elem>(
         return;
     }
     // SAFETY: forwarded to the caller.
-    if unsafe { T::direct_forward(x, weight, bias, g, relu, y, planes, accumulate) } {
+    if unsafe { T::direct_forward(x, weight, bias, g, relu, y, planes, accumulate, None) } {
         return;
     }
     let tiling = g.tiling(par::threads());
@@ -429,9 +438,31 @@ pub unsafe fn conv_grad_input_add<T: Elem>(
         unsafe { conv_forward_into(grad.as_ptr(), &flipped, None, &gt, false, dx, planes, true) };
         return;
     }
-    // With a shuffle the logical channels land on permuted stored planes,
-    // which no GEMM stride expresses: compute them densely, then add each
-    // plane where it belongs.
+    // With a shuffle the logical channels land on permuted stored planes:
+    // the direct kernels write each where it belongs; no GEMM stride
+    // expresses that, so there they are computed densely, then added.
+    let to: Vec<usize> = (0..g.c_in).map(|k| g.in_channel(k)).collect();
+    let planes = Planes {
+        x_batch: g.c_out * hw,
+        y_batch: dx_batch,
+    };
+    // SAFETY: `grad` is dense; the caller vouches for `dx`; `to` is a
+    // permutation of the planes.
+    if unsafe {
+        T::direct_forward(
+            grad.as_ptr(),
+            &flipped,
+            None,
+            &gt,
+            false,
+            dx,
+            planes,
+            true,
+            Some(&to),
+        )
+    } {
+        return;
+    }
     let part = conv_forward(grad, &flipped, None, &gt, false);
     par::for_each(
         g.batch * g.c_in,
@@ -664,5 +695,59 @@ mod tests {
         let wt = ramp(g.w_len(), 0.0);
         let back = flip_weight(&flip_weight(&wt, &g), &g.transposed());
         assert_eq!(back, wt);
+    }
+
+    /// A shuffled grouped convolution's input gradient, added in f32 where
+    /// the direct kernels write each logical channel onto its stored
+    /// plane, equals the f64 one computed densely and then moved, on top
+    /// of what the buffer held (in a wider buffer: `dx_batch` > its planes).
+    #[test]
+    fn shuffled_input_gradient_adds_onto_the_stored_planes() {
+        for (c_in, c_out, h, w, groups, shuffle) in [
+            (12, 6, 5, 16, 3, 3),
+            (8, 4, 3, 17, 2, 2),
+            (16, 16, 4, 32, 4, 4),
+        ] {
+            let g = ConvGeom {
+                batch: 2,
+                c_in,
+                c_out,
+                h,
+                w,
+                k: 3,
+                groups,
+                shuffle,
+            };
+            let (hw, dx_batch) = (g.hw(), (c_in + 3) * g.hw());
+            let grad = ramp(g.y_len(), 0.4);
+            let wt = ramp(g.w_len(), 1.3);
+            let start = ramp(g.batch * dx_batch, 2.1);
+            let moved = conv_grad_input(&grad, &wt, &g);
+            let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            let mut got = f32s(&start);
+            // SAFETY: `got` holds `batch` images of `dx_batch` elements.
+            unsafe {
+                conv_grad_input_add(
+                    &f32s(&grad),
+                    &f32s(&wt),
+                    &g,
+                    SendPtr(got.as_mut_ptr()),
+                    dx_batch,
+                )
+            };
+            for (i, (&a, &s)) in got.iter().zip(&start).enumerate() {
+                let (b, r) = (i / dx_batch, i % dx_batch);
+                let want = if r < c_in * hw {
+                    s + moved[b * c_in * hw + r]
+                } else {
+                    s
+                };
+                let tol = 1e-4 * want.abs().max(1.0);
+                assert!(
+                    (f64::from(a) - want).abs() < tol,
+                    "{g:?} at {i}: {a} vs {want}"
+                );
+            }
+        }
     }
 }
