@@ -4,7 +4,8 @@
 //! [`grouped_conv3x3`], and every reshuffle through [`pixel_shuffle`],
 //! [`channel_shuffle`] or [`avg_pool2x2`]. The convolutions run
 //! [`crate::ops::conv2d`] (GEMM kernels on the CPU, candle's conv2d on other
-//! devices); the reshuffles are plain candle ops.
+//! devices); the pixel shuffle [`crate::ops::pixel_shuffle`], the other
+//! reshuffles plain candle ops.
 //! All of them are device-agnostic and differentiable.
 
 use candle_core::{bail, Result, Tensor};
@@ -46,17 +47,11 @@ pub fn grouped_conv3x3_relu(
 
 /// Sub-pixel rearrangement as PyTorch's `PixelShuffle(r)`:
 /// `[B, C·r², H, W] → [B, C, H·r, W·r]`, with
-/// `out[b, c, h·r + i, w·r + j] = in[b, c·r² + i·r + j, h, w]`.
-/// candle has no built-in pixel shuffle, so it is a reshape/permute/reshape.
+/// `out[b, c, h·r + i, w·r + j] = in[b, c·r² + i·r + j, h, w]`
+/// ([`crate::ops::pixel_shuffle`]: one parallel copy on the CPU, candle's
+/// reshape/permute/reshape elsewhere).
 pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    if r == 0 || c % (r * r) != 0 {
-        bail!("pixel shuffle by {r} needs a channel count divisible by {r}², got {c}");
-    }
-    let oc = c / (r * r);
-    x.reshape((b, oc, r, r, h, w))?
-        .permute((0, 1, 4, 2, 5, 3))?
-        .reshape((b, oc, h * r, w * r))
+    crate::ops::pixel_shuffle(x, r)
 }
 
 /// ShuffleNet channel shuffle with `groups` groups: view `[B, g, C/g, H, W]`,

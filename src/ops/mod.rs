@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod mem;
 pub mod par;
 pub mod pool;
+mod shuffle;
 mod weight_grad;
 
 pub use conv::{conv2d, conv2d_relu, conv2d_shuffled_relu};
@@ -30,6 +31,7 @@ pub use dense::{
     dense_shrink_body, dense_shrink_features, BlockEnds, DenseLayer, Residual,
 };
 pub use fuse::add_conv1x1;
+pub use shuffle::{pixel_shuffle, pixel_unshuffle};
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
 /// thread exists (it writes environment variables, which candle reads once).
