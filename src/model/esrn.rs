@@ -174,7 +174,16 @@ impl Esrn {
         }
         let x0 = self.sfe1.forward(lr)?;
         let mut x = self.sfe2.forward(&x0)?;
-        let fused = if self.records_gradients(lr) {
+        // The global fusion's 1x1 conv over the concatenation of the block
+        // outputs is the sum of its slices' convs over each block's output:
+        // on the CPU each block's share is added as soon as the block is
+        // done, and the concatenation is never built (in place and
+        // without the block outputs kept for inference, see
+        // `crate::ops::add_conv1x1`; as a new sum with gradients in
+        // training, `crate::ops::accumulate_conv1x1`). Other devices train
+        // through the concatenation: one convolution, not one per block.
+        let training = self.records_gradients(lr);
+        let fused = if training && !lr.device().is_cpu() {
             let mut kept = Vec::with_capacity(self.blocks.len());
             for block in &self.blocks {
                 x = block.forward(&x)?;
@@ -182,10 +191,6 @@ impl Esrn {
             }
             self.gff_fuse.forward(&Tensor::cat(&kept, 1)?)?
         } else {
-            // Inference: the global fusion's 1x1 conv over the concatenation
-            // is the sum of its slices' convs over each block's output, so
-            // each block's share is added as soon as it is done, and no
-            // block output is kept (see `crate::ops::add_conv1x1`).
             let mut fused: Option<Tensor> = None;
             let mut offset = 0;
             for block in &self.blocks {
@@ -194,6 +199,7 @@ impl Esrn {
                 let slice = self.gff_fuse.weight().narrow(1, offset, width)?;
                 fused = Some(match fused {
                     None => ops::conv1x1(&x, &slice.contiguous()?, self.gff_fuse.bias())?,
+                    Some(acc) if training => crate::ops::accumulate_conv1x1(&acc, &x, &slice)?,
                     Some(acc) => crate::ops::add_conv1x1(acc, &x, &slice)?,
                 });
                 offset += width;

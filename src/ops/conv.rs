@@ -309,6 +309,21 @@ impl CustomOp3 for ConvOp {
     }
 }
 
+/// The input and weight gradients of a convolution without bias or ReLU
+/// (each only when its tensor records gradients), through the same helper
+/// ops as [`conv2d`]'s backward: for ops that contain a convolution.
+pub(super) fn conv_grads(
+    geom: ConvGeom,
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let op = ConvOp { geom, relu: false };
+    // `res` is read only for the ReLU's mask, which this op has not.
+    let (dx, dw, _) = op.backward(x, w, None, grad, grad)?;
+    Ok((dx, dw))
+}
+
 /// Backward helper: `(grad, relu_output) → grad · [relu_output > 0]`.
 struct ReluGradOp;
 

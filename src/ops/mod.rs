@@ -30,7 +30,7 @@ pub use dense::{
     dense_group_block, dense_group_body, dense_group_features, dense_shrink_block,
     dense_shrink_body, dense_shrink_features, BlockEnds, DenseLayer, Residual,
 };
-pub use fuse::add_conv1x1;
+pub use fuse::{accumulate_conv1x1, add_conv1x1};
 pub use shuffle::{pixel_shuffle, pixel_unshuffle};
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
