@@ -144,7 +144,7 @@ pub(super) unsafe fn conv_forward_f32(
     relu: bool,
     y: SendPtr<f32>,
     planes: Planes,
-    accumulate: bool,
+    start: Start,
     out_planes: Option<&[usize]>,
 ) -> bool {
     if !matches!(g.k, 1 | 3) {
@@ -155,20 +155,34 @@ pub(super) unsafe fn conv_forward_f32(
     #[cfg(target_arch = "x86_64")]
     match selected() {
         Kernels::Avx512 => unsafe {
-            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, accumulate, out_planes);
+            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, start, out_planes);
             true
         },
         Kernels::Avx2 => unsafe {
-            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, accumulate, out_planes);
+            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, start, out_planes);
             true
         },
         Kernels::Gemm => false,
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, weight, bias, relu, y, planes, accumulate, out_planes);
+        let _ = (x, weight, bias, relu, y, planes, start, out_planes);
         false
     }
+}
+
+/// What a direct convolution's output starts from before the
+/// convolution is added to it.
+#[derive(Clone, Copy)]
+pub(super) enum Start {
+    /// The bias (or zero): a plain convolution.
+    Bias,
+    /// What the output holds: accumulate in place.
+    Output,
+    /// Another buffer laid out as the output (the same [`Planes`]),
+    /// which is read, not written: `y = init + conv` without first
+    /// copying `init` into `y`.
+    From(SendPtr<f32>),
 }
 
 /// Weights reordered for the kernels: for each group and each block of at
@@ -209,7 +223,7 @@ pub(super) mod x86 {
 
     use super::super::geom::{ConvGeom, Planes};
     use super::super::par::{self, SendPtr};
-    use super::{co_blocks, pack_weights};
+    use super::{co_blocks, pack_weights, Start};
 
     /// Floats of zero-padded input rows per thread (512 KiB: a tile's rows
     /// of every input channel of a group stay in the core's L2 cache, and
@@ -248,8 +262,11 @@ pub(super) mod x86 {
         dst_offs: [usize; MAX_CO],
         /// The block's biases (`CO` of them), or none.
         bias: Option<*const f32>,
-        /// Add to what `dst` holds instead of overwriting it.
+        /// Start from what `init` holds (at `dst`'s offsets) instead of
+        /// the bias.
         accumulate: bool,
+        /// `dst` itself, or the pixel of another buffer laid out as it.
+        init: *const f32,
         relu: bool,
         /// Lanes of the block's last vector that are inside the image
         /// (1 to the vector's lanes; all of them unless the block is one
@@ -320,7 +337,7 @@ pub(super) mod x86 {
         for (co, row) in acc.iter_mut().enumerate() {
             for (v, r) in row.iter_mut().enumerate() {
                 if a.accumulate {
-                    let p = a.dst.add(a.dst_offs[co] + v * I::LANES);
+                    let p = a.init.add(a.dst_offs[co] + v * I::LANES);
                     *r = if v + 1 == NB {
                         I::load_masked(p, last)
                     } else {
@@ -579,7 +596,8 @@ pub(super) mod x86 {
     /// `src` at the first row's first pixel (channel 0), the next row
     /// `src_pitch` further; `dst` at the first pixel of the image's first
     /// plane (`Pass::out_offs` gives each channel's), rows following each
-    /// other.
+    /// other; `init` likewise, in the buffer the sums start from when
+    /// accumulating (`dst` itself, or another laid out as it).
     /// Where `w` is whole vectors the rows are one run of vectors, so a
     /// register block may end a row and begin the next (a 32-pixel row is
     /// two 16-lane vectors, and a block wants three); otherwise each row
@@ -592,13 +610,24 @@ pub(super) mod x86 {
         src: *const f32,
         src_pitch: usize,
         dst: *mut f32,
+        init: *const f32,
         w: usize,
         rows: usize,
     ) {
         let lanes = I::LANES;
         if w % lanes == 0 {
             // SAFETY: forwarded to the caller.
-            unsafe { vector_run::<I>(p, src, src_pitch, w / lanes, dst, rows * w / lanes, lanes) };
+            unsafe {
+                vector_run::<I>(
+                    p,
+                    src,
+                    src_pitch,
+                    w / lanes,
+                    (dst, init),
+                    rows * w / lanes,
+                    lanes,
+                )
+            };
             return;
         }
         let (vecs, tail) = (w.div_ceil(lanes), w - (w.div_ceil(lanes) - 1) * lanes);
@@ -610,7 +639,7 @@ pub(super) mod x86 {
                     src.add(r * src_pitch),
                     0,
                     vecs,
-                    dst.add(r * w),
+                    (dst.add(r * w), init.add(r * w)),
                     vecs,
                     tail,
                 )
@@ -620,7 +649,8 @@ pub(super) mod x86 {
 
     /// Every output channel of one group over `count` vectors: vector `u`
     /// reads `src + (u / per_row)·src_pitch + (u % per_row)·LANES` and
-    /// writes `dst + u·LANES`; the last one holds `tail` lanes. Pixel
+    /// writes `dst + u·LANES` (starting from `init + u·LANES` when
+    /// accumulating); the last one holds `tail` lanes. Pixel
     /// chunks go outer so a chunk's input stays in L1 while every channel
     /// block reads it.
     ///
@@ -632,7 +662,7 @@ pub(super) mod x86 {
         src: *const f32,
         src_pitch: usize,
         per_row: usize,
-        dst: *mut f32,
+        (dst, init): (*mut f32, *const f32),
         count: usize,
         tail: usize,
     ) {
@@ -671,6 +701,7 @@ pub(super) mod x86 {
                     dst_offs: std::array::from_fn(|c| p.out_offs[co0 + c.min(cnt - 1)]),
                     bias: p.bias.map(|b| b[co0..].as_ptr()),
                     accumulate: p.accumulate,
+                    init,
                     relu: p.relu,
                     tail: lanes,
                 };
@@ -688,6 +719,7 @@ pub(super) mod x86 {
                     let rows = a.src_offs[nb - 1] != (nb - 1) * lanes;
                     a.src = src.add(first);
                     a.dst = dst.add(u * lanes);
+                    a.init = init.add(u * lanes);
                     a.tail = if u < whole { lanes } else { tail };
                     // SAFETY: forwarded to the caller; `tail` masks the
                     // lanes past the run's end.
@@ -714,9 +746,16 @@ pub(super) mod x86 {
         relu: bool,
         y: SendPtr<f32>,
         planes: Planes,
-        accumulate: bool,
+        start: Start,
         out_planes: Option<&[usize]>,
     ) {
+        let accumulate = !matches!(start, Start::Bias);
+        // The pixel the sums of image `b`, row `y0` start from.
+        let init = |b: usize, y0: usize, dst: *mut f32| match start {
+            // SAFETY: the caller vouches for `init` laid out as `y`.
+            Start::From(p) => unsafe { p.add(b * planes.y_batch + y0 * g.w).cast_const() },
+            _ => dst.cast_const(),
+        };
         if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
             return;
         }
@@ -758,7 +797,7 @@ pub(super) mod x86 {
                         unsafe {
                             let src = x.add(b * planes.x_batch + grp * cin_g * hw + y0 * w);
                             let dst = y.add(b * planes.y_batch + y0 * w);
-                            row_pass::<I>(&p, src.cast_const(), 0, dst, n, 1);
+                            row_pass::<I>(&p, src.cast_const(), 0, dst, init(b, y0, dst), n, 1);
                         }
                     }
                 },
@@ -813,7 +852,7 @@ pub(super) mod x86 {
                     // output rows y0..y0+nrows of this group are this item's.
                     unsafe {
                         let dst = y.add(b * planes.y_batch + y0 * w);
-                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, w, nrows);
+                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, init(b, y0, dst), w, nrows);
                     }
                 }
             },
@@ -1003,7 +1042,11 @@ pub(super) mod tests {
                             relu,
                             y,
                             planes,
-                            accumulate,
+                            if accumulate {
+                                Start::Output
+                            } else {
+                                Start::Bias
+                            },
                             None,
                         ),
                         _ => x86::conv::<x86::Avx2>(
@@ -1014,7 +1057,11 @@ pub(super) mod tests {
                             relu,
                             y,
                             planes,
-                            accumulate,
+                            if accumulate {
+                                Start::Output
+                            } else {
+                                Start::Bias
+                            },
                             None,
                         ),
                     }

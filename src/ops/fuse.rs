@@ -17,7 +17,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, DType, InplaceOp3, Layout, Result, Shape, Tensor};
 
 use super::geom::ConvGeom;
-use super::kernels::{self, Elem, Planes};
+use super::kernels::{self, Elem, OutBuf, Planes};
 use super::par::SendPtr;
 
 /// Returns `acc + conv1x1(x, weight)` (no bias) as a new tensor, with
@@ -63,6 +63,54 @@ fn checked_geom(what: &str, acc: &Tensor, x: &Tensor, weight: &Tensor) -> Result
     Ok(geom)
 }
 
+/// `acc + conv1x1(x, w)` in a new buffer: written by the direct kernels
+/// starting from `acc` where they apply, else `acc` copied and the
+/// convolution added onto the copy.
+fn accumulate<T: Elem>(
+    g: &ConvGeom,
+    (acc, la): (&CpuStorage, &Layout),
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+) -> Result<Vec<T>> {
+    let Some((start, end)) = la.contiguous_offsets() else {
+        bail!("accumulate_conv1x1: the sum must be contiguous");
+    };
+    let acc = &T::cpu_storage_as_slice(acc)?[start..end];
+    let (xp, x_len) = contiguous::<T>(x)?;
+    let (wp, w_len) = contiguous::<T>(w)?;
+    if x_len != g.x_len() || w_len != g.w_len() || acc.len() != g.y_len() {
+        bail!("accumulate_conv1x1: operand sizes do not match the convolution");
+    }
+    let mut out = OutBuf::<T>::new(acc.len());
+    let planes = Planes {
+        x_batch: g.c_in * g.hw(),
+        y_batch: g.c_out * g.hw(),
+    };
+    // SAFETY: `x`, `acc` and `out` are dense buffers of the convolution's
+    // input and output; `out` is this function's own; the weight slice is
+    // live for `w_len` elements.
+    unsafe {
+        let weight = std::slice::from_raw_parts(wp, w_len);
+        if T::direct_forward_onto(xp, weight, g, acc.as_ptr(), out.ptr(), planes) {
+            // The kernels wrote every element.
+            return Ok(out.assume_init());
+        }
+    }
+    let mut out = acc.to_vec();
+    let dense = Layout::contiguous(la.shape());
+    add_conv(g, (&mut out, &dense), x, w)?;
+    Ok(out)
+}
+
+/// The start and length of a contiguous operand.
+fn contiguous<T: Elem>((s, l): (&CpuStorage, &Layout)) -> Result<(*const T, usize)> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok((data[start..end].as_ptr(), end - start)),
+        None => bail!("accumulate_conv1x1: operands must be contiguous"),
+    }
+}
+
 /// The op of [`accumulate_conv1x1`]: `(acc, x, weight)`.
 struct AccumulateConv {
     geom: ConvGeom,
@@ -82,36 +130,17 @@ impl CustomOp3 for AccumulateConv {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn copy<T: Elem>(s: &CpuStorage, l: &Layout) -> Result<Vec<T>> {
-            match l.contiguous_offsets() {
-                Some((start, end)) => Ok(T::cpu_storage_as_slice(s)?[start..end].to_vec()),
-                None => bail!("accumulate_conv1x1: the sum must be contiguous"),
-            }
-        }
         let shape = l1.shape().clone();
-        match s1 {
+        let out = match s1 {
             CpuStorage::F32(_) => {
-                let mut out = copy::<f32>(s1, l1)?;
-                add_conv(
-                    &self.geom,
-                    (&mut out, &Layout::contiguous(&shape)),
-                    (s2, l2),
-                    (s3, l3),
-                )?;
-                Ok((CpuStorage::F32(out), shape))
+                CpuStorage::F32(accumulate(&self.geom, (s1, l1), (s2, l2), (s3, l3))?)
             }
             CpuStorage::F64(_) => {
-                let mut out = copy::<f64>(s1, l1)?;
-                add_conv(
-                    &self.geom,
-                    (&mut out, &Layout::contiguous(&shape)),
-                    (s2, l2),
-                    (s3, l3),
-                )?;
-                Ok((CpuStorage::F64(out), shape))
+                CpuStorage::F64(accumulate(&self.geom, (s1, l1), (s2, l2), (s3, l3))?)
             }
             _ => bail!("accumulate_conv1x1: the CPU kernel handles f32 and f64"),
-        }
+        };
+        Ok((out, shape))
     }
 
     fn bwd(
@@ -271,6 +300,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("accumulate_conv1x1"), "{e}");
+        Ok(())
+    }
+
+    /// In f32 the sum is written by the direct kernels starting from `acc`
+    /// (where the CPU has them), which is left as it was.
+    #[test]
+    fn accumulated_convolution_in_f32_starts_from_acc_and_leaves_it() -> Result<()> {
+        use candle_core::DType;
+        for (acc_dims, c_in) in [([2, 4, 3, 5], 6), ([3, 9, 4, 16], 13)] {
+            let f32s = |t: Tensor| t.to_dtype(DType::F32);
+            let acc = f32s(ramp(&acc_dims, 0.5))?;
+            let x = f32s(ramp(&[acc_dims[0], c_in, acc_dims[2], acc_dims[3]], 0.6))?;
+            let w = f32s(ramp(&[acc_dims[1], c_in, 1, 1], 0.7))?;
+            let before = acc.flatten_all()?.to_vec1::<f32>()?;
+            let got = accumulate_conv1x1(&acc, &x, &w)?.to_dtype(DType::F64)?;
+            let want = (acc.to_dtype(DType::F64)?
+                + x.to_dtype(DType::F64)?
+                    .conv2d(&w.to_dtype(DType::F64)?, 0, 1, 1, 1)?)?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(diff < 1e-4, "{acc_dims:?}: {diff}");
+            assert_eq!(acc.flatten_all()?.to_vec1::<f32>()?, before);
+        }
         Ok(())
     }
 

@@ -39,6 +39,24 @@ pub trait Elem: WithDType {
         false
     }
 
+    /// `y = init + x ⊛ weight` with the direct kernels, `init` a buffer
+    /// laid out as `y` (the same `planes`) that is only read: an
+    /// accumulation into a new output without first copying `init` into
+    /// it. Returns false when the caller must copy and accumulate.
+    ///
+    /// # Safety
+    /// As [`conv_forward_into`], and `init` readable as `y` would be.
+    unsafe fn direct_forward_onto(
+        _x: *const Self,
+        _weight: &[Self],
+        _g: &ConvGeom,
+        _init: *const Self,
+        _y: SendPtr<Self>,
+        _planes: Planes,
+    ) -> bool {
+        false
+    }
+
     /// [`conv_grad_weight_strided`] with the direct kernels of
     /// [`super::weight_grad`] where they apply (f32 on AVX-512 or AVX2 +
     /// FMA); `None` when the caller must run the GEMM path.
@@ -54,6 +72,31 @@ pub trait Elem: WithDType {
 }
 
 impl Elem for f32 {
+    unsafe fn direct_forward_onto(
+        x: *const f32,
+        weight: &[f32],
+        g: &ConvGeom,
+        init: *const f32,
+        y: SendPtr<f32>,
+        planes: Planes,
+    ) -> bool {
+        use super::direct::Start;
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            super::direct::conv_forward_f32(
+                x,
+                weight,
+                None,
+                g,
+                false,
+                y,
+                planes,
+                Start::From(SendPtr(init.cast_mut())),
+                None,
+            )
+        }
+    }
+
     fn direct_grad_weight(
         x: &[f32],
         grad: &[f32],
@@ -78,7 +121,19 @@ impl Elem for f32 {
         // SAFETY: forwarded to the caller.
         unsafe {
             super::direct::conv_forward_f32(
-                x, weight, bias, g, relu, y, planes, accumulate, out_planes,
+                x,
+                weight,
+                bias,
+                g,
+                relu,
+                y,
+                planes,
+                if accumulate {
+                    super::direct::Start::Output
+                } else {
+                    super::direct::Start::Bias
+                },
+                out_planes,
             )
         }
     }
