@@ -230,6 +230,25 @@ pub(super) mod x86 {
     /// tiles are tall enough that the two halo rows each copies are few).
     const STRIP_BUDGET: usize = 128 * 1024;
 
+    /// Floats of the copy a 1x1 convolution reads a run of pixels from
+    /// (128 KiB: inside L2 beside the output's lines).
+    const RUN_BUDGET: usize = 32 * 1024;
+
+    /// Floats in a cache line (and in the widest vector).
+    const LINE: usize = 16;
+
+    /// Whether planes of `hw` floats lie a multiple of 2 KiB apart and so
+    /// share one or two of L1's 64 sets (32x32, 64x64, 640x360): a block
+    /// that reads one vector from each of many channels then keeps few of
+    /// them in L1 (nor, past ~128 channels, in L2) for the next block, so
+    /// the 1x1 kernels read copies whose channels are a cache line more
+    /// than a run of pixels apart. (The weight gradient's blocks read a
+    /// few channels each, along whole runs: copies there measured 5-10%
+    /// slower.)
+    fn planes_share_sets(hw: usize) -> bool {
+        (hw * std::mem::size_of::<f32>()) % 2048 == 0
+    }
+
     /// Work items wanted per thread, so a late thread has others to help it.
     const ITEMS_PER_THREAD: usize = 4;
 
@@ -650,9 +669,17 @@ pub(super) mod x86 {
     /// Every output channel of one group over `count` vectors: vector `u`
     /// reads `src + (u / per_row)·src_pitch + (u % per_row)·LANES` and
     /// writes `dst + u·LANES` (starting from `init + u·LANES` when
-    /// accumulating); the last one holds `tail` lanes. Pixel
-    /// chunks go outer so a chunk's input stays in L1 while every channel
-    /// block reads it.
+    /// accumulating); the last one holds `tail` lanes.
+    ///
+    /// Each block of output channels goes over every vector before the
+    /// next block starts: its output planes are then a few sequential
+    /// streams, which the prefetchers follow, and its input comes from
+    /// L2. Chunks of pixels going through every channel block in turn
+    /// (their input read from L1) wrote one line in each of many planes,
+    /// which often lie a power of two apart and share cache sets: a 1x1
+    /// input gradient adding 16 channels into 128 ran at 20-50 GFLOP/s
+    /// that way, at 55-64 this way (3x3: 82-92 -> 99-109 for such adds,
+    /// +3% where the output has few channels).
     ///
     /// # Safety
     /// As [`block`], for every vector.
@@ -669,65 +696,53 @@ pub(super) mod x86 {
         let lanes = I::LANES;
         // Vectors before the partial one (if any), which goes alone.
         let whole = if tail == lanes { count } else { count - 1 };
-        let chunk = I::wide_nb(p.cout.min(I::MAX_CO));
-        debug_assert!(chunk <= MAX_NB);
-        let (mut row, mut col) = (0, 0);
-        let mut u0 = 0;
-        while u0 < count {
-            let end = (u0 + chunk).min(count);
-            // The chunk's vectors' offsets from `src`, counted along (no
-            // division per block: this runs once per few hundred FMAs).
-            let mut offs = [0; MAX_NB];
-            for o in offs.iter_mut().take(end - u0) {
-                *o = row * src_pitch + col * lanes;
-                col += 1;
-                if col == per_row {
-                    (row, col) = (row + 1, 0);
-                }
-            }
-            for (co0, cnt) in co_blocks(p.cout, I::MAX_CO) {
-                let nbw = I::wide_nb(cnt);
-                // Built once and updated in place: copying a block with
-                // its offsets per call cost more than the call itself.
-                let mut a = Block {
-                    src,
-                    src_offs: [0; MAX_NB],
-                    ch_stride: p.ch_stride,
-                    taps: p.taps.as_ptr(),
-                    ntaps: p.ntaps,
-                    cin: p.cin,
-                    weights: p.weights[co0 * p.cin * p.ntaps..].as_ptr(),
-                    dst,
-                    dst_offs: std::array::from_fn(|c| p.out_offs[co0 + c.min(cnt - 1)]),
-                    bias: p.bias.map(|b| b[co0..].as_ptr()),
-                    accumulate: p.accumulate,
-                    init,
-                    relu: p.relu,
-                    tail: lanes,
-                };
-                let mut u = u0;
-                while u < end {
-                    let nb = if u < whole {
-                        nbw.min(whole.min(end) - u)
-                    } else {
-                        1
-                    };
-                    let first = offs[u - u0];
-                    for v in 0..nb {
-                        a.src_offs[v] = offs[u - u0 + v] - first;
+        for (co0, cnt) in co_blocks(p.cout, I::MAX_CO) {
+            let nbw = I::wide_nb(cnt);
+            debug_assert!(nbw <= MAX_NB);
+            // Built once and updated in place: copying a block with its
+            // offsets per call cost more than the call itself.
+            let mut a = Block {
+                src,
+                src_offs: [0; MAX_NB],
+                ch_stride: p.ch_stride,
+                taps: p.taps.as_ptr(),
+                ntaps: p.ntaps,
+                cin: p.cin,
+                weights: p.weights[co0 * p.cin * p.ntaps..].as_ptr(),
+                dst,
+                dst_offs: std::array::from_fn(|c| p.out_offs[co0 + c.min(cnt - 1)]),
+                bias: p.bias.map(|b| b[co0..].as_ptr()),
+                accumulate: p.accumulate,
+                init,
+                relu: p.relu,
+                tail: lanes,
+            };
+            // Vector u's row and column, counted along (no division per
+            // block: this runs once per few hundred FMAs).
+            let (mut row, mut col) = (0, 0);
+            let mut u = 0;
+            while u < count {
+                let nb = if u < whole { nbw.min(whole - u) } else { 1 };
+                let first = row * src_pitch + col * lanes;
+                for off in a.src_offs.iter_mut().take(nb) {
+                    *off = row * src_pitch + col * lanes - first;
+                    col += 1;
+                    if col == per_row {
+                        (row, col) = (row + 1, 0);
                     }
-                    let rows = a.src_offs[nb - 1] != (nb - 1) * lanes;
+                }
+                let rows = a.src_offs[nb - 1] != (nb - 1) * lanes;
+                // SAFETY: forwarded to the caller; `tail` masks the lanes
+                // past the run's end.
+                unsafe {
                     a.src = src.add(first);
                     a.dst = dst.add(u * lanes);
                     a.init = init.add(u * lanes);
                     a.tail = if u < whole { lanes } else { tail };
-                    // SAFETY: forwarded to the caller; `tail` masks the
-                    // lanes past the run's end.
-                    unsafe { I::run(cnt, nb, rows, &a) };
-                    u += nb;
+                    I::run(cnt, nb, rows, &a);
                 }
+                u += nb;
             }
-            u0 = end;
         }
     }
 
@@ -750,10 +765,11 @@ pub(super) mod x86 {
         out_planes: Option<&[usize]>,
     ) {
         let accumulate = !matches!(start, Start::Bias);
-        // The pixel the sums of image `b`, row `y0` start from.
-        let init = |b: usize, y0: usize, dst: *mut f32| match start {
+        // The pixel the sums of image `b`'s pixel `px` (of each plane)
+        // start from.
+        let init = |b: usize, px: usize, dst: *mut f32| match start {
             // SAFETY: the caller vouches for `init` laid out as `y`.
-            Start::From(p) => unsafe { p.add(b * planes.y_batch + y0 * g.w).cast_const() },
+            Start::From(p) => unsafe { p.add(b * planes.y_batch + px).cast_const() },
             _ => dst.cast_const(),
         };
         if g.batch == 0 || g.hw() == 0 || g.c_out == 0 {
@@ -783,21 +799,59 @@ pub(super) mod x86 {
         if g.k == 1 {
             debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
             let tiling = g.tiling(threads);
+            // Runs of pixels read from copies where the planes share
+            // cache sets (the seed step's 32x32 1x1 convolutions: 38-46
+            // -> 56-63 GFLOP/s; at 16x16, where they do not, a copy cost
+            // a little more than it saved).
+            let aliased = planes_share_sets(hw);
+            let run = if aliased {
+                (RUN_BUDGET / cin_g.max(1) / LINE * LINE).clamp(LINE, tiling.rows * w)
+            } else {
+                tiling.rows * w
+            };
+            let pitch = if aliased {
+                run.next_multiple_of(LINE) + LINE
+            } else {
+                0
+            };
             par::for_each(
                 g.batch * tiling.count,
-                || (),
-                |_, item| {
+                || vec![0f32; cin_g * pitch],
+                |strip, item| {
                     let (b, t) = (item / tiling.count, item % tiling.count);
                     let y0 = t * tiling.rows;
                     let n = tiling.rows.min(h - y0) * w;
                     for grp in 0..g.groups {
-                        let p = pass(grp, hw, [0; 9]);
-                        // SAFETY: this item's pixels of image b, group grp;
-                        // rows y0.. of the output belong to this item alone.
-                        unsafe {
-                            let src = x.add(b * planes.x_batch + grp * cin_g * hw + y0 * w);
-                            let dst = y.add(b * planes.y_batch + y0 * w);
-                            row_pass::<I>(&p, src.cast_const(), 0, dst, init(b, y0, dst), n, 1);
+                        for s in (0..n).step_by(run) {
+                            let len = run.min(n - s);
+                            let px = y0 * w + s;
+                            // SAFETY: pixels px..px+len of the group's input
+                            // planes of image b.
+                            let src = unsafe { x.add(b * planes.x_batch + grp * cin_g * hw + px) };
+                            let (src, ch_stride) = if aliased {
+                                for ci in 0..cin_g {
+                                    // SAFETY: as above; the strip holds
+                                    // `pitch` (≥ len) floats per channel.
+                                    unsafe {
+                                        std::ptr::copy_nonoverlapping(
+                                            src.add(ci * hw).cast_const(),
+                                            strip.as_mut_ptr().add(ci * pitch),
+                                            len,
+                                        );
+                                    }
+                                }
+                                (strip.as_ptr(), pitch)
+                            } else {
+                                (src.cast_const(), hw)
+                            };
+                            let p = pass(grp, ch_stride, [0; 9]);
+                            // SAFETY: `src` holds this run of every input
+                            // channel of the group, `ch_stride` apart; the
+                            // output's pixels px.. of image b are this item's.
+                            unsafe {
+                                let dst = y.add(b * planes.y_batch + px);
+                                row_pass::<I>(&p, src, 0, dst, init(b, px, dst), len, 1);
+                            }
                         }
                     }
                 },
@@ -852,7 +906,7 @@ pub(super) mod x86 {
                     // output rows y0..y0+nrows of this group are this item's.
                     unsafe {
                         let dst = y.add(b * planes.y_batch + y0 * w);
-                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, init(b, y0, dst), w, nrows);
+                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, init(b, y0 * w, dst), w, nrows);
                     }
                 }
             },
@@ -936,6 +990,10 @@ pub(super) mod tests {
             (1, 6, 7, 3, 16, 3, 1, 1),
             (1, 8, 11, 5, 48, 3, 1, 1),
             (1, 10, 14, 3, 64, 1, 1, 1),
+            // 1x1 over planes a multiple of 2 KiB apart: read from a
+            // copy, in runs shorter than a row (160 channels) or not.
+            (1, 160, 9, 2, 256, 1, 1, 1),
+            (2, 64, 12, 4, 128, 1, 2, 1),
         ]
         .into_iter()
         .map(|(batch, c_in, c_out, h, w, k, groups, shuffle)| ConvGeom {
