@@ -249,6 +249,17 @@ pub(super) mod x86 {
         (hw * std::mem::size_of::<f32>()) % 2048 == 0
     }
 
+    /// Pixels per run that a 1x1 convolution of `cin_g` input channels
+    /// copies: whole cache lines that fit [`RUN_BUDGET`], at least one
+    /// line, at most a work item's `item_px` (which many threads on a
+    /// small image make shorter than a line).
+    pub(super) fn copy_run(cin_g: usize, item_px: usize) -> usize {
+        (RUN_BUDGET / cin_g.max(1) / LINE * LINE)
+            .max(LINE)
+            .min(item_px)
+            .max(1)
+    }
+
     /// Work items wanted per thread, so a late thread has others to help it.
     const ITEMS_PER_THREAD: usize = 4;
 
@@ -805,7 +816,7 @@ pub(super) mod x86 {
             // a little more than it saved).
             let aliased = planes_share_sets(hw);
             let run = if aliased {
-                (RUN_BUDGET / cin_g.max(1) / LINE * LINE).clamp(LINE, tiling.rows * w)
+                copy_run(cin_g, tiling.rows * w)
             } else {
                 tiling.rows * w
             };
@@ -965,6 +976,20 @@ pub(super) mod tests {
                 "{what}: element {i}: {a} vs {b}"
             );
         }
+    }
+
+    /// A 1x1 convolution's copied runs: whole lines within the budget, a
+    /// line for very many channels, never longer than the work item (a
+    /// 16-thread machine splits a 512-pixel image into 8-pixel items).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn copied_runs_fit_the_budget_and_the_item() {
+        use x86::copy_run;
+        assert_eq!(copy_run(160, 1024), 192);
+        assert_eq!(copy_run(16, 1024), 1024);
+        assert_eq!(copy_run(100_000, 1024), 16);
+        assert_eq!(copy_run(4, 8), 8);
+        assert_eq!(copy_run(0, 0), 1);
     }
 
     /// The cases the kernels are checked on: 1x1 and 3x3, groups,
