@@ -73,18 +73,23 @@ pub(super) mod x86 {
     use super::super::par;
     use super::tile_rows;
 
-    /// One register block's operands: a run of `width` pixels.
+    /// One register block's operands: `rows` runs of `width` pixels.
     pub(in crate::ops) struct Block {
-        /// The input at the run's first pixel; tap `j` of a pixel is at
-        /// `x + x_offs[j]` from it.
+        /// The input at the first run's first pixel; tap `j` of a pixel is
+        /// at `x + x_offs[j]` from it, and each run `x_pitch` after the
+        /// previous one.
         x: *const f32,
         x_offs: *const isize,
-        /// The output gradient at the run's first pixel; channel `c` of the
-        /// block at `g + g_offs[c]`.
+        x_pitch: usize,
+        /// The output gradient at the first run's first pixel; channel `c`
+        /// of the block at `g + g_offs[c]`, each run `g_pitch` after the
+        /// previous one.
         g: *const f32,
         g_offs: *const isize,
-        /// Pixels in the run.
+        g_pitch: usize,
+        /// Pixels in a run, and runs.
         width: usize,
+        rows: usize,
         /// The weight gradient at the block's first channel and tap.
         out: *mut f32,
         /// Elements from one output channel's taps to the next's.
@@ -148,9 +153,13 @@ pub(super) mod x86 {
     // LLVM spill accumulators to the stack inside the loop (370 ms), 4 x 6
     // and 6 x 3 ran at 390-440 ms, 4 x 4 at 311 ms.
     grad_isa!(Avx512, "avx512f", 4, 4);
-    // 16 registers: 2 channels × 6 taps = 12 accumulators, 2 gradient
-    // vectors and an input vector (3 x 3 and 2 x 4 were no faster).
-    grad_isa!(Avx2, "avx2,fma", 2, 6);
+    // 16 registers: 4 channels × 3 taps = 12 accumulators, 3 input vectors
+    // and a gradient vector (7 loads per 12 FMAs; a 3x3 kernel's 3 taps are
+    // one row of a channel's strip, read at consecutive offsets). Against
+    // 2 x 6 (8 loads per 12), interleaved in one process on data cold in
+    // the caches as in a training step (Zen 3, 2 threads): 3x3 +3-8%, 1x1
+    // +2-5%; 6 x 2 and 3 x 4 (a partial block on 16 channels) were slower.
+    grad_isa!(Avx2, "avx2,fma", 4, 3);
 
     /// `out[c][j] += Σ_px g[c][px] · x[px + x_offs[j]]` for the block's `CO`
     /// channels and `NT` taps, summed in vector lanes over the run, then
@@ -167,30 +176,60 @@ pub(super) mod x86 {
         let tail = a.width - whole * lanes;
         let xs: [*const f32; NT] = std::array::from_fn(|j| a.x.offset(*a.x_offs.add(j)));
         let gs: [*const f32; CO] = std::array::from_fn(|c| a.g.offset(*a.g_offs.add(c)));
+        let last = I::mask(tail.max(1));
         let mut acc = [[I::zero(); NT]; CO];
-        for v in 0..whole {
-            let px = v * lanes;
-            let gv: [I::V; CO] = std::array::from_fn(|c| I::load(gs[c].add(px)));
-            for (j, xp) in xs.iter().enumerate() {
-                let xv = I::load(xp.add(px));
-                for c in 0..CO {
-                    acc[c][j] = I::fmadd(gv[c], xv, acc[c][j]);
-                }
+        for r in 0..a.rows {
+            let (xr, gr) = (r * a.x_pitch, r * a.g_pitch);
+            for v in 0..whole {
+                step::<I, CO, NT>(&mut acc, &xs, &gs, xr + v * lanes, gr + v * lanes, |p| {
+                    I::load(p)
+                });
             }
-        }
-        if tail > 0 {
-            let (px, last) = (whole * lanes, I::mask(tail));
-            let gv: [I::V; CO] = std::array::from_fn(|c| I::load_masked(gs[c].add(px), last));
-            for (j, xp) in xs.iter().enumerate() {
-                let xv = I::load_masked(xp.add(px), last);
-                for c in 0..CO {
-                    acc[c][j] = I::fmadd(gv[c], xv, acc[c][j]);
-                }
+            if tail > 0 {
+                let at = whole * lanes;
+                step::<I, CO, NT>(&mut acc, &xs, &gs, xr + at, gr + at, |p| {
+                    I::load_masked(p, last)
+                });
             }
         }
         for (c, row) in acc.iter().enumerate().take(a.co_valid) {
             for (j, v) in row.iter().enumerate().take(a.nt_valid) {
                 *a.out.add(c * a.out_stride + j) += I::hsum(*v);
+            }
+        }
+    }
+
+    /// One vector of pixels of [`block`]: input offset `xp`, gradient
+    /// offset `gp`, read with `load`. The smaller side is loaded first and
+    /// kept in registers (AVX2's 4 x 3 would need 17 with the gradient
+    /// kept).
+    ///
+    /// # Safety
+    /// As [`block`].
+    #[inline(always)]
+    unsafe fn step<I: Isa, const CO: usize, const NT: usize>(
+        acc: &mut [[I::V; NT]; CO],
+        xs: &[*const f32; NT],
+        gs: &[*const f32; CO],
+        xp: usize,
+        gp: usize,
+        load: impl Fn(*const f32) -> I::V,
+    ) {
+        if CO <= NT {
+            let gv: [I::V; CO] = std::array::from_fn(|c| load(gs[c].add(gp)));
+            for (j, x) in xs.iter().enumerate() {
+                let xv = load(x.add(xp));
+                for c in 0..CO {
+                    acc[c][j] = I::fmadd(gv[c], xv, acc[c][j]);
+                }
+            }
+        } else {
+            let xv: [I::V; NT] = std::array::from_fn(|j| load(xs[j].add(xp)));
+            for (c, g) in gs.iter().enumerate() {
+                let gv = load(g.add(gp));
+                for j in 0..NT {
+                    acc[c][j] = I::fmadd(gv, xv[j], acc[c][j]);
+                }
             }
         }
     }
@@ -241,12 +280,13 @@ pub(super) mod x86 {
         }
         let taps = cin_g * kk;
         let (co_block, nt_block) = I::SHAPE;
-        // 3x3: a tile's rows are laid out `pitch = w + 2` apart, the input's
-        // rows y0-1 ..= y0+rows each after a zero column and before another
-        // (shared with the next row), the gradient's with two zero columns
-        // after each row. Tap (ky, kx) of the pixel at `i = r·pitch + col`
-        // is then at input position `i + ky·pitch + kx`, and the whole tile
-        // is one run of pixels (the zero gradient columns add nothing).
+        // 3x3: the input's rows y0-1 ..= y0+rows are copied `pitch = w + 2`
+        // apart, each after a zero column and before another (shared with
+        // the next row). Tap (ky, kx) of the tile's pixel (r, col) is then at
+        // strip position `r·pitch + col + ky·pitch + kx`, and each of the
+        // tile's rows is one run, its gradient read in place (a copy of it
+        // laid out like the strip, to make the tile one run, cost more than
+        // the run's end saved: 6% of the products were on zero columns).
         // 1x1: a tile's rows are one run in each plane, read in place.
         let pitch = if g.k == 3 { w + 2 } else { w };
         let rows = tile_rows(g, pitch, budget);
@@ -256,110 +296,104 @@ pub(super) mod x86 {
         } else {
             hw
         };
-        let g_stride = rows * pitch;
         let x_offs: Vec<isize> = (0..taps)
             .map(|j| {
                 let (ci, t) = (j / kk, j % kk);
                 (ci * x_stride + (t / g.k) * pitch + t % g.k) as isize
             })
             .collect();
-        let strips = || {
+        let strip = || {
             if g.k == 3 {
-                (vec![0f32; cin_g * x_stride], vec![0f32; cout_g * g_stride])
+                vec![0f32; cin_g * x_stride]
             } else {
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
         };
-        par::sum_in_pieces(
-            g.batch * count,
-            len,
-            0.0,
-            strips,
-            |acc, (xstrip, gstrip), item| {
-                let (b, t) = (item / count, item % count);
-                let y0 = t * rows;
-                let nrows = rows.min(h - y0);
-                let xb = &x[b * planes.x_batch..][..g.c_in * hw];
-                for grp in 0..g.groups {
-                    let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
-                    // (input, gradient at the run's first pixel, their
-                    // channel strides, the run's length)
-                    let (xsrc, gsrc, gch, width) = if g.k == 3 {
-                        for ci in 0..cin_g {
-                            let c = g.in_channel(grp * cin_g + ci);
-                            for r in 0..nrows + 2 {
-                                let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
-                                match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
-                                    Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
-                                    None => row.fill(0.0),
-                                }
+        par::sum_in_pieces(g.batch * count, len, 0.0, strip, |acc, xstrip, item| {
+            let (b, t) = (item / count, item % count);
+            let y0 = t * rows;
+            let nrows = rows.min(h - y0);
+            let xb = &x[b * planes.x_batch..][..g.c_in * hw];
+            for grp in 0..g.groups {
+                let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
+                // (input at the first run's first pixel, its run
+                // pitch, run length, runs)
+                let (xsrc, x_pitch, width, runs) = if g.k == 3 {
+                    for ci in 0..cin_g {
+                        let c = g.in_channel(grp * cin_g + ci);
+                        for r in 0..nrows + 2 {
+                            let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
+                            match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
+                                Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
+                                None => row.fill(0.0),
                             }
-                        }
-                        for co in 0..cout_g {
-                            for r in 0..nrows {
-                                gstrip[co * g_stride + r * pitch..][..w]
-                                    .copy_from_slice(&grad[gfirst + co * hw + r * w..][..w]);
-                            }
-                        }
-                        (
-                            xstrip.as_ptr(),
-                            gstrip.as_ptr(),
-                            g_stride,
-                            (nrows - 1) * pitch + w,
-                        )
-                    } else {
-                        debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
-                        (
-                            xb[grp * cin_g * hw + y0 * w..].as_ptr(),
-                            grad[gfirst..].as_ptr(),
-                            hw,
-                            nrows * w,
-                        )
-                    };
-                    for co0 in (0..cout_g).step_by(co_block) {
-                        let co_valid = co_block.min(cout_g - co0);
-                        let mut g_offs = [0isize; MAX_BLOCK];
-                        for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
-                            *o = ((co0 + c.min(co_valid - 1)) * gch) as isize;
-                        }
-                        for j0 in (0..taps).step_by(nt_block) {
-                            let nt_valid = nt_block.min(taps - j0);
-                            let mut offs = [0isize; MAX_BLOCK];
-                            for (j, o) in offs.iter_mut().enumerate().take(nt_block) {
-                                *o = x_offs[j0 + j.min(nt_valid - 1)];
-                            }
-                            let o = grp * cout_g + co0;
-                            let a = Block {
-                                x: xsrc,
-                                x_offs: offs.as_ptr(),
-                                g: gsrc,
-                                g_offs: g_offs.as_ptr(),
-                                width,
-                                out: acc[o * taps + j0..].as_mut_ptr(),
-                                out_stride: taps,
-                                co_valid,
-                                nt_valid,
-                            };
-                            // SAFETY: the CPU has the set (the caller); the
-                            // block reads the strips (the input's with its
-                            // halo rows and a vector of slack) or this
-                            // tile's run of the group's planes, the last
-                            // vector masked to the run; it writes its
-                            // channels' taps of `acc`.
-                            unsafe { I::run_grad(&a) };
                         }
                     }
-                    if with_bias {
-                        for co in 0..cout_g {
-                            let run = &grad[gfirst + co * hw..][..nrows * w];
-                            // SAFETY: the CPU has the set; `run` is live.
-                            acc[w_len + grp * cout_g + co] +=
-                                unsafe { I::sum(run.as_ptr(), run.len()) };
-                        }
+                    (xstrip.as_ptr(), pitch, w, nrows)
+                } else {
+                    debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
+                    (xb[grp * cin_g * hw + y0 * w..].as_ptr(), 0, nrows * w, 1)
+                };
+                let gsrc = grad[gfirst..].as_ptr();
+                let co_blocks = cout_g.div_ceil(co_block);
+                let tap_blocks = taps.div_ceil(nt_block);
+                for n in 0..co_blocks * tap_blocks {
+                    // 1x1: each block of input channels goes through
+                    // every block of output channels before the next
+                    // (its runs stay in L1 while the gradient's stream
+                    // by: 5-15% faster on the seed step's 96 -> 16
+                    // shrink than the other way round). 3x3: a block of
+                    // gradient rows goes through every tap, the taps of
+                    // one input channel reading one strip.
+                    let (cb, jb) = if g.k == 1 {
+                        (n % co_blocks, n / co_blocks)
+                    } else {
+                        (n / tap_blocks, n % tap_blocks)
+                    };
+                    let (co0, j0) = (cb * co_block, jb * nt_block);
+                    let co_valid = co_block.min(cout_g - co0);
+                    let mut g_offs = [0isize; MAX_BLOCK];
+                    for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
+                        *o = ((co0 + c.min(co_valid - 1)) * hw) as isize;
+                    }
+                    let nt_valid = nt_block.min(taps - j0);
+                    let mut offs = [0isize; MAX_BLOCK];
+                    for (j, o) in offs.iter_mut().enumerate().take(nt_block) {
+                        *o = x_offs[j0 + j.min(nt_valid - 1)];
+                    }
+                    let o = grp * cout_g + co0;
+                    let a = Block {
+                        x: xsrc,
+                        x_offs: offs.as_ptr(),
+                        x_pitch,
+                        g: gsrc,
+                        g_offs: g_offs.as_ptr(),
+                        g_pitch: w,
+                        width,
+                        rows: runs,
+                        out: acc[o * taps + j0..].as_mut_ptr(),
+                        out_stride: taps,
+                        co_valid,
+                        nt_valid,
+                    };
+                    // SAFETY: the CPU has the set (the caller); the
+                    // block reads the input strip (with its halo rows)
+                    // or this tile's run of the group's input planes,
+                    // and this tile's rows of the group's gradient
+                    // planes, each run's last vector masked to the run;
+                    // it writes its channels' taps of `acc`.
+                    unsafe { I::run_grad(&a) };
+                }
+                if with_bias {
+                    for co in 0..cout_g {
+                        let run = &grad[gfirst + co * hw..][..nrows * w];
+                        // SAFETY: the CPU has the set; `run` is live.
+                        acc[w_len + grp * cout_g + co] +=
+                            unsafe { I::sum(run.as_ptr(), run.len()) };
                     }
                 }
-            },
-        )
+            }
+        })
     }
 }
 
