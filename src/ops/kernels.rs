@@ -577,6 +577,7 @@ pub fn conv_grad_weight_strided<T: Elem>(
         return vec![zero::<T>(); len];
     }
     let sum = par::sum_in_pieces(
+        par::SUM_PIECES,
         n_items,
         len,
         zero::<T>(),

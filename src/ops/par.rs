@@ -82,18 +82,27 @@ where
 pub const SUM_PIECES: usize = 8;
 
 /// `Σ_item add(item)` into a buffer of `len` elements starting at `zero`:
-/// the items `0..n_items` are cut into [`SUM_PIECES`] contiguous runs (fewer
+/// the items `0..n_items` are cut into `pieces` contiguous runs (fewer
 /// when there are fewer items), each summed in its own buffer (with its own
 /// `scratch`), and the buffers are added in order. The pieces depend only on
-/// `n_items`, so the result depends neither on thread timing nor on the
-/// number of threads: threads only decide who sums which piece.
-pub fn sum_in_pieces<T, S, I, F>(n_items: usize, len: usize, zero: T, scratch: I, add: F) -> Vec<T>
+/// `pieces` and `n_items`, so the result depends neither on thread timing
+/// nor on the number of threads: threads only decide who sums which piece.
+/// [`SUM_PIECES`] is the usual count; more pieces cost more buffers and
+/// leave less to wait for at the end.
+pub fn sum_in_pieces<T, S, I, F>(
+    pieces: usize,
+    n_items: usize,
+    len: usize,
+    zero: T,
+    scratch: I,
+    add: F,
+) -> Vec<T>
 where
     T: Copy + Send + Sync + std::ops::AddAssign,
     I: Fn() -> S + Sync,
     F: Fn(&mut [T], &mut S, usize) + Sync,
 {
-    let chunks = SUM_PIECES.min(n_items).max(1);
+    let chunks = pieces.min(n_items).max(1);
     let partials = map(chunks, |c| {
         let mut acc = vec![zero; len];
         let mut s = scratch();
@@ -165,6 +174,7 @@ mod tests {
     #[test]
     fn a_sum_in_pieces_adds_every_item_once() {
         let sum = sum_in_pieces(
+            SUM_PIECES,
             37,
             2,
             0u64,
@@ -176,7 +186,7 @@ mod tests {
         );
         assert_eq!(sum, vec![(0..37).sum::<u64>(), 37]);
         assert_eq!(
-            sum_in_pieces(0, 3, 0u64, || (), |_, _, _| unreachable!()),
+            sum_in_pieces(SUM_PIECES, 0, 3, 0u64, || (), |_, _, _| unreachable!()),
             vec![0; 3]
         );
     }

@@ -18,6 +18,13 @@ use super::geom::{ConvGeom, Planes};
 /// stay in the core's L2 cache while every register block reads them.
 const TILE_BUDGET: usize = 128 * 1024;
 
+/// Pieces the sum over images and tiles is cut into (see
+/// [`super::par::sum_in_pieces`]): twice the usual, so that a batch of 16
+/// makes one image a piece and a thread that finishes first waits for half
+/// as long (3x3 gradients of the seed step +3-7% on 2 threads; fixed, so
+/// results do not depend on the number of threads).
+const PIECES: usize = 16;
+
 /// `ESR_EA_GEMM_WEIGHT_GRAD=1` keeps the weight gradient on the GEMM path
 /// while the forward runs the direct kernels: the two compared in one
 /// binary (`esr-ea speed`).
@@ -71,7 +78,7 @@ pub(super) mod x86 {
     use super::super::direct::x86::{Avx2, Avx512, Isa};
     use super::super::geom::{ConvGeom, Planes};
     use super::super::par;
-    use super::tile_rows;
+    use super::{tile_rows, PIECES};
 
     /// One register block's operands: `rows` runs of `width` pixels.
     pub(in crate::ops) struct Block {
@@ -309,91 +316,98 @@ pub(super) mod x86 {
                 Vec::new()
             }
         };
-        par::sum_in_pieces(g.batch * count, len, 0.0, strip, |acc, xstrip, item| {
-            let (b, t) = (item / count, item % count);
-            let y0 = t * rows;
-            let nrows = rows.min(h - y0);
-            let xb = &x[b * planes.x_batch..][..g.c_in * hw];
-            for grp in 0..g.groups {
-                let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
-                // (input at the first run's first pixel, its run
-                // pitch, run length, runs)
-                let (xsrc, x_pitch, width, runs) = if g.k == 3 {
-                    for ci in 0..cin_g {
-                        let c = g.in_channel(grp * cin_g + ci);
-                        for r in 0..nrows + 2 {
-                            let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
-                            match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
-                                Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
-                                None => row.fill(0.0),
+        par::sum_in_pieces(
+            PIECES,
+            g.batch * count,
+            len,
+            0.0,
+            strip,
+            |acc, xstrip, item| {
+                let (b, t) = (item / count, item % count);
+                let y0 = t * rows;
+                let nrows = rows.min(h - y0);
+                let xb = &x[b * planes.x_batch..][..g.c_in * hw];
+                for grp in 0..g.groups {
+                    let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
+                    // (input at the first run's first pixel, its run
+                    // pitch, run length, runs)
+                    let (xsrc, x_pitch, width, runs) = if g.k == 3 {
+                        for ci in 0..cin_g {
+                            let c = g.in_channel(grp * cin_g + ci);
+                            for r in 0..nrows + 2 {
+                                let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
+                                match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
+                                    Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
+                                    None => row.fill(0.0),
+                                }
                             }
                         }
-                    }
-                    (xstrip.as_ptr(), pitch, w, nrows)
-                } else {
-                    debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
-                    (xb[grp * cin_g * hw + y0 * w..].as_ptr(), 0, nrows * w, 1)
-                };
-                let gsrc = grad[gfirst..].as_ptr();
-                let co_blocks = cout_g.div_ceil(co_block);
-                let tap_blocks = taps.div_ceil(nt_block);
-                for n in 0..co_blocks * tap_blocks {
-                    // 1x1: each block of input channels goes through
-                    // every block of output channels before the next
-                    // (its runs stay in L1 while the gradient's stream
-                    // by: 5-15% faster on the seed step's 96 -> 16
-                    // shrink than the other way round). 3x3: a block of
-                    // gradient rows goes through every tap, the taps of
-                    // one input channel reading one strip.
-                    let (cb, jb) = if g.k == 1 {
-                        (n % co_blocks, n / co_blocks)
+                        (xstrip.as_ptr(), pitch, w, nrows)
                     } else {
-                        (n / tap_blocks, n % tap_blocks)
+                        debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
+                        (xb[grp * cin_g * hw + y0 * w..].as_ptr(), 0, nrows * w, 1)
                     };
-                    let (co0, j0) = (cb * co_block, jb * nt_block);
-                    let co_valid = co_block.min(cout_g - co0);
-                    let mut g_offs = [0isize; MAX_BLOCK];
-                    for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
-                        *o = ((co0 + c.min(co_valid - 1)) * hw) as isize;
+                    let gsrc = grad[gfirst..].as_ptr();
+                    let co_blocks = cout_g.div_ceil(co_block);
+                    let tap_blocks = taps.div_ceil(nt_block);
+                    for n in 0..co_blocks * tap_blocks {
+                        // 1x1: each block of input channels goes through
+                        // every block of output channels before the next
+                        // (its runs stay in L1 while the gradient's stream
+                        // by: 5-15% faster on the seed step's 96 -> 16
+                        // shrink than the other way round). 3x3: a block of
+                        // gradient rows goes through every tap, the taps of
+                        // one input channel reading one strip.
+                        let (cb, jb) = if g.k == 1 {
+                            (n % co_blocks, n / co_blocks)
+                        } else {
+                            (n / tap_blocks, n % tap_blocks)
+                        };
+                        let (co0, j0) = (cb * co_block, jb * nt_block);
+                        let co_valid = co_block.min(cout_g - co0);
+                        let mut g_offs = [0isize; MAX_BLOCK];
+                        for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
+                            *o = ((co0 + c.min(co_valid - 1)) * hw) as isize;
+                        }
+                        let nt_valid = nt_block.min(taps - j0);
+                        let mut offs = [0isize; MAX_BLOCK];
+                        for (j, o) in offs.iter_mut().enumerate().take(nt_block) {
+                            *o = x_offs[j0 + j.min(nt_valid - 1)];
+                        }
+                        let o = grp * cout_g + co0;
+                        let a = Block {
+                            x: xsrc,
+                            x_offs: offs.as_ptr(),
+                            x_pitch,
+                            g: gsrc,
+                            g_offs: g_offs.as_ptr(),
+                            g_pitch: w,
+                            width,
+                            rows: runs,
+                            out: acc[o * taps + j0..].as_mut_ptr(),
+                            out_stride: taps,
+                            co_valid,
+                            nt_valid,
+                        };
+                        // SAFETY: the CPU has the set (the caller); the
+                        // block reads the input strip (with its halo rows)
+                        // or this tile's run of the group's input planes,
+                        // and this tile's rows of the group's gradient
+                        // planes, each run's last vector masked to the run;
+                        // it writes its channels' taps of `acc`.
+                        unsafe { I::run_grad(&a) };
                     }
-                    let nt_valid = nt_block.min(taps - j0);
-                    let mut offs = [0isize; MAX_BLOCK];
-                    for (j, o) in offs.iter_mut().enumerate().take(nt_block) {
-                        *o = x_offs[j0 + j.min(nt_valid - 1)];
+                    if with_bias {
+                        for co in 0..cout_g {
+                            let run = &grad[gfirst + co * hw..][..nrows * w];
+                            // SAFETY: the CPU has the set; `run` is live.
+                            acc[w_len + grp * cout_g + co] +=
+                                unsafe { I::sum(run.as_ptr(), run.len()) };
+                        }
                     }
-                    let o = grp * cout_g + co0;
-                    let a = Block {
-                        x: xsrc,
-                        x_offs: offs.as_ptr(),
-                        x_pitch,
-                        g: gsrc,
-                        g_offs: g_offs.as_ptr(),
-                        g_pitch: w,
-                        width,
-                        rows: runs,
-                        out: acc[o * taps + j0..].as_mut_ptr(),
-                        out_stride: taps,
-                        co_valid,
-                        nt_valid,
-                    };
-                    // SAFETY: the CPU has the set (the caller); the
-                    // block reads the input strip (with its halo rows)
-                    // or this tile's run of the group's input planes,
-                    // and this tile's rows of the group's gradient
-                    // planes, each run's last vector masked to the run;
-                    // it writes its channels' taps of `acc`.
-                    unsafe { I::run_grad(&a) };
                 }
-                if with_bias {
-                    for co in 0..cout_g {
-                        let run = &grad[gfirst + co * hw..][..nrows * w];
-                        // SAFETY: the CPU has the set; `run` is live.
-                        acc[w_len + grp * cout_g + co] +=
-                            unsafe { I::sum(run.as_ptr(), run.len()) };
-                    }
-                }
-            }
-        })
+            },
+        )
     }
 }
 
