@@ -113,13 +113,15 @@ pub(super) mod x86 {
 
     /// Register blocks per instruction set: `(channels, taps)`.
     pub(in crate::ops) trait GradIsa: Isa {
-        /// Output channels × taps of one block.
-        const SHAPE: (usize, usize);
-        /// Runs [`block`] for [`GradIsa::SHAPE`], compiled for this set.
+        /// Output channels × taps of a block, in order of preference: the
+        /// first, and the second (fewer channels) where fewer channels
+        /// leave less of the blocks empty ([`pick_shape`]).
+        const SHAPES: [(usize, usize); 2];
+        /// Runs [`block`] for `SHAPES[shape]`, compiled for this set.
         ///
         /// # Safety
         /// As [`block`].
-        unsafe fn run_grad(a: &Block);
+        unsafe fn run_grad(shape: usize, a: &Block);
         /// [`run_sum`], compiled for this set.
         ///
         /// # Safety
@@ -129,17 +131,28 @@ pub(super) mod x86 {
 
     /// [`GradIsa`] for `$isa`, compiled for `$features`.
     macro_rules! grad_isa {
-        ($isa:ty, $features:literal, $co:literal, $nt:literal) => {
+        ($isa:ty, $features:literal, ($co:literal, $nt:literal), ($co2:literal, $nt2:literal)) => {
             impl GradIsa for $isa {
-                const SHAPE: (usize, usize) = ($co, $nt);
-                unsafe fn run_grad(a: &Block) {
+                const SHAPES: [(usize, usize); 2] = [($co, $nt), ($co2, $nt2)];
+                unsafe fn run_grad(shape: usize, a: &Block) {
                     #[target_feature(enable = $features)]
                     unsafe fn entry(a: &Block) {
                         // SAFETY: forwarded to the caller; compiled for the set.
                         unsafe { block::<$isa, $co, $nt>(a) }
                     }
+                    #[target_feature(enable = $features)]
+                    unsafe fn narrow(a: &Block) {
+                        // SAFETY: as `entry`.
+                        unsafe { block::<$isa, $co2, $nt2>(a) }
+                    }
                     // SAFETY: forwarded to the caller.
-                    unsafe { entry(a) }
+                    unsafe {
+                        if shape == 0 {
+                            entry(a)
+                        } else {
+                            narrow(a)
+                        }
+                    }
                 }
                 unsafe fn sum(p: *const f32, n: usize) -> f32 {
                     #[target_feature(enable = $features)]
@@ -154,19 +167,36 @@ pub(super) mod x86 {
         };
     }
 
+    /// The index into `shapes` whose blocks cover `channels` × `taps` with
+    /// the fewest products, the first on a tie: a G block's grouped
+    /// convolutions of 2 channels a group would leave half of a 4-channel
+    /// block empty (the quick network's backward, 5% slower on AVX2).
+    pub(in crate::ops) fn pick_shape(
+        shapes: &[(usize, usize)],
+        channels: usize,
+        taps: usize,
+    ) -> usize {
+        let work = |&(co, nt): &(usize, usize)| channels.div_ceil(co) * co * taps.div_ceil(nt) * nt;
+        let best = shapes.iter().map(work).min().unwrap_or(0);
+        shapes.iter().position(|s| work(s) == best).unwrap_or(0)
+    }
+
     // 4 channels × 4 taps: 16 accumulators, 4 gradient vectors and an
     // input vector. Measured against 2 x 9, 2 x 8, 3 x 6, 4 x 6 and 6 x 3
     // on the seed network's backward (AVX-512 EPYC, 2 threads): 2 x 9 made
     // LLVM spill accumulators to the stack inside the loop (370 ms), 4 x 6
-    // and 6 x 3 ran at 390-440 ms, 4 x 4 at 311 ms.
-    grad_isa!(Avx512, "avx512f", 4, 4);
+    // and 6 x 3 ran at 390-440 ms, 4 x 4 at 311 ms. 2 x 8 serves groups of
+    // 2 channels (not measured on AVX-512: the same code as AVX2's, which
+    // the tests check).
+    grad_isa!(Avx512, "avx512f", (4, 4), (2, 8));
     // 16 registers: 4 channels × 3 taps = 12 accumulators, 3 input vectors
     // and a gradient vector (7 loads per 12 FMAs; a 3x3 kernel's 3 taps are
     // one row of a channel's strip, read at consecutive offsets). Against
     // 2 x 6 (8 loads per 12), interleaved in one process on data cold in
     // the caches as in a training step (Zen 3, 2 threads): 3x3 +3-8%, 1x1
     // +2-5%; 6 x 2 and 3 x 4 (a partial block on 16 channels) were slower.
-    grad_isa!(Avx2, "avx2,fma", 4, 3);
+    // 2 x 6 serves groups of 2 channels.
+    grad_isa!(Avx2, "avx2,fma", (4, 3), (2, 6));
 
     /// `out[c][j] += Σ_px g[c][px] · x[px + x_offs[j]]` for the block's `CO`
     /// channels and `NT` taps, summed in vector lanes over the run, then
@@ -286,16 +316,19 @@ pub(super) mod x86 {
             return vec![0.0; len];
         }
         let taps = cin_g * kk;
-        let (co_block, nt_block) = I::SHAPE;
+        let shape = pick_shape(&I::SHAPES, cout_g, taps);
+        let (co_block, nt_block) = I::SHAPES[shape];
         // 3x3: the input's rows y0-1 ..= y0+rows are copied `pitch = w + 2`
         // apart, each after a zero column and before another (shared with
         // the next row). Tap (ky, kx) of the tile's pixel (r, col) is then at
-        // strip position `r·pitch + col + ky·pitch + kx`, and each of the
-        // tile's rows is one run, its gradient read in place (a copy of it
-        // laid out like the strip, to make the tile one run, cost more than
-        // the run's end saved: 6% of the products were on zero columns).
+        // strip position `r·pitch + col + ky·pitch + kx`. Where rows are
+        // whole vectors (or nearly), each row is one run and the gradient
+        // is read in place; otherwise the gradient's rows are copied the
+        // same `pitch` apart, with zeros between them, and the whole tile is
+        // one run (a 12-pixel row would be one vector and a half-empty one).
         // 1x1: a tile's rows are one run in each plane, read in place.
         let pitch = if g.k == 3 { w + 2 } else { w };
+        let by_rows = w.next_multiple_of(lanes) <= pitch;
         let rows = tile_rows(g, pitch, budget);
         let count = h.div_ceil(rows);
         let x_stride = if g.k == 3 {
@@ -309,11 +342,13 @@ pub(super) mod x86 {
                 (ci * x_stride + (t / g.k) * pitch + t % g.k) as isize
             })
             .collect();
-        let strip = || {
+        let g_stride = rows * pitch;
+        let strips = || {
             if g.k == 3 {
-                vec![0f32; cin_g * x_stride]
+                let gstrip = if by_rows { 0 } else { cout_g * g_stride };
+                (vec![0f32; cin_g * x_stride], vec![0f32; gstrip])
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         par::sum_in_pieces(
@@ -321,17 +356,18 @@ pub(super) mod x86 {
             g.batch * count,
             len,
             0.0,
-            strip,
-            |acc, xstrip, item| {
+            strips,
+            |acc, (xstrip, gstrip), item| {
                 let (b, t) = (item / count, item % count);
                 let y0 = t * rows;
                 let nrows = rows.min(h - y0);
                 let xb = &x[b * planes.x_batch..][..g.c_in * hw];
                 for grp in 0..g.groups {
                     let gfirst = b * planes.y_batch + grp * cout_g * hw + y0 * w;
-                    // (input at the first run's first pixel, its run
-                    // pitch, run length, runs)
-                    let (xsrc, x_pitch, width, runs) = if g.k == 3 {
+                    // (input and gradient at the first run's first pixel,
+                    // their run pitches, the gradient's channel stride,
+                    // run length, runs)
+                    let (xsrc, gsrc, x_pitch, g_pitch, gch, width, runs) = if g.k == 3 {
                         for ci in 0..cin_g {
                             let c = g.in_channel(grp * cin_g + ci);
                             for r in 0..nrows + 2 {
@@ -342,12 +378,24 @@ pub(super) mod x86 {
                                 }
                             }
                         }
-                        (xstrip.as_ptr(), pitch, w, nrows)
+                        if by_rows {
+                            let gsrc = grad[gfirst..].as_ptr();
+                            (xstrip.as_ptr(), gsrc, pitch, w, hw, w, nrows)
+                        } else {
+                            for co in 0..cout_g {
+                                for r in 0..nrows {
+                                    gstrip[co * g_stride + r * pitch..][..w]
+                                        .copy_from_slice(&grad[gfirst + co * hw + r * w..][..w]);
+                                }
+                            }
+                            let width = (nrows - 1) * pitch + w;
+                            (xstrip.as_ptr(), gstrip.as_ptr(), 0, 0, g_stride, width, 1)
+                        }
                     } else {
                         debug_assert_eq!(g.shuffle, 1, "1x1 convolutions take no shuffle");
-                        (xb[grp * cin_g * hw + y0 * w..].as_ptr(), 0, nrows * w, 1)
+                        let xsrc = xb[grp * cin_g * hw + y0 * w..].as_ptr();
+                        (xsrc, grad[gfirst..].as_ptr(), 0, 0, hw, nrows * w, 1)
                     };
-                    let gsrc = grad[gfirst..].as_ptr();
                     let co_blocks = cout_g.div_ceil(co_block);
                     let tap_blocks = taps.div_ceil(nt_block);
                     for n in 0..co_blocks * tap_blocks {
@@ -367,7 +415,7 @@ pub(super) mod x86 {
                         let co_valid = co_block.min(cout_g - co0);
                         let mut g_offs = [0isize; MAX_BLOCK];
                         for (c, o) in g_offs.iter_mut().enumerate().take(co_block) {
-                            *o = ((co0 + c.min(co_valid - 1)) * hw) as isize;
+                            *o = ((co0 + c.min(co_valid - 1)) * gch) as isize;
                         }
                         let nt_valid = nt_block.min(taps - j0);
                         let mut offs = [0isize; MAX_BLOCK];
@@ -381,7 +429,7 @@ pub(super) mod x86 {
                             x_pitch,
                             g: gsrc,
                             g_offs: g_offs.as_ptr(),
-                            g_pitch: w,
+                            g_pitch,
                             width,
                             rows: runs,
                             out: acc[o * taps + j0..].as_mut_ptr(),
@@ -395,7 +443,7 @@ pub(super) mod x86 {
                         // and this tile's rows of the group's gradient
                         // planes, each run's last vector masked to the run;
                         // it writes its channels' taps of `acc`.
-                        unsafe { I::run_grad(&a) };
+                        unsafe { I::run_grad(shape, &a) };
                     }
                     if with_bias {
                         for co in 0..cout_g {
@@ -535,6 +583,22 @@ mod tests {
                 });
             }
         }
+    }
+
+    /// Four-channel blocks where the channels fill them; two-channel ones
+    /// for groups of 2 or 1 channel; the first shape on a tie.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn blocks_leave_the_fewest_products_empty() {
+        use x86::pick_shape;
+        let avx2 = [(4, 3), (2, 6)];
+        assert_eq!(pick_shape(&avx2, 16, 144), 0);
+        assert_eq!(pick_shape(&avx2, 4, 216), 0);
+        assert_eq!(pick_shape(&avx2, 2, 72), 1);
+        assert_eq!(pick_shape(&avx2, 1, 36), 1);
+        assert_eq!(pick_shape(&avx2, 6, 12), 1, "8 x 12 against 6 x 12");
+        assert_eq!(pick_shape(&avx2, 6, 9), 0, "8 x 9 against 6 x 12, a tie");
+        assert_eq!(pick_shape(&[(4, 4), (2, 8)], 2, 144), 1);
     }
 
     #[test]
