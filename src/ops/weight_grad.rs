@@ -127,6 +127,11 @@ pub(super) mod x86 {
         /// # Safety
         /// As [`run_sum`].
         unsafe fn sum(p: *const f32, n: usize) -> f32;
+        /// [`copy_rows`], compiled for this set.
+        ///
+        /// # Safety
+        /// As [`copy_rows`].
+        unsafe fn copy(from: *const f32, to: *mut f32, w: usize, rows: usize, pitch: usize);
     }
 
     /// [`GradIsa`] for `$isa`, compiled for `$features`.
@@ -162,6 +167,27 @@ pub(super) mod x86 {
                     }
                     // SAFETY: forwarded to the caller.
                     unsafe { entry(p, n) }
+                }
+                unsafe fn copy(
+                    from: *const f32,
+                    to: *mut f32,
+                    w: usize,
+                    rows: usize,
+                    pitch: usize,
+                ) {
+                    #[target_feature(enable = $features)]
+                    unsafe fn entry(
+                        f: *const f32,
+                        t: *mut f32,
+                        w: usize,
+                        rows: usize,
+                        pitch: usize,
+                    ) {
+                        // SAFETY: forwarded to the caller; compiled for the set.
+                        unsafe { copy_rows::<$isa>(f, t, w, rows, pitch) }
+                    }
+                    // SAFETY: forwarded to the caller.
+                    unsafe { entry(from, to, w, rows, pitch) }
                 }
             }
         };
@@ -271,6 +297,39 @@ pub(super) mod x86 {
         }
     }
 
+    /// Copies `rows` rows of `w` floats, contiguous at `from`, to `pitch`
+    /// floats apart at `to`: a strip's rows in one call, in vector moves
+    /// rather than a `memcpy` call per row (strip copies were 4% of the
+    /// seed step's backward; grouped 3x3 gradients +2-6%, interleaved on
+    /// cold data).
+    ///
+    /// # Safety
+    /// As [`block`]; `from` readable for `rows · w` floats, `to` writable
+    /// for `(rows - 1) · pitch + w`.
+    #[inline(always)]
+    unsafe fn copy_rows<I: Isa>(
+        from: *const f32,
+        to: *mut f32,
+        w: usize,
+        rows: usize,
+        pitch: usize,
+    ) {
+        let lanes = I::LANES;
+        let whole = w / lanes;
+        let tail = w - whole * lanes;
+        let (full, last) = (I::mask(lanes), I::mask(tail.max(1)));
+        for r in 0..rows {
+            let (f, t) = (from.add(r * w), to.add(r * pitch));
+            for v in 0..whole {
+                I::store_masked(t.add(v * lanes), full, I::load(f.add(v * lanes)));
+            }
+            if tail > 0 {
+                let at = whole * lanes;
+                I::store_masked(t.add(at), last, I::load_masked(f.add(at), last));
+            }
+        }
+    }
+
     /// `Σ p[0..n]`, in vector lanes (four vectors at a time), then across
     /// them: a fixed order for a given `n`.
     ///
@@ -368,15 +427,26 @@ pub(super) mod x86 {
                     // their run pitches, the gradient's channel stride,
                     // run length, runs)
                     let (xsrc, gsrc, x_pitch, g_pitch, gch, width, runs) = if g.k == 3 {
+                        // Strip rows 0..nrows+2 hold image rows y0-1 ..=
+                        // y0+nrows: those inside the image copied, the
+                        // others (above the first, below the last) zero.
+                        let first = y0.saturating_sub(1);
+                        let end = (y0 + nrows + 1).min(h);
+                        let skip = first + 1 - y0;
                         for ci in 0..cin_g {
                             let c = g.in_channel(grp * cin_g + ci);
-                            for r in 0..nrows + 2 {
-                                let row = &mut xstrip[ci * x_stride + r * pitch + 1..][..w];
-                                match (y0 + r).checked_sub(1).filter(|&iy| iy < h) {
-                                    Some(iy) => row.copy_from_slice(&xb[c * hw + iy * w..][..w]),
-                                    None => row.fill(0.0),
-                                }
+                            let strip = &mut xstrip[ci * x_stride..][..(nrows + 2) * pitch];
+                            for r in (0..skip).chain(skip + end - first..nrows + 2) {
+                                strip[r * pitch + 1..][..w].fill(0.0);
                             }
+                            let from = &xb[c * hw + first * w..][..(end - first) * w];
+                            let to =
+                                &mut strip[skip * pitch + 1..][..(end - first - 1) * pitch + w];
+                            // SAFETY: the CPU has the set; `from` holds the
+                            // rows, `to` their places `pitch` apart.
+                            unsafe {
+                                I::copy(from.as_ptr(), to.as_mut_ptr(), w, end - first, pitch)
+                            };
                         }
                         if by_rows {
                             let gsrc = grad[gfirst..].as_ptr();
