@@ -326,6 +326,11 @@ pub(super) mod x86 {
         /// # Safety
         /// As [`block`].
         unsafe fn run(co: usize, nb: usize, rows: bool, a: &Block);
+        /// [`copy_rows`], compiled for this set.
+        ///
+        /// # Safety
+        /// As [`copy_rows`].
+        unsafe fn copy_rows(from: *const f32, to: *mut f32, w: usize, rows: usize, pitch: usize);
         /// The first `tail` lanes (1 to `LANES`).
         fn mask(tail: usize) -> Self::Mask;
         fn zero() -> Self::V;
@@ -411,6 +416,40 @@ pub(super) mod x86 {
         }
     }
 
+    /// Copies `rows` rows of `w` floats, contiguous at `from`, to `pitch`
+    /// floats apart at `to`: a strip's rows in one call, in vector moves
+    /// rather than a `memcpy` call per row (strip copies were 4% of the
+    /// seed step's backward and 13% of its forward; grouped 3x3 weight
+    /// gradients +2-6%, interleaved on cold data).
+    ///
+    /// # Safety
+    /// The CPU has `I`'s instruction set and this is inlined into a
+    /// function compiled for it; `from` readable for `rows · w` floats, `to`
+    /// writable for `(rows - 1) · pitch + w`.
+    #[inline(always)]
+    pub(in crate::ops) unsafe fn copy_rows<I: Isa>(
+        from: *const f32,
+        to: *mut f32,
+        w: usize,
+        rows: usize,
+        pitch: usize,
+    ) {
+        let lanes = I::LANES;
+        let whole = w / lanes;
+        let tail = w - whole * lanes;
+        let (full, last) = (I::mask(lanes), I::mask(tail.max(1)));
+        for r in 0..rows {
+            let (f, t) = (from.add(r * w), to.add(r * pitch));
+            for v in 0..whole {
+                I::store_masked(t.add(v * lanes), full, I::load(f.add(v * lanes)));
+            }
+            if tail > 0 {
+                let at = whole * lanes;
+                I::store_masked(t.add(at), last, I::load_masked(f.add(at), last));
+            }
+        }
+    }
+
     /// The [`Isa`] operations that are one intrinsic each, alike for every
     /// vector width.
     macro_rules! plain_ops {
@@ -451,6 +490,15 @@ pub(super) mod x86 {
     /// accumulators as it has vectors).
     macro_rules! run_blocks {
         ($isa:ty, $features:literal, $($c:literal => [$($n:literal),*]),*) => {
+            unsafe fn copy_rows(from: *const f32, to: *mut f32, w: usize, rows: usize, pitch: usize) {
+                #[target_feature(enable = $features)]
+                unsafe fn entry(f: *const f32, t: *mut f32, w: usize, rows: usize, pitch: usize) {
+                    // SAFETY: forwarded to the caller; compiled for the set.
+                    unsafe { copy_rows::<$isa>(f, t, w, rows, pitch) }
+                }
+                // SAFETY: forwarded to the caller.
+                unsafe { entry(from, to, w, rows, pitch) }
+            }
             unsafe fn run(co: usize, nb: usize, rows: bool, a: &Block) {
                 #[target_feature(enable = $features)]
                 unsafe fn entry<const CO: usize, const NB: usize, const ROWS: bool>(a: &Block) {
@@ -891,24 +939,24 @@ pub(super) mod x86 {
                 let (b, t) = (item / count, item % count);
                 let y0 = t * rows;
                 let nrows = rows.min(h - y0);
+                // Strip rows 0..nrows+2 hold image rows y0-1 ..= y0+nrows:
+                // those inside the image copied, the others zero.
+                let first = y0.saturating_sub(1);
+                let end = (y0 + nrows + 1).min(h);
+                let skip = first + 1 - y0;
                 for grp in 0..g.groups {
                     for ci in 0..cin_g {
                         let c = g.in_channel(grp * cin_g + ci);
-                        for r in 0..nrows + 2 {
-                            let iy = (y0 + r).checked_sub(1).filter(|&iy| iy < h);
-                            let row = &mut strip[ci * ch_stride + r * pw + 1..][..w];
-                            match iy {
-                                // SAFETY: row iy of channel c of image b.
-                                Some(iy) => unsafe {
-                                    let s = x.add(b * planes.x_batch + c * hw + iy * w);
-                                    std::ptr::copy_nonoverlapping(
-                                        s.cast_const(),
-                                        row.as_mut_ptr(),
-                                        w,
-                                    );
-                                },
-                                None => row.fill(0.0),
-                            }
+                        let rows = &mut strip[ci * ch_stride..][..(nrows + 2) * pw];
+                        for r in (0..skip).chain(skip + end - first..nrows + 2) {
+                            rows[r * pw + 1..][..w].fill(0.0);
+                        }
+                        let to = &mut rows[skip * pw + 1..][..(end - first - 1) * pw + w];
+                        // SAFETY: rows first..end of channel c of image b
+                        // into their places `pw` apart; the CPU has the set.
+                        unsafe {
+                            let from = x.add(b * planes.x_batch + c * hw + first * w);
+                            I::copy_rows(from.cast_const(), to.as_mut_ptr(), w, end - first, pw);
                         }
                     }
                     let p = pass(grp, ch_stride, taps);

@@ -127,11 +127,6 @@ pub(super) mod x86 {
         /// # Safety
         /// As [`run_sum`].
         unsafe fn sum(p: *const f32, n: usize) -> f32;
-        /// [`copy_rows`], compiled for this set.
-        ///
-        /// # Safety
-        /// As [`copy_rows`].
-        unsafe fn copy(from: *const f32, to: *mut f32, w: usize, rows: usize, pitch: usize);
     }
 
     /// [`GradIsa`] for `$isa`, compiled for `$features`.
@@ -167,27 +162,6 @@ pub(super) mod x86 {
                     }
                     // SAFETY: forwarded to the caller.
                     unsafe { entry(p, n) }
-                }
-                unsafe fn copy(
-                    from: *const f32,
-                    to: *mut f32,
-                    w: usize,
-                    rows: usize,
-                    pitch: usize,
-                ) {
-                    #[target_feature(enable = $features)]
-                    unsafe fn entry(
-                        f: *const f32,
-                        t: *mut f32,
-                        w: usize,
-                        rows: usize,
-                        pitch: usize,
-                    ) {
-                        // SAFETY: forwarded to the caller; compiled for the set.
-                        unsafe { copy_rows::<$isa>(f, t, w, rows, pitch) }
-                    }
-                    // SAFETY: forwarded to the caller.
-                    unsafe { entry(from, to, w, rows, pitch) }
                 }
             }
         };
@@ -293,39 +267,6 @@ pub(super) mod x86 {
                 for j in 0..NT {
                     acc[c][j] = I::fmadd(gv, xv[j], acc[c][j]);
                 }
-            }
-        }
-    }
-
-    /// Copies `rows` rows of `w` floats, contiguous at `from`, to `pitch`
-    /// floats apart at `to`: a strip's rows in one call, in vector moves
-    /// rather than a `memcpy` call per row (strip copies were 4% of the
-    /// seed step's backward; grouped 3x3 gradients +2-6%, interleaved on
-    /// cold data).
-    ///
-    /// # Safety
-    /// As [`block`]; `from` readable for `rows · w` floats, `to` writable
-    /// for `(rows - 1) · pitch + w`.
-    #[inline(always)]
-    unsafe fn copy_rows<I: Isa>(
-        from: *const f32,
-        to: *mut f32,
-        w: usize,
-        rows: usize,
-        pitch: usize,
-    ) {
-        let lanes = I::LANES;
-        let whole = w / lanes;
-        let tail = w - whole * lanes;
-        let (full, last) = (I::mask(lanes), I::mask(tail.max(1)));
-        for r in 0..rows {
-            let (f, t) = (from.add(r * w), to.add(r * pitch));
-            for v in 0..whole {
-                I::store_masked(t.add(v * lanes), full, I::load(f.add(v * lanes)));
-            }
-            if tail > 0 {
-                let at = whole * lanes;
-                I::store_masked(t.add(at), last, I::load_masked(f.add(at), last));
             }
         }
     }
@@ -445,7 +386,7 @@ pub(super) mod x86 {
                             // SAFETY: the CPU has the set; `from` holds the
                             // rows, `to` their places `pitch` apart.
                             unsafe {
-                                I::copy(from.as_ptr(), to.as_mut_ptr(), w, end - first, pitch)
+                                I::copy_rows(from.as_ptr(), to.as_mut_ptr(), w, end - first, pitch)
                             };
                         }
                         if by_rows {
