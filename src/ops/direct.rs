@@ -450,6 +450,34 @@ pub(super) mod x86 {
         }
     }
 
+    /// Fills a 3x3 strip's rows `0..nrows + 2` (from column 1, `pitch`
+    /// apart) with rows `y0 - 1 ..= y0 + nrows` of the `h` × `w` `plane`:
+    /// those inside the image copied, the others (above the first, below
+    /// the last) zero. Columns 0 and `w + 1..` are left as they are.
+    ///
+    /// # Safety
+    /// The CPU has `I`'s instruction set; `plane` readable for `h · w`
+    /// floats; `y0 + nrows <= h`, `pitch > w`.
+    pub(in crate::ops) unsafe fn fill_strip<I: Isa>(
+        plane: *const f32,
+        strip: &mut [f32],
+        (y0, nrows): (usize, usize),
+        (h, w): (usize, usize),
+        pitch: usize,
+    ) {
+        let first = y0.saturating_sub(1);
+        let end = (y0 + nrows + 1).min(h);
+        let skip = first + 1 - y0;
+        let strip = &mut strip[..(nrows + 2) * pitch];
+        for r in (0..skip).chain(skip + end - first..nrows + 2) {
+            strip[r * pitch + 1..][..w].fill(0.0);
+        }
+        let to = &mut strip[skip * pitch + 1..][..(end - first - 1) * pitch + w];
+        // SAFETY: rows first..end of the plane into their places `pitch`
+        // apart; the CPU has the set (the caller).
+        unsafe { I::copy_rows(plane.add(first * w), to.as_mut_ptr(), w, end - first, pitch) };
+    }
+
     /// The [`Isa`] operations that are one intrinsic each, alike for every
     /// vector width.
     macro_rules! plain_ops {
@@ -939,24 +967,15 @@ pub(super) mod x86 {
                 let (b, t) = (item / count, item % count);
                 let y0 = t * rows;
                 let nrows = rows.min(h - y0);
-                // Strip rows 0..nrows+2 hold image rows y0-1 ..= y0+nrows:
-                // those inside the image copied, the others zero.
-                let first = y0.saturating_sub(1);
-                let end = (y0 + nrows + 1).min(h);
-                let skip = first + 1 - y0;
                 for grp in 0..g.groups {
                     for ci in 0..cin_g {
                         let c = g.in_channel(grp * cin_g + ci);
-                        let rows = &mut strip[ci * ch_stride..][..(nrows + 2) * pw];
-                        for r in (0..skip).chain(skip + end - first..nrows + 2) {
-                            rows[r * pw + 1..][..w].fill(0.0);
-                        }
-                        let to = &mut rows[skip * pw + 1..][..(end - first - 1) * pw + w];
-                        // SAFETY: rows first..end of channel c of image b
-                        // into their places `pw` apart; the CPU has the set.
+                        // SAFETY: channel c of image b; rows y0..y0+nrows
+                        // are inside it; the CPU has the set.
                         unsafe {
-                            let from = x.add(b * planes.x_batch + c * hw + first * w);
-                            I::copy_rows(from.cast_const(), to.as_mut_ptr(), w, end - first, pw);
+                            let plane = x.add(b * planes.x_batch + c * hw).cast_const();
+                            let rows = &mut strip[ci * ch_stride..];
+                            fill_strip::<I>(plane, rows, (y0, nrows), (h, w), pw);
                         }
                     }
                     let p = pass(grp, ch_stride, taps);

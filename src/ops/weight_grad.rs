@@ -75,7 +75,7 @@ fn tile_rows(g: &ConvGeom, strip_pitch: usize, budget: usize) -> usize {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
-    use super::super::direct::x86::{Avx2, Avx512, Isa};
+    use super::super::direct::x86::{fill_strip, Avx2, Avx512, Isa};
     use super::super::geom::{ConvGeom, Planes};
     use super::super::par;
     use super::{tile_rows, PIECES};
@@ -170,7 +170,7 @@ pub(super) mod x86 {
     /// The index into `shapes` whose blocks cover `channels` × `taps` with
     /// the fewest products, the first on a tie: a G block's grouped
     /// convolutions of 2 channels a group would leave half of a 4-channel
-    /// block empty (the quick network's backward, 5% slower on AVX2).
+    /// block empty (a count of products, not a measured speed-up).
     pub(in crate::ops) fn pick_shape(
         shapes: &[(usize, usize)],
         channels: usize,
@@ -368,25 +368,14 @@ pub(super) mod x86 {
                     // their run pitches, the gradient's channel stride,
                     // run length, runs)
                     let (xsrc, gsrc, x_pitch, g_pitch, gch, width, runs) = if g.k == 3 {
-                        // Strip rows 0..nrows+2 hold image rows y0-1 ..=
-                        // y0+nrows: those inside the image copied, the
-                        // others (above the first, below the last) zero.
-                        let first = y0.saturating_sub(1);
-                        let end = (y0 + nrows + 1).min(h);
-                        let skip = first + 1 - y0;
                         for ci in 0..cin_g {
                             let c = g.in_channel(grp * cin_g + ci);
-                            let strip = &mut xstrip[ci * x_stride..][..(nrows + 2) * pitch];
-                            for r in (0..skip).chain(skip + end - first..nrows + 2) {
-                                strip[r * pitch + 1..][..w].fill(0.0);
-                            }
-                            let from = &xb[c * hw + first * w..][..(end - first) * w];
-                            let to =
-                                &mut strip[skip * pitch + 1..][..(end - first - 1) * pitch + w];
-                            // SAFETY: the CPU has the set; `from` holds the
-                            // rows, `to` their places `pitch` apart.
+                            let plane = &xb[c * hw..][..hw];
+                            let strip = &mut xstrip[ci * x_stride..];
+                            // SAFETY: the CPU has the set; `plane` is the
+                            // channel's, rows y0..y0+nrows inside it.
                             unsafe {
-                                I::copy_rows(from.as_ptr(), to.as_mut_ptr(), w, end - first, pitch)
+                                fill_strip::<I>(plane.as_ptr(), strip, (y0, nrows), (h, w), pitch)
                             };
                         }
                         if by_rows {
@@ -394,10 +383,13 @@ pub(super) mod x86 {
                             (xstrip.as_ptr(), gsrc, pitch, w, hw, w, nrows)
                         } else {
                             for co in 0..cout_g {
-                                for r in 0..nrows {
-                                    gstrip[co * g_stride + r * pitch..][..w]
-                                        .copy_from_slice(&grad[gfirst + co * hw + r * w..][..w]);
-                                }
+                                let rows = &grad[gfirst + co * hw..][..nrows * w];
+                                let to = &mut gstrip[co * g_stride..][..(nrows - 1) * pitch + w];
+                                // SAFETY: the CPU has the set; `rows` holds
+                                // the tile's rows, `to` their places.
+                                unsafe {
+                                    I::copy_rows(rows.as_ptr(), to.as_mut_ptr(), w, nrows, pitch)
+                                };
                             }
                             let width = (nrows - 1) * pitch + w;
                             (xstrip.as_ptr(), gstrip.as_ptr(), 0, 0, g_stride, width, 1)
