@@ -53,18 +53,33 @@ where
     R: Send,
     F: Fn(usize) -> R + Sync,
 {
+    map_with(n_chunks, || (), |_, c| f(c))
+}
+
+/// [`map`] with `f(&mut scratch, c)`: each thread builds its scratch state
+/// with `init` once, on its first chunk, and keeps it for the others.
+pub fn map_with<R, S, I, F>(n_chunks: usize, init: I, f: F) -> Vec<R>
+where
+    R: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize) -> R + Sync,
+{
     if n_chunks <= 1 || threads() == 1 {
-        return (0..n_chunks).map(f).collect();
+        let mut s = init();
+        return (0..n_chunks).map(|c| f(&mut s, c)).collect();
     }
     let slots: Vec<Mutex<Option<R>>> = (0..n_chunks).map(|_| Mutex::new(None)).collect();
     let cursor = AtomicUsize::new(0);
-    pool().broadcast(&|| loop {
-        let c = cursor.fetch_add(1, Ordering::Relaxed);
-        if c >= n_chunks {
-            break;
+    pool().broadcast(&|| {
+        let mut scratch: Option<S> = None;
+        loop {
+            let c = cursor.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let r = f(scratch.get_or_insert_with(&init), c);
+            *slots[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         }
-        let r = f(c);
-        *slots[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     });
     slots
         .into_iter()
@@ -83,8 +98,10 @@ pub const SUM_PIECES: usize = 8;
 
 /// `Σ_item add(item)` into a buffer of `len` elements starting at `zero`:
 /// the items `0..n_items` are cut into `pieces` contiguous runs (fewer
-/// when there are fewer items), each summed in its own buffer (with its own
-/// `scratch`), and the buffers are added in order. The pieces depend only on
+/// when there are fewer items), each summed in its own buffer, and the
+/// buffers are added in order. Each thread builds one `scratch` and keeps
+/// it for every item it sums: `add` may rely on what `scratch` made, never
+/// on what an earlier item left. The pieces depend only on
 /// `pieces` and `n_items`, so the result depends neither on thread timing
 /// nor on the number of threads: threads only decide who sums which piece.
 /// [`SUM_PIECES`] is the usual count; more pieces cost more buffers and
@@ -103,11 +120,10 @@ where
     F: Fn(&mut [T], &mut S, usize) + Sync,
 {
     let chunks = pieces.min(n_items).max(1);
-    let partials = map(chunks, |c| {
+    let partials = map_with(chunks, scratch, |s, c| {
         let mut acc = vec![zero; len];
-        let mut s = scratch();
         for item in chunk_range(n_items, chunks, c) {
-            add(&mut acc, &mut s, item);
+            add(&mut acc, s, item);
         }
         acc
     });
@@ -163,6 +179,19 @@ mod tests {
             },
         );
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn map_with_builds_a_scratch_per_thread_and_keeps_chunk_order() {
+        let built = AtomicUsize::new(0);
+        let got = map_with(40, || built.fetch_add(1, Ordering::Relaxed), |_, c| c * 10);
+        assert_eq!(got, (0..40).map(|c| c * 10).collect::<Vec<_>>());
+        let built = built.load(Ordering::Relaxed);
+        assert!(
+            (1..=threads()).contains(&built),
+            "{built} scratches for {} threads",
+            threads()
+        );
     }
 
     #[test]
