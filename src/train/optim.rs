@@ -351,6 +351,28 @@ mod tests {
             .unwrap()
     }
 
+    /// The vendored candle-core (vendor/candle-core/PATCHED.md) keeps the
+    /// first gradient reaching a tensor instead of adding it into zeros:
+    /// a `-0.0` gradient keeps its sign, which `0 + -0.0` would lose. A
+    /// tensor reached twice still gets the sum of both.
+    #[test]
+    fn the_first_gradient_reaching_a_tensor_is_kept_as_it_is() -> Result<()> {
+        let x = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu)?;
+        let c = Tensor::new(&[-0.0f32, 5.0, -0.0], &Device::Cpu)?;
+        let once = (x.as_tensor() * &c)?.sum_all()?;
+        let g = once.backward()?.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
+        assert_eq!(g, [0.0, 5.0, 0.0]);
+        assert!(
+            g[0].is_sign_negative() && g[2].is_sign_negative(),
+            "the gradient {g:?} went through an add into zeros: is the patched candle-core in use?"
+        );
+        let d = Tensor::new(&[2f32, -1.0, 0.5], &Device::Cpu)?;
+        let twice = ((x.as_tensor() * &c)? + (x.as_tensor() * &d)?)?.sum_all()?;
+        let g = twice.backward()?.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
+        assert_eq!(g, [2.0, 4.0, 0.5]);
+        Ok(())
+    }
+
     #[test]
     fn first_step_moves_each_value_by_lr_like_pytorch() {
         let v = vars(1.0);
