@@ -17,6 +17,7 @@ use candle_core::{
     bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType,
 };
 
+use super::direct::Gate;
 use super::geom::ConvGeom;
 use super::kernels::{self, Elem, OutBuf, Planes};
 use super::par::{self, SendPtr};
@@ -903,44 +904,39 @@ fn backward<T: Elem>(
         &mut flat,
         tail_at,
     )?;
-    let mut dt = vec![T::from_f64(0.0); batch * piece];
+    // Layer j's output gradient through its ReLU, in place in `dbuf`: the
+    // last layer's here (the tail wrote it whole), every other one as the
+    // last input gradient is added into it (the next layer's, gated).
+    let n = op.geoms.len();
+    mask_in_place(&mut dbuf, buf, (n * piece, piece, bs));
     let mut w_end = w_dense;
     for (j, g) in op.geoms.iter().enumerate().rev() {
         let w_start = w_end - g.w_len();
-        // The gradient of layer j's output, through its ReLU.
         let off = (j + 1) * piece;
-        let dptr = SendPtr(dt.as_mut_ptr());
-        let dsrc = &dbuf;
-        par::for_each(
-            batch,
-            || (),
-            |_, b| {
-                let (gs, ys) = (
-                    &dsrc[b * bs + off..][..piece],
-                    &buf[b * bs + off..][..piece],
-                );
-                let z = T::from_f64(0.0);
-                for (i, (&gv, &yv)) in gs.iter().zip(ys).enumerate() {
-                    // SAFETY: image b's slice of `dt` belongs to this item.
-                    unsafe { dptr.add(b * piece + i).write(if yv > z { gv } else { z }) };
-                }
-            },
-        );
         let planes = Planes {
             x_batch: bs,
-            y_batch: piece,
+            y_batch: bs,
         };
-        let gw = kernels::conv_grad_weight_strided(buf, &dt, g, planes, op.with_bias);
+        let gw = kernels::conv_grad_weight_strided(buf, &dbuf[off..], g, planes, op.with_bias);
         flat[x_len + w_start..x_len + w_end].copy_from_slice(&gw[..g.w_len()]);
         if op.with_bias {
             let b0 = x_len + w_total + j * growth;
             flat[b0..b0 + growth].copy_from_slice(&gw[g.w_len()..]);
         }
-        // SAFETY: `dbuf` holds `batch` images of the buffer's channels, the
-        // first (j+1)·G planes of each updated here and touched by no one
-        // else; `dt` and `w` are separate buffers.
+        let d = dbuf.as_mut_ptr();
+        // SAFETY: `dbuf` holds `batch` images of the buffer's channels:
+        // layer j's output gradient (piece j+1 of each) is read, its input
+        // gradient added into the first j+1 pieces, touched by no one
+        // else; `buf` (the gate) is laid out as `dbuf`.
         unsafe {
-            kernels::conv_grad_input_add(&dt, &w[w_start..w_end], g, SendPtr(dbuf.as_mut_ptr()), bs)
+            kernels::conv_grad_input_add_gated(
+                d.add(off),
+                bs,
+                &w[w_start..w_end],
+                g,
+                (SendPtr(d), bs),
+                relu_gate(buf, j, growth),
+            )
         };
         w_end = w_start;
     }
@@ -1338,30 +1334,35 @@ fn shrink_forward<T: Elem>(
     Ok((T::to_cpu_storage_owned(y), op.out_shape()))
 }
 
-/// The relu-masked gradient of features piece `off..off+piece` of each
-/// image, densely: `grad` where the stored output is positive, else 0.
-fn masked_piece<T: Elem>(
-    dbuf: &[T],
-    buf: &[T],
-    (off, piece, bs): (usize, usize, usize),
-    dt: &mut [T],
-) {
-    let dptr = SendPtr(dt.as_mut_ptr());
+/// Features piece `off..off+piece` of each image of `dbuf` through the
+/// ReLU that made it: kept where the stored output `buf` is positive, else
+/// 0.
+fn mask_in_place<T: Elem>(dbuf: &mut [T], buf: &[T], (off, piece, bs): (usize, usize, usize)) {
+    let dptr = SendPtr(dbuf.as_mut_ptr());
     par::for_each(
-        dt.len() / piece.max(1),
+        dbuf.len() / bs.max(1),
         || (),
         |_, b| {
-            let (gs, ys) = (
-                &dbuf[b * bs + off..][..piece],
-                &buf[b * bs + off..][..piece],
-            );
+            let at = b * bs + off;
+            // SAFETY: image b's piece of `dbuf`, this item's alone.
+            let d = unsafe { std::slice::from_raw_parts_mut(dptr.add(at), piece) };
             let z = T::from_f64(0.0);
-            for (i, (&gv, &yv)) in gs.iter().zip(ys).enumerate() {
-                // SAFETY: image b's slice of `dt` belongs to this item.
-                unsafe { dptr.add(b * piece + i).write(if yv > z { gv } else { z }) };
+            for (d, &y) in d.iter_mut().zip(&buf[at..][..piece]) {
+                *d = if y > z { *d } else { z };
             }
         },
     );
+}
+
+/// The gate that masks features piece `j` (the output of layer `j - 1`,
+/// stored planes `j·growth..(j+1)·growth`) by its ReLU as the last
+/// gradient is added into it; none for piece 0, the block's input.
+fn relu_gate<T: Elem>(buf: &[T], j: usize, growth: usize) -> Option<Gate<T>> {
+    (j > 0).then(|| Gate {
+        by: SendPtr(buf.as_ptr().cast_mut()),
+        first: j * growth,
+        end: (j + 1) * growth,
+    })
 }
 
 fn shrink_backward<T: Elem>(
@@ -1405,7 +1406,6 @@ fn shrink_backward<T: Elem>(
         &mut flat,
         tail_at,
     )?;
-    let mut dt = vec![T::from_f64(0.0); xi_len];
     // Layer i's weight (and bias) gradient into the flat result.
     let mut store = |i: usize, g: &ConvGeom, gw: &[T]| {
         flat[x_len + offs[i]..][..g.w_len()].copy_from_slice(&gw[..g.w_len()]);
@@ -1415,8 +1415,19 @@ fn shrink_backward<T: Elem>(
     };
     let w_of = |i: usize, g: &ConvGeom| &w[offs[i]..offs[i] + g.w_len()];
     let r = op.repeat;
+    // Conv j's output gradient through its ReLU, in place in `dbuf`: the
+    // last conv's here (the tail wrote it whole), every other one as the
+    // last input gradient is added into it (shrink j-1's, gated).
+    mask_in_place(&mut dbuf, buf, (n * piece, piece, bs));
+    // Repeated convolutions (C blocks) replace the gradient application by
+    // application: they start from a dense copy of it.
+    let mut dt = if r > 1 {
+        vec![T::from_f64(0.0); xi_len]
+    } else {
+        Vec::new()
+    };
     for (j, g) in op.convs.iter().enumerate().rev() {
-        masked_piece(&dbuf, buf, ((j + 1) * piece, piece, bs), &mut dt);
+        let off = (j + 1) * piece;
         let dense = Planes {
             x_batch: piece,
             y_batch: piece,
@@ -1425,6 +1436,11 @@ fn shrink_backward<T: Elem>(
         // one's weight gradient, summed last first as candle's graph sums
         // them, and the gradient through the ReLU of its input.
         let mut repeated: Option<Vec<T>> = None;
+        if r > 1 {
+            for (b, to) in dt.chunks_exact_mut(piece).enumerate() {
+                to.copy_from_slice(&dbuf[b * bs + off..][..piece]);
+            }
+        }
         for k in (1..r).rev() {
             let input = &curs[(n - 1 + j * (r - 1) + k - 1) * xi_len..][..xi_len];
             let gw = kernels::conv_grad_weight_strided(input, &dt, g, dense, op.with_bias);
@@ -1444,42 +1460,49 @@ fn shrink_backward<T: Elem>(
                 sum
             }
         };
-        if j == 0 {
-            let planes = Planes {
-                x_batch: bs,
-                y_batch: piece,
+        // The last application's output gradient: `dt`, or piece j+1 of
+        // `dbuf` in place (images `bs` apart).
+        let (grad_at, grad_batch) = if r > 1 {
+            (None, piece)
+        } else {
+            (Some(off), bs)
+        };
+        let wgrad = |x: &[T], x_batch: usize, dbuf: &[T], dt: &[T]| {
+            let grad = match grad_at {
+                Some(at) => &dbuf[at..],
+                None => dt,
             };
-            store(
-                j,
-                g,
-                &summed(kernels::conv_grad_weight_strided(
-                    buf,
-                    &dt,
-                    g,
-                    planes,
-                    op.with_bias,
-                )),
-            );
+            let planes = Planes {
+                x_batch,
+                y_batch: grad_batch,
+            };
+            kernels::conv_grad_weight_strided(x, grad, g, planes, op.with_bias)
+        };
+        if j == 0 {
+            store(j, g, &summed(wgrad(buf, bs, &dbuf, &dt)));
+            let d = dbuf.as_mut_ptr();
             // SAFETY: `dbuf` holds `batch` images of the features; piece 0
-            // of each (the input's gradient) is updated here alone.
+            // of each (the input's gradient) is updated here alone, from
+            // `dt` or piece 1.
             unsafe {
-                kernels::conv_grad_input_add(&dt, w_of(j, g), g, SendPtr(dbuf.as_mut_ptr()), bs)
+                let grad = grad_at.map_or(dt.as_ptr(), |at| d.add(at).cast_const());
+                kernels::conv_grad_input_add_gated(
+                    grad,
+                    grad_batch,
+                    w_of(j, g),
+                    g,
+                    (SendPtr(d), bs),
+                    None,
+                )
             };
             continue;
         }
         let cur = &curs[(j - 1) * xi_len..][..xi_len];
-        store(
-            j,
-            g,
-            &summed(kernels::conv_grad_weight_strided(
-                cur,
-                &dt,
-                g,
-                dense,
-                op.with_bias,
-            )),
-        );
-        let dcur = kernels::conv_grad_input(&dt, w_of(j, g), g);
+        store(j, g, &summed(wgrad(cur, piece, &dbuf, &dt)));
+        let dcur = match grad_at {
+            Some(at) => kernels::conv_grad_input_strided(&dbuf[at..], bs, w_of(j, g), g),
+            None => kernels::conv_grad_input(&dt, w_of(j, g), g),
+        };
         // cur_j came from shrink j-1 over features pieces 0..=j.
         let gs = &op.shrinks[j - 1];
         let planes = Planes {
@@ -1491,14 +1514,16 @@ fn shrink_backward<T: Elem>(
             gs,
             &kernels::conv_grad_weight_strided(buf, &dcur, gs, planes, op.with_bias),
         );
-        // SAFETY: as above, the first j+1 pieces of each image of `dbuf`.
+        // SAFETY: as above, the first j+1 pieces of each image of `dbuf`;
+        // `dcur` is a separate buffer, `buf` (the gate) laid out as `dbuf`.
         unsafe {
-            kernels::conv_grad_input_add(
-                &dcur,
+            kernels::conv_grad_input_add_gated(
+                dcur.as_ptr(),
+                piece,
                 w_of(n + j - 1, gs),
                 gs,
-                SendPtr(dbuf.as_mut_ptr()),
-                bs,
+                (SendPtr(dbuf.as_mut_ptr()), bs),
+                relu_gate(buf, j, growth),
             )
         };
     }

@@ -146,6 +146,7 @@ pub(super) unsafe fn conv_forward_f32(
     planes: Planes,
     start: Start,
     out_planes: Option<&[usize]>,
+    gate: Option<Gate<f32>>,
 ) -> bool {
     if !matches!(g.k, 1 | 3) {
         return false;
@@ -155,18 +156,18 @@ pub(super) unsafe fn conv_forward_f32(
     #[cfg(target_arch = "x86_64")]
     match selected() {
         Kernels::Avx512 => unsafe {
-            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, start, out_planes);
+            x86::conv::<x86::Avx512>(x, weight, bias, g, relu, y, planes, start, out_planes, gate);
             true
         },
         Kernels::Avx2 => unsafe {
-            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, start, out_planes);
+            x86::conv::<x86::Avx2>(x, weight, bias, g, relu, y, planes, start, out_planes, gate);
             true
         },
         Kernels::Gemm => false,
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, weight, bias, relu, y, planes, start, out_planes);
+        let _ = (x, weight, bias, relu, y, planes, start, out_planes, gate);
         false
     }
 }
@@ -183,6 +184,22 @@ pub(super) enum Start {
     /// which is read, not written: `y = init + conv` without first
     /// copying `init` into `y`.
     From(SendPtr<f32>),
+}
+
+/// The gradient through a ReLU, applied as a convolution's sums are
+/// stored: output planes `first..end` (stored numbering) keep a sum only
+/// where the ReLU's output `by`, a buffer laid out as the output (the same
+/// [`Planes`]), is positive, else get 0. A dense block's backward thus
+/// masks each layer's output gradient as the last input gradient added
+/// into it is written, instead of in a pass of its own.
+#[derive(Clone, Copy)]
+pub struct Gate<T> {
+    /// The ReLU's output, laid out as the convolution's output.
+    pub by: SendPtr<T>,
+    /// The first gated plane.
+    pub first: usize,
+    /// One past the last gated plane.
+    pub end: usize,
 }
 
 /// Weights reordered for the kernels: for each group and each block of at
@@ -298,6 +315,11 @@ pub(super) mod x86 {
         /// `dst` itself, or the pixel of another buffer laid out as it.
         init: *const f32,
         relu: bool,
+        /// Bit `c`: channel `c`'s sums are gated ([`super::Gate`]) by the
+        /// buffer at `gate`, laid out as the output (`gate` at `dst`'s
+        /// pixel, like `init`).
+        gated: u32,
+        gate: *const f32,
         /// Lanes of the block's last vector that are inside the image
         /// (1 to the vector's lanes; all of them unless the block is one
         /// vector wide).
@@ -347,6 +369,8 @@ pub(super) mod x86 {
         /// `a·b + c`.
         fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
         fn max0(v: Self::V) -> Self::V;
+        /// `v` where `gate > 0`, else 0 (lane by lane).
+        fn where_positive(gate: Self::V, v: Self::V) -> Self::V;
         /// The sum of the lanes (in a fixed order of this set's own).
         fn hsum(v: Self::V) -> f32;
     }
@@ -408,10 +432,16 @@ pub(super) mod x86 {
         }
         let full = I::mask(I::LANES);
         for (co, row) in acc.iter().enumerate() {
+            let gated = a.gated & (1 << co) != 0;
             for (v, r) in row.iter().enumerate() {
-                let out = if a.relu { I::max0(*r) } else { *r };
+                let mut out = if a.relu { I::max0(*r) } else { *r };
                 let m = if v + 1 == NB { last } else { full };
-                I::store_masked(a.dst.add(a.dst_offs[co] + v * I::LANES), m, out);
+                let p = a.dst.add(a.dst_offs[co] + v * I::LANES);
+                if gated {
+                    let y = a.gate.add(a.dst_offs[co] + v * I::LANES);
+                    out = I::where_positive(I::load_masked(y, m), out);
+                }
+                I::store_masked(p, m, out);
             }
         }
     }
@@ -589,6 +619,16 @@ pub(super) mod x86 {
             _mm512_max_ps
         );
         #[inline(always)]
+        fn where_positive(gate: __m512, v: __m512) -> __m512 {
+            // SAFETY: only ever inlined into AVX-512 code (see `Isa`).
+            unsafe {
+                _mm512_maskz_mov_ps(
+                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(gate, _mm512_setzero_ps()),
+                    v,
+                )
+            }
+        }
+        #[inline(always)]
         fn hsum(v: __m512) -> f32 {
             // SAFETY: only ever inlined into AVX-512 code (see `Isa`).
             unsafe { _mm512_reduce_add_ps(v) }
@@ -648,6 +688,11 @@ pub(super) mod x86 {
             _mm256_max_ps
         );
         #[inline(always)]
+        fn where_positive(gate: __m256, v: __m256) -> __m256 {
+            // SAFETY: only ever inlined into AVX2 code (see `Isa`).
+            unsafe { _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_GT_OQ>(gate, _mm256_setzero_ps())) }
+        }
+        #[inline(always)]
         fn hsum(v: __m256) -> f32 {
             // SAFETY: only ever inlined into AVX2 code (see `Isa`).
             unsafe {
@@ -694,6 +739,8 @@ pub(super) mod x86 {
         /// Where each of this group's output channels' planes starts,
         /// counted from the output's pixel (each image's first plane).
         out_offs: &'a [usize],
+        /// Whether each of this group's output channels is gated.
+        gated: &'a [bool],
         accumulate: bool,
         relu: bool,
     }
@@ -715,8 +762,7 @@ pub(super) mod x86 {
         p: &Pass,
         src: *const f32,
         src_pitch: usize,
-        dst: *mut f32,
-        init: *const f32,
+        (dst, init, gate): (*mut f32, *const f32, *const f32),
         w: usize,
         rows: usize,
     ) {
@@ -729,7 +775,7 @@ pub(super) mod x86 {
                     src,
                     src_pitch,
                     w / lanes,
-                    (dst, init),
+                    (dst, init, gate),
                     rows * w / lanes,
                     lanes,
                 )
@@ -745,7 +791,7 @@ pub(super) mod x86 {
                     src.add(r * src_pitch),
                     0,
                     vecs,
-                    (dst.add(r * w), init.add(r * w)),
+                    (dst.add(r * w), init.add(r * w), gate.wrapping_add(r * w)),
                     vecs,
                     tail,
                 )
@@ -776,7 +822,7 @@ pub(super) mod x86 {
         src: *const f32,
         src_pitch: usize,
         per_row: usize,
-        (dst, init): (*mut f32, *const f32),
+        (dst, init, gate): (*mut f32, *const f32, *const f32),
         count: usize,
         tail: usize,
     ) {
@@ -802,6 +848,8 @@ pub(super) mod x86 {
                 accumulate: p.accumulate,
                 init,
                 relu: p.relu,
+                gated: (0..cnt).filter(|&c| p.gated[co0 + c]).map(|c| 1 << c).sum(),
+                gate,
                 tail: lanes,
             };
             // Vector u's row and column, counted along (no division per
@@ -825,6 +873,7 @@ pub(super) mod x86 {
                     a.src = src.add(first);
                     a.dst = dst.add(u * lanes);
                     a.init = init.add(u * lanes);
+                    a.gate = gate.wrapping_add(u * lanes);
                     a.tail = if u < whole { lanes } else { tail };
                     I::run(cnt, nb, rows, &a);
                 }
@@ -850,6 +899,7 @@ pub(super) mod x86 {
         planes: Planes,
         start: Start,
         out_planes: Option<&[usize]>,
+        gate: Option<super::Gate<f32>>,
     ) {
         let accumulate = !matches!(start, Start::Bias);
         // The pixel the sums of image `b`'s pixel `px` (of each plane)
@@ -867,6 +917,20 @@ pub(super) mod x86 {
             Some(to) => to.iter().map(|&c| c * hw).collect(),
             None => (0..g.c_out).map(|c| c * hw).collect(),
         };
+        let gated: Vec<bool> = match gate {
+            Some(gt) => out_offs
+                .iter()
+                .map(|&o| (gt.first..gt.end).contains(&(o / hw)))
+                .collect(),
+            None => vec![false; g.c_out],
+        };
+        // The gating buffer's pixel `px` of image `b` (a null pointer, never
+        // read, where nothing is gated).
+        let gate_at = |b: usize, px: usize| match gate {
+            // SAFETY: the caller vouches for `by` laid out as `y`.
+            Some(gt) => unsafe { gt.by.add(b * planes.y_batch + px).cast_const() },
+            None => std::ptr::null(),
+        };
         let (cin_g, cout_g, kk) = (g.cin_g(), g.cout_g(), g.k * g.k);
         let packed = pack_weights(weight, g, I::MAX_CO);
         let threads = par::threads();
@@ -880,6 +944,7 @@ pub(super) mod x86 {
             weights: &packed[grp * cout_g * cin_g * kk..][..cout_g * cin_g * kk],
             bias: bias.map(|b| &b[grp * cout_g..(grp + 1) * cout_g]),
             out_offs: &out_offs[grp * cout_g..(grp + 1) * cout_g],
+            gated: &gated[grp * cout_g..(grp + 1) * cout_g],
             accumulate,
             relu,
         };
@@ -937,7 +1002,8 @@ pub(super) mod x86 {
                             // output's pixels px.. of image b are this item's.
                             unsafe {
                                 let dst = y.add(b * planes.y_batch + px);
-                                row_pass::<I>(&p, src, 0, dst, init(b, px, dst), len, 1);
+                                let at = (dst, init(b, px, dst), gate_at(b, px));
+                                row_pass::<I>(&p, src, 0, at, len, 1);
                             }
                         }
                     }
@@ -984,7 +1050,8 @@ pub(super) mod x86 {
                     // output rows y0..y0+nrows of this group are this item's.
                     unsafe {
                         let dst = y.add(b * planes.y_batch + y0 * w);
-                        row_pass::<I>(&p, strip.as_ptr(), pw, dst, init(b, y0 * w, dst), w, nrows);
+                        let at = (dst, init(b, y0 * w, dst), gate_at(b, y0 * w));
+                        row_pass::<I>(&p, strip.as_ptr(), pw, at, w, nrows);
                     }
                 }
             },
@@ -1198,6 +1265,7 @@ pub(super) mod tests {
                                 Start::Bias
                             },
                             None,
+                            None,
                         ),
                         _ => x86::conv::<x86::Avx2>(
                             x.as_ptr(),
@@ -1213,10 +1281,94 @@ pub(super) mod tests {
                                 Start::Bias
                             },
                             None,
+                            None,
                         ),
                     }
                 }
             });
+        }
+    }
+
+    /// With a gate, the gated output planes keep `start + conv` only where
+    /// the gating buffer is positive (0 elsewhere, also where it is exactly
+    /// 0), and the other planes are plain accumulations, on every kernel
+    /// set this CPU has and every case (grouped, shuffled, partial
+    /// vectors).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gated_planes_keep_their_sums_only_where_the_gate_is_positive() {
+        for kernels in [Kernels::Avx512, Kernels::Avx2] {
+            if !kernels.available() {
+                eprintln!("{}: not on this CPU, not checked", kernels.name());
+                continue;
+            }
+            for g in cases() {
+                let (x, wt) = (ramp(g.x_len(), 0.3), ramp(g.w_len(), 1.1));
+                let start = ramp(g.y_len(), 0.9);
+                let mut by = ramp(g.y_len(), 2.7);
+                by[0] = 0.0;
+                let (first, end) = (g.c_out / 3, g.c_out - g.c_out / 4);
+                let gate = Gate {
+                    by: SendPtr(by.as_mut_ptr()),
+                    first,
+                    end,
+                };
+                let mut got = start.clone();
+                let y = SendPtr(got.as_mut_ptr());
+                let planes = dense_planes(&g);
+                // SAFETY: the CPU has the set (`available`); dense buffers
+                // of the convolution's sizes, `by` laid out as the output.
+                unsafe {
+                    let (xp, gate) = (x.as_ptr(), Some(gate));
+                    match kernels {
+                        Kernels::Avx512 => x86::conv::<x86::Avx512>(
+                            xp,
+                            &wt,
+                            None,
+                            &g,
+                            false,
+                            y,
+                            planes,
+                            Start::Output,
+                            None,
+                            gate,
+                        ),
+                        _ => x86::conv::<x86::Avx2>(
+                            xp,
+                            &wt,
+                            None,
+                            &g,
+                            false,
+                            y,
+                            planes,
+                            Start::Output,
+                            None,
+                            gate,
+                        ),
+                    }
+                }
+                let hw = g.hw();
+                let want: Vec<f64> = naive(&x, &wt, None, &g, false)
+                    .iter()
+                    .zip(&start)
+                    .zip(&by)
+                    .enumerate()
+                    .map(|(i, ((a, &s), &b))| {
+                        let plane = (i / hw) % g.c_out;
+                        let kept = !(first..end).contains(&plane) || b > 0.0;
+                        if kept {
+                            a + f64::from(s)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                close(
+                    &got,
+                    &want,
+                    &format!("{} gated {first}..{end} {g:?}", kernels.name()),
+                );
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 
 use candle_core::WithDType;
 
+use super::direct::Gate;
 use super::geom::ConvGeom;
 pub use super::geom::Planes;
 use super::par::{self, SendPtr};
@@ -19,11 +20,14 @@ pub trait Elem: WithDType {
     /// [`super::direct`] where they apply (f32 on AVX-512 or AVX2 + FMA);
     /// returns false when the caller must run the GEMM path.
     /// `out_planes`: the stored plane of each output channel (none: its
-    /// own), which only the direct kernels can write to.
+    /// own), which only the direct kernels can write to; `gate`: output
+    /// planes that keep their sums only where another buffer is positive
+    /// ([`super::direct::Gate`]).
     ///
     /// # Safety
     /// As [`conv_forward_into`]; `out_planes` a permutation of the
-    /// output's planes.
+    /// output's planes; with a gate, the gating buffer readable at every
+    /// gated output element's place plus `gate.delta`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn direct_forward(
         _x: *const Self,
@@ -35,6 +39,7 @@ pub trait Elem: WithDType {
         _planes: Planes,
         _accumulate: bool,
         _out_planes: Option<&[usize]>,
+        _gate: Option<Gate<Self>>,
     ) -> bool {
         false
     }
@@ -93,6 +98,7 @@ impl Elem for f32 {
                 planes,
                 Start::From(SendPtr(init.cast_mut())),
                 None,
+                None,
             )
         }
     }
@@ -117,6 +123,7 @@ impl Elem for f32 {
         planes: Planes,
         accumulate: bool,
         out_planes: Option<&[usize]>,
+        gate: Option<Gate<f32>>,
     ) -> bool {
         // SAFETY: forwarded to the caller.
         unsafe {
@@ -134,6 +141,7 @@ impl Elem for f32 {
                     super::direct::Start::Bias
                 },
                 out_planes,
+                gate,
             )
         }
     }
@@ -342,7 +350,7 @@ pub unsafe fn conv_forward_into<T: Elem>(
         return;
     }
     // SAFETY: forwarded to the caller.
-    if unsafe { T::direct_forward(x, weight, bias, g, relu, y, planes, accumulate, None) } {
+    if unsafe { T::direct_forward(x, weight, bias, g, relu, y, planes, accumulate, None, None) } {
         return;
     }
     let tiling = g.tiling(par::threads());
@@ -466,6 +474,56 @@ pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T
     unsafe { out.assume_init() }
 }
 
+/// [`conv_grad_input`] of an output gradient whose images lie `grad_batch`
+/// elements apart inside a larger buffer (`grad` from image 0's first
+/// plane); the result is dense, `[batch, c_in, h, w]`.
+pub fn conv_grad_input_strided<T: Elem>(
+    grad: &[T],
+    grad_batch: usize,
+    weight: &[T],
+    g: &ConvGeom,
+) -> Vec<T> {
+    let plane_len = g.c_out * g.hw();
+    if g.batch == 0 || plane_len == 0 || g.c_in == 0 {
+        return vec![zero::<T>(); g.x_len()];
+    }
+    assert!(
+        grad.len() >= (g.batch - 1) * grad_batch + plane_len,
+        "conv_grad_input_strided: {} elements hold no {} images {grad_batch} apart",
+        grad.len(),
+        g.batch
+    );
+    if g.shuffle > 1 {
+        let mut dense = Vec::with_capacity(g.batch * plane_len);
+        for b in 0..g.batch {
+            dense.extend_from_slice(&grad[b * grad_batch..][..plane_len]);
+        }
+        return conv_grad_input(&dense, weight, g);
+    }
+    let flipped = flip_weight(weight, g);
+    let mut dx = OutBuf::<T>::new(g.x_len());
+    let planes = Planes {
+        x_batch: grad_batch,
+        y_batch: g.c_in * g.hw(),
+    };
+    // SAFETY: `grad` holds the images `planes` describes (checked above),
+    // `dx` the dense result.
+    unsafe {
+        conv_forward_into(
+            grad.as_ptr(),
+            &flipped,
+            None,
+            &g.transposed(),
+            false,
+            dx.ptr(),
+            planes,
+            false,
+        )
+    };
+    // SAFETY: as in `conv_forward`: every element written, no bias to add.
+    unsafe { dx.assume_init() }
+}
+
 /// The input gradient added into a strided buffer: `dx[b][in_channel(k)] +=
 /// (grad ⊛ flipped weight)[b][k]`, where `grad` is a dense `[batch, c_out,
 /// h, w]` and image `b` of `dx` starts `dx_batch` elements after `dx`.
@@ -481,31 +539,55 @@ pub unsafe fn conv_grad_input_add<T: Elem>(
     dx_batch: usize,
 ) {
     debug_assert_eq!(grad.len(), g.y_len());
+    // SAFETY: `grad` is dense and separate from `dx`; the rest is the
+    // caller's.
+    unsafe {
+        conv_grad_input_add_gated(
+            grad.as_ptr(),
+            g.c_out * g.hw(),
+            weight,
+            g,
+            (dx, dx_batch),
+            None,
+        )
+    }
+}
+
+/// [`conv_grad_input_add`] with the output gradient's images `grad_batch`
+/// elements apart (inside a larger buffer) and, with a `gate`, the stored
+/// planes `gate.first..gate.end` of `dx` then kept only where `gate.by`
+/// (laid out as `dx`) is positive: the gradient through the ReLU that made
+/// them, applied as their last term is added (see
+/// [`super::direct::Gate`]).
+///
+/// # Safety
+/// `grad` must point at `batch` images of `c_out` planes `grad_batch`
+/// apart that stay unchanged during the call; `dx` as
+/// [`conv_grad_input_add`], not overlapping `grad`'s planes (they may lie
+/// in one buffer); `gate.by` readable as `dx`.
+pub unsafe fn conv_grad_input_add_gated<T: Elem>(
+    grad: *const T,
+    grad_batch: usize,
+    weight: &[T],
+    g: &ConvGeom,
+    (dx, dx_batch): (SendPtr<T>, usize),
+    gate: Option<Gate<T>>,
+) {
     let flipped = flip_weight(weight, g);
     let gt = g.transposed();
     let hw = g.hw();
-    if g.shuffle <= 1 {
-        let planes = Planes {
-            x_batch: g.c_out * hw,
-            y_batch: dx_batch,
-        };
-        // SAFETY: `grad` is dense; the caller vouches for `dx`.
-        unsafe { conv_forward_into(grad.as_ptr(), &flipped, None, &gt, false, dx, planes, true) };
-        return;
-    }
     // With a shuffle the logical channels land on permuted stored planes:
-    // the direct kernels write each where it belongs; no GEMM stride
-    // expresses that, so there they are computed densely, then added.
-    let to: Vec<usize> = (0..g.c_in).map(|k| g.in_channel(k)).collect();
+    // the direct kernels write each where it belongs.
+    let to: Option<Vec<usize>> =
+        (g.shuffle > 1).then(|| (0..g.c_in).map(|k| g.in_channel(k)).collect());
     let planes = Planes {
-        x_batch: g.c_out * hw,
+        x_batch: grad_batch,
         y_batch: dx_batch,
     };
-    // SAFETY: `grad` is dense; the caller vouches for `dx`; `to` is a
-    // permutation of the planes.
+    // SAFETY: forwarded to the caller; `to` is a permutation of the planes.
     if unsafe {
         T::direct_forward(
-            grad.as_ptr(),
+            grad,
             &flipped,
             None,
             &gt,
@@ -513,25 +595,81 @@ pub unsafe fn conv_grad_input_add<T: Elem>(
             dx,
             planes,
             true,
-            Some(&to),
+            to.as_deref(),
+            gate,
         )
     } {
         return;
     }
-    let part = conv_forward(grad, &flipped, None, &gt, false);
+    // The GEMM path: the gradient made dense, the input gradient added
+    // (through a dense temporary where a shuffle permutes the planes, which
+    // no GEMM stride expresses), then the gate applied.
+    let plane_len = g.c_out * hw;
+    let mut dense = OutBuf::<T>::new(g.batch * plane_len);
+    let dptr = dense.ptr();
+    let src = SendPtr(grad.cast_mut());
     par::for_each(
-        g.batch * g.c_in,
+        g.batch,
+        || (),
+        |_, b| {
+            // SAFETY: image b's planes of `grad` (the caller's) into image
+            // b's part of `dense`, this item's alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.add(b * grad_batch).cast_const(),
+                    dptr.add(b * plane_len),
+                    plane_len,
+                )
+            };
+        },
+    );
+    // SAFETY: every image of `dense` written above.
+    let dense = unsafe { dense.assume_init() };
+    if to.is_none() {
+        let planes = Planes {
+            x_batch: plane_len,
+            y_batch: dx_batch,
+        };
+        // SAFETY: `dense` is dense; the caller vouches for `dx`.
+        unsafe { conv_forward_into(dense.as_ptr(), &flipped, None, &gt, false, dx, planes, true) };
+    } else {
+        let part = conv_forward(&dense, &flipped, None, &gt, false);
+        par::for_each(
+            g.batch * g.c_in,
+            || (),
+            |_, item| {
+                let (b, k) = (item / g.c_in, item % g.c_in);
+                let src = &part[item * hw..][..hw];
+                // SAFETY: `in_channel` is a permutation, so every (image,
+                // channel) plane of `dx` is updated by exactly one item.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(dx.add(b * dx_batch + g.in_channel(k) * hw), hw)
+                };
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d += v;
+                }
+            },
+        );
+    }
+    let Some(gate) = gate else { return };
+    let gated = gate.end - gate.first;
+    par::for_each(
+        g.batch * gated,
         || (),
         |_, item| {
-            let (b, k) = (item / g.c_in, item % g.c_in);
-            let src = &part[item * hw..][..hw];
-            // SAFETY: `in_channel` is a permutation, so every (image,
-            // channel) plane of `dx` is updated by exactly one item.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(dx.add(b * dx_batch + g.in_channel(k) * hw), hw)
+            let (b, c) = (item / gated, gate.first + item % gated);
+            let at = b * dx_batch + c * hw;
+            // SAFETY: plane c of image b of `dx` (the caller's; one item
+            // each) and of `gate.by`, laid out alike.
+            let (d, by) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(dx.add(at), hw),
+                    std::slice::from_raw_parts(gate.by.add(at).cast_const(), hw),
+                )
             };
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d += v;
+            let z = zero::<T>();
+            for (d, &y) in d.iter_mut().zip(by) {
+                *d = if y > z { *d } else { z };
             }
         },
     );
@@ -802,6 +940,112 @@ mod tests {
                 assert!(
                     (f64::from(a) - want).abs() < tol,
                     "{g:?} at {i}: {a} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The gated input gradient from a gradient inside a larger buffer:
+    /// the planes `first..end` of the result are the ungated sum kept
+    /// where the gate is positive, the others the plain sum; in f32 (the
+    /// selected kernels) and f64 (the GEMM path), with and without a
+    /// shuffle, 1x1 and 3x3.
+    #[test]
+    fn gated_input_gradient_masks_the_gated_planes_only() {
+        for (c_in, c_out, k, groups, shuffle) in [
+            (12, 6, 3, 3, 3),
+            (8, 4, 3, 1, 1),
+            (24, 16, 1, 1, 1),
+            (16, 16, 3, 4, 4),
+        ] {
+            let g = ConvGeom {
+                batch: 3,
+                c_in,
+                c_out,
+                h: 5,
+                w: 17,
+                k,
+                groups,
+                shuffle,
+            };
+            let hw = g.hw();
+            let (grad_batch, dx_batch) = ((c_out + 2) * hw, (c_in + 3) * hw);
+            let grad_buf = ramp(g.batch * grad_batch, 0.4);
+            let dense: Vec<f64> = (0..g.batch)
+                .flat_map(|b| grad_buf[b * grad_batch + hw..][..c_out * hw].to_vec())
+                .collect();
+            let wt = ramp(g.w_len(), 1.3);
+            let start = ramp(g.batch * dx_batch, 2.1);
+            let mut by = ramp(g.batch * dx_batch, 0.8);
+            by[2 * hw] = 0.0;
+            let (first, end) = (2, c_in - 1);
+            let moved = conv_grad_input(&dense, &wt, &g);
+            let want: Vec<f64> = (0..start.len())
+                .map(|i| {
+                    let (b, r) = (i / dx_batch, i % dx_batch);
+                    if r >= c_in * hw {
+                        return start[i];
+                    }
+                    let sum = start[i] + moved[b * c_in * hw + r];
+                    let gated = (first..end).contains(&(r / hw));
+                    if gated && by[i] <= 0.0 {
+                        0.0
+                    } else {
+                        sum
+                    }
+                })
+                .collect();
+            fn run<T: Elem>(
+                grad: &[T],
+                wt: &[T],
+                g: &ConvGeom,
+                start: &[T],
+                by: &[T],
+                (grad_batch, dx_batch, first, end): (usize, usize, usize, usize),
+            ) -> Vec<T> {
+                let mut got = start.to_vec();
+                let gate = Gate {
+                    by: SendPtr(by.as_ptr().cast_mut()),
+                    first,
+                    end,
+                };
+                // SAFETY: `grad` holds `batch` images `grad_batch` apart
+                // (from its second plane), `got` and `by` `batch` images
+                // of `dx_batch` elements.
+                unsafe {
+                    conv_grad_input_add_gated(
+                        grad[g.hw()..].as_ptr(),
+                        grad_batch,
+                        wt,
+                        g,
+                        (SendPtr(got.as_mut_ptr()), dx_batch),
+                        Some(gate),
+                    )
+                };
+                got
+            }
+            let sizes = (grad_batch, dx_batch, first, end);
+            let got64 = run(&grad_buf, &wt, &g, &start, &by, sizes);
+            let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+            let got32 = run(
+                &f32s(&grad_buf),
+                &f32s(&wt),
+                &g,
+                &f32s(&start),
+                &f32s(&by),
+                sizes,
+            );
+            for (i, &w) in want.iter().enumerate() {
+                let tol = 1e-4 * w.abs().max(1.0);
+                assert!(
+                    (got64[i] - w).abs() < 1e-9 * w.abs().max(1.0),
+                    "f64 {g:?} at {i}: {} vs {w}",
+                    got64[i]
+                );
+                assert!(
+                    (f64::from(got32[i]) - w).abs() < tol,
+                    "f32 {g:?} at {i}: {} vs {w}",
+                    got32[i]
                 );
             }
         }

@@ -360,7 +360,11 @@ mod tests {
         let x = Var::new(&[1f32, 2.0, 3.0], &Device::Cpu)?;
         let c = Tensor::new(&[-0.0f32, 5.0, -0.0], &Device::Cpu)?;
         let once = (x.as_tensor() * &c)?.sum_all()?;
-        let g = once.backward()?.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
+        let g = once
+            .backward()?
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec1::<f32>()?;
         assert_eq!(g, [0.0, 5.0, 0.0]);
         assert!(
             g[0].is_sign_negative() && g[2].is_sign_negative(),
@@ -368,7 +372,11 @@ mod tests {
         );
         let d = Tensor::new(&[2f32, -1.0, 0.5], &Device::Cpu)?;
         let twice = ((x.as_tensor() * &c)? + (x.as_tensor() * &d)?)?.sum_all()?;
-        let g = twice.backward()?.get(x.as_tensor()).unwrap().to_vec1::<f32>()?;
+        let g = twice
+            .backward()?
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec1::<f32>()?;
         assert_eq!(g, [2.0, 4.0, 0.5]);
         Ok(())
     }
