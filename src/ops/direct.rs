@@ -1306,8 +1306,8 @@ pub(super) mod tests {
                 let (x, wt) = (ramp(g.x_len(), 0.3), ramp(g.w_len(), 1.1));
                 let start = ramp(g.y_len(), 0.9);
                 let mut by = ramp(g.y_len(), 2.7);
-                by[0] = 0.0;
                 let (first, end) = (g.c_out / 3, g.c_out - g.c_out / 4);
+                by[first * g.hw()] = 0.0;
                 let gate = Gate {
                     by: SendPtr(by.as_mut_ptr()),
                     first,
@@ -1315,37 +1315,38 @@ pub(super) mod tests {
                 };
                 let mut got = start.clone();
                 let y = SendPtr(got.as_mut_ptr());
-                let planes = dense_planes(&g);
+                type Conv = unsafe fn(
+                    *const f32,
+                    &[f32],
+                    Option<&[f32]>,
+                    &ConvGeom,
+                    bool,
+                    SendPtr<f32>,
+                    Planes,
+                    Start,
+                    Option<&[usize]>,
+                    Option<Gate<f32>>,
+                );
+                let conv: Conv = match kernels {
+                    Kernels::Avx512 => x86::conv::<x86::Avx512>,
+                    _ => x86::conv::<x86::Avx2>,
+                };
                 // SAFETY: the CPU has the set (`available`); dense buffers
                 // of the convolution's sizes, `by` laid out as the output.
                 unsafe {
-                    let (xp, gate) = (x.as_ptr(), Some(gate));
-                    match kernels {
-                        Kernels::Avx512 => x86::conv::<x86::Avx512>(
-                            xp,
-                            &wt,
-                            None,
-                            &g,
-                            false,
-                            y,
-                            planes,
-                            Start::Output,
-                            None,
-                            gate,
-                        ),
-                        _ => x86::conv::<x86::Avx2>(
-                            xp,
-                            &wt,
-                            None,
-                            &g,
-                            false,
-                            y,
-                            planes,
-                            Start::Output,
-                            None,
-                            gate,
-                        ),
-                    }
+                    let (xp, planes) = (x.as_ptr(), dense_planes(&g));
+                    conv(
+                        xp,
+                        &wt,
+                        None,
+                        &g,
+                        false,
+                        y,
+                        planes,
+                        Start::Output,
+                        None,
+                        Some(gate),
+                    );
                 }
                 let hw = g.hw();
                 let want: Vec<f64> = naive(&x, &wt, None, &g, false)
