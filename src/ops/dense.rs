@@ -1338,20 +1338,10 @@ fn shrink_forward<T: Elem>(
 /// ReLU that made it: kept where the stored output `buf` is positive, else
 /// 0.
 fn mask_in_place<T: Elem>(dbuf: &mut [T], buf: &[T], (off, piece, bs): (usize, usize, usize)) {
-    let dptr = SendPtr(dbuf.as_mut_ptr());
-    par::for_each(
-        dbuf.len() / bs.max(1),
-        || (),
-        |_, b| {
-            let at = b * bs + off;
-            // SAFETY: image b's piece of `dbuf`, this item's alone.
-            let d = unsafe { std::slice::from_raw_parts_mut(dptr.add(at), piece) };
-            let z = T::from_f64(0.0);
-            for (d, &y) in d.iter_mut().zip(&buf[at..][..piece]) {
-                *d = if y > z { *d } else { z };
-            }
-        },
-    );
+    debug_assert_eq!(dbuf.len(), buf.len());
+    let (d, by) = (SendPtr(dbuf.as_mut_ptr()), SendPtr(buf.as_ptr().cast_mut()));
+    // SAFETY: `dbuf` is borrowed mutably here and `buf` is laid out alike.
+    unsafe { kernels::keep_where_positive(d, by, (dbuf.len() / bs.max(1), bs), (off, piece)) };
 }
 
 /// The gate that masks features piece `j` (the output of layer `j - 1`,
@@ -1467,19 +1457,23 @@ fn shrink_backward<T: Elem>(
         } else {
             (Some(off), bs)
         };
-        let wgrad = |x: &[T], x_batch: usize, dbuf: &[T], dt: &[T]| {
-            let grad = match grad_at {
-                Some(at) => &dbuf[at..],
-                None => dt,
-            };
-            let planes = Planes {
-                x_batch,
-                y_batch: grad_batch,
-            };
-            kernels::conv_grad_weight_strided(x, grad, g, planes, op.with_bias)
+        let grad = match grad_at {
+            Some(at) => &dbuf[at..],
+            None => &dt[..],
         };
+        // Conv j's input: the block's input (piece 0 of the features) or
+        // cur_j.
+        let (x, x_batch) = match j {
+            0 => (buf, bs),
+            _ => (&curs[(j - 1) * xi_len..][..xi_len], piece),
+        };
+        let planes = Planes {
+            x_batch,
+            y_batch: grad_batch,
+        };
+        let gw = kernels::conv_grad_weight_strided(x, grad, g, planes, op.with_bias);
+        store(j, g, &summed(gw));
         if j == 0 {
-            store(j, g, &summed(wgrad(buf, bs, &dbuf, &dt)));
             let d = dbuf.as_mut_ptr();
             // SAFETY: `dbuf` holds `batch` images of the features; piece 0
             // of each (the input's gradient) is updated here alone, from
@@ -1497,12 +1491,7 @@ fn shrink_backward<T: Elem>(
             };
             continue;
         }
-        let cur = &curs[(j - 1) * xi_len..][..xi_len];
-        store(j, g, &summed(wgrad(cur, piece, &dbuf, &dt)));
-        let dcur = match grad_at {
-            Some(at) => kernels::conv_grad_input_strided(&dbuf[at..], bs, w_of(j, g), g),
-            None => kernels::conv_grad_input(&dt, w_of(j, g), g),
-        };
+        let dcur = kernels::conv_grad_input_strided(grad, grad_batch, w_of(j, g), g);
         // cur_j came from shrink j-1 over features pieces 0..=j.
         let gs = &op.shrinks[j - 1];
         let planes = Planes {

@@ -26,8 +26,7 @@ pub trait Elem: WithDType {
     ///
     /// # Safety
     /// As [`conv_forward_into`]; `out_planes` a permutation of the
-    /// output's planes; with a gate, the gating buffer readable at every
-    /// gated output element's place plus `gate.delta`.
+    /// output's planes; with a gate, `gate.by` readable as `y` would be.
     #[allow(clippy::too_many_arguments)]
     unsafe fn direct_forward(
         _x: *const Self,
@@ -448,8 +447,26 @@ pub fn flip_weight<T: Elem>(weight: &[T], g: &ConvGeom) -> Vec<T> {
 /// with a shuffle, logical channel `k`'s gradient goes to
 /// [`ConvGeom::in_channel`]`(k)`).
 pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T> {
-    let flipped = flip_weight(weight, g);
-    let dx = conv_forward(grad, &flipped, None, &g.transposed(), false);
+    conv_grad_input_strided(grad, g.c_out * g.hw(), weight, g)
+}
+
+/// [`conv_grad_input`] of an output gradient whose images lie `grad_batch`
+/// elements apart inside a larger buffer (`grad` from image 0's first
+/// plane); the result is dense, `[batch, c_in, h, w]`.
+pub fn conv_grad_input_strided<T: Elem>(
+    grad: &[T],
+    grad_batch: usize,
+    weight: &[T],
+    g: &ConvGeom,
+) -> Vec<T> {
+    assert!(
+        g.batch == 0 || grad.len() >= (g.batch - 1) * grad_batch + g.c_out * g.hw(),
+        "conv_grad_input_strided: {} elements hold no {} images {grad_batch} apart",
+        grad.len(),
+        g.batch
+    );
+    // SAFETY: `grad` holds the images (checked above).
+    let dx = unsafe { flipped_conv(grad.as_ptr(), grad_batch, &flip_weight(weight, g), g) };
     if g.shuffle <= 1 {
         return dx;
     }
@@ -474,54 +491,64 @@ pub fn conv_grad_input<T: Elem>(grad: &[T], weight: &[T], g: &ConvGeom) -> Vec<T
     unsafe { out.assume_init() }
 }
 
-/// [`conv_grad_input`] of an output gradient whose images lie `grad_batch`
-/// elements apart inside a larger buffer (`grad` from image 0's first
-/// plane); the result is dense, `[batch, c_in, h, w]`.
-pub fn conv_grad_input_strided<T: Elem>(
-    grad: &[T],
+/// `grad ⊛ flipped` in logical channel order, dense `[batch, c_in, h, w]`,
+/// from an output gradient whose images lie `grad_batch` elements apart.
+///
+/// # Safety
+/// `grad` must point at `batch` images of `c_out` planes `grad_batch`
+/// apart that stay unchanged during the call.
+unsafe fn flipped_conv<T: Elem>(
+    grad: *const T,
     grad_batch: usize,
-    weight: &[T],
+    flipped: &[T],
     g: &ConvGeom,
 ) -> Vec<T> {
-    let plane_len = g.c_out * g.hw();
-    if g.batch == 0 || plane_len == 0 || g.c_in == 0 {
-        return vec![zero::<T>(); g.x_len()];
+    let gt = g.transposed();
+    let mut dx = OutBuf::<T>::new(gt.y_len());
+    if dx.is_empty() {
+        return Vec::new();
     }
-    assert!(
-        grad.len() >= (g.batch - 1) * grad_batch + plane_len,
-        "conv_grad_input_strided: {} elements hold no {} images {grad_batch} apart",
-        grad.len(),
-        g.batch
-    );
-    if g.shuffle > 1 {
-        let mut dense = Vec::with_capacity(g.batch * plane_len);
-        for b in 0..g.batch {
-            dense.extend_from_slice(&grad[b * grad_batch..][..plane_len]);
-        }
-        return conv_grad_input(&dense, weight, g);
-    }
-    let flipped = flip_weight(weight, g);
-    let mut dx = OutBuf::<T>::new(g.x_len());
     let planes = Planes {
         x_batch: grad_batch,
-        y_batch: g.c_in * g.hw(),
+        y_batch: gt.c_out * gt.hw(),
     };
-    // SAFETY: `grad` holds the images `planes` describes (checked above),
-    // `dx` the dense result.
-    unsafe {
-        conv_forward_into(
-            grad.as_ptr(),
-            &flipped,
-            None,
-            &g.transposed(),
-            false,
-            dx.ptr(),
-            planes,
-            false,
-        )
-    };
+    // SAFETY: the caller vouches for `grad`; `dx` is the dense result.
+    unsafe { conv_forward_into(grad, flipped, None, &gt, false, dx.ptr(), planes, false) };
     // SAFETY: as in `conv_forward`: every element written, no bias to add.
     unsafe { dx.assume_init() }
+}
+
+/// Where `by` (laid out as `d`: `images` images `batch` elements apart) is
+/// not positive, `d` becomes 0, for the elements `off..off+len` of each
+/// image: the gradient through the ReLU whose output is `by`.
+///
+/// # Safety
+/// Those elements of `d` must be writable and touched by no one else
+/// during the call, those of `by` readable.
+pub(super) unsafe fn keep_where_positive<T: Elem>(
+    d: SendPtr<T>,
+    by: SendPtr<T>,
+    (images, batch): (usize, usize),
+    (off, len): (usize, usize),
+) {
+    par::for_each(
+        images,
+        || (),
+        |_, b| {
+            let at = b * batch + off;
+            // SAFETY: image b's elements, this item's alone (the caller's).
+            let (d, by) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(d.add(at), len),
+                    std::slice::from_raw_parts(by.add(at).cast_const(), len),
+                )
+            };
+            let z = zero::<T>();
+            for (d, &y) in d.iter_mut().zip(by) {
+                *d = if y > z { *d } else { z };
+            }
+        },
+    );
 }
 
 /// The input gradient added into a strided buffer: `dx[b][in_channel(k)] +=
@@ -601,78 +628,42 @@ pub unsafe fn conv_grad_input_add_gated<T: Elem>(
     } {
         return;
     }
-    // The GEMM path: the gradient made dense, the input gradient added
-    // (through a dense temporary where a shuffle permutes the planes, which
-    // no GEMM stride expresses), then the gate applied.
-    let plane_len = g.c_out * hw;
-    let mut dense = OutBuf::<T>::new(g.batch * plane_len);
-    let dptr = dense.ptr();
-    let src = SendPtr(grad.cast_mut());
-    par::for_each(
-        g.batch,
-        || (),
-        |_, b| {
-            // SAFETY: image b's planes of `grad` (the caller's) into image
-            // b's part of `dense`, this item's alone.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    src.add(b * grad_batch).cast_const(),
-                    dptr.add(b * plane_len),
-                    plane_len,
-                )
-            };
-        },
-    );
-    // SAFETY: every image of `dense` written above.
-    let dense = unsafe { dense.assume_init() };
-    if to.is_none() {
-        let planes = Planes {
-            x_batch: plane_len,
-            y_batch: dx_batch,
-        };
-        // SAFETY: `dense` is dense; the caller vouches for `dx`.
-        unsafe { conv_forward_into(dense.as_ptr(), &flipped, None, &gt, false, dx, planes, true) };
-    } else {
-        let part = conv_forward(&dense, &flipped, None, &gt, false);
-        par::for_each(
-            g.batch * g.c_in,
-            || (),
-            |_, item| {
-                let (b, k) = (item / g.c_in, item % g.c_in);
-                let src = &part[item * hw..][..hw];
-                // SAFETY: `in_channel` is a permutation, so every (image,
-                // channel) plane of `dx` is updated by exactly one item.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(dx.add(b * dx_batch + g.in_channel(k) * hw), hw)
-                };
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d += v;
-                }
-            },
-        );
+    // The GEMM path: where a shuffle permutes the planes, which no GEMM
+    // stride expresses, through a dense temporary; then the gate.
+    match &to {
+        // SAFETY: the caller vouches for `grad` and `dx`.
+        None => unsafe { conv_forward_into(grad, &flipped, None, &gt, false, dx, planes, true) },
+        Some(_) => {
+            // SAFETY: the caller vouches for `grad`.
+            let part = unsafe { flipped_conv(grad, grad_batch, &flipped, g) };
+            par::for_each(
+                g.batch * g.c_in,
+                || (),
+                |_, item| {
+                    let (b, k) = (item / g.c_in, item % g.c_in);
+                    let src = &part[item * hw..][..hw];
+                    // SAFETY: `in_channel` is a permutation, so every
+                    // (image, channel) plane of `dx` is updated by exactly
+                    // one item.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dx.add(b * dx_batch + g.in_channel(k) * hw),
+                            hw,
+                        )
+                    };
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d += v;
+                    }
+                },
+            );
+        }
     }
-    let Some(gate) = gate else { return };
-    let gated = gate.end - gate.first;
-    par::for_each(
-        g.batch * gated,
-        || (),
-        |_, item| {
-            let (b, c) = (item / gated, gate.first + item % gated);
-            let at = b * dx_batch + c * hw;
-            // SAFETY: plane c of image b of `dx` (the caller's; one item
-            // each) and of `gate.by`, laid out alike.
-            let (d, by) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(dx.add(at), hw),
-                    std::slice::from_raw_parts(gate.by.add(at).cast_const(), hw),
-                )
-            };
-            let z = zero::<T>();
-            for (d, &y) in d.iter_mut().zip(by) {
-                *d = if y > z { *d } else { z };
-            }
-        },
-    );
+    if let Some(gate) = gate {
+        let span = (gate.first * hw, (gate.end - gate.first) * hw);
+        // SAFETY: the gated planes of `dx` (the caller's) and of `gate.by`,
+        // laid out alike.
+        unsafe { keep_where_positive(dx, gate.by, (g.batch, dx_batch), span) };
+    }
 }
 
 /// The weight gradient `Σ_b grad[b] · cols(x[b])ᵀ` (`[c_out, cin_g, k, k]`)
