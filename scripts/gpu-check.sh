@@ -11,10 +11,12 @@
 #   device-check.json  CUDA vs CPU forward/backward/Adam + inference timing (640x360 -> 1280x720)
 #   speed.jsonl        esr-ea speed, batch 16 x 32x32 and 16 x 64x64, plain f32 and TF32 (one JSON a line)
 #   pytorch.jsonl      benches/pytorch/esrn.py, the same shapes: plain f32 and TF32, cudnn.benchmark off and on
-#   workers.txt        members per hour of a paper-size search with 1, 2, 4 workers on the card
+#   profile.txt        GPU time of one 16 x 64x64 training step by kernel and kind of work, esr-ea
+#                      beside PyTorch (ncu; scripts/ncu_summary.py)
+#   workers.txt        members per hour of a paper-size search with 1, 2, 4 workers on the card,
+#                      and with the best count on DIV2K-shaped data
 #   workers-history.csv  those searches' history.csv rows, prefixed with the worker count
-#   history.csv        the tiny search's history (seconds per individual)
-#   search-log.txt     the tail of the search's output
+#   history.csv        the tiny search's history (seconds per individual; its output's tail is in the log)
 #
 # Switches (environment), so the logic can be dry-run on a CPU:
 #   ESR_EA_BIN=path     use this binary instead of gunzipping dist/esr-ea-cuda.gz
@@ -30,8 +32,10 @@
 #   WORKER_STEPS=150    training steps per member there (esr_ea.yaml, 16-20 blocks, batch 16 x 64x64)
 #   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
 #   PYTORCH_ARGS=""     extra arguments for esrn.py
+#   PROFILE_PATCH=64    LR patch side of the profiled step
+#   DIV2K_IMAGES=24     DIV2K-sized (2040x1356) PNGs made for the data-fed workers run (0: none)
 #   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed pytorch
-#                       workers train upscale memory search)
+#                       profile workers train upscale memory search)
 set -uo pipefail
 
 REPO=$(pwd)
@@ -50,6 +54,8 @@ TRAIN_CONFIG=${TRAIN_CONFIG:-configs/esr_ea.yaml}
 SEARCH_GENERATIONS=${SEARCH_GENERATIONS:-2}
 SEARCH_STEPS=${SEARCH_STEPS:-40}
 PYTORCH_ARGS=${PYTORCH_ARGS:-}
+PROFILE_PATCH=${PROFILE_PATCH:-64}
+DIV2K_IMAGES=${DIV2K_IMAGES:-24}
 SKIP=${SKIP:-}
 SEED_ARCH="G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 G_6_16_64 G_8_16_16 S_8_16_32"
 LOG=$OUT/gpu-check.log
@@ -92,7 +98,7 @@ step() {
   SUMMARY+=("$(printf '%-13s %-22s %7ss' "$name" "$what" "$t")")
 }
 
-export REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
+export PROFILE_PATCH DIV2K_IMAGES REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
   SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG SPEED_STEPS WORKERS WORKER_STEPS
 
 # --- the binary ----------------------------------------------------------------
@@ -186,6 +192,15 @@ s_device_check() {
     >"$OUT/device-check.json"
   rc=$?
   cat "$OUT/device-check.json"
+  # The same check with the bias gradients summed by esr-ea's own kernels.
+  ESR_EA_CUDA_OWN_BIAS_GRAD=1 "$BIN" device-check --device "$DEVICE" --json >"$TMP/dc-own.json" || rc=1
+  python3 - "$TMP/dc-own.json" <<'PY' || rc=1
+import json, sys
+d = json.load(open(sys.argv[1]))
+worst = max(d["cases"], key=lambda c: c["grad_worst_rel"])
+print(f"device-check (own bias gradients): ok={d['ok']}, worst gradient rel {worst['grad_worst_rel']:.2e} ({worst['name']}, {worst['grad_worst_param']})")
+sys.exit(0 if d["ok"] else 1)
+PY
   exit $rc
 }
 export -f s_device_check
@@ -211,10 +226,17 @@ s_speed() {
     --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
   python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['cuda_events']=True; print(json.dumps(d))" \
     >>"$OUT/speed.jsonl" || rc=1
+  # Bias gradients by esr-ea's own channel sums instead of cuDNN's (A/B).
+  for patch in 32 64; do
+    ESR_EA_CUDA_OWN_BIAS_GRAD=1 "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" \
+      --steps "$SPEED_STEPS" --warmup 3 --inference none --json >"$TMP/speed.json" || rc=1
+    python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['bias_grad']='own'; print(json.dumps(d))" \
+      >>"$OUT/speed.jsonl" || rc=1
+  done
   exit $rc
 }
 export -f s_speed
-step speed 200 s_speed
+step speed 240 s_speed
 
 s_pytorch() {
   if ! python3 -c 'import torch' 2>/dev/null; then
@@ -234,6 +256,42 @@ s_pytorch() {
 }
 export -f s_pytorch
 step pytorch 200 s_pytorch
+
+# --- 4b. where the step's GPU time goes ---------------------------------------------
+# One 16 x PROFILE_PATCH^2 training step (forward, backward, Adam) of the seed
+# network under Nsight Compute, each kernel timed alone (gpu__time_duration,
+# one pass, clocks left alone): esr-ea in plain f32, then each setting of
+# ESR_EA_CUDA_BIAS_GRAD, then PyTorch (plain f32, cudnn.benchmark). Summed by
+# kernel and by kind of work into profile.txt.
+s_profile() {
+  local ncu rc=0
+  ncu=$(command -v ncu || ls -d /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -n 1)
+  if [[ -z "$ncu" || "$DEVICE" != cuda* ]]; then
+    echo "no ncu on this machine, or device $DEVICE is not CUDA: skipped"
+    exit 3
+  fi
+  local args=(--clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv
+    --print-units base --print-kernel-base function --target-processes all)
+  local speed=(speed --arch seed --device "$DEVICE" --batch 16 --patch "$PROFILE_PATCH" --steps 1 --warmup 2
+    --inference none --profile-last-step --json)
+  local labels=() v
+  for v in cudnn own; do
+    ESR_EA_CUDA_OWN_BIAS_GRAD=$v "$ncu" "${args[@]}" --log-file "$TMP/ncu-$v.csv" "$BIN" "${speed[@]}" || rc=1
+    labels+=("esr-ea,bias-grad=$v=$TMP/ncu-$v.csv")
+  done
+  if python3 -c 'import torch' 2>/dev/null; then
+    PYTHONUNBUFFERED=1 "$ncu" "${args[@]}" --log-file "$TMP/ncu-torch.csv" python3 benches/pytorch/esrn.py \
+      --device cuda --batch 16 --patch "$PROFILE_PATCH" --steps 1 --warmup 2 --inference none --no-check --json \
+      --cudnn-benchmark --profile-last-step || rc=1
+    labels+=("pytorch,cudnn.benchmark=$TMP/ncu-torch.csv")
+  fi
+  head -n 5 "$TMP"/ncu-*.csv
+  python3 "$REPO/scripts/ncu_summary.py" "${labels[@]}" --top 30 >"$OUT/profile.txt" || rc=1
+  cat "$OUT/profile.txt"
+  exit $rc
+}
+export -f s_profile
+step profile 240 s_profile
 
 # Members per hour with 1, 2, 4 workers on the card: configs/esr_ea.yaml as
 # shipped (16-20 blocks, ~320k params, batch 16 x 64x64), one generation,
@@ -274,10 +332,63 @@ print(f"workers {n}: {len(done)}/{len(rows)} members with a fitness in {wall:.1f
       f"({n * steps / per:.1f} steps/s on the card)")
 PY
   done
+  # The same search fed by DIV2K-shaped data: DIV2K_IMAGES made 2040x1356
+  # PNGs as the training folder (cached as 8-bit by `search --check` first),
+  # with the worker count that gave the most steps a second above.
+  if ((DIV2K_IMAGES > 0)) && python3 -c 'import numpy, PIL' 2>/dev/null; then
+    python3 - "$TMP/div2k/HR" "$DIV2K_IMAGES" <<'PY' || rc=1
+import os, sys
+import numpy as np
+from PIL import Image
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(out, exist_ok=True)
+rng = np.random.default_rng(0)
+y, x = np.mgrid[0:1356, 0:2040].astype(np.float32)
+for i in range(n):
+    # Smooth shapes, edges and fine texture, like a photograph's mix.
+    f = rng.uniform(0.002, 0.02, size=(3, 2))
+    img = np.stack([np.sin(x * f[c, 0] + y * f[c, 1] + i) for c in range(3)], -1) * 80 + 128
+    img += (np.sin(x * 0.3 + i) * np.sin(y * 0.27) * 30)[..., None]
+    img += rng.normal(0, 6, img.shape)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(f"{out}/{i:04d}.png", compress_level=1)
+print(f"made {n} DIV2K-sized PNGs (2040x1356) in {out}")
+PY
+    n=$(awk -F'[ (]' '/^workers [0-9]+:/{for(i=1;i<=NF;i++) if($i=="steps/s") {print $1" "$2" "$(i-1)}}' "$OUT/workers.txt" \
+      | sort -k3 -g | tail -n 1 | awk '{print $2}' | tr -d ':')
+    n=${n:-1}
+    local div=$TMP/paper-div2k.yaml members=$((n * 2))
+    [[ $members -lt 4 ]] && members=4
+    sed -e "0,/root_HR: .*assets\/train/s##root_HR: $TMP/div2k/HR#" \
+      -e "s#num_individual: *[0-9]*#num_individual: $members#" "$cfg" >"$div"
+    grep -n root_HR "$div"
+    s=$(date +%s.%N)
+    "$BIN" search --check --config "$div" >"$TMP/div2k-check.log" 2>&1 || rc=1
+    tail -n 8 "$TMP/div2k-check.log"
+    echo "DIV2K-shaped data prepared (search --check) in $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+    s=$(date +%s.%N)
+    "$BIN" search --headless --stop-after search --devices "$DEVICE*$n" --config "$div" \
+      --run-dir "$TMP/div2k-run" >"$TMP/div2k-run.log" 2>&1 || rc=1
+    e=$(date +%s.%N)
+    tail -n 5 "$TMP/div2k-run.log"
+    sed "s/^/div2k-$n,/" "$TMP/div2k-run/history.csv" >>"$OUT/workers-history.csv"
+    python3 - "$TMP/div2k-run/history.csv" "$n" "$s" "$e" "$WORKER_STEPS" <<'PY' | tee -a "$OUT/workers.txt" || rc=1
+import csv, sys
+path, n, s, e, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+rows = list(csv.DictReader(open(path)))
+done = [r for r in rows if r.get("psnr") not in ("", "nan", None)]
+secs = [float(r["seconds"]) for r in done if r["seconds"] not in ("", "nan")]
+per = sum(secs) / len(secs) if secs else float("nan")
+print(f"DIV2K-shaped data, workers {n}: {len(done)}/{len(rows)} members with a fitness in {e - s:.1f} s wall; "
+      f"{per:.2f} s a member -> {n * 3600 / (per * 25000 / steps):.2f} members/h at 25,000 steps "
+      f"({n * steps / per:.1f} steps/s on the card)")
+PY
+  else
+    echo "DIV2K-shaped run skipped (DIV2K_IMAGES=$DIV2K_IMAGES, or no numpy/PIL here)"
+  fi
   exit $rc
 }
 export -f s_workers
-step workers 240 s_workers
+step workers 330 s_workers
 
 # --- 5. inference for a 1280x720 output, end to end ----------------------------------
 s_train() {
@@ -373,8 +484,7 @@ s_search() {
   grep -nE 'root_HR|num_generation|^    steps|milestones: \[' "$cfg"
   "$BIN" search --headless --stop-after search --devices "$DEVICE" --config "$cfg" --run-dir "$TMP/run" >"$TMP/search.log" 2>&1
   rc=$?
-  tail -n 200 "$TMP/search.log" >"$OUT/search-log.txt"
-  tail -n 30 "$TMP/search.log"
+  tail -n 200 "$TMP/search.log"
   cp "$TMP/run/history.csv" "$OUT/history.csv" || rc=1
   python3 - "$TMP/run/history.csv" <<'PY' || rc=1
 import csv, sys, statistics
@@ -412,7 +522,7 @@ try:
 except Exception as e:
     print(f"  device-check: no result ({e})")
 PY
-  grep -E '^upscale run|^output size|^seconds per individual|^gpu memory|in [0-9.]+ s( \(.*\))?$' "$LOG" | sed 's/^/  /'
+  grep -E '^device-check \(own|^upscale run|^output size|^seconds per individual|^gpu memory|in [0-9.]+ s( \(.*\))?$' "$LOG" | sed 's/^/  /'
   python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -428,14 +538,14 @@ def inf(d):
 ours, torch = rows("speed.jsonl"), rows("pytorch.jsonl")
 print("  training step ms (median) and 1280x720 inference ms, seed network, batch 16")
 for d in ours:
-    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}{' (candle event tracking on)' if d.get('cuda_events') else ''}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
+    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}{' (candle event tracking on)' if d.get('cuda_events') else ''}{' (own bias gradients)' if d.get('bias_grad') == 'own' else ''}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
 for d in torch:
     print(f"    pytorch patch {d.get('patch')} tf32={d.get('tf32')} bench={d.get('cudnn_benchmark')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
 for d in [d for d in ours if not d.get("cuda_events")]:
     same = [t for t in torch if t.get("patch") == d.get("patch") and t.get("tf32") == d.get("tf32")]
     if same:
         best = min(same, key=lambda t: med(t, "step_ms"))
-        print(f"    ratio patch {d.get('patch')} tf32={d.get('tf32')}: step {med(d,'step_ms')/med(best,'step_ms'):.2f}x, inference {inf(d)/min(inf(t) for t in same):.2f}x of PyTorch's best")
+        print(f"    ratio patch {d.get('patch')} tf32={d.get('tf32')}{' bias-grad=own' if d.get('bias_grad') == 'own' else ''}: step {med(d,'step_ms')/med(best,'step_ms'):.2f}x, inference {inf(d)/min(inf(t) for t in same):.2f}x of PyTorch's best")
 PY
   [[ -s "$OUT/workers.txt" ]] && sed 's/^/  /' "$OUT/workers.txt"
   echo "  files: $(cd "$OUT" && ls | paste -sd' ')"

@@ -90,6 +90,63 @@ fn open_cuda(index: usize) -> candle_core::Result<Device> {
     Device::new_cuda(index)
 }
 
+/// Starts (`on`) or stops the capture of a CUDA profiler that was told to
+/// wait for it (`ncu --profile-from-start off`, `nsys --capture-range
+/// cudaProfilerApi`): how `speed --profile-last-step` marks one step. The
+/// device's queued work is finished first, so the range holds exactly what
+/// runs between the two calls. Without a profiler attached it does nothing.
+/// Other devices have no such profiler: an error naming the device.
+pub fn cuda_profiler(dev: &Device, on: bool) -> anyhow::Result<()> {
+    dev.synchronize()?;
+    cuda_profiler_call(dev, on)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_profiler_call(dev: &Device, on: bool) -> anyhow::Result<()> {
+    use candle_core::cuda::cudarc::driver::sys;
+    let Device::Cuda(cuda) = dev else {
+        anyhow::bail!(
+            "a CUDA profiler range needs a CUDA device, not {}",
+            other_device(dev)
+        );
+    };
+    cuda.cuda_stream()
+        .context()
+        .bind_to_thread()
+        .map_err(candle_core::Error::wrap)?;
+    // SAFETY: plain driver calls on the context bound just above.
+    let status = unsafe {
+        if on {
+            sys::cuProfilerStart()
+        } else {
+            sys::cuProfilerStop()
+        }
+    };
+    if status != sys::cudaError_enum::CUDA_SUCCESS {
+        anyhow::bail!(
+            "CUDA profiler {}: {status:?}",
+            if on { "start" } else { "stop" }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_profiler_call(dev: &Device, _on: bool) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "a CUDA profiler range needs a CUDA device, not {} (this build has no CUDA)",
+        other_device(dev)
+    )
+}
+
+fn other_device(dev: &Device) -> &'static str {
+    if dev.is_cpu() {
+        "the CPU"
+    } else {
+        "this device"
+    }
+}
+
 /// Parses and opens a device name in one go (a worker given a job's device).
 pub fn open(name: &str) -> anyhow::Result<Device> {
     name.parse::<DeviceName>()

@@ -406,13 +406,21 @@ def measure(args):
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
         lr = torch.rand(b, 3, p, p, device=device)
         hr = torch.rand(b, 3, s * p, s * p, device=device)
+        last = args.warmup + args.steps - 1
         for i in range(args.warmup + args.steps):
+            profiled = args.profile_last_step and i == last
+            if profiled:
+                # The range a waiting profiler records (ncu --profile-from-start off).
+                sync()
+                torch.cuda.profiler.start()
             loss, t_f, m_f = timed("forward", lambda: (net(lr) - hr).abs().mean())
             _, t_b, m_b = timed("backward", loss.backward)
             def step():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             _, t_o, m_o = timed("optimizer", step)
+            if profiled:
+                torch.cuda.profiler.stop()
             if i >= args.warmup:
                 for k, t, m in (("forward", t_f, m_f), ("backward", t_b, m_b), ("optimizer", t_o, m_o),
                                 ("step", t_f + t_b + t_o, max(m_f, m_b, m_o))):
@@ -530,6 +538,8 @@ def build_parser():
     ap.add_argument("--check", action="store_true", help="only check the reference vectors")
     ap.add_argument("--no-check", action="store_true", help="skip the reference-vector check")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--profile-last-step", action="store_true",
+                    help="wrap the last timed step in a CUDA profiler range (ncu --profile-from-start off); CUDA only")
     return ap
 
 
@@ -547,6 +557,8 @@ def apply_backend_flags(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.profile_last_step and (not args.device.startswith("cuda") or args.steps < 1):
+        raise SystemExit("error: --profile-last-step needs a CUDA --device and --steps 1 or more")
     apply_backend_flags(args)
     device = torch.device(args.device)
     check = None

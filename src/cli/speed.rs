@@ -66,6 +66,12 @@ pub struct SpeedArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Mark the last timed training step (forward, backward and Adam) for a
+    /// CUDA profiler that waits for it: `ncu --profile-from-start off` or
+    /// `nsys profile --capture-range cudaProfilerApi` then records that one
+    /// step. CUDA devices only; its own timings include the profiler's cost.
+    #[arg(long)]
+    pub profile_last_step: bool,
 }
 
 /// Runs `speed`.
@@ -86,6 +92,13 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
             args.patch.unwrap_or(0)
         );
     }
+    if args.profile_last_step && (args.steps == 0 || args.device == DeviceName::Cpu) {
+        bail!(
+            "--profile-last-step marks a training step for a CUDA profiler: it needs --steps 1 or more and a cuda:N --device (got --steps {} --device {})",
+            args.steps,
+            args.device
+        );
+    }
     let dev = args.device.open().context("--device")?;
     let mut reports = Vec::with_capacity(networks.len());
     for net in &networks {
@@ -104,6 +117,7 @@ pub fn run(args: &SpeedArgs) -> Result<()> {
             inference_runs: args.inference_runs,
             inference_warmup: args.inference_warmup,
             seed: args.seed,
+            profile_last_step: args.profile_last_step,
         };
         // What the previous network freed would otherwise count in this
         // one's peaks (the allocator keeps freed memory for reuse).

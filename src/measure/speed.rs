@@ -40,6 +40,9 @@ pub struct SpeedPlan {
     pub inference_warmup: usize,
     /// Seed of the weights and the random batches.
     pub seed: u64,
+    /// Wrap the last timed step's forward and backward + Adam in a CUDA
+    /// profiler range ([`crate::device::cuda_profiler`]).
+    pub profile_last_step: bool,
 }
 
 /// Achieved GFLOP/s of the training phases (`None`: not timed).
@@ -346,10 +349,18 @@ fn train_steps(
         }
         Ok(Tensor::stack(&terms, 0)?.sum_all()?)
     };
+    let last = plan.warmup + plan.steps - 1;
     for i in 0..plan.warmup + plan.steps {
+        let profiled = plan.profile_last_step && i == last;
+        if profiled {
+            crate::device::cuda_profiler(dev, true)?;
+        }
         let (loss, t_fwd, m_fwd) =
             phase(dev, || Ok((model.forward(lr)? - hr)?.abs()?.mean_all()?))?;
         let (_, t_both, m_bwd) = phase(dev, || Ok(adam.backward_step(&loss)?))?;
+        if profiled {
+            crate::device::cuda_profiler(dev, false)?;
+        }
         let p = probe()?;
         let (grads, t_probe_bwd, _) = phase(dev, || Ok(p.backward()?))?;
         drop(grads);

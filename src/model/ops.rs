@@ -3,9 +3,9 @@
 //! Every convolution of the network goes through [`conv3x3`], [`conv1x1`] or
 //! [`grouped_conv3x3`], and every reshuffle through [`pixel_shuffle`],
 //! [`channel_shuffle`] or [`avg_pool2x2`]. The convolutions run
-//! [`crate::ops::conv2d`] (GEMM kernels on the CPU, candle's conv2d on other
-//! devices); the pixel shuffle [`crate::ops::pixel_shuffle`], the other
-//! reshuffles plain candle ops.
+//! [`crate::ops::conv2d`] (GEMM kernels on the CPU, cuDNN on CUDA, candle's
+//! conv2d elsewhere); the shuffles [`crate::ops::pixel_shuffle`] and
+//! [`crate::ops::channel_shuffle`], the pooling candle's op.
 //! All of them are device-agnostic and differentiable.
 
 use candle_core::{bail, Result, Tensor};
@@ -48,25 +48,20 @@ pub fn grouped_conv3x3_relu(
 /// Sub-pixel rearrangement as PyTorch's `PixelShuffle(r)`:
 /// `[B, C·r², H, W] → [B, C, H·r, W·r]`, with
 /// `out[b, c, h·r + i, w·r + j] = in[b, c·r² + i·r + j, h, w]`
-/// ([`crate::ops::pixel_shuffle`]: one parallel copy on the CPU, candle's
+/// ([`crate::ops::pixel_shuffle`]: one copy on the CPU and CUDA, candle's
 /// reshape/permute/reshape elsewhere).
 pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
     crate::ops::pixel_shuffle(x, r)
 }
 
 /// ShuffleNet channel shuffle with `groups` groups: view `[B, g, C/g, H, W]`,
-/// swap axes 1 and 2, view back. One group is the identity.
+/// swap axes 1 and 2, view back ([`crate::ops::channel_shuffle`]). One
+/// group is the identity.
 pub fn channel_shuffle(x: &Tensor, groups: usize) -> Result<Tensor> {
     if groups <= 1 {
         return Ok(x.clone());
     }
-    let (b, c, h, w) = x.dims4()?;
-    if c % groups != 0 {
-        bail!("channel shuffle with {groups} groups needs a channel count divisible by {groups}, got {c}");
-    }
-    x.reshape((b, groups, c / groups, h, w))?
-        .transpose(1, 2)?
-        .reshape((b, c, h, w))
+    crate::ops::channel_shuffle(x, groups)
 }
 
 /// 2x2 average pooling with stride 2; height and width must be even.

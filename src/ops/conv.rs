@@ -57,14 +57,6 @@ pub fn conv2d_shuffled_relu(
     conv2d_impl(x, weight, bias, groups, shuffle, true)
 }
 
-/// ShuffleNet channel shuffle with candle ops (the unfused path).
-fn channel_shuffle(x: &Tensor, s: usize) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, s, c / s, h, w))?
-        .transpose(1, 2)?
-        .reshape((b, c, h, w))
-}
-
 fn conv2d_impl(
     x: &Tensor,
     weight: &Tensor,
@@ -86,7 +78,7 @@ fn conv2d_impl(
     let cudnn = cudnn_supported(x, weight);
     let shuffled = |x: &Tensor| -> Result<Tensor> {
         if shuffle > 1 {
-            channel_shuffle(x, shuffle)
+            super::channel_shuffle(x, shuffle)
         } else {
             Ok(x.clone())
         }

@@ -31,7 +31,7 @@ pub use dense::{
     dense_shrink_body, dense_shrink_features, BlockEnds, DenseLayer, Residual,
 };
 pub use fuse::{accumulate_conv1x1, add_conv1x1};
-pub use shuffle::{pixel_shuffle, pixel_unshuffle};
+pub use shuffle::{channel_shuffle, pixel_shuffle, pixel_unshuffle};
 
 /// Sets the CPU thread counts; call it first thing in `main`, before any
 /// thread exists (it writes environment variables, which candle reads once).
@@ -62,7 +62,7 @@ pub fn relu_fusion_enabled() -> bool {
 }
 
 /// [`env_flag`] read once per process into `cell`.
-fn env_flag_once(cell: &std::sync::OnceLock<bool>, name: &str) -> bool {
+pub(crate) fn env_flag_once(cell: &std::sync::OnceLock<bool>, name: &str) -> bool {
     *cell.get_or_init(|| env_flag(name))
 }
 
@@ -80,4 +80,14 @@ fn env_flag(name: &str) -> bool {
 pub fn custom_kernels_enabled() -> bool {
     static CANDLE_OPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     !env_flag_once(&CANDLE_OPS, "ESR_EA_CANDLE_OPS")
+}
+
+/// Whether the channel and pixel shuffles on CUDA run this crate's kernels,
+/// which move whole rows and planes (the default), or candle's
+/// reshape/permute copies, whose kernel works out every element's source
+/// index with a 64-bit division and remainder per dimension: set
+/// `ESR_EA_CUDA_CANDLE_LAYOUT=1` to compare. Read once per process.
+pub fn own_layout_kernels_enabled() -> bool {
+    static CANDLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    !env_flag_once(&CANDLE, "ESR_EA_CUDA_CANDLE_LAYOUT")
 }

@@ -1,12 +1,17 @@
-//! Pixel shuffle and its inverse as one parallel copy each on the CPU.
+//! Pixel shuffle, its inverse and the channel shuffle as one copy each.
 //!
 //! Why: candle has no pixel shuffle, and the reshape/permute/reshape that
 //! expresses it is a strided copy on the calling thread, in the forward and
 //! again in the backward. ESRN shuffles in every C block and in the
 //! upsampler (the seed network's: 96 channels of the whole image), where
-//! that copy was 5% of a training step's forward on 2 cores.
+//! that copy was 5% of a training step's forward on 2 cores. On CUDA the
+//! same strided copy (and the channel shuffle of every G-block layer, which
+//! the CPU folds into its convolution) runs candle's generic copy kernel,
+//! which works out each element's source index with a 64-bit division and
+//! remainder per dimension; here one kernel moves whole rows or planes
+//! ([`super::cuda::kernels`]).
 
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 use super::kernels::{Elem, OutBuf};
 use super::par;
@@ -44,10 +49,102 @@ pub fn pixel_unshuffle(x: &Tensor, r: usize) -> Result<Tensor> {
         .reshape((b, c * r * r, h / r, w / r))
 }
 
+/// Whether the shuffles run this module's ops: on the CPU in f32/f64 with
+/// the custom kernels on, on CUDA in f32 with the layout kernels on.
 fn runs_here(x: &Tensor) -> bool {
-    x.device().is_cpu()
-        && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
-        && super::custom_kernels_enabled()
+    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    let cuda = cfg!(feature = "cuda")
+        && x.device().is_cuda()
+        && x.dtype() == DType::F32
+        && super::own_layout_kernels_enabled();
+    (cpu || cuda) && super::custom_kernels_enabled()
+}
+
+/// ShuffleNet's channel shuffle by `groups`: view `[B, groups, C/groups, H,
+/// W]`, swap axes 1 and 2, view back; output channel `k` is input channel
+/// `(k % groups)·(C/groups) + k / groups`. Differentiable (the gradient is
+/// the shuffle by `C/groups`). On the CPU (f32/f64) and CUDA (f32) one copy
+/// of whole planes, elsewhere candle's reshape/transpose/reshape.
+pub fn channel_shuffle(x: &Tensor, groups: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if groups == 0 || c % groups != 0 {
+        bail!(
+            "channel shuffle with {groups} groups needs a channel count divisible by it, got {c}"
+        );
+    }
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    if runs_here(x) {
+        return x.contiguous()?.apply_op1(ChannelShuffle { groups });
+    }
+    x.reshape((b, groups, c / groups, h, w))?
+        .transpose(1, 2)?
+        .reshape((b, c, h, w))
+}
+
+/// The op of [`channel_shuffle`].
+struct ChannelShuffle {
+    groups: usize,
+}
+
+impl ChannelShuffle {
+    fn run<T: Copy>(&self, x: &[T], [b, c, h, w]: [usize; 4]) -> Vec<T> {
+        let (plane, per_group) = (h * w, c / self.groups);
+        let mut out = Vec::with_capacity(x.len());
+        for image in 0..b {
+            for k in 0..c {
+                let src = (image * c + (k % self.groups) * per_group + k / self.groups) * plane;
+                out.extend_from_slice(&x[src..src + plane]);
+            }
+        }
+        out
+    }
+}
+
+/// The dims of a contiguous 4-d input, or an error naming the op.
+fn dims4_contiguous(name: &str, l: &Layout) -> Result<([usize; 4], usize, usize)> {
+    let Ok(dims) = <[usize; 4]>::try_from(l.dims()) else {
+        bail!("{name}: a 4-d tensor is needed, got {:?}", l.dims());
+    };
+    let Some((start, end)) = l.contiguous_offsets() else {
+        bail!("{name}: the input must be contiguous");
+    };
+    Ok((dims, start, end))
+}
+
+impl CustomOp1 for ChannelShuffle {
+    fn name(&self) -> &'static str {
+        "esr-channel-shuffle"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (dims, start, end) = dims4_contiguous(self.name(), l)?;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(self.run(&v[start..end], dims)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.run(&v[start..end], dims)),
+            _ => bail!("{}: the CPU body handles f32 and f64", self.name()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let ([b, c, h, w], _, _) = dims4_contiguous(self.name(), l)?;
+        super::cuda::permuted(s, l, l.shape().clone(), |dev, ptrs| {
+            super::cuda::kernels::channel_shuffle(dev, ptrs, (b, c, h * w), self.groups)
+        })
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        // A permutation: its gradient is the inverse permutation, the
+        // shuffle by the other factor of the channel count.
+        Ok(Some(channel_shuffle(grad_res, arg.dim(1)? / self.groups)?))
+    }
 }
 
 /// The op: a shuffle by `r`, or (`inverse`) an unshuffle.
@@ -128,16 +225,7 @@ impl CustomOp1 for Shuffle {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Ok(dims) = <[usize; 4]>::try_from(l.dims()) else {
-            bail!(
-                "{}: a 4-d tensor is needed, got {:?}",
-                self.name(),
-                l.dims()
-            );
-        };
-        let Some((start, end)) = l.contiguous_offsets() else {
-            bail!("{}: the input must be contiguous", self.name());
-        };
+        let (dims, start, end) = dims4_contiguous(self.name(), l)?;
         let shape = Shape::from(self.out_dims(dims).to_vec());
         let out = match s {
             CpuStorage::F32(v) => CpuStorage::F32(self.run(&v[start..end], dims)),
@@ -145,6 +233,21 @@ impl CustomOp1 for Shuffle {
             _ => bail!("{}: the CPU kernel handles f32 and f64", self.name()),
         };
         Ok((out, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (dims, _, _) = dims4_contiguous(self.name(), l)?;
+        let out = self.out_dims(dims);
+        // The kernel's rows are those of the big (shuffled) layout.
+        let big = if self.inverse { dims } else { out };
+        super::cuda::permuted(s, l, Shape::from(out.to_vec()), |dev, ptrs| {
+            super::cuda::kernels::pixel_shuffle(dev, ptrs, big, self.r, self.inverse)
+        })
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -210,6 +313,53 @@ mod tests {
                 .reshape(x.dims())?;
             assert_eq!(grad.to_vec1_flat()?, unshuffled.to_vec1_flat()?);
         }
+        Ok(())
+    }
+
+    /// The channel shuffle's op equals candle's reshape/transpose definition
+    /// in both dtypes, for every group count of the channels, and its
+    /// gradient equals the definition's gradient (the inverse shuffle).
+    #[test]
+    fn channel_shuffle_matches_the_definition_and_its_gradient() -> Result<()> {
+        fn definition(x: &Tensor, s: usize) -> Result<Tensor> {
+            let (b, c, h, w) = x.dims4()?;
+            x.reshape((b, s, c / s, h, w))?
+                .transpose(1, 2)?
+                .reshape((b, c, h, w))
+        }
+        for dims in [[2, 12, 3, 5], [1, 6, 1, 1], [3, 8, 2, 2]] {
+            let c = dims[1];
+            for s in (2..=c).filter(|s| c % s == 0) {
+                let x = ramp(&dims, 0.3)?;
+                for x in [x.clone(), x.to_dtype(DType::F32)?] {
+                    let got = channel_shuffle(&x, s)?;
+                    assert_eq!(got.dims(), x.dims());
+                    assert_eq!(
+                        got.to_vec1_flat()?,
+                        definition(&x, s)?.to_vec1_flat()?,
+                        "{dims:?} in {s} groups"
+                    );
+                }
+                let weights = ramp(&dims, 2.1)?;
+                let grad_of = |f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Result<Vec<f64>> {
+                    let v = Var::from_tensor(&x)?;
+                    let loss = (f(v.as_tensor())? * &weights)?.sum_all()?;
+                    match loss.backward()?.get(v.as_tensor()) {
+                        Some(g) => g.to_vec1_flat(),
+                        None => panic!("no gradient reached the input"),
+                    }
+                };
+                assert_eq!(
+                    grad_of(&|t| channel_shuffle(t, s))?,
+                    grad_of(&|t| definition(t, s))?,
+                    "gradient, {dims:?} in {s} groups"
+                );
+            }
+        }
+        let e = channel_shuffle(&ramp(&[1, 6, 1, 1], 0.0)?, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("4 groups") && e.contains("got 6"), "{e}");
         Ok(())
     }
 

@@ -94,3 +94,22 @@ fn speed_times_both_networks_by_default() {
         assert!(r["train_gflops"]["step"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+#[test]
+fn profiling_a_step_on_the_cpu_is_refused_in_one_line() {
+    for extra in [
+        &["--device", "cpu"][..],
+        &["--device", "cpu", "--steps", "0"][..],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_esr-ea"))
+            .args(["speed", "--arch", "S_4_8_8", "--profile-last-step"])
+            .args(extra)
+            .output()
+            .expect("run esr-ea");
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--profile-last-step"), "{err}");
+        assert!(err.contains("cuda:N"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}

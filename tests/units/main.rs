@@ -28,6 +28,7 @@ mod model_reference;
 mod model_tiled;
 mod onnx_export;
 mod ops_conv;
+mod ops_cuda_kernels;
 mod reference_costs;
 mod search_evolution;
 mod train_real;

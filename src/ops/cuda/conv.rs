@@ -21,7 +21,7 @@ use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr};
 use candle_core::cuda::DeviceId;
 use candle_core::{bail, CudaDevice, CudaStorage, Layout, Result, Shape};
 
-use super::{f32_ptr, kernels};
+use super::{f32_ptr, kernels, new_output};
 use crate::ops::geom::ConvGeom;
 
 /// Workspace an algorithm may use, bytes: several workers share one card,
@@ -403,17 +403,6 @@ fn ws_ptr(dev: &CudaDevice, ws: &Option<CudaSlice<u8>>) -> (*mut c_void, usize) 
     }
 }
 
-fn new_output(dev: &CudaDevice, n: usize) -> Result<(CudaSlice<f32>, u64)> {
-    // SAFETY: every element is written by the cuDNN call that follows.
-    let out = unsafe { dev.alloc::<f32>(n)? };
-    let stream = dev.cuda_stream();
-    let ptr = {
-        let (p, _sync) = out.device_ptr(&stream);
-        p
-    };
-    Ok((out, ptr))
-}
-
 const ONE: f32 = 1.0;
 const ZERO: f32 = 0.0;
 fn one() -> *const c_void {
@@ -467,7 +456,7 @@ pub fn forward(
         },
         "forward convolution",
     )?;
-    kernels::bias_act(&dev, yp, bp, g.c_out, g.h * g.w, n, relu)?;
+    kernels::bias_act(&dev, yp, bp, g.c_out, (g.h * g.w, g.batch * g.c_out), relu)?;
     drop(ws);
     Ok((
         CudaStorage::wrap_cuda_slice(y, dev),
@@ -557,7 +546,10 @@ pub fn grad_weight(
         },
         "weight gradient",
     )?;
-    if with_bias {
+    if with_bias && own_bias_grad() {
+        let bp = fp + (w_len * std::mem::size_of::<f32>()) as u64;
+        kernels::channel_sums(&dev, dyp, bp, (g.batch, g.c_out, g.h * g.w))?;
+    } else if with_bias {
         let bp = fp + (w_len * std::mem::size_of::<f32>()) as u64;
         // SAFETY: the bias part is the last c_out floats of `flat`.
         check(
@@ -577,6 +569,14 @@ pub fn grad_weight(
     }
     drop(ws);
     Ok((CudaStorage::wrap_cuda_slice(flat, dev), Shape::from(n)))
+}
+
+/// Whether bias gradients are summed by [`kernels::channel_sums`] instead of
+/// `cudnnConvolutionBackwardBias` (`ESR_EA_CUDA_OWN_BIAS_GRAD=1`; default
+/// cuDNN's): an A/B switch until a profile on the GPU says which is faster.
+fn own_bias_grad() -> bool {
+    static OWN: OnceLock<bool> = OnceLock::new();
+    crate::ops::env_flag_once(&OWN, "ESR_EA_CUDA_OWN_BIAS_GRAD")
 }
 
 /// `dy · [y > 0]`: the gradient through the fused ReLU.

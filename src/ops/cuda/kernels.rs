@@ -19,87 +19,8 @@ const MODULE: &str = "esr_ea_kernels";
 /// Threads per block of every kernel here (the reductions assume 256).
 const THREADS: u32 = 256;
 
-const SOURCE: &str = r#"
-typedef long long i64;
-typedef unsigned long long u64;
-
-// y[i] = act(y[i] + bias[channel(i)]) in place, NCHW.
-extern "C" __global__ void esr_bias_act(float* y, const float* bias, int has_bias,
-                                        int channels, i64 plane, i64 n, int relu) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (i64)gridDim.x * blockDim.x) {
-        float v = y[i];
-        if (has_bias) v += bias[(i / plane) % channels];
-        if (relu) v = v > 0.0f ? v : 0.0f;
-        y[i] = v;
-    }
-}
-
-// out[i] = y[i] > 0 ? g[i] : 0, the gradient through a ReLU whose output was y.
-extern "C" __global__ void esr_relu_grad(const float* g, const float* y, float* out, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (i64)gridDim.x * blockDim.x) {
-        out[i] = y[i] > 0.0f ? g[i] : 0.0f;
-    }
-}
-
-// One block per tensor: partial[t] = sum of g_t[i]^2 in double, reduced by a
-// fixed tree (the same result every run).
-extern "C" __global__ void esr_sum_squares(const u64* grads, const i64* lens, double* partial) {
-    __shared__ double sh[256];
-    const float* g = (const float*)grads[blockIdx.x];
-    i64 n = lens[blockIdx.x];
-    double s = 0.0;
-    for (i64 i = threadIdx.x; i < n; i += blockDim.x) {
-        double x = (double)g[i];
-        s += x * x;
-    }
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
-}
-
-// *out = partial[0] + partial[1] + ... in that order.
-extern "C" __global__ void esr_sum_in_order(const double* partial, int count, double* out) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        double s = 0.0;
-        for (int i = 0; i < count; ++i) s += partial[i];
-        *out = s;
-    }
-}
-
-// Adam, PyTorch's formulation, for tensor blockIdx.y (pointers w, g, m, v):
-// w -= step_size * m / (sqrt(v) / bc2_sqrt + eps), the gradient first scaled
-// down so the global norm sqrt(*sum_sq) is at most max_norm when clip is set.
-extern "C" __global__ void esr_adam(const u64* ptrs, const i64* lens, const double* sum_sq,
-                                    int clip, double max_norm, float step_size, float b1,
-                                    float b2, float bc2_sqrt, float eps) {
-    int t = blockIdx.y;
-    float* w = (float*)ptrs[4 * t];
-    const float* g = (const float*)ptrs[4 * t + 1];
-    float* m = (float*)ptrs[4 * t + 2];
-    float* v = (float*)ptrs[4 * t + 3];
-    i64 n = lens[t];
-    float scale = 1.0f;
-    if (clip) {
-        double norm = sqrt(*sum_sq);
-        if (norm > max_norm) scale = (float)(max_norm / (norm + 1e-6));
-    }
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (i64)gridDim.x * blockDim.x) {
-        float gi = g[i] * scale;
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-    }
-}
-"#;
+/// The kernels' source (plain CUDA C, no includes).
+const SOURCE: &str = include_str!("kernels.cu");
 
 /// The PTX of [`SOURCE`], compiled on first use.
 fn ptx() -> Result<&'static str> {
@@ -133,15 +54,28 @@ fn elementwise(n: usize) -> LaunchConfig {
     }
 }
 
+/// A launch over `planes` rows of `plane` elements (see the kernels'
+/// source): 256 threads a block, blocks over each row's elements in x (at
+/// most 1024) and over the rows in y (at most 65535; the kernels loop over
+/// the rest).
+fn over_planes(plane: usize, planes: usize) -> LaunchConfig {
+    let x = plane.div_ceil(THREADS as usize).clamp(1, 1024) as u32;
+    let y = planes.clamp(1, 65535) as u32;
+    LaunchConfig {
+        grid_dim: (x, y, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// `y = act(y + bias)` in place over `[batch, channels, plane]` (bias may be
-/// absent: pass 0 and `has_bias = false`).
+/// absent: pass `None`); `planes` = batch · channels.
 pub fn bias_act(
     dev: &CudaDevice,
     y: u64,
     bias: Option<u64>,
     channels: usize,
-    plane: usize,
-    n: usize,
+    (plane, planes): (usize, usize),
     relu: bool,
 ) -> Result<()> {
     if bias.is_none() && !relu {
@@ -150,17 +84,83 @@ pub fn bias_act(
     let f = dev.get_or_load_custom_func("esr_bias_act", MODULE, ptx()?)?;
     let mut b = f.builder();
     let (bias_ptr, has_bias) = (bias.unwrap_or(0), i32::from(bias.is_some()));
-    let (channels, plane, n_i, relu) = (channels as i32, plane as i64, n as i64, i32::from(relu));
+    let (channels_i, plane_i, planes_i, relu) = (
+        channels as i32,
+        plane as i64,
+        planes as i64,
+        i32::from(relu),
+    );
     b.arg(&y)
         .arg(&bias_ptr)
         .arg(&has_bias)
-        .arg(&channels)
-        .arg(&plane)
-        .arg(&n_i)
+        .arg(&channels_i)
+        .arg(&plane_i)
+        .arg(&planes_i)
         .arg(&relu);
-    // SAFETY: the pointers address live f32 buffers of n (y) and `channels`
-    // (bias) elements on this device, as the callers guarantee.
-    unsafe { b.launch(elementwise(n)) }.map_err(candle_core::Error::wrap)?;
+    // SAFETY: the pointers address live f32 buffers of planes·plane (y) and
+    // `channels` (bias) elements on this device, as the callers guarantee.
+    unsafe { b.launch(over_planes(plane, planes)) }.map_err(candle_core::Error::wrap)?;
+    Ok(())
+}
+
+/// ShuffleNet's channel shuffle by `groups` of `[batch, channels, plane]`
+/// from `src` into `dst` (distinct buffers), whole planes at a time.
+pub fn channel_shuffle(
+    dev: &CudaDevice,
+    (src, dst): (u64, u64),
+    (batch, channels, plane): (usize, usize, usize),
+    groups: usize,
+) -> Result<()> {
+    if groups == 0 || channels % groups != 0 {
+        bail!("channel shuffle: {channels} channels in {groups} groups");
+    }
+    let planes = batch * channels;
+    let f = dev.get_or_load_custom_func("esr_channel_shuffle", MODULE, ptx()?)?;
+    let mut b = f.builder();
+    let (c_i, s_i, plane_i, planes_i) =
+        (channels as i32, groups as i32, plane as i64, planes as i64);
+    b.arg(&src)
+        .arg(&dst)
+        .arg(&c_i)
+        .arg(&s_i)
+        .arg(&plane_i)
+        .arg(&planes_i);
+    // SAFETY: src and dst hold planes·plane f32 each on this device.
+    unsafe { b.launch(over_planes(plane, planes)) }.map_err(candle_core::Error::wrap)?;
+    Ok(())
+}
+
+/// PyTorch's pixel shuffle by `r` from `src` into `dst`, or (`inverse`) its
+/// unshuffle, with `[batch, channels, h, w]` the big layout's dims.
+pub fn pixel_shuffle(
+    dev: &CudaDevice,
+    (src, dst): (u64, u64),
+    [batch, channels, h, w]: [usize; 4],
+    r: usize,
+    inverse: bool,
+) -> Result<()> {
+    if r == 0 || h % r != 0 || w % r != 0 || h > i32::MAX as usize || w > i32::MAX as usize {
+        bail!("pixel shuffle by {r}: a {h}x{w} plane");
+    }
+    let rows = batch * channels * h;
+    let f = dev.get_or_load_custom_func("esr_pixel_shuffle", MODULE, ptx()?)?;
+    let mut b = f.builder();
+    let (r_i, h_i, w_i, rows_i, inv) = (
+        r as i32,
+        h as i32,
+        w as i32,
+        rows as i64,
+        i32::from(inverse),
+    );
+    b.arg(&src)
+        .arg(&dst)
+        .arg(&r_i)
+        .arg(&h_i)
+        .arg(&w_i)
+        .arg(&rows_i)
+        .arg(&inv);
+    // SAFETY: src and dst hold batch·channels·h·w f32 each on this device.
+    unsafe { b.launch(over_planes(w, rows)) }.map_err(candle_core::Error::wrap)?;
     Ok(())
 }
 
@@ -172,6 +172,47 @@ pub fn relu_grad(dev: &CudaDevice, g: u64, y: u64, out: u64, n: usize) -> Result
     b.arg(&g).arg(&y).arg(&out).arg(&n_i);
     // SAFETY: three live f32 buffers of n elements on this device.
     unsafe { b.launch(elementwise(n)) }.map_err(candle_core::Error::wrap)?;
+    Ok(())
+}
+
+/// `out[c] = Σ_{b, i} dy[b, c, i]` over `dy` `[batch, channels, plane]`:
+/// a convolution's bias gradient. One block per (channel, image) sums its
+/// plane by a fixed tree, then one thread per channel adds the images in
+/// order, in double: the same result every run.
+pub fn channel_sums(
+    dev: &CudaDevice,
+    dy: u64,
+    out: u64,
+    (batch, channels, plane): (usize, usize, usize),
+) -> Result<()> {
+    if batch > 65535 {
+        bail!("bias gradient: batch {batch}, at most 65535");
+    }
+    if channels == 0 || batch == 0 {
+        return Ok(());
+    }
+    let stream = dev.cuda_stream();
+    let w = candle_core::Error::wrap;
+    // SAFETY: every slot is written by esr_plane_sums before it is read.
+    let mut partial = unsafe { stream.alloc::<f64>(channels * batch) }.map_err(w)?;
+    let f = dev.get_or_load_custom_func("esr_plane_sums", MODULE, ptx()?)?;
+    let mut b = f.builder();
+    let plane_i = plane as i64;
+    b.arg(&dy).arg(&plane_i).arg(&mut partial);
+    let cfg = LaunchConfig {
+        grid_dim: (channels as u32, batch as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: dy holds batch·channels·plane f32 on this device; partial
+    // has channels·batch slots, one per block.
+    unsafe { b.launch(cfg) }.map_err(w)?;
+    let f = dev.get_or_load_custom_func("esr_row_sums", MODULE, ptx()?)?;
+    let mut b = f.builder();
+    let (rows, cols) = (channels as i32, batch as i32);
+    b.arg(&partial).arg(&rows).arg(&cols).arg(&out);
+    // SAFETY: partial holds channels·batch doubles, out `channels` f32.
+    unsafe { b.launch(elementwise(channels)) }.map_err(w)?;
     Ok(())
 }
 

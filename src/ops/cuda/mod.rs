@@ -23,8 +23,8 @@ pub mod kernels;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda::cudarc::driver::DevicePtr;
-use candle_core::{bail, CudaStorage, Layout, Result, Storage, Tensor};
+use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr};
+use candle_core::{bail, CudaDevice, CudaStorage, Layout, Result, Shape, Storage, Tensor};
 
 /// 0: not decided yet (read `ESR_EA_TF32` on first use), 1: off, 2: on.
 static TF32: AtomicU8 = AtomicU8::new(0);
@@ -72,4 +72,32 @@ pub(crate) fn tensor_ptr(t: &Tensor, what: &str) -> Result<u64> {
         Storage::Cuda(s) => f32_ptr(s, layout, what),
         _ => bail!("CUDA op: {what} is not on a CUDA device"),
     }
+}
+
+/// A new f32 buffer of `n` elements and its device address, for a kernel
+/// or library call that writes every element before anything reads it.
+pub(crate) fn new_output(dev: &CudaDevice, n: usize) -> Result<(CudaSlice<f32>, u64)> {
+    // SAFETY: the caller's kernel writes every element before it is read.
+    let out = unsafe { dev.alloc::<f32>(n)? };
+    let stream = dev.cuda_stream();
+    let ptr = {
+        let (p, _sync) = out.device_ptr(&stream);
+        p
+    };
+    Ok((out, ptr))
+}
+
+/// A channel or pixel shuffle of a contiguous f32 CUDA tensor into a new
+/// one of the same size, by `launch(device, (src, dst))`.
+pub(crate) fn permuted(
+    s: &CudaStorage,
+    l: &Layout,
+    out_shape: Shape,
+    launch: impl FnOnce(&CudaDevice, (u64, u64)) -> Result<()>,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = s.device().clone();
+    let src = f32_ptr(s, l, "shuffle input")?;
+    let (out, dst) = new_output(&dev, l.shape().elem_count())?;
+    launch(&dev, (src, dst))?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev), out_shape))
 }

@@ -728,13 +728,21 @@ impl GradStore {
         self.0.insert(id, grad)
     }
 
-    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
-    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to `tensor`'s gradient; the first one is stored as it is.
     fn accumulate(&mut self, tensor: &Tensor, grad: Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(entry) => {
                 let g = entry.into_mut();
+                // A strided gradient (a piece of a concatenation's) is made
+                // contiguous first on CUDA: a binary kernel with a strided
+                // operand works out every element's index with a 64-bit
+                // division and remainder per dimension, while the copy of a
+                // narrowed tensor is one 2-D copy. Same numbers.
+                let grad = if grad.device().is_cuda() {
+                    grad.contiguous()?
+                } else {
+                    grad
+                };
                 *g = g.add(&grad)?;
             }
             Entry::Vacant(entry) => {
@@ -746,6 +754,8 @@ impl GradStore {
         Ok(())
     }
 
+    /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
+    /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     fn or_insert(&mut self, tensor: &Tensor) -> Result<&mut Tensor> {
         let grad = match self.0.entry(tensor.id()) {
             Entry::Occupied(entry) => entry.into_mut(),
