@@ -33,6 +33,9 @@
 #   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
 #   PYTORCH_ARGS=""     extra arguments for esrn.py
 #   PROFILE_PATCH=64    LR patch side of the profiled step
+#   VARIANTS="own-bias-grad:ESR_EA_CUDA_OWN_BIAS_GRAD=1 candle-layout:ESR_EA_CUDA_CANDLE_LAYOUT=1"
+#                       LABEL:VAR=VALUE switches timed (speed, profile) and checked
+#                       (device-check) one at a time beside the default
 #   DIV2K_IMAGES=24     DIV2K-sized (2040x1356) PNGs made for the data-fed workers run (0: none)
 #   SKIP="a b"          step names to skip (nvidia-smi libs ldd device-check speed pytorch
 #                       profile workers train upscale memory search)
@@ -55,6 +58,7 @@ SEARCH_GENERATIONS=${SEARCH_GENERATIONS:-2}
 SEARCH_STEPS=${SEARCH_STEPS:-40}
 PYTORCH_ARGS=${PYTORCH_ARGS:-}
 PROFILE_PATCH=${PROFILE_PATCH:-64}
+VARIANTS=${VARIANTS:-own-bias-grad:ESR_EA_CUDA_OWN_BIAS_GRAD=1 candle-layout:ESR_EA_CUDA_CANDLE_LAYOUT=1}
 DIV2K_IMAGES=${DIV2K_IMAGES:-24}
 SKIP=${SKIP:-}
 SEED_ARCH="G_8_16_24 C_8_16_16 G_4_16_24 G_8_16_16 S_4_24_32 C_8_16_48 S_4_16_24 G_6_16_24 G_8_16_16 C_8_16_24 S_8_16_16 S_8_16_24 S_8_16_32 S_6_16_16 G_6_16_64 G_8_16_16 S_8_16_32"
@@ -98,7 +102,7 @@ step() {
   SUMMARY+=("$(printf '%-13s %-22s %7ss' "$name" "$what" "$t")")
 }
 
-export PROFILE_PATCH DIV2K_IMAGES REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
+export PROFILE_PATCH VARIANTS DIV2K_IMAGES REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
   SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG SPEED_STEPS WORKERS WORKER_STEPS
 
 # --- the binary ----------------------------------------------------------------
@@ -192,15 +196,18 @@ s_device_check() {
     >"$OUT/device-check.json"
   rc=$?
   cat "$OUT/device-check.json"
-  # The same check with the bias gradients summed by esr-ea's own kernels.
-  ESR_EA_CUDA_OWN_BIAS_GRAD=1 "$BIN" device-check --device "$DEVICE" --json >"$TMP/dc-own.json" || rc=1
-  python3 - "$TMP/dc-own.json" <<'PY' || rc=1
+  # The same check with each switch of VARIANTS.
+  local v
+  for v in $VARIANTS; do
+    env "${v#*:}" "$BIN" device-check --device "$DEVICE" --json >"$TMP/dc.json" || rc=1
+    python3 - "$TMP/dc.json" "${v%%:*}" <<'PY' || rc=1
 import json, sys
 d = json.load(open(sys.argv[1]))
 worst = max(d["cases"], key=lambda c: c["grad_worst_rel"])
-print(f"device-check (own bias gradients): ok={d['ok']}, worst gradient rel {worst['grad_worst_rel']:.2e} ({worst['name']}, {worst['grad_worst_param']})")
+print(f"device-check ({sys.argv[2]}): ok={d['ok']}, worst gradient rel {worst['grad_worst_rel']:.2e} ({worst['name']}, {worst['grad_worst_param']})")
 sys.exit(0 if d["ok"] else 1)
 PY
+  done
   exit $rc
 }
 export -f s_device_check
@@ -226,12 +233,15 @@ s_speed() {
     --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
   python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['cuda_events']=True; print(json.dumps(d))" \
     >>"$OUT/speed.jsonl" || rc=1
-  # Bias gradients by esr-ea's own channel sums instead of cuDNN's (A/B).
-  for patch in 32 64; do
-    ESR_EA_CUDA_OWN_BIAS_GRAD=1 "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" \
-      --steps "$SPEED_STEPS" --warmup 3 --inference none --json >"$TMP/speed.json" || rc=1
-    python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['bias_grad']='own'; print(json.dumps(d))" \
-      >>"$OUT/speed.jsonl" || rc=1
+  # The switches, one at a time against the default above (A/B, f32, no inference).
+  local v
+  for v in $VARIANTS; do
+    for patch in 32 64; do
+      env "${v#*:}" "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" \
+        --steps "$SPEED_STEPS" --warmup 3 --inference none --json >"$TMP/speed.json" || rc=1
+      python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['variant']='${v%%:*}'; print(json.dumps(d))" \
+        >>"$OUT/speed.jsonl" || rc=1
+    done
   done
   exit $rc
 }
@@ -260,9 +270,9 @@ step pytorch 200 s_pytorch
 # --- 4b. where the step's GPU time goes ---------------------------------------------
 # One 16 x PROFILE_PATCH^2 training step (forward, backward, Adam) of the seed
 # network under Nsight Compute, each kernel timed alone (gpu__time_duration,
-# one pass, clocks left alone): esr-ea in plain f32, then each setting of
-# ESR_EA_CUDA_BIAS_GRAD, then PyTorch (plain f32, cudnn.benchmark). Summed by
-# kernel and by kind of work into profile.txt.
+# one pass, clocks left alone): esr-ea in plain f32 as built, then with each
+# of VARIANTS, then PyTorch (plain f32, cudnn.benchmark). Summed by kernel and
+# by kind of work into profile.txt.
 s_profile() {
   local ncu rc=0
   ncu=$(command -v ncu || ls -d /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -n 1)
@@ -275,9 +285,12 @@ s_profile() {
   local speed=(speed --arch seed --device "$DEVICE" --batch 16 --patch "$PROFILE_PATCH" --steps 1 --warmup 2
     --inference none --profile-last-step --json)
   local labels=() v
-  for v in cudnn own; do
-    ESR_EA_CUDA_OWN_BIAS_GRAD=$v "$ncu" "${args[@]}" --log-file "$TMP/ncu-$v.csv" "$BIN" "${speed[@]}" || rc=1
-    labels+=("esr-ea,bias-grad=$v=$TMP/ncu-$v.csv")
+  # profile.txt is rewritten after each program: a cut step keeps what is done.
+  summarize() { python3 "$REPO/scripts/ncu_summary.py" "${labels[@]}" --top 30 >"$OUT/profile.txt" || rc=1; }
+  for v in "default:GPU_CHECK_VARIANT=default" $VARIANTS; do
+    env "${v#*:}" "$ncu" "${args[@]}" --log-file "$TMP/ncu-${v%%:*}.csv" "$BIN" "${speed[@]}" || rc=1
+    labels+=("esr-ea,${v%%:*}=$TMP/ncu-${v%%:*}.csv")
+    summarize
   done
   if python3 -c 'import torch' 2>/dev/null; then
     PYTHONUNBUFFERED=1 "$ncu" "${args[@]}" --log-file "$TMP/ncu-torch.csv" python3 benches/pytorch/esrn.py \
@@ -286,7 +299,7 @@ s_profile() {
     labels+=("pytorch,cudnn.benchmark=$TMP/ncu-torch.csv")
   fi
   head -n 5 "$TMP"/ncu-*.csv
-  python3 "$REPO/scripts/ncu_summary.py" "${labels[@]}" --top 30 >"$OUT/profile.txt" || rc=1
+  summarize
   cat "$OUT/profile.txt"
   exit $rc
 }
@@ -522,7 +535,7 @@ try:
 except Exception as e:
     print(f"  device-check: no result ({e})")
 PY
-  grep -E '^device-check \(own|^upscale run|^output size|^seconds per individual|^gpu memory|in [0-9.]+ s( \(.*\))?$' "$LOG" | sed 's/^/  /'
+  grep -E '^device-check \(|^upscale run|^output size|^seconds per individual|^gpu memory|in [0-9.]+ s( \(.*\))?$' "$LOG" | sed 's/^/  /'
   python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -538,14 +551,14 @@ def inf(d):
 ours, torch = rows("speed.jsonl"), rows("pytorch.jsonl")
 print("  training step ms (median) and 1280x720 inference ms, seed network, batch 16")
 for d in ours:
-    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}{' (candle event tracking on)' if d.get('cuda_events') else ''}{' (own bias gradients)' if d.get('bias_grad') == 'own' else ''}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
+    print(f"    esr-ea  patch {d.get('patch')} tf32={d.get('tf32')}{' (candle event tracking on)' if d.get('cuda_events') else ''}{' (' + d['variant'] + ')' if d.get('variant') else ''}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
 for d in torch:
     print(f"    pytorch patch {d.get('patch')} tf32={d.get('tf32')} bench={d.get('cudnn_benchmark')}: step {med(d,'step_ms'):.1f} (fwd {med(d,'forward_ms'):.1f}, bwd {med(d,'backward_ms'):.1f}, adam {med(d,'optimizer_ms'):.1f}), infer {inf(d):.1f}")
 for d in [d for d in ours if not d.get("cuda_events")]:
     same = [t for t in torch if t.get("patch") == d.get("patch") and t.get("tf32") == d.get("tf32")]
     if same:
         best = min(same, key=lambda t: med(t, "step_ms"))
-        print(f"    ratio patch {d.get('patch')} tf32={d.get('tf32')}{' bias-grad=own' if d.get('bias_grad') == 'own' else ''}: step {med(d,'step_ms')/med(best,'step_ms'):.2f}x, inference {inf(d)/min(inf(t) for t in same):.2f}x of PyTorch's best")
+        print(f"    ratio patch {d.get('patch')} tf32={d.get('tf32')}{' ' + d['variant'] if d.get('variant') else ''}: step {med(d,'step_ms')/med(best,'step_ms'):.2f}x, inference {inf(d)/min(inf(t) for t in same):.2f}x of PyTorch's best")
 PY
   [[ -s "$OUT/workers.txt" ]] && sed 's/^/  /' "$OUT/workers.txt"
   echo "  files: $(cd "$OUT" && ls | paste -sd' ')"

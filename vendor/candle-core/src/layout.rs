@@ -361,6 +361,37 @@ impl Layout {
             }
         }
     }
+
+    /// `(d1, d2, pitch)` when this strided layout is `d1` blocks of `d2`
+    /// contiguous elements, `pitch` elements apart (what `narrow` makes of a
+    /// contiguous tensor), within 32-bit indices: one 2-D copy moves it.
+    /// `None` for contiguous layouts and any other kind.
+    pub(crate) fn equally_spaced_blocks(&self) -> Option<(usize, usize, usize)> {
+        if self.is_contiguous() {
+            return None;
+        }
+        let (dims, strides) = (self.dims(), self.stride());
+        // The innermost dims that are laid out contiguously form a block.
+        let mut block = 1usize;
+        let mut k = dims.len();
+        while k > 0 && (dims[k - 1] == 1 || strides[k - 1] == block) {
+            block *= dims[k - 1];
+            k -= 1;
+        }
+        // The others must collapse into one dim of equally spaced blocks.
+        let outer: Vec<(usize, usize)> = (0..k)
+            .filter(|&i| dims[i] != 1)
+            .map(|i| (dims[i], strides[i]))
+            .collect();
+        let &(_, pitch) = outer.last()?;
+        if outer.windows(2).any(|w| w[0].1 != w[1].0 * w[1].1) {
+            return None;
+        }
+        let d1: usize = outer.iter().map(|&(d, _)| d).product();
+        let reach = (d1 - 1).checked_mul(pitch)?.checked_add(block)?;
+        let fits = reach <= u32::MAX as usize && d1 * block <= u32::MAX as usize;
+        (block > 0 && pitch >= block && fits).then_some((d1, block, pitch))
+    }
 }
 
 /// Describes the range of cells a [`Layout`] can reach within its allocation,
@@ -400,4 +431,56 @@ pub enum LayoutRelation {
     Overlapping,
     /// Could not prove relation.
     Unknown,
+}
+
+#[cfg(test)]
+mod equally_spaced_blocks_tests {
+    use super::*;
+
+    /// Every layout the 2-D copy accepts gives the elements in the order of
+    /// the strided index; random narrows, transposes and broadcasts.
+    #[test]
+    fn accepted_layouts_match_the_strided_index() {
+        let mut seed = 12345u64;
+        let mut rnd = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let nd = 1 + rnd(5);
+            let full: Vec<usize> = (0..nd).map(|_| 1 + rnd(5)).collect();
+            let mut layout = Layout::contiguous_with_offset(full.clone(), rnd(7));
+            for (d, &n) in full.iter().enumerate() {
+                if rnd(3) == 0 {
+                    let len = 1 + rnd(n);
+                    layout = layout.narrow(d, rnd(n - len + 1), len).unwrap();
+                }
+            }
+            if nd >= 2 && rnd(4) == 0 {
+                layout = layout.transpose(rnd(nd), rnd(nd)).unwrap();
+            }
+            if rnd(10) == 0 {
+                let mut dims = layout.dims().to_vec();
+                let mut stride = layout.stride().to_vec();
+                let d = rnd(nd);
+                dims[d] += 1;
+                stride[d] = 0;
+                layout = Layout::new(dims.into(), stride, layout.start_offset());
+            }
+            let Some((d1, d2, pitch)) = layout.equally_spaced_blocks() else {
+                continue;
+            };
+            accepted += 1;
+            let want: Vec<usize> = layout.strided_index().collect();
+            let start = layout.start_offset();
+            let got: Vec<usize> = (0..d1)
+                .flat_map(|i| (0..d2).map(move |j| start + i * pitch + j))
+                .collect();
+            assert_eq!(want, got, "{layout:?}");
+        }
+        assert!(accepted > 1000, "only {accepted} layouts took the 2-D path");
+    }
 }

@@ -1222,44 +1222,6 @@ impl Map2Any for Cmp {
     }
 }
 
-/// `(d1, d2, pitch)` when a strided layout is `d1` blocks of `d2`
-/// contiguous elements, `pitch` elements apart (what `narrow` makes of a
-/// contiguous tensor), for the dtypes the `copy2d` kernels handle and sizes
-/// their 32-bit indices reach.
-fn equally_spaced_blocks(l: &Layout, dtype: DType) -> Option<(usize, usize, usize)> {
-    if l.is_contiguous()
-        || !matches!(
-            dtype,
-            DType::F32 | DType::F64 | DType::U8 | DType::U32 | DType::I64
-        )
-    {
-        return None;
-    }
-    let (dims, strides) = (l.dims(), l.stride());
-    // The innermost dims that are laid out contiguously form a block.
-    let mut block = 1usize;
-    let mut k = dims.len();
-    while k > 0 && (dims[k - 1] == 1 || strides[k - 1] == block) {
-        block *= dims[k - 1];
-        k -= 1;
-    }
-    // The others must collapse into one dim of equally spaced blocks.
-    let outer: Vec<(usize, usize)> = (0..k)
-        .filter(|&i| dims[i] != 1)
-        .map(|i| (dims[i], strides[i]))
-        .collect();
-    let &(_, pitch) = outer.last()?;
-    if outer.windows(2).any(|w| w[0].1 != w[1].0 * w[1].1) {
-        return None;
-    }
-    let d1: usize = outer.iter().map(|&(d, _)| d).product();
-    let reach = (d1 - 1).checked_mul(pitch)?.checked_add(block)?;
-    if block == 0 || pitch < block || reach > u32::MAX as usize || d1 * block > u32::MAX as usize {
-        return None;
-    }
-    Some((d1, block, pitch))
-}
-
 fn slice_src_and_dst<'a, T>(
     src: &'a CudaSlice<T>,
     src_l: &Layout,
@@ -2404,7 +2366,14 @@ impl BackendStorage for CudaStorage {
         if el_count == 0 {
             return Ok(());
         }
-        if let Some((d1, d2, pitch)) = equally_spaced_blocks(src_l, self.dtype()) {
+        let copy2d_dtype = matches!(
+            self.dtype(),
+            DType::F32 | DType::F64 | DType::U8 | DType::U32 | DType::I64
+        );
+        if let Some((d1, d2, pitch)) = src_l
+            .equally_spaced_blocks()
+            .filter(|_| copy2d_dtype)
+        {
             // A narrowed tensor: one 2-D copy, instead of `ucopy` working
             // out every element's source index with a 64-bit division and
             // remainder per dimension.
