@@ -32,6 +32,8 @@
 #   WORKER_STEPS=150    training steps per member there (esr_ea.yaml, 16-20 blocks, batch 16 x 64x64)
 #   SEARCH_GENERATIONS=2 / SEARCH_STEPS=40   size of the tiny search (copy of configs/quick.yaml)
 #   PYTORCH_ARGS=""     extra arguments for esrn.py
+#   PYTORCH_FLAGS="| --cudnn-benchmark | --tf32 | --tf32 --cudnn-benchmark"
+#                       the esrn.py settings timed at each patch size, '|' between them
 #   PROFILE_PATCH=64    LR patch side of the profiled step
 #   VARIANTS="own-bias-grad:ESR_EA_CUDA_OWN_BIAS_GRAD=1 candle-layout:ESR_EA_CUDA_CANDLE_LAYOUT=1"
 #                       LABEL:VAR=VALUE switches timed (speed, profile) and checked
@@ -57,6 +59,7 @@ TRAIN_CONFIG=${TRAIN_CONFIG:-configs/esr_ea.yaml}
 SEARCH_GENERATIONS=${SEARCH_GENERATIONS:-2}
 SEARCH_STEPS=${SEARCH_STEPS:-40}
 PYTORCH_ARGS=${PYTORCH_ARGS:-}
+PYTORCH_FLAGS=${PYTORCH_FLAGS-| --cudnn-benchmark | --tf32 | --tf32 --cudnn-benchmark}
 PROFILE_PATCH=${PROFILE_PATCH:-64}
 VARIANTS=${VARIANTS:-own-bias-grad:ESR_EA_CUDA_OWN_BIAS_GRAD=1 candle-layout:ESR_EA_CUDA_CANDLE_LAYOUT=1}
 DIV2K_IMAGES=${DIV2K_IMAGES:-24}
@@ -102,7 +105,7 @@ step() {
   SUMMARY+=("$(printf '%-13s %-22s %7ss' "$name" "$what" "$t")")
 }
 
-export PROFILE_PATCH VARIANTS DIV2K_IMAGES REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
+export PYTORCH_FLAGS PROFILE_PATCH VARIANTS DIV2K_IMAGES REPO OUT DEVICE INFER_SIZE INFER_REPEAT UPSCALE_RUNS TRAIN_STEPS TRAIN_CONFIG SEARCH_GENERATIONS \
   SEARCH_STEPS PYTORCH_ARGS SEED_ARCH TMP LOG SPEED_STEPS WORKERS WORKER_STEPS
 
 # --- the binary ----------------------------------------------------------------
@@ -248,25 +251,6 @@ s_speed() {
 export -f s_speed
 step speed 240 s_speed
 
-s_pytorch() {
-  if ! python3 -c 'import torch' 2>/dev/null; then
-    echo "no PyTorch here: skipped"
-    exit 3
-  fi
-  local rc=0 patch flags
-  for patch in 32 64; do
-    for flags in "" "--cudnn-benchmark" "--tf32" "--tf32 --cudnn-benchmark"; do
-      # shellcheck disable=SC2086
-      PYTHONUNBUFFERED=1 python3 benches/pytorch/esrn.py --device cuda --batch 16 --patch $patch \
-        --steps "$SPEED_STEPS" --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 \
-        --no-check --json $flags $PYTORCH_ARGS 2>>"$LOG" | tail -n 1 >>"$OUT/pytorch.jsonl" || rc=$?
-    done
-  done
-  exit $rc
-}
-export -f s_pytorch
-step pytorch 200 s_pytorch
-
 # --- 4b. where the step's GPU time goes ---------------------------------------------
 # One 16 x PROFILE_PATCH^2 training step (forward, backward, Adam) of the seed
 # network under Nsight Compute, each kernel timed alone (gpu__time_duration,
@@ -288,17 +272,19 @@ s_profile() {
   # profile.txt is rewritten after each program: a cut step keeps what is done.
   summarize() { python3 "$REPO/scripts/ncu_summary.py" "${labels[@]}" --top 30 >"$OUT/profile.txt" || rc=1; }
   for v in "default:GPU_CHECK_VARIANT=default" $VARIANTS; do
-    env "${v#*:}" "$ncu" "${args[@]}" --log-file "$TMP/ncu-${v%%:*}.csv" "$BIN" "${speed[@]}" || rc=1
+    # ncu prints its table to stdout at the end; the summary finds it in the mix.
+    env "${v#*:}" "$ncu" "${args[@]}" "$BIN" "${speed[@]}" >"$TMP/ncu-${v%%:*}.csv" 2>&1 || rc=1
     labels+=("esr-ea,${v%%:*}=$TMP/ncu-${v%%:*}.csv")
     summarize
   done
   if python3 -c 'import torch' 2>/dev/null; then
-    PYTHONUNBUFFERED=1 "$ncu" "${args[@]}" --log-file "$TMP/ncu-torch.csv" python3 benches/pytorch/esrn.py \
+    PYTHONUNBUFFERED=1 "$ncu" "${args[@]}" python3 benches/pytorch/esrn.py \
       --device cuda --batch 16 --patch "$PROFILE_PATCH" --steps 1 --warmup 2 --inference none --no-check --json \
-      --cudnn-benchmark --profile-last-step || rc=1
+      --cudnn-benchmark --profile-last-step >"$TMP/ncu-torch.csv" 2>&1 || rc=1
     labels+=("pytorch,cudnn.benchmark=$TMP/ncu-torch.csv")
   fi
-  head -n 5 "$TMP"/ncu-*.csv
+  # What ncu said besides the table (its errors, if any).
+  grep -hv '^"' "$TMP"/ncu-*.csv | head -n 40
   summarize
   cat "$OUT/profile.txt"
   exit $rc
@@ -306,10 +292,53 @@ s_profile() {
 export -f s_profile
 step profile 240 s_profile
 
+s_pytorch() {
+  if ! python3 -c 'import torch' 2>/dev/null; then
+    echo "no PyTorch here: skipped"
+    exit 3
+  fi
+  local rc=0 patch flags sets
+  IFS='|' read -ra sets <<<"$PYTORCH_FLAGS"
+  for patch in 32 64; do
+    for flags in "${sets[@]}"; do
+      # shellcheck disable=SC2086
+      PYTHONUNBUFFERED=1 python3 benches/pytorch/esrn.py --device cuda --batch 16 --patch $patch \
+        --steps "$SPEED_STEPS" --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 \
+        --no-check --json $flags $PYTORCH_ARGS 2>>"$LOG" | tail -n 1 >>"$OUT/pytorch.jsonl" || rc=$?
+    done
+  done
+  exit $rc
+}
+export -f s_pytorch
+step pytorch 200 s_pytorch
+
+
 # Members per hour with 1, 2, 4 workers on the card: configs/esr_ea.yaml as
 # shipped (16-20 blocks, ~320k params, batch 16 x 64x64), one generation,
 # WORKER_STEPS steps a member; throughput in steps/s, and members/hour at the
 # paper's 25,000 steps a member.
+# members_per_hour LABEL HISTORY WORKERS START END: one line of workers.txt
+# from a search's history.csv and its wall-clock start and end.
+members_per_hour() {
+  python3 - "$@" "$WORKER_STEPS" <<'PY'
+import csv, sys
+label, path, n, s, e, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+rows = list(csv.DictReader(open(path)))
+done = [r for r in rows if r.get("psnr") not in ("", "nan", None)]
+secs = [float(r["seconds"]) for r in done if r["seconds"] not in ("", "nan")]
+wall = e - s
+per = sum(secs) / len(secs) if secs else float("nan")
+# Per member at 25,000 steps: its measured seconds scaled by steps (the
+# validation's share, ~1 s, is counted as training: an upper bound on time).
+at_paper = per * 25000 / steps
+print(f"{label}workers {n}: {len(done)}/{len(rows)} members with a fitness in {wall:.1f} s wall "
+      f"({len(done) * 3600 / wall:.0f} members/h at {steps} steps, process start included); "
+      f"{per:.2f} s a member -> {n * 3600 / at_paper:.2f} members/h at 25,000 steps "
+      f"({n * steps / per:.1f} steps/s on the card)")
+PY
+}
+export -f members_per_hour
+
 s_workers() {
   local n rc=0 cfg=$TMP/paper.yaml
   sed -e "s#\.\./assets#$REPO/assets#g" -e "s#num_generation: *[0-9]*#num_generation: 1#" \
@@ -328,22 +357,7 @@ s_workers() {
     tail -n 5 "$TMP/workers-$n.log"
     grep -iE "failed|error" "$TMP/workers-$n.log" | head -n 8
     sed "s/^/$n,/" "$TMP/workers-$n/history.csv" >>"$OUT/workers-history.csv"
-    python3 - "$TMP/workers-$n/history.csv" "$n" "$s" "$e" "$WORKER_STEPS" <<'PY' | tee -a "$OUT/workers.txt" || rc=1
-import csv, sys
-path, n, s, e, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-rows = list(csv.DictReader(open(path)))
-done = [r for r in rows if r.get("psnr") not in ("", "nan", None)]
-secs = [float(r["seconds"]) for r in done if r["seconds"] not in ("", "nan")]
-wall = e - s
-per = sum(secs) / len(secs) if secs else float("nan")
-# Per member at 25,000 steps: its measured seconds scaled by steps (the
-# validation's share, ~1 s, is counted as training: an upper bound on time).
-at_paper = per * 25000 / steps
-print(f"workers {n}: {len(done)}/{len(rows)} members with a fitness in {wall:.1f} s wall "
-      f"({len(done) * 3600 / wall:.0f} members/h at {steps} steps, process start included); "
-      f"{per:.2f} s a member -> {n * 3600 / at_paper:.2f} members/h at 25,000 steps "
-      f"({n * steps / per:.1f} steps/s on the card)")
-PY
+    members_per_hour "" "$TMP/workers-$n/history.csv" "$n" "$s" "$e" | tee -a "$OUT/workers.txt" || rc=1
   done
   # The same search fed by DIV2K-shaped data: DIV2K_IMAGES made 2040x1356
   # PNGs as the training folder (cached as 8-bit by `search --check` first),
@@ -384,17 +398,7 @@ PY
     e=$(date +%s.%N)
     tail -n 5 "$TMP/div2k-run.log"
     sed "s/^/div2k-$n,/" "$TMP/div2k-run/history.csv" >>"$OUT/workers-history.csv"
-    python3 - "$TMP/div2k-run/history.csv" "$n" "$s" "$e" "$WORKER_STEPS" <<'PY' | tee -a "$OUT/workers.txt" || rc=1
-import csv, sys
-path, n, s, e, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-rows = list(csv.DictReader(open(path)))
-done = [r for r in rows if r.get("psnr") not in ("", "nan", None)]
-secs = [float(r["seconds"]) for r in done if r["seconds"] not in ("", "nan")]
-per = sum(secs) / len(secs) if secs else float("nan")
-print(f"DIV2K-shaped data, workers {n}: {len(done)}/{len(rows)} members with a fitness in {e - s:.1f} s wall; "
-      f"{per:.2f} s a member -> {n * 3600 / (per * 25000 / steps):.2f} members/h at 25,000 steps "
-      f"({n * steps / per:.1f} steps/s on the card)")
-PY
+    members_per_hour "DIV2K-shaped data, " "$TMP/div2k-run/history.csv" "$n" "$s" "$e" | tee -a "$OUT/workers.txt" || rc=1
   else
     echo "DIV2K-shaped run skipped (DIV2K_IMAGES=$DIV2K_IMAGES, or no numpy/PIL here)"
   fi

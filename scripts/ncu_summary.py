@@ -130,7 +130,13 @@ def main(argv):
         raise SystemExit(__doc__)
     results = []
     for label, path in pairs:
-        kinds, total = summarize(label, read(path), top)
+        try:
+            kernels = read(path)
+        except (OSError, SystemExit) as e:
+            # One program's failed profile leaves the others' summaries.
+            print(f"== {label}: no profile ({e})\n")
+            continue
+        kinds, total = summarize(label, kernels, top)
         results.append((label, kinds, total))
     if len(results) > 1:
         labels = [r[0] for r in results]

@@ -88,8 +88,12 @@ struct ChannelShuffle {
     groups: usize,
 }
 
-impl ChannelShuffle {
-    fn run<T: Copy>(&self, x: &[T], [b, c, h, w]: [usize; 4]) -> Vec<T> {
+impl Permutation for ChannelShuffle {
+    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4] {
+        dims
+    }
+
+    fn run<T: Elem>(&self, x: &[T], [b, c, h, w]: [usize; 4]) -> Vec<T> {
         let (plane, per_group) = (h * w, c / self.groups);
         let mut out = Vec::with_capacity(x.len());
         for image in 0..b {
@@ -100,6 +104,24 @@ impl ChannelShuffle {
         }
         out
     }
+}
+
+/// A shuffle's CPU body: each op moves elements from a contiguous 4-d input
+/// into an output of `out_dims`.
+trait Permutation: CustomOp1 {
+    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4];
+    fn run<T: Elem>(&self, x: &[T], dims: [usize; 4]) -> Vec<T>;
+}
+
+/// [`Permutation::run`] on a CPU storage of f32 or f64.
+fn cpu_permute<P: Permutation>(op: &P, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    let (dims, start, end) = dims4_contiguous(op.name(), l)?;
+    let out = match s {
+        CpuStorage::F32(v) => CpuStorage::F32(op.run(&v[start..end], dims)),
+        CpuStorage::F64(v) => CpuStorage::F64(op.run(&v[start..end], dims)),
+        _ => bail!("{}: the CPU body handles f32 and f64", op.name()),
+    };
+    Ok((out, Shape::from(op.out_dims(dims).to_vec())))
 }
 
 /// The dims of a contiguous 4-d input, or an error naming the op.
@@ -119,13 +141,7 @@ impl CustomOp1 for ChannelShuffle {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (dims, start, end) = dims4_contiguous(self.name(), l)?;
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.run(&v[start..end], dims)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.run(&v[start..end], dims)),
-            _ => bail!("{}: the CPU body handles f32 and f64", self.name()),
-        };
-        Ok((out, l.shape().clone()))
+        cpu_permute(self, s, l)
     }
 
     #[cfg(feature = "cuda")]
@@ -153,7 +169,7 @@ struct Shuffle {
     inverse: bool,
 }
 
-impl Shuffle {
+impl Permutation for Shuffle {
     /// The output dims for input dims `[b, c, h, w]`.
     fn out_dims(&self, [b, c, h, w]: [usize; 4]) -> [usize; 4] {
         let r = self.r;
@@ -225,14 +241,7 @@ impl CustomOp1 for Shuffle {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (dims, start, end) = dims4_contiguous(self.name(), l)?;
-        let shape = Shape::from(self.out_dims(dims).to_vec());
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.run(&v[start..end], dims)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.run(&v[start..end], dims)),
-            _ => bail!("{}: the CPU kernel handles f32 and f64", self.name()),
-        };
-        Ok((out, shape))
+        cpu_permute(self, s, l)
     }
 
     #[cfg(feature = "cuda")]

@@ -366,6 +366,7 @@ impl Layout {
     /// contiguous elements, `pitch` elements apart (what `narrow` makes of a
     /// contiguous tensor), within 32-bit indices: one 2-D copy moves it.
     /// `None` for contiguous layouts and any other kind.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn equally_spaced_blocks(&self) -> Option<(usize, usize, usize)> {
         if self.is_contiguous() {
             return None;
