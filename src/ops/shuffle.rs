@@ -26,7 +26,9 @@ pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
         bail!("pixel shuffle by {r} needs a channel count divisible by {r}², got {c}");
     }
     if runs_here(x) {
-        return x.contiguous()?.apply_op1(Shuffle { r, inverse: false });
+        return x
+            .contiguous()?
+            .apply_op1(Permute(Shuffle { r, inverse: false }));
     }
     let oc = c / (r * r);
     x.reshape((b, oc, r, r, h, w))?
@@ -42,7 +44,9 @@ pub fn pixel_unshuffle(x: &Tensor, r: usize) -> Result<Tensor> {
         bail!("pixel unshuffle by {r} needs a height and width divisible by {r}, got {h}x{w}");
     }
     if runs_here(x) {
-        return x.contiguous()?.apply_op1(Shuffle { r, inverse: true });
+        return x
+            .contiguous()?
+            .apply_op1(Permute(Shuffle { r, inverse: true }));
     }
     x.reshape((b, c, h / r, r, w / r, r))?
         .permute((0, 1, 3, 5, 2, 4))?
@@ -58,6 +62,60 @@ fn runs_here(x: &Tensor) -> bool {
         && x.dtype() == DType::F32
         && super::own_layout_kernels_enabled();
     (cpu || cuda) && super::custom_kernels_enabled()
+}
+
+/// A shuffle: a permutation of a contiguous 4-d tensor's elements, run as
+/// a candle op by [`Permute`].
+trait Permutation: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4];
+    /// The CPU body.
+    fn run<T: Elem>(&self, x: &[T], dims: [usize; 4]) -> Vec<T>;
+    /// The CUDA body, from the input buffer into the output's, for input dims.
+    #[cfg(feature = "cuda")]
+    fn launch(
+        &self,
+        dev: &candle_core::CudaDevice,
+        ptrs: (u64, u64),
+        dims: [usize; 4],
+    ) -> Result<()>;
+    /// The gradient of the input from the output's: the inverse permutation.
+    fn grad(&self, arg: &Tensor, grad: &Tensor) -> Result<Tensor>;
+}
+
+/// A [`Permutation`] as a candle op.
+struct Permute<P>(P);
+
+impl<P: Permutation> CustomOp1 for Permute<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let p = &self.0;
+        let (dims, start, end) = dims4_contiguous(p.name(), l)?;
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(p.run(&v[start..end], dims)),
+            CpuStorage::F64(v) => CpuStorage::F64(p.run(&v[start..end], dims)),
+            _ => bail!("{}: the CPU body handles f32 and f64", p.name()),
+        };
+        Ok((out, Shape::from(p.out_dims(dims).to_vec())))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (dims, _, _) = dims4_contiguous(self.0.name(), l)?;
+        let out = Shape::from(self.0.out_dims(dims).to_vec());
+        super::cuda::permuted(s, l, out, |dev, ptrs| self.0.launch(dev, ptrs, dims))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.0.grad(arg, grad_res)?))
+    }
 }
 
 /// ShuffleNet's channel shuffle by `groups`: view `[B, groups, C/groups, H,
@@ -76,7 +134,9 @@ pub fn channel_shuffle(x: &Tensor, groups: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     if runs_here(x) {
-        return x.contiguous()?.apply_op1(ChannelShuffle { groups });
+        return x
+            .contiguous()?
+            .apply_op1(Permute(ChannelShuffle { groups }));
     }
     x.reshape((b, groups, c / groups, h, w))?
         .transpose(1, 2)?
@@ -89,8 +149,27 @@ struct ChannelShuffle {
 }
 
 impl Permutation for ChannelShuffle {
+    fn name(&self) -> &'static str {
+        "esr-channel-shuffle"
+    }
+
     fn out_dims(&self, dims: [usize; 4]) -> [usize; 4] {
         dims
+    }
+
+    #[cfg(feature = "cuda")]
+    fn launch(
+        &self,
+        dev: &candle_core::CudaDevice,
+        ptrs: (u64, u64),
+        [b, c, h, w]: [usize; 4],
+    ) -> Result<()> {
+        super::cuda::kernels::channel_shuffle(dev, ptrs, (b, c, h * w), self.groups)
+    }
+
+    fn grad(&self, arg: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        // The shuffle by the other factor of the channel count.
+        channel_shuffle(grad, arg.dim(1)? / self.groups)
     }
 
     fn run<T: Elem>(&self, x: &[T], [b, c, h, w]: [usize; 4]) -> Vec<T> {
@@ -106,24 +185,6 @@ impl Permutation for ChannelShuffle {
     }
 }
 
-/// A shuffle's CPU body: each op moves elements from a contiguous 4-d input
-/// into an output of `out_dims`.
-trait Permutation: CustomOp1 {
-    fn out_dims(&self, dims: [usize; 4]) -> [usize; 4];
-    fn run<T: Elem>(&self, x: &[T], dims: [usize; 4]) -> Vec<T>;
-}
-
-/// [`Permutation::run`] on a CPU storage of f32 or f64.
-fn cpu_permute<P: Permutation>(op: &P, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-    let (dims, start, end) = dims4_contiguous(op.name(), l)?;
-    let out = match s {
-        CpuStorage::F32(v) => CpuStorage::F32(op.run(&v[start..end], dims)),
-        CpuStorage::F64(v) => CpuStorage::F64(op.run(&v[start..end], dims)),
-        _ => bail!("{}: the CPU body handles f32 and f64", op.name()),
-    };
-    Ok((out, Shape::from(op.out_dims(dims).to_vec())))
-}
-
 /// The dims of a contiguous 4-d input, or an error naming the op.
 fn dims4_contiguous(name: &str, l: &Layout) -> Result<([usize; 4], usize, usize)> {
     let Ok(dims) = <[usize; 4]>::try_from(l.dims()) else {
@@ -135,34 +196,6 @@ fn dims4_contiguous(name: &str, l: &Layout) -> Result<([usize; 4], usize, usize)
     Ok((dims, start, end))
 }
 
-impl CustomOp1 for ChannelShuffle {
-    fn name(&self) -> &'static str {
-        "esr-channel-shuffle"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_permute(self, s, l)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let ([b, c, h, w], _, _) = dims4_contiguous(self.name(), l)?;
-        super::cuda::permuted(s, l, l.shape().clone(), |dev, ptrs| {
-            super::cuda::kernels::channel_shuffle(dev, ptrs, (b, c, h * w), self.groups)
-        })
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        // A permutation: its gradient is the inverse permutation, the
-        // shuffle by the other factor of the channel count.
-        Ok(Some(channel_shuffle(grad_res, arg.dim(1)? / self.groups)?))
-    }
-}
-
 /// The op: a shuffle by `r`, or (`inverse`) an unshuffle.
 struct Shuffle {
     r: usize,
@@ -170,6 +203,38 @@ struct Shuffle {
 }
 
 impl Permutation for Shuffle {
+    fn name(&self) -> &'static str {
+        if self.inverse {
+            "esr-pixel-unshuffle"
+        } else {
+            "esr-pixel-shuffle"
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn launch(
+        &self,
+        dev: &candle_core::CudaDevice,
+        ptrs: (u64, u64),
+        dims: [usize; 4],
+    ) -> Result<()> {
+        // The kernel's rows are those of the big (shuffled) layout.
+        let big = if self.inverse {
+            dims
+        } else {
+            self.out_dims(dims)
+        };
+        super::cuda::kernels::pixel_shuffle(dev, ptrs, big, self.r, self.inverse)
+    }
+
+    fn grad(&self, _arg: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        if self.inverse {
+            pixel_shuffle(grad, self.r)
+        } else {
+            pixel_unshuffle(grad, self.r)
+        }
+    }
+
     /// The output dims for input dims `[b, c, h, w]`.
     fn out_dims(&self, [b, c, h, w]: [usize; 4]) -> [usize; 4] {
         let r = self.r;
@@ -228,44 +293,6 @@ impl Permutation for Shuffle {
         // SAFETY: the items cover every plane, and each writes every
         // element of its planes.
         unsafe { out.assume_init() }
-    }
-}
-
-impl CustomOp1 for Shuffle {
-    fn name(&self) -> &'static str {
-        if self.inverse {
-            "esr-pixel-unshuffle"
-        } else {
-            "esr-pixel-shuffle"
-        }
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_permute(self, s, l)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (dims, _, _) = dims4_contiguous(self.name(), l)?;
-        let out = self.out_dims(dims);
-        // The kernel's rows are those of the big (shuffled) layout.
-        let big = if self.inverse { dims } else { out };
-        super::cuda::permuted(s, l, Shape::from(out.to_vec()), |dev, ptrs| {
-            super::cuda::kernels::pixel_shuffle(dev, ptrs, big, self.r, self.inverse)
-        })
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        // A permutation: its gradient is the inverse permutation.
-        Ok(Some(if self.inverse {
-            pixel_shuffle(grad_res, self.r)?
-        } else {
-            pixel_unshuffle(grad_res, self.r)?
-        }))
     }
 }
 
