@@ -220,30 +220,35 @@ step device-check 120 s_device_check
 # esr-ea and its PyTorch twin, the same network (the 17-block seed), shapes and
 # phases, each in plain f32 and with TF32 allowed; PyTorch also with
 # cudnn.benchmark (esr-ea always times cuDNN's algorithms per shape).
+# speed_row FIELDS: $TMP/speed.json with FIELDS (a Python dict's items) added,
+# appended to speed.jsonl.
+speed_row() {
+  python3 -c "import json; d=json.load(open('$TMP/speed.json')); d.update({$1}); print(json.dumps(d))" \
+    >>"$OUT/speed.jsonl"
+}
+export -f speed_row
+
 s_speed() {
   local rc=0 patch tf
   for patch in 32 64; do
     for tf in "" --tf32; do
       "$BIN" $tf speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" --steps "$SPEED_STEPS" --warmup 3 \
         --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
-      python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=bool('$tf'); print(json.dumps(d))" \
-        >>"$OUT/speed.jsonl" || rc=1
+      speed_row "'tf32': bool('$tf')" || rc=1
       echo "esr-ea patch $patch ${tf:-f32}: $(head -c 600 "$TMP/speed.json")"
     done
   done
   # What candle's per-tensor CUDA event tracking costs (esr-ea turns it off).
   ESR_EA_CUDA_EVENTS=1 "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch 64 --steps "$SPEED_STEPS" \
     --warmup 3 --inference 1280x720 --inference-runs 5 --inference-warmup 2 --json >"$TMP/speed.json" || rc=1
-  python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['cuda_events']=True; print(json.dumps(d))" \
-    >>"$OUT/speed.jsonl" || rc=1
+  speed_row "'tf32': False, 'cuda_events': True" || rc=1
   # The switches, one at a time against the default above (A/B, f32, no inference).
   local v
   for v in $VARIANTS; do
     for patch in 32 64; do
       env "${v#*:}" "$BIN" speed --arch seed --device "$DEVICE" --batch 16 --patch "$patch" \
         --steps "$SPEED_STEPS" --warmup 3 --inference none --json >"$TMP/speed.json" || rc=1
-      python3 -c "import json,sys; d=json.load(open('$TMP/speed.json')); d['tf32']=False; d['variant']='${v%%:*}'; print(json.dumps(d))" \
-        >>"$OUT/speed.jsonl" || rc=1
+      speed_row "'tf32': False, 'variant': '${v%%:*}'" || rc=1
     done
   done
   exit $rc

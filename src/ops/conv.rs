@@ -76,19 +76,18 @@ fn conv2d_impl(
     let cpu_kernels =
         on_cpu && matches!(x.dtype(), DType::F32 | DType::F64) && !(shuffle > 1 && geom.k == 1);
     let cudnn = cudnn_supported(x, weight);
-    let shuffled = |x: &Tensor| -> Result<Tensor> {
-        if shuffle > 1 {
-            super::channel_shuffle(x, shuffle)
-        } else {
-            Ok(x.clone())
-        }
-    };
     if !super::custom_kernels_enabled() || !(cpu_kernels || cudnn) {
-        return candle_conv2d(&shuffled(x)?, weight, bias, &geom, relu);
+        return candle_conv2d(
+            &super::channel_shuffle(x, shuffle)?,
+            weight,
+            bias,
+            &geom,
+            relu,
+        );
     }
     let x = if cudnn {
         // cuDNN cannot fold the shuffle into its reads: one shuffled copy.
-        shuffled(x)?
+        super::channel_shuffle(x, shuffle)?
     } else {
         geom.shuffle = shuffle;
         super::alloc::tune_allocator();

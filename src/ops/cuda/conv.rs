@@ -546,12 +546,12 @@ pub fn grad_weight(
         },
         "weight gradient",
     )?;
+    // The bias part: the last c_out floats of `flat`.
+    let bp = fp + (w_len * std::mem::size_of::<f32>()) as u64;
     if with_bias && own_bias_grad() {
-        let bp = fp + (w_len * std::mem::size_of::<f32>()) as u64;
         kernels::channel_sums(&dev, dyp, bp, (g.batch, g.c_out, g.h * g.w))?;
     } else if with_bias {
-        let bp = fp + (w_len * std::mem::size_of::<f32>()) as u64;
-        // SAFETY: the bias part is the last c_out floats of `flat`.
+        // SAFETY: `bp` addresses c_out floats of `flat`.
         check(
             unsafe {
                 sys::cudnnConvolutionBackwardBias(
